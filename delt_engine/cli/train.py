@@ -1,0 +1,5 @@
+"""Placeholder until this command group lands (owned by its issue)."""
+
+
+def register(subparsers):
+    pass
