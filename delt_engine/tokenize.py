@@ -22,7 +22,7 @@ DEFAULT_VOCAB_SIZE = 2048
 
 def _texts_hash(texts: Sequence[str], vocab_size: int) -> str:
     h = hashlib.sha256(f"bpe-v1|{vocab_size}|".encode())
-    for t in texts:
+    for t in sorted(texts):
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     return h.hexdigest()[:16]
@@ -52,7 +52,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = DEFAULT_VOCAB_SIZE,
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
+    # Sorted so that the same documents in any order (e.g. two orderings of one corpus) give one tokenizer.
+    tok.train_from_iterator(sorted(texts), trainer=trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN,
                                       pad_token=PAD_TOKEN, unk_token=None)
     if target is not None:
