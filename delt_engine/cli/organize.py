@@ -1,5 +1,100 @@
-"""Placeholder until this command group lands (owned by its issue)."""
+"""``select`` and ``order``: organise a scored records file (delt-method.md sections 3-4).
+
+    python -m delt_engine select --input scored.jsonl --method top-r --ratio 0.5 --output kept.jsonl
+    python -m delt_engine order --input kept.jsonl --method folding --layers 3 --output ordered.parquet
+
+Both read and write JSONL or Parquet (by suffix) and print a one-line summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SELECT_METHODS = ("top-k", "top-r", "threshold")
+ORDER_METHODS = ("shuffle", "sorting", "folding", "zigzag")
 
 
-def register(subparsers):
-    pass
+def register(subparsers) -> None:
+    """Add the organize commands (select, order) to the top-level CLI."""
+    sel = subparsers.add_parser(
+        "select", help="keep the best-scored samples (top-k, top-r, threshold), in their original order",
+        description="Keep the best-scored records of a scored file, in their original order (DELT selection).")
+    _io_arguments(sel)
+    sel.add_argument("--method", required=True, choices=SELECT_METHODS, help="selection method")
+    sel.add_argument("--k", type=int, default=None, metavar="N", help="top-k: how many samples to keep")
+    sel.add_argument("--ratio", type=float, default=None, metavar="R",
+                     help="top-r: share to keep, in (0, 1]; keeps floor(R * N)")
+    sel.add_argument("--threshold", type=float, default=None, metavar="T",
+                     help="threshold: keep score > T (score < T with --lower-is-better)")
+    sel.add_argument("--lower-is-better", action="store_true",
+                     help="keep the lowest scores (e.g. perplexity, where higher = harder)")
+    sel.set_defaults(func=cmd_select)
+
+    order = subparsers.add_parser(
+        "order", help="put samples in training order (shuffle, sorting, folding, zigzag)",
+        description="Reorder the records of a scored file for training (DELT ordering); adds position "
+                    "and layer fields.")
+    _io_arguments(order)
+    order.add_argument("--method", required=True, choices=ORDER_METHODS,
+                       help="ordering method (zigzag is beyond the paper)")
+    order.add_argument("--layers", type=int, default=3, metavar="L", help="folding/zigzag layers (default: 3)")
+    order.add_argument("--descending", action="store_true", help="sort (or fold) by descending score")
+    order.add_argument("--window", type=int, default=None, metavar="W",
+                       help="then shuffle within blocks of W positions (beyond the paper)")
+    order.add_argument("--seed", type=int, default=0, metavar="S", help="seed for shuffle and --window (default: 0)")
+    order.set_defaults(func=cmd_order)
+
+
+def _io_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, type=Path, metavar="FILE", help="scored records, .jsonl or .parquet")
+    parser.add_argument("--output", required=True, type=Path, metavar="OUT", help="output file, .jsonl or .parquet")
+    parser.add_argument("--score-field", default="score", metavar="NAME", help="field holding the score (default: score)")
+
+
+def _read_input(args: argparse.Namespace):
+    from ..corpus import read_records, records_format
+    from ..errors import DataError
+
+    records_format(args.output)  # a wrong output suffix fails before any work
+    if args.input.exists() and args.output.exists() and args.input.resolve() == args.output.resolve():
+        raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
+    return read_records(args.input)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Select, write the survivors, and print what was kept."""
+    from ..corpus import write_records
+    from ..selection import select, summarize_selection
+
+    frame = _read_input(args)
+    options = dict(k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field,
+                   higher_is_better=not args.lower_is_better)
+    kept = select(frame, args.method, **options)
+    summary = summarize_selection(frame, args.method, **options)
+    write_records(kept, args.output)
+    print(f"{summary.describe()}; wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_order(args: argparse.Namespace) -> int:
+    """Order, write the records in training order, and say which order was made."""
+    from ..corpus import write_records
+    from ..ordering import LAYERED, order
+
+    frame = _read_input(args)
+    ordered = order(frame, args.method, layers=args.layers, descending=args.descending, window=args.window,
+                    seed=args.seed, score_field=args.score_field)
+    write_records(ordered, args.output)
+    label = args.method
+    if args.method in LAYERED:
+        label += f" L={args.layers} ({int(ordered['layer'].max()) + 1} non-empty layers)"
+    if args.method == "shuffle":
+        label += f" seed={args.seed}"
+    elif args.descending:
+        label += " descending"
+    if args.window and args.window > 1:
+        label += f", window shuffle W={args.window} seed={args.seed}"
+    print(f"ordered {ordered.height} samples by {label}; wrote {args.output}", file=sys.stderr)
+    return 0

@@ -1,5 +1,160 @@
-"""Placeholder until this command group lands (owned by its issue)."""
+"""``score``: score every sample of a corpus file, or run a scoring job directory.
+
+    python -m delt_engine score --input corpus.jsonl --method perplexity --output scored.jsonl
+    python -m delt_engine score --job-dir workspace/scores/<id>      # used by the job manager and the app
+
+The output holds every input record plus ``score`` and the method's component columns.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import Cancelled, ConfigError
+
+OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
 
-def register(subparsers):
-    pass
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "score", help="score samples (random, length, compression, perplexity, lqs, pds)",
+        description="Score every sample of a corpus; writes each record plus score and component fields.")
+    p.add_argument("--input", metavar="FILE", help="corpus file (JSONL, Parquet, ...) read with load_corpus")
+    p.add_argument("--method", metavar="NAME", help="scoring method: random, length, compression, perplexity, lqs, pds")
+    p.add_argument("--output", metavar="OUT", help="output file, .jsonl or .parquet")
+    p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR", help="proxy model preset or local model dir")
+    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: trained on the corpus)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--max-length", type=int, default=128, metavar="N", help="tokens per sample (default: 128)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="samples per batch (default: 16)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    p.add_argument("--target", metavar="FILE", help="target set file (LQS/PDS), read with load_corpus")
+    p.add_argument("--proxy-size", type=int, metavar="M", help="score M samples exactly, distil the rest (LQS)")
+    p.add_argument("--distill", action="store_true", help="distil exact scores into a small scorer (LQS)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="method option (JSON value when it parses: 3, 0.1, true; else a string); repeatable")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache folder for trained tokenizers")
+    p.add_argument("--job-dir", metavar="DIR", help="run the scoring job in DIR (config.json) instead")
+    p.set_defaults(func=run)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``["k=3", "lr=0.1", "flag=true", "name=abc"]`` -> {"k": 3, "lr": 0.1, "flag": True, "name": "abc"}."""
+    options: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE (e.g. --set warmup_steps=20)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = {"True": True, "False": False}.get(raw, raw)
+        options[key] = value
+    return options
+
+
+class ProgressBars:
+    """on_progress for the CLI: one tqdm bar per phase on stderr, the phase as its description."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.phase, self.bar = enabled, None, None
+
+    def __call__(self, progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if progress.phase != self.phase:
+            self.close()
+            self.phase = progress.phase
+            self.bar = tqdm(total=progress.total, initial=progress.done, desc=progress.phase, file=sys.stderr,
+                            dynamic_ncols=True)
+        elif self.bar is None:
+            return  # this phase already finished (its last report may come twice)
+        self.bar.total = progress.total
+        self.bar.n = progress.done
+        if progress.message:
+            self.bar.set_postfix_str(progress.message, refresh=False)
+        self.bar.refresh()
+        if progress.total and progress.done >= progress.total:
+            self.close()  # so the bar's time is the phase's, not the phase's plus whatever follows
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _check_args(args) -> None:
+    if args.job_dir:
+        if args.input or args.output:
+            raise ConfigError("--job-dir reads everything from DIR/config.json; drop --input/--output")
+        return
+    missing = [flag for flag, value in (("--input", args.input), ("--method", args.method),
+                                        ("--output", args.output)) if not value]
+    if missing:
+        raise ConfigError(f"score needs {', '.join(missing)} (or --job-dir DIR)")
+    if not args.output.lower().endswith(OUTPUT_SUFFIXES):
+        raise ConfigError(f"--output {args.output} must end in .jsonl or .parquet")
+
+
+def _options(args) -> dict:
+    options = parse_settings(args.settings)
+    if args.proxy_size is not None:
+        if args.proxy_size < 1:
+            raise ConfigError(f"--proxy-size {args.proxy_size} must be a positive number of samples")
+        options["proxy_size"] = args.proxy_size
+    if args.distill:
+        options["distill"] = True
+    return options
+
+
+def run(args) -> int:
+    """Entry point of ``score``; returns the exit code (0 done, 130 cancelled)."""
+    _check_args(args)
+    from ..scoring.runner import rank
+
+    bars = ProgressBars(enabled=rank() == 0)
+    try:
+        return _run_job(args, bars) if args.job_dir else _run_file(args, bars)
+    except Cancelled:
+        bars.close()
+        print("cancelled: no scores were written", file=sys.stderr)
+        return 130
+    finally:
+        bars.close()
+
+
+def _run_job(args, bars: ProgressBars) -> int:
+    from ..scoring.runner import run_score_job
+
+    result = run_score_job(args.job_dir, on_progress=bars)
+    if result is not None:
+        bars.close()
+        print(f"scored {result.scores.height} samples with {result.method} in {result.elapsed_s:.1f}s "
+              f"-> {args.job_dir}/scores.parquet", file=sys.stderr)
+    return 0
+
+
+def _run_file(args, bars: ProgressBars) -> int:
+    from ..corpus import load_corpus, write_records
+    from ..scoring import get_scorer
+    from ..scoring.runner import rank, run_scoring
+
+    options = _options(args)
+    get_scorer(args.method)  # fail on a bad name before reading anything
+    frame = load_corpus(args.input, text_field=args.text_field).frame
+    target = load_corpus(args.target).frame["text"].to_list() if args.target else None
+    result = run_scoring(frame, args.method, model=args.model, tokenizer=args.tokenizer, device=args.device,
+                         seed=args.seed, max_length=args.max_length, batch_size=args.batch_size,
+                         target_texts=target, options=options, cache_dir=args.cache_dir, on_progress=bars)
+    if result is None or rank() != 0:
+        return 0  # a non-zero torchrun rank: rank 0 writes the output
+    write_records(result.frame, args.output)
+    bars.close()
+    print(f"scored {result.scores.height} of {result.frame.height} samples with {result.method} "
+          f"({result.direction}) in {result.elapsed_s:.1f}s -> {args.output}", file=sys.stderr)
+    return 0
