@@ -1,5 +1,333 @@
-"""Placeholder until this command group lands (owned by its issue)."""
+"""``compare`` and ``runs list|show|cancel|export|report|launch``: comparisons of orderings and the run registry.
+
+    python -m delt_engine compare --demo --workspace ws
+    python -m delt_engine compare --spec spec.json --max-concurrent 2 --no-wait
+    python -m delt_engine runs list --comparison ID
+    python -m delt_engine runs show RUN_ID
+    python -m delt_engine runs cancel RUN_ID
+    python -m delt_engine runs export COMPARISON_ID --out DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 
-def register(subparsers):
-    pass
+def register(subparsers) -> None:
+    cmp = subparsers.add_parser("compare", help="train one run per ordering x seed and compare them",
+                                description="Prepare a comparison (score, select, order once), launch its runs "
+                                            "through the job manager, wait, and print the table and verdicts.")
+    src = cmp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spec", help="comparison spec JSON (corpus, scorer, selection, orderings, seeds, train)")
+    src.add_argument("--demo", action="store_true", help="the demo: shuffle vs sorting vs folding L=3, 2 seeds")
+    _workspace_arg(cmp)
+    cmp.add_argument("--max-concurrent", type=int, default=1, help="runs at once (default 1)")
+    cmp.add_argument("--no-wait", action="store_true", help="return after launching; runs continue in the background")
+    cmp.add_argument("--seeds", help="override the spec's seeds, e.g. 0,1,2")
+    cmp.add_argument("--scorer", help="override the spec's scoring method, e.g. lqs (the demo uses length: "
+                                      "LQS on the demo corpus takes minutes on a 2-core CPU)")
+    cmp.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a train field (JSON value), e.g. --train steps=200 --train device=cpu")
+    cmp.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    cmp.set_defaults(func=cmd_compare)
+
+    runs = subparsers.add_parser("runs", help="list, show, cancel and export training runs")
+    sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    p = sub.add_parser("list", help="every run of the workspace with its state and last metrics")
+    _workspace_arg(p)
+    p.add_argument("--comparison", help="only the runs of this comparison id")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="config, status, last metrics and summary of one run")
+    p.add_argument("run_id")
+    _workspace_arg(p)
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("cancel", help="cancel a queued or running run (SIGTERM, SIGKILL after a grace period)")
+    p.add_argument("run_id")
+    _workspace_arg(p)
+    p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
+    p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("export", help="curves CSV and summary JSON of a comparison")
+    p.add_argument("comparison_id")
+    p.add_argument("--out", required=True, help="output folder")
+    _workspace_arg(p)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
+    p.add_argument("comparison_id")
+    _workspace_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
+    p.add_argument("run_ids", nargs="*")
+    p.add_argument("--comparison", help="launch every run of this comparison that has not finished")
+    p.add_argument("--max-concurrent", type=int, default=1)
+    _workspace_arg(p)
+    p.set_defaults(func=cmd_launch)
+
+
+def _workspace_arg(parser) -> None:
+    parser.add_argument("--workspace", default=None, help="workspace folder (default: $DELT_WORKSPACE or ./workspace)")
+
+
+def _workspace(args):
+    from ..workspace import Workspace, default_workspace
+
+    return Workspace(args.workspace) if args.workspace else default_workspace()
+
+
+# ----------------------------------------------------------------------------- compare
+
+def cmd_compare(args) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from ..comparison_spec import demo_spec, parse_spec, prepare_comparison
+
+    ws = _workspace(args)
+    spec = parse_spec(demo_spec() if args.demo else args.spec)
+    spec = _apply_overrides(spec, args)
+    start = time.perf_counter()
+    with tqdm(total=5, desc="prepare", file=sys.stderr, leave=False) as bar:
+        def on_progress(p):
+            if p.phase == "prepare":
+                bar.n = p.done
+                bar.set_postfix_str(p.message)
+                bar.refresh()
+        comparison = prepare_comparison(spec, ws, on_progress=on_progress)
+    arms = ", ".join(comparison.manifest["arms"])
+    print(f"comparison {comparison.id}: {len(comparison.run_dirs)} runs ({arms}; seeds "
+          f"{comparison.manifest['seeds']}) in {ws.root}; prepared in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr)
+    if args.no_wait:
+        pid = _spawn_launcher(ws, comparison.id, args.max_concurrent)
+        print(f"launched in the background (launcher pid {pid}); follow with "
+              f"`python -m delt_engine runs list --workspace {ws.root} --comparison {comparison.id}`")
+        print(comparison.id)
+        return 0
+    ok = _launch_and_wait(comparison.run_dirs, args.max_concurrent)
+    _print_report(ws, comparison.id, as_json=args.json)
+    return 0 if ok else 1
+
+
+def _apply_overrides(spec, args):
+    from ..comparison_spec import parse_spec
+    from ..errors import ConfigError
+
+    raw = spec.to_dict()
+    if args.scorer:
+        raw["scorer"] = {"method": args.scorer}
+    if args.seeds:
+        try:
+            raw["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r} must be integers separated by commas, e.g. 0,1,2") from None
+    for item in args.train:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--train {item!r} must look like KEY=VALUE, e.g. steps=200")
+        try:
+            raw["train"][key] = json.loads(value)
+        except json.JSONDecodeError:
+            raw["train"][key] = value
+    # paths in ``raw`` are already absolute, so parsing again resolves nothing differently
+    return parse_spec(raw) if (args.seeds or args.train or args.scorer) else spec
+
+
+def _spawn_launcher(ws, comparison_id: str, max_concurrent: int) -> int:
+    """A detached `runs launch` process that owns the queue after this command returns."""
+    from ..jobs import PACKAGE_ROOT
+
+    log = ws.comparison_dir(comparison_id) / "launcher.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "delt_engine", "runs", "launch", "--workspace", str(ws.root),
+                                 "--comparison", comparison_id, "--max-concurrent", str(max_concurrent)],
+                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+    return proc.pid
+
+
+def _launch_and_wait(run_dirs, max_concurrent: int) -> bool:
+    """Submit every run, show progress on stderr, wait; Ctrl+C cancels them. True when all are done."""
+    from tqdm import tqdm
+
+    from ..jobs import JobManager
+    from ..jobstate import read_progress
+
+    manager = JobManager(max_concurrent=max_concurrent)
+    for d in run_dirs:
+        manager.submit(d, "train")
+    bar = tqdm(total=len(run_dirs), desc="runs", file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 15.0,
+               bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+
+    def on_tick(statuses):
+        states = [s.get("state", "?") for s in statuses.values()]
+        done = sum(1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
+                   for d, s in statuses.items())
+        bar.set_postfix_str(" ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states)), refresh=False)
+        bar.update(done - bar.n)  # tqdm throttles the redraws (mininterval)
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` on this command cancels its runs too
+    try:
+        statuses = manager.wait(run_dirs, on_tick=on_tick)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: cancelling the runs (use --no-wait to keep runs going without this terminal)",
+              file=sys.stderr)
+        manager.cancel_all()
+        manager.wait(run_dirs, timeout=manager.grace_s + 30)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    failed = {d: s for d, s in statuses.items() if s.get("state") != "done"}
+    for d, s in failed.items():
+        print(f"run {Path(d).name} {s.get('state')}: {s.get('error') or ''}", file=sys.stderr)
+    return not failed
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _train_fraction(progress: dict) -> float:
+    return float(progress.get("fraction") or 0.0) if progress.get("phase") == "train" else 0.0
+
+
+def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
+    from .. import compare
+
+    curves = ws.comparison_curves(comparison_id)
+    manifest = ws.load_comparison(comparison_id)
+    unfinished = [i.id for i in ws.list_runs(comparison=comparison_id) if i.state != "done"]
+    summary = compare.summarize(curves, baseline=manifest.get("baseline"))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    finals = compare.final_metrics(curves, summary["metrics"])
+    shown = [m for m in ("target_loss", "val_loss", "bench_acc", "bench_acc_norm", "train_loss") if m in summary["metrics"]]
+    print(f"comparison {comparison_id} (final metrics, mean ± 95% CI over seeds)")
+    if unfinished:
+        print(f"note: {len(unfinished)} of {len(manifest['runs'])} runs are not done; their latest values are used")
+    print(compare.format_table(compare.arm_table(finals, shown, summary["level"]), shown))
+    print()
+    for verdict in summary["verdicts"].values():
+        print(f"- {verdict}")
+
+
+# ----------------------------------------------------------------------------- runs
+
+def cmd_list(args) -> int:
+    ws = _workspace(args)
+    infos = ws.list_runs(comparison=args.comparison)
+    if args.json:
+        for info in infos:
+            print(json.dumps({"id": info.id, "state": info.state, "arm": info.arm, "seed": info.seed,
+                              "model": info.model, "comparison": info.comparison, "progress": info.progress,
+                              "created_at": info.created_at, "ended_at": info.ended_at, "error": info.error,
+                              "last_metrics": info.last_metrics}, default=str))
+        return 0
+    if not infos:
+        print(f"no runs in {ws.root / 'runs'}" + (f" for comparison {args.comparison}" if args.comparison else ""))
+        return 0
+    header = ["id", "state", "progress", "arm", "seed", "model", "train_loss", "target_loss", "bench_acc", "comparison"]
+    rows = [[info.id, info.state, "" if info.progress is None else f"{info.progress:.0%}", info.arm or "-",
+             "-" if info.seed is None else str(info.seed), info.model or "-",
+             *(_fmt(info.last_metrics.get(k)) for k in ("train_loss", "target_loss", "bench_acc")),
+             info.comparison or "-"] for info in infos]
+    print(_table(header, rows))
+    for info in infos:
+        if info.state == "failed" and info.error:
+            print(f"{info.id}: {info.error.splitlines()[0]}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from ..workspace import last_metrics
+
+    ws = _workspace(args)
+    record = ws.load_run(args.run_id)
+    print(f"run {record.id}  ({record.dir})")
+    print(f"state: {record.status.get('state', 'created')}" +
+          (f"  error: {record.status['error']}" if record.status.get("error") else ""))
+    for key in ("created_at", "started_at", "ended_at", "pid"):
+        if record.status.get(key) is not None:
+            print(f"{key}: {record.status[key]}")
+    if record.progress:
+        print(f"progress: {record.progress.get('done')}/{record.progress.get('total')} ({record.progress.get('phase')})")
+    print(f"metrics: {record.metrics.height} records")
+    print("last metrics: " + json.dumps(last_metrics(record.dir), default=str))
+    print("config: " + json.dumps(record.config, indent=2, default=str))
+    if record.summary:
+        print("summary: " + json.dumps(record.summary, indent=2, default=str))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from ..jobs import JobManager
+
+    ws = _workspace(args)
+    run_dir = ws.run_dir(args.run_id)
+    manager = JobManager(grace_s=args.grace, background=False)
+    state = manager.cancel(run_dir)
+    if state == "stopping":
+        print(f"run {run_dir.name}: stop requested; waiting up to {args.grace:.0f} s before a hard kill",
+              file=sys.stderr)
+        state = manager.wait([run_dir], timeout=args.grace + 30, interval_s=0.2)[run_dir.resolve()].get("state")
+    print(f"run {run_dir.name}: {state}")
+    return 0 if state == "cancelled" else 1
+
+
+def cmd_export(args) -> int:
+    from .. import compare
+
+    ws = _workspace(args)
+    manifest = ws.load_comparison(args.comparison_id)
+    paths = compare.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
+                                      baseline=manifest.get("baseline"))
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    _print_report(_workspace(args), args.comparison_id, as_json=args.json)
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from ..errors import ConfigError
+    from ..jobstate import read_status
+
+    ws = _workspace(args)
+    dirs = [ws.run_dir(r) for r in args.run_ids]
+    if args.comparison:
+        manifest = ws.load_comparison(args.comparison)
+        pending = [ws.root / "runs" / r["id"] for r in manifest["runs"]]
+        # runs that started once keep their metrics; training never resumes a run dir
+        dirs += [d for d in pending if read_status(d).get("state") in (None, "queued")]
+        skipped = len(pending) - len(dirs)
+        if skipped:
+            print(f"skipping {skipped} run(s) that already started (see `runs list --comparison {args.comparison}`)",
+                  file=sys.stderr)
+    elif not dirs:
+        raise ConfigError("give run ids or --comparison ID to launch")
+    ok = _launch_and_wait(dirs, args.max_concurrent) if dirs else True
+    return 0 if ok else 1
+
+
+def _fmt(value) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.4f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + rows]
+    return "\n".join(lines)

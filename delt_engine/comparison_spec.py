@@ -1,0 +1,490 @@
+"""Comparison specs: a set of runs that differ only in data ordering (and seed), prepared on disk.
+
+A spec (JSON) names the corpus, the scorer, an optional selection, the orderings, the seeds and the
+training settings (``RunConfig`` fields). ``prepare_comparison`` does the shared work once: hold out a
+validation split (when none is given), score (or reuse cached scores), select, train one tokenizer on
+the selected corpus, then writes one ordered data file per arm (per seed for shuffle) and one run
+directory per arm x seed, plus the manifest ``comparisons/<id>/comparison.json``. Launching the runs
+is the job manager's work (``cli/runs.py``: ``compare``).
+
+Validation split: without a ``validation`` file, a seeded ``validation_fraction`` (default 5%) of the
+corpus' clean documents (``is_noise`` false, when the corpus has that column) is held out before
+scoring; it is neither scored, selected nor trained on, and every run evaluates ``val_loss`` on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .compare import pick_baseline
+from .errors import ConfigError, DataError
+from .fileio import read_json, write_json
+from .progress import Progress, ProgressFn, StopFn, check_stop
+from .workspace import Workspace
+
+ORDERING_METHODS = ("shuffle", "sorting", "folding", "zigzag")
+SELECTION_METHODS = ("top-k", "top-r", "threshold")
+RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field")
+HOLDOUT_SEED = 0  # the validation split does not depend on the run seeds: every arm sees the same one
+
+DEMO_SPEC: dict[str, Any] = {
+    "name": "demo",
+    "corpus": "demo",
+    # length, not LQS: LQS on the 1925 demo documents (150 warm-up steps, per-sample gradients) takes
+    # several minutes on a 2-core CPU by itself; `compare --demo --scorer lqs` runs it anyway
+    "scorer": {"method": "length"},
+    "selection": None,
+    "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],
+    "seeds": [0, 1],
+    # ~one epoch of the 1925 training documents (121 batches), evaluated 5 times (every 24 steps)
+    "train": {"model": "cpu-demo", "device": "cpu", "batch_size": 16, "max_length": 128, "steps": 120,
+              "eval_every": 24, "lr": 3e-3, "eval_max_samples": 100},
+}
+
+
+def demo_spec(**overrides: Any) -> dict:
+    """The default demo comparison: shuffle vs sorting vs folding L=3, 2 seeds, cpu-demo model."""
+    spec = json.loads(json.dumps(DEMO_SPEC))
+    spec.update(overrides)
+    return spec
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """A validated comparison spec (see the module docstring)."""
+
+    name: str = "comparison"
+    corpus: str = "demo"
+    text_field: str = "text"
+    target: str | None = None
+    benchmark: str | None = None
+    validation: str | None = None
+    validation_fraction: float = 0.05
+    scorer: dict = field(default_factory=lambda: {"method": "length"})
+    selection: dict | None = None
+    orderings: tuple = ({"method": "shuffle"},)
+    seeds: tuple = (0,)
+    train: dict = field(default_factory=dict)
+
+    @property
+    def arms(self) -> list[tuple[str, dict]]:
+        """(label, ordering) of every arm, e.g. ("folding L=3", {"method": "folding", "layers": 3})."""
+        return [(arm_label(o), o) for o in self.orderings]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
+                "benchmark": self.benchmark, "validation": self.validation,
+                "validation_fraction": self.validation_fraction, "scorer": self.scorer, "selection": self.selection,
+                "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
+
+
+def arm_label(ordering: dict) -> str:
+    """A short label for an ordering: "shuffle", "sorting", "sorting desc", "folding L=3", "+ w=64"."""
+    if ordering.get("label"):
+        return str(ordering["label"])
+    method = ordering["method"]
+    label = method
+    if method in ("folding", "zigzag"):
+        label += f" L={ordering.get('layers', 3)}"
+    if method != "shuffle" and ordering.get("descending"):
+        label += " desc"
+    if ordering.get("window"):
+        label += f" w={ordering['window']}"
+    return label
+
+
+def parse_spec(source: dict | str | Path) -> ComparisonSpec:
+    """Validate a spec given as a dict or a JSON file path; relative paths resolve against the file.
+
+    Raises:
+        ConfigError naming the field and the fix.
+    """
+    base = Path.cwd()
+    if not isinstance(source, dict):
+        path = Path(source)
+        try:
+            source = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"spec file {path} does not exist; write one or use `compare --demo`") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
+        base = path.resolve().parent
+    if not isinstance(source, dict):
+        raise ConfigError("a comparison spec must be a JSON object")
+    known = set(ComparisonSpec.__dataclass_fields__)
+    unknown = sorted(set(source) - known)
+    if unknown:
+        raise ConfigError(f"unknown spec key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    spec = ComparisonSpec(**{k: v for k, v in source.items()})
+    spec = replace(spec, orderings=tuple(_check_ordering(o) for o in _as_list(spec.orderings, "orderings")),
+                   seeds=tuple(_check_seeds(spec.seeds)), train=_check_train(spec.train),
+                   scorer=_check_scorer(spec.scorer), selection=_check_selection(spec.selection),
+                   **_resolve_paths(spec, base))
+    labels = [label for label, _ in spec.arms]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"orderings give duplicate arms {labels}; give each a distinct 'label'")
+    if not 0.0 <= float(spec.validation_fraction) < 0.5:
+        raise ConfigError(f"validation_fraction={spec.validation_fraction} must be in [0, 0.5) (e.g. 0.05)")
+    return spec
+
+
+def _as_list(value, name: str) -> list:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"spec field {name!r} must be a non-empty list")
+    return list(value)
+
+
+def _check_ordering(o) -> dict:
+    if isinstance(o, str):
+        o = {"method": o}
+    if not isinstance(o, dict) or o.get("method") not in ORDERING_METHODS:
+        raise ConfigError(f"ordering {o!r} needs a 'method' in {', '.join(ORDERING_METHODS)}")
+    allowed = {"method", "layers", "descending", "window", "label"}
+    if set(o) - allowed:
+        raise ConfigError(f"ordering {o!r} has unknown key(s) {sorted(set(o) - allowed)}; allowed: {sorted(allowed)}")
+    layers = o.get("layers", 3)
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise ConfigError(f"ordering {o!r}: layers must be an integer >= 1 (the paper uses L=3)")
+    return dict(o)
+
+
+def _check_seeds(seeds) -> list[int]:
+    seeds = _as_list(seeds, "seeds")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={seeds} must be distinct non-negative integers, e.g. [0, 1, 2]")
+    return seeds
+
+
+def _check_train(train) -> dict:
+    if not isinstance(train, dict):
+        raise ConfigError("spec field 'train' must be an object of RunConfig fields (model, steps, lr, ...)")
+    reserved = sorted(set(train) & set(RESERVED_TRAIN_KEYS))
+    if reserved:
+        raise ConfigError(f"train.{reserved[0]} is set by the comparison itself; remove it from 'train' "
+                          "(use 'seeds', 'target', 'benchmark', 'validation' at the top level)")
+    from .training_config import RunConfig
+
+    RunConfig.from_dict({**train, "input": "ordered.parquet"})  # typos and ranges fail now, before any work
+    return dict(train)
+
+
+def _check_scorer(scorer) -> dict:
+    if not isinstance(scorer, dict) or not (("method" in scorer) ^ ("score_field" in scorer)):
+        raise ConfigError("spec field 'scorer' must be {\"method\": NAME, \"options\": {...}} or, for a corpus "
+                          "that is already scored, {\"score_field\": COLUMN}")
+    if "method" in scorer:
+        from .scoring import get_scorer
+
+        get_scorer(scorer["method"])
+    return dict(scorer)
+
+
+def _check_selection(selection) -> dict | None:
+    if selection is None:
+        return None
+    if not isinstance(selection, dict) or selection.get("method") not in SELECTION_METHODS:
+        raise ConfigError(f"selection {selection!r} needs a 'method' in {', '.join(SELECTION_METHODS)}, or null")
+    return dict(selection)
+
+
+def _resolve_paths(spec: ComparisonSpec, base: Path) -> dict:
+    out = {}
+    for name in ("corpus", "target", "benchmark", "validation"):
+        value = getattr(spec, name)
+        if value is None or (name == "corpus" and value == "demo"):
+            continue
+        if not isinstance(value, str) or not value:
+            hint = ' or "demo"' if name == "corpus" else ""
+            raise ConfigError(f"spec field {name!r} must be a file path{hint}, got {value!r}")
+        out[name] = str((base / Path(value).expanduser()).resolve())
+    return out
+
+
+# ----------------------------------------------------------------------------- preparing
+
+@dataclass
+class Comparison:
+    """A prepared comparison: its id, folder, manifest and run directories (arm x seed)."""
+
+    id: str
+    dir: Path
+    manifest: dict
+    run_dirs: list[Path]
+
+
+def prepare_comparison(spec: ComparisonSpec | dict | str | Path, workspace: Workspace,
+                       on_progress: ProgressFn = None, should_stop: StopFn = None) -> Comparison:
+    """Score once, select once, order per arm and write every run directory of the comparison.
+
+    Args:
+        spec: a ComparisonSpec, or a dict / JSON path for ``parse_spec``.
+        workspace: where scores, the tokenizer cache, runs and the manifest go.
+        on_progress: receives one Progress per preparation phase (and the scorer's own progress).
+        should_stop: stop flag; raises Cancelled between phases.
+    Returns:
+        The Comparison; its runs are ready to submit (``JobManager.submit(run_dir, "train")``).
+    """
+    spec = spec if isinstance(spec, ComparisonSpec) else parse_spec(spec)
+    cmp_dir = workspace.new_comparison_dir(_slug(spec.name))
+    try:
+        manifest = _prepare(spec, workspace, cmp_dir, _phase_reporter(on_progress), on_progress, should_stop)
+    except BaseException:
+        shutil.rmtree(cmp_dir, ignore_errors=True)  # no half-made comparison; cached scores stay
+        raise
+    return Comparison(cmp_dir.name, cmp_dir, manifest, [workspace.root / "runs" / r["id"] for r in manifest["runs"]])
+
+
+def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, report, on_progress: ProgressFn,
+             should_stop: StopFn) -> dict:
+    data_dir = cmp_dir / "data"
+    report(0, "loading the corpus")
+    inputs = build_inputs(spec, workspace, data_dir)
+    check_stop(should_stop)
+    report(1, "scoring")
+    scored, score_info = score_corpus(spec, inputs, workspace, on_progress, should_stop)
+    report(2, "selecting")
+    selected = select_corpus(spec, scored, score_info)
+    report(3, "training the shared tokenizer")
+    tokenizer_dir = shared_tokenizer(selected, spec, workspace)
+    check_stop(should_stop)
+    report(4, "ordering and writing run configs")
+    files = {(label, seed): order_arm(selected, ordering, seed, score_info["score_field"], data_dir)
+             for label, ordering in spec.arms for seed in spec.seeds}
+    runs = []
+    for label, ordering in spec.arms:
+        for seed in spec.seeds:
+            run_dir = _write_run(spec, workspace, cmp_dir.name, label, ordering, seed, files[label, seed],
+                                 tokenizer_dir, inputs, score_info, selected.height)
+            runs.append({"id": run_dir.name, "arm": label, "ordering": ordering, "seed": seed,
+                         "input": str(files[label, seed])})
+    labels = [label for label, _ in spec.arms]
+    manifest = {"id": cmp_dir.name, "name": spec.name, "spec": spec.to_dict(), "baseline": pick_baseline(labels),
+                "arms": labels, "seeds": list(spec.seeds), "runs": runs, "corpus_hash": inputs["corpus_hash"],
+                "scores": score_info, "tokenizer": str(tokenizer_dir), "n_train_docs": inputs["train"].height,
+                "n_selected": selected.height, "validation": inputs["validation"],
+                "validation_note": inputs["validation_note"]}
+    write_json(cmp_dir / "comparison.json", manifest)
+    report(5, f"{len(runs)} runs ready")
+    return manifest
+
+
+def load_comparison(workspace: Workspace, comparison_id: str) -> Comparison:
+    """A prepared comparison read back from its manifest."""
+    manifest = workspace.load_comparison(comparison_id)
+    cmp_dir = workspace.comparison_dir(comparison_id)
+    return Comparison(comparison_id, cmp_dir, manifest, [workspace.root / "runs" / r["id"] for r in manifest["runs"]])
+
+
+def _write_run(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, label: str, ordering: dict, seed: int,
+               data_file: Path, tokenizer_dir: Path, inputs: dict, score_info: dict, n_selected: int) -> Path:
+    from .training_config import RunConfig
+
+    provenance = {"comparison": cmp_id, "arm": label, "ordering": {**ordering, "label": label}, "seed": seed,
+                  "corpus": inputs["corpus_source"], "corpus_hash": inputs["corpus_hash"],
+                  "scorer": score_info, "selection": spec.selection, "n_selected": n_selected,
+                  "validation_note": inputs["validation_note"]}
+    config = RunConfig.from_dict({**spec.train, "input": str(data_file), "text_field": "text",
+                                  "score_field": score_info["score_field"], "tokenizer": str(tokenizer_dir),
+                                  "cache_dir": str(workspace.cache.resolve()), "seed": int(seed),
+                                  "validation": inputs["validation"], "target": inputs["target"],
+                                  "benchmark": inputs["benchmark"], "provenance": provenance})
+    run_dir = workspace.new_run_dir()
+    write_json(run_dir / "config.json", config.to_dict())
+    return run_dir
+
+
+def _phase_reporter(on_progress: ProgressFn, total: int = 5):
+    def report(done: int, message: str) -> None:
+        if on_progress is not None:
+            on_progress(Progress("prepare", done, total, None, message))
+    return report
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40] or "cmp"
+
+
+def holdout_ids(frame: pl.DataFrame, fraction: float, seed: int = HOLDOUT_SEED) -> list[str]:
+    """Seeded ``fraction`` of the clean documents' ids (all documents when there is no ``is_noise``)."""
+    pool = frame.filter(~pl.col("is_noise").fill_null(False)) if "is_noise" in frame.columns else frame
+    n = int(round(fraction * pool.height))
+    if fraction > 0 and n == 0 and pool.height > 1:
+        n = 1
+    if n == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(pool.height, size=n, replace=False)
+    return pool["id"].cast(pl.Utf8).gather(np.sort(pick)).to_list()
+
+
+def scores_key(corpus_hash: str, scorer: dict, settings: dict) -> str:
+    """Cache key of a scoring: corpus content, scorer and the settings that change the scores."""
+    blob = json.dumps({"corpus": corpus_hash, "scorer": scorer, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_cached_scores(scores_dir: Path) -> pl.DataFrame | None:
+    """Scores of a finished cached scoring (status done and scores.parquet present), else None."""
+    status = read_json(scores_dir / "status.json", default={}) or {}
+    path = scores_dir / "scores.parquet"
+    if status.get("state") != "done" or not path.exists():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except Exception:  # a damaged cache entry is recomputed, never trusted
+        return None
+
+
+# ----------------------------------------------------------------------------- shared preparation steps
+
+def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> dict:
+    """Load the corpus, resolve target/benchmark (demo defaults) and make the validation split.
+
+    Returns:
+        {"train": frame to score, "corpus_source", "corpus_hash", "score_hash" (what scoring sees),
+         "validation", "validation_note", "target", "benchmark"} (paths absolute or None).
+    """
+    from .corpus import load_corpus, write_records
+
+    corpus, target, benchmark = spec.corpus, spec.target, spec.benchmark
+    if corpus == "demo":
+        from .demo import ensure_demo
+
+        folder = Path(ensure_demo(workspace.root))
+        corpus = str(folder / "corpus.jsonl")
+        target = target or _existing(folder / "target.jsonl")
+        benchmark = benchmark or _existing(folder / "benchmark.jsonl")
+    loaded = load_corpus(corpus, text_field=spec.text_field)
+    frame, corpus_hash = loaded.frame.with_columns(pl.col("id").cast(pl.Utf8)), loaded.report.content_hash
+    validation, note, held = spec.validation, f"validation file {spec.validation}", []
+    if validation is None and spec.validation_fraction > 0:
+        held = holdout_ids(frame, spec.validation_fraction)
+        if held:
+            validation = str((data_dir / "validation.jsonl").resolve())
+            write_records(frame.filter(pl.col("id").is_in(held)), validation)
+            frame = frame.filter(~pl.col("id").is_in(held))
+            note = (f"held out {len(held)} clean documents ({spec.validation_fraction:.0%}, seed {HOLDOUT_SEED}) "
+                    "of the corpus as validation; they are not scored, selected or trained on")
+    if validation is None:
+        note = "no validation set (val_loss is not reported)"
+    if frame.height == 0:
+        raise DataError(f"corpus {corpus} has no documents left to train on after the validation split")
+    score_hash = hashlib.sha256(f"{corpus_hash}|holdout={sorted(held)}".encode()).hexdigest()[:16]
+    return {"train": frame, "corpus_source": str(corpus), "corpus_hash": corpus_hash, "score_hash": score_hash,
+            "validation": validation, "validation_note": note, "target": target, "benchmark": benchmark}
+
+
+def _existing(path: Path) -> str | None:
+    return str(path.resolve()) if path.exists() else None
+
+
+def score_corpus(spec: ComparisonSpec, inputs: dict, workspace: Workspace, on_progress: ProgressFn = None,
+                 should_stop: StopFn = None) -> tuple[pl.DataFrame, dict]:
+    """Scores joined to the training frame: from a score column, the workspace cache, or computed now.
+
+    Cached scorings live in ``scores/<method>-<key>/`` (key: corpus content, holdout, scorer, settings).
+    """
+    frame, scorer = inputs["train"], spec.scorer
+    if "score_field" in scorer:
+        name = scorer["score_field"]
+        if name not in frame.columns or not frame.schema[name].is_numeric():
+            raise DataError(f"the corpus has no numeric column {name!r} to use as scores "
+                            f"(columns: {', '.join(frame.columns)}); give a scorer method instead")
+        info = {"method": None, "score_field": name, "direction": scorer.get("direction", "higher_better")}
+        return _drop_unscored(frame, name, info)
+    from .scoring import get_scorer
+    from .scoring.runner import join_scores, run_scoring
+
+    method, options = scorer["method"], dict(scorer.get("options", {}))
+    settings = {"model": scorer.get("model", spec.train.get("model", "cpu-demo")),
+                "device": scorer.get("device", spec.train.get("device", "auto")), "seed": scorer.get("seed", 0),
+                "max_length": spec.train.get("max_length", 128), "batch_size": spec.train.get("batch_size", 16)}
+    target_texts = None
+    if method in ("lqs", "pds"):
+        if not inputs["target"]:
+            raise ConfigError(f"scorer {method!r} needs a target set; give 'target' (a clean JSONL) in the spec")
+        from .corpus import load_corpus
+
+        target_texts = load_corpus(inputs["target"]).frame["text"].to_list()
+        settings["target_hash"] = hashlib.sha256("\x00".join(target_texts).encode()).hexdigest()[:16]
+    key = scores_key(inputs["score_hash"], {"method": method, "options": options}, settings)
+    scores_dir = workspace.scores / f"{method}-{key}"
+    scores, cached, elapsed = read_cached_scores(scores_dir), True, 0.0
+    if scores is None:
+        cached = False
+        settings_call = {k: v for k, v in settings.items() if k != "target_hash"}
+        result = run_scoring(frame, method, **settings_call, target_texts=target_texts, options=options,
+                             cache_dir=workspace.cache, on_progress=on_progress, should_stop=should_stop)
+        scores, elapsed = result.scores, result.elapsed_s
+        scores_dir.mkdir(parents=True, exist_ok=True)
+        scores.write_parquet(scores_dir / "scores.parquet")
+        write_json(scores_dir / "config.json", {**result.config, "corpus_hash": inputs["corpus_hash"],
+                                                "score_hash": inputs["score_hash"]})
+        write_json(scores_dir / "status.json", {"state": "done", "direction": result.direction,
+                                                "elapsed_s": round(elapsed, 3), "n_scored": scores.height})
+    info = {"method": method, "options": options, "settings": settings, "score_field": "score",
+            "direction": get_scorer(method).direction, "scores_id": scores_dir.name, "cached": cached,
+            "elapsed_s": round(elapsed, 3)}
+    return _drop_unscored(join_scores(frame, scores), "score", info)
+
+
+def _drop_unscored(frame: pl.DataFrame, field_name: str, info: dict) -> tuple[pl.DataFrame, dict]:
+    kept = frame.filter(pl.col(field_name).is_not_null() & pl.col(field_name).cast(pl.Float64).is_finite())
+    if kept.height == 0:
+        raise DataError(f"no document has a finite {field_name!r}; check the scorer output")
+    return kept, {**info, "n_unscored": frame.height - kept.height}
+
+
+def select_corpus(spec: ComparisonSpec, scored: pl.DataFrame, score_info: dict) -> pl.DataFrame:
+    """Apply the spec's selection (survivors in corpus order); the direction comes from the scorer."""
+    if spec.selection is None:
+        return scored
+    from .selection import select
+
+    sel = spec.selection
+    higher = sel.get("higher_is_better", score_info["direction"] == "higher_better")
+    kept = select(scored, sel["method"], k=sel.get("k"), ratio=sel.get("ratio"), threshold=sel.get("threshold"),
+                  score_field=score_info["score_field"], higher_is_better=higher)
+    if kept.height == 0:
+        raise DataError(f"selection {sel} kept no documents; raise k / ratio or lower the threshold")
+    return kept
+
+
+def shared_tokenizer(selected: pl.DataFrame, spec: ComparisonSpec, workspace: Workspace) -> Path:
+    """One tokenizer for every arm: the model directory's own, else BPE trained once on the selection."""
+    from .tokenize import DEFAULT_VOCAB_SIZE, train_tokenizer
+
+    model = Path(str(spec.train.get("model", "cpu-demo")))
+    if model.is_dir() and (model / "tokenizer.json").exists():
+        return model.resolve()
+    tok = train_tokenizer(selected["text"].to_list(), vocab_size=int(spec.train.get("vocab_size", DEFAULT_VOCAB_SIZE)),
+                          cache_root=workspace.cache)
+    path = Path(tok.name_or_path)
+    if not (path / "tokenizer.json").exists():
+        raise DataError(f"the shared tokenizer was not saved under {workspace.cache}; check that it is writable")
+    return path.resolve()
+
+
+def order_arm(selected: pl.DataFrame, ordering: dict, seed: int, score_field: str, data_dir: Path) -> Path:
+    """Write the arm's ordered data; seed-independent orderings share one file across seeds."""
+    from .corpus import write_records
+    from .ordering import order
+
+    per_seed = ordering["method"] == "shuffle" or bool(ordering.get("window"))
+    path = (data_dir / (_slug(arm_label(ordering)) + (f"-seed{seed}" if per_seed else "") + ".parquet")).resolve()
+    if not path.exists():
+        ordered = order(selected, ordering["method"], layers=ordering.get("layers", 3),
+                        descending=bool(ordering.get("descending", False)), window=ordering.get("window"),
+                        seed=seed, score_field=score_field)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_records(ordered, path)
+    return path
