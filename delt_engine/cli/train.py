@@ -1,5 +1,104 @@
-"""Placeholder until this command group lands (owned by its issue)."""
+"""``train``: train one run on ordered data (new run from flags, or job mode from an existing config.json).
+
+    python -m delt_engine train --input ordered.jsonl --run-dir runs/r1 --steps 200 --eval-every 40
+    python -m delt_engine train --run-dir runs/r1          # job mode: runs/r1/config.json already written
+
+Cancel: SIGTERM/SIGINT or a file ``<run-dir>/cancel`` stops the run after the current step; status.json
+says "cancelled", metrics stay, and the exit code is 130. A finished run exits 0; a bad configuration or
+input exits 2 (``error: ...``); a crash exits 1 with status.json "failed" and the error message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_CANCELLED = 130
 
 
-def register(subparsers):
-    pass
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a causal LM on ordered data (one run dir)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", required=True, help="run directory (created); alone = job mode")
+    p.add_argument("--input", help="ordered data JSONL/Parquet (id, text, optional score), trained in file order")
+    p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m) or model dir")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: byte-level BPE trained on the input)")
+    p.add_argument("--cache-dir", help="where trained tokenizers are cached (default: the run dir)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="optimizer steps")
+    budget.add_argument("--tokens", type=int, help="token budget: stop once this many real tokens were seen")
+    p.add_argument("--epochs", type=int, help="passes over the ordered data, each in the same order (default 1)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-length", type=int, help="tokens per sample (longer documents are truncated)")
+    p.add_argument("--lr", type=float, help="peak learning rate (cosine to 10%% of it after warm-up)")
+    p.add_argument("--log-every", type=int, help="steps between train metric lines (default 1)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: only at the end)")
+    p.add_argument("--validation", help="held-out general text JSONL/Parquet -> val_loss")
+    p.add_argument("--target", help="target set JSONL/Parquet -> target_loss")
+    p.add_argument("--benchmark", help="multiple-choice benchmark JSONL -> bench_acc, bench_acc_norm")
+    p.add_argument("--eval-max-samples", type=int, help="cap per held-out set and per benchmark task")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.set_defaults(func=run_train)
+
+
+# CLI flag -> RunConfig field, for flags given explicitly.
+_FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
+           "log_every", "eval_every", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
+_PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
+
+
+def _config_from_args(args):
+    from ..training_config import RunConfig
+
+    values = {"input": args.input}
+    values.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
+    for name in _PATHS:  # absolute, so the run dir's config.json works from any directory
+        if values.get(name):
+            values[name] = os.path.abspath(values[name])
+    if values.get("model") and Path(values["model"]).is_dir():
+        values["model"] = os.path.abspath(values["model"])
+    return RunConfig(**values)
+
+
+def run_train(args) -> int:
+    from tqdm import tqdm
+
+    from ..errors import ConfigError
+    from ..jobstate import StopFlag
+    from ..training import train, train_run
+
+    stop = StopFlag(args.run_dir)
+    bars = []  # created at the first step, once the total is known (after tokenizing and set-up)
+
+    def on_step(info: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=info["total_steps"], desc="train", unit="step", file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
+        bar.update(info["step"] - bar.n)
+        if info["train"] is not None:
+            bar.set_postfix(loss=f"{info['train']['train_loss']:.3f}", tokens=info["tokens"], refresh=False)
+
+    try:
+        if args.input:
+            summary = train(_config_from_args(args), args.run_dir, on_step=on_step, should_stop=stop)
+        else:
+            if any(getattr(args, name) is not None for name in _FIELDS):
+                raise ConfigError("training flags need --input; job mode (--run-dir alone) reads config.json")
+            summary = train_run(args.run_dir, on_step=on_step, should_stop=stop)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(_describe(summary), file=sys.stderr)
+    return EXIT_CANCELLED if summary["state"] == "cancelled" else 0
+
+
+def _describe(summary: dict) -> str:
+    parts = [f"{summary['state']}: {summary['steps']}/{summary['total_steps']} steps, {summary['tokens']} tokens"]
+    for key in ("train_loss", "val_loss", "target_loss", "bench_acc", "bench_acc_norm"):
+        if summary.get(key) is not None:
+            parts.append(f"{key}={summary[key]:.4f}")
+    return ", ".join(parts)
