@@ -60,6 +60,7 @@ MAX_N_DOCS = 100_000
 MAX_N_BENCHMARK = 1500
 WORLD_DOCS = 4000  # corpora larger than this get a proportionally larger world (facts stay varied)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_ARTICLE = re.compile(r"\b([Aa]) ([aeiouAEIOU]\w)")
 
 CLEAN_KINDS: dict[str, tuple[float, Callable]] = {
     "encyclopedia": (0.35, encyclopedia), "story": (0.30, story),
@@ -111,9 +112,14 @@ def _difficulty(rng: Rng) -> int:
     return rng.weighted((1, 2, 3), DIFFICULTY_WEIGHTS)
 
 
+def fix_articles(text: str) -> str:
+    """'a iron bell' -> 'an iron bell': templates say "a {word}" and some words start with a vowel."""
+    return _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), text)
+
+
 def _clean_doc(kind: str, world: World, rng: Rng) -> tuple[str, int]:
     d = _difficulty(rng)
-    return CLEAN_KINDS[kind][1](world, rng, d), d
+    return fix_articles(CLEAN_KINDS[kind][1](world, rng, d)), d
 
 
 def _clean_docs(world: World, rng: Rng, n: int, taken: set[str],
@@ -133,7 +139,7 @@ def _noise_doc(kind: str, world: World, rng: Rng, clean: list[dict]) -> tuple[st
         return boilerplate(world, rng), 1
     if kind == "contradiction":
         d = _difficulty(rng)
-        return contradiction(world, rng, d), d
+        return fix_articles(contradiction(world, rng, d)), d
     if kind in ("duplicate", "near_duplicate"):
         src = rng.pick(clean)
         return (src["text"] if kind == "duplicate" else near_duplicate(src["text"], rng)), src["difficulty"]
