@@ -1,0 +1,176 @@
+"""Compare: overlay runs, aggregate seeds per ordering (mean ± 95% band), and state whether an
+ordering beats shuffle by more than seed noise. Exports curves (CSV) and the summary (JSON)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import streamlit as st
+
+from delt_engine import compare, plots
+from delt_engine.errors import DataError, DeltError
+from delt_engine.workspace import Workspace, metrics_frame, read_metrics
+from ui import state
+
+ROOT = state.workspace_root()
+PREFERRED = ("val_loss", "target_loss", "train_loss", "bench_acc")
+
+
+def runs_curves(ws: Workspace, run_ids: list[str]) -> pl.DataFrame:
+    """A curves frame (run, arm, seed, step, tokens, metrics) for hand-picked runs."""
+    frames = []
+    for info in ws.list_runs():
+        if info.id not in run_ids:
+            continue
+        records, _ = read_metrics(info.dir)
+        if records:
+            frames.append(metrics_frame(records).select(
+                pl.lit(info.id).alias("run"), pl.lit(str(info.arm or info.ordering or info.id)).alias("arm"),
+                pl.lit(int(info.seed or 0)).alias("seed"), pl.all()))
+    if not frames:
+        raise DataError("none of the chosen runs has recorded metrics yet; wait for them to start")
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def pick_source(ws: Workspace) -> pl.DataFrame | None:
+    cmps = ws.list_comparisons()[::-1]
+    mode = st.radio("Compare", ["A comparison", "Individual runs"], key="compare.source", persist_state="session",
+                    horizontal=True)
+    if mode == "A comparison":
+        ids = [c["id"] for c in cmps]
+        if not ids:
+            st.info("No comparison yet: launch one on the Train page.")
+            st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+            return None
+        if st.session_state.get("compare.comparison") not in ids:
+            st.session_state["compare.comparison"] = st.session_state.get("train.comparison") if \
+                st.session_state.get("train.comparison") in ids else ids[0]
+        cid = st.selectbox("Comparison", ids, key="compare.comparison", persist_state="session",
+                           format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})")
+        return ws.comparison_curves(cid)
+    infos = ws.list_runs()
+    labels = {i.id: f"{i.arm or i.ordering or '?'} · seed {i.seed} · {i.state} · {i.id}" for i in infos}
+    state.ensure_choice("compare.runs", list(labels), multi=True)
+    chosen = st.multiselect("Runs", list(labels), key="compare.runs", persist_state="session",
+                            format_func=labels.get)
+    if not chosen:
+        st.info("Pick one or more runs.")
+        return None
+    return runs_curves(ws, chosen)
+
+
+def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
+    metrics = [m for m in compare.metric_columns(curves) if m not in ("lr", "tok_s", "batch_score", "elapsed_s")]
+    metrics = sorted(metrics, key=lambda m: (PREFERRED.index(m) if m in PREFERRED else len(PREFERRED), m))
+    state.ensure_choice("compare.metric", metrics)
+    c1, c2, c3 = st.columns([2, 1, 2])
+    metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session",
+                          format_func=compare.metric_label)
+    x = c2.radio("x axis", ["tokens", "step"], key="compare.x", persist_state="session", horizontal=True)
+    smoothing = c3.slider("EMA smoothing", 0.0, 0.95, step=0.05, key="compare.smoothing", persist_state="session")
+    return metric, x, smoothing
+
+
+def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float) -> None:
+    top, bottom = [], []
+    for (run, arm, seed), part in curves.sort("step").group_by(["run", "arm", "seed"], maintain_order=True):
+        pts = part.filter(pl.col(metric).is_not_null())
+        top.append(plots.Series(f"{arm} s{seed}", pts[x].to_list(), pts[metric].to_list(), group=arm))
+        if "batch_score" in part.columns:
+            bs = part.filter(pl.col("batch_score").is_not_null())
+            bottom.append(plots.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
+    fig = plots.curves_with_trace(top, bottom, title=f"{compare.metric_label(metric)} per run", x_title=x,
+                                  top_title=compare.metric_label(metric), smoothing=smoothing)
+    st.plotly_chart(fig, key="compare.runs_chart")
+
+
+def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
+    try:
+        agg = compare.aggregate_seeds(compare.align_by_tokens(curves, metric, n_points=60))
+    except DeltError as exc:
+        st.info(f"No seed bands: {exc}")
+        return
+    items = []
+    for (arm,), part in agg.group_by(["arm"], maintain_order=True):
+        lower = part["lower"].fill_null(part["mean"])
+        upper = part["upper"].fill_null(part["mean"])
+        items.append(plots.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
+                                upper.to_list(), n=int(part["n"].max())))
+    st.plotly_chart(plots.bands(items, title=f"{compare.metric_label(metric)}: mean ± 95% interval across seeds",
+                                x_title="tokens (runs aligned)", y_title=compare.metric_label(metric),
+                                smoothing=smoothing), key="compare.bands")
+
+
+def summary_table(summary: dict) -> pl.DataFrame:
+    """One row per arm: seeds, then per metric the final value (mean ± 95% CI over seeds) and the
+    paired difference against the baseline (Δ, over matched seeds)."""
+    deltas = {(d["arm"], d["metric"]): d for d in summary["deltas"]}
+    metrics = [m for m in ("target_loss", "val_loss", "bench_acc", "train_loss") if m in summary["metrics"]]
+    rows = []
+    for arm, info in summary["arms"].items():
+        row = {"arm": arm, "seeds": info["n_seeds"]}
+        for m in metrics:
+            row[compare.metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
+                                                 arm == summary["baseline"])
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def _cell(mean, ci, delta, is_baseline: bool) -> str:
+    if mean is None:
+        return "-"
+    text = f"{mean:.3f}" + (f" ± {ci:.3f}" if ci else "")
+    if is_baseline:
+        return text + " (baseline)"
+    if delta and delta.get("mean_diff") is not None:
+        half = f" ± {delta['half_width']:.3f}" if delta.get("half_width") else ""
+        text += f" · Δ {delta['mean_diff']:+.3f}{half}"
+    return text
+
+
+def summary_panel(curves: pl.DataFrame) -> dict | None:
+    st.subheader("Summary")
+    try:
+        summary = compare.summarize(curves)
+    except DeltError as exc:
+        st.info(f"No summary yet: {exc}")
+        return None
+    st.dataframe(summary_table(summary), hide_index=True, key="compare.summary")
+    for label, verdict in summary["verdicts"].items():
+        (st.success if " beats " in verdict else st.info)(verdict)
+    if not summary["verdicts"]:
+        st.caption(f"Verdicts compare each ordering with {summary['baseline']} over matched seeds "
+                   "(target loss, benchmark accuracy); run two or more arms to see them.")
+    return summary
+
+
+def downloads(curves: pl.DataFrame, summary: dict | None) -> None:
+    cols = [c for c in compare.ID_COLUMNS if c in curves.columns] + compare.metric_columns(curves)
+    c1, c2 = st.columns(2)
+    c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
+                       file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
+    if summary is not None:
+        c2.download_button("Download summary (JSON)", json.dumps(summary, indent=2, default=str),
+                           file_name="summary.json", mime="application/json", key="compare.dl_summary")
+
+
+def main() -> None:
+    st.title("Compare")
+    st.caption("Same data, different orders: did the ordering matter more than the seed?")
+    ws = Workspace(ROOT)
+    try:
+        curves = pick_source(ws)
+    except DeltError as exc:  # nothing recorded yet: information, not a failure
+        st.info(f"{exc}")
+        return
+    if curves is None:
+        return
+    metric, x, smoothing = controls(curves)
+    run_curves(curves, metric, x, smoothing)
+    seed_bands(curves, metric, smoothing)
+    summary = summary_panel(curves)
+    downloads(curves, summary)
+
+
+main()

@@ -1,0 +1,145 @@
+"""Learn: a guided tour for teaching. What data efficacy is, what LQS and folding do (with a live
+folding illustration from the engine), one-click scenarios that a link can restore, and a
+"predict which ordering wins" prompt before the results are revealed."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import streamlit as st
+
+from delt_engine import compare, plots
+from delt_engine.errors import DeltError
+from delt_engine.workspace import Workspace
+from ui import scenarios, state
+
+ROOT = state.workspace_root()
+
+
+def intro() -> None:
+    st.header("1 · Data efficacy")
+    st.markdown(
+        "Most work on training data asks **which** samples to keep (data *efficiency*: train on less). "
+        "DELT (*Data Efficacy for Language Model Training*, Dai et al. 2025) also asks **in what order** "
+        "the model should see them (data *efficacy*: the same data, better organised). It has three steps:\n\n"
+        "1. **Scoring** gives every sample one number, higher = better.\n"
+        "2. **Selection** (optional) keeps the best: top-k, top-r (a ratio) or a threshold.\n"
+        "3. **Ordering** decides the training stream: shuffle (the usual baseline), sorting "
+        "(a curriculum) or **folding**.\n\n"
+        "Training then reads the data exactly in that order: no reshuffling.")
+
+
+def lqs() -> None:
+    st.header("2 · Learnability-Quality Score (LQS)")
+    st.markdown(
+        "A small proxy model takes a few plain SGD steps on the corpus. At every Δ-th step, each sample's "
+        "gradient is compared with the direction that would most improve the loss on a small **clean target "
+        "set** (the co-state λ). A sample's contribution at step t factors into three readable parts:")
+    st.latex(r"c_{n,t} = \eta\;\underbrace{\lVert\lambda_{t+1}\rVert}_{\text{reliability}}\;"
+             r"\underbrace{\cos(\lambda_{t+1}, g_{n,t})}_{\text{quality}}\;"
+             r"\underbrace{\frac{\lVert g_{n,t}\rVert}{\lVert g_{n,t+\Delta}\rVert}}_{\text{learnability}}"
+             r"\qquad \mathrm{LQS}_n = \sum_t c_{n,t}")
+    st.markdown("High LQS: the sample pulls the model towards the target *and* the model can learn it (its gradient "
+                "shrinks). The Score page shows these factors step by step for any sample.")
+
+
+def folding_demo() -> None:
+    from delt_engine.ordering import layout
+
+    st.header("3 · Folding ordering")
+    st.markdown("Sort the samples by score (ascending), then deal them into **L layers** like cards: position p goes "
+                "to layer p mod L. Training reads layer 1, then 2, …: each layer is a gentle easy → hard ramp, "
+                "so the model revisits the whole range L times instead of seeing the hard samples only at the end.")
+    c1, c2, c3 = st.columns(3)
+    layers = c1.slider("Layers L", 1, 6, key="learn.layers", persist_state="session")
+    n = c2.slider("Samples", 6, 60, key="learn.n_docs", persist_state="session")
+    seed = c3.number_input("Seed", 0, 10_000, key="learn.seed", persist_state="session")
+    scores = np.round(np.random.default_rng(int(seed)).random(n), 2)
+    frame = pl.DataFrame({"id": [f"s{i}" for i in range(n)], "score": scores})
+    views = {("folding L=%d" % layers if m == "folding" else m): layout(frame, m, layers=layers, seed=int(seed))
+             for m in ("shuffle", "sorting", "folding")}
+    folded = views[f"folding L={layers}"]
+    rank = np.empty(n, dtype=int)
+    rank[np.argsort(scores, kind="stable")] = np.arange(n)
+    st.caption("Folding, as ranks from easiest (0) to hardest: " + " · ".join(str(rank[i]) for i in folded.order))
+    st.plotly_chart(plots.ordering_grid({name: (lay.scores, lay.layer_starts) for name, lay in views.items()},
+                                        batch_size=max(2, n // 10), title="Score against training position"),
+                    key="learn.folding")
+
+
+def presets() -> None:
+    st.header("4 · Try a scenario")
+    st.markdown("Each button sets every page's knobs (and the page URL, seed included: share the link to give "
+                "someone the exact same set-up). Then go through **Score → Organize → Train**.")
+    for sc in scenarios.SCENARIOS.values():
+        with st.container(border=True):
+            c1, c2 = st.columns([4, 1])
+            c1.markdown(f"**{sc.title}**  \n{sc.story}")
+            c2.button("Use this", key=f"learn.preset.{sc.name}", on_click=scenarios.apply, args=(sc.name,))
+    applied = st.session_state.get(state.SCENARIO_APPLIED)
+    if applied:
+        st.success(f"Active scenario: **{scenarios.SCENARIOS[applied[0]].title}** (seed {applied[1]}). "
+                   "Next: score the data.")
+        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+
+
+def latest_summary() -> dict | None:
+    """The summary of the newest comparison whose runs have all finished (None when there is none)."""
+    ws = Workspace(ROOT)
+    for manifest in ws.list_comparisons()[::-1]:
+        runs = ws.list_runs(comparison=manifest["id"])
+        if runs and all(r.state == "done" for r in runs):
+            try:
+                return compare.summarize(ws.comparison_curves(manifest["id"]))
+            except DeltError:
+                continue
+    return None
+
+
+def predict() -> None:
+    st.header("5 · Predict, then reveal")
+    st.markdown("Before you look at the curves: which ordering will reach the **lowest target loss**?")
+    options = ["shuffle", "sorting", "folding", "no difference beyond seed noise"]
+    if st.session_state.get("learn.prediction") not in options:
+        st.session_state["learn.prediction"] = None  # no answer is pre-selected
+    guess = st.radio("My prediction", options, key="learn.prediction", persist_state="session", horizontal=True)
+    if st.button("Lock in and reveal", key="learn.reveal", disabled=guess is None):
+        st.session_state[state.PREDICTION] = guess
+    locked = st.session_state.get(state.PREDICTION)
+    if not locked:
+        return
+    summary = latest_summary()
+    if summary is None:
+        st.info(f"Your prediction, **{locked}**, is locked in. No comparison has finished yet: run a scenario "
+                "(Train → Launch), then come back here.")
+        return
+    reveal(summary, locked)
+
+
+def reveal(summary: dict, locked: str) -> None:
+    metric = "target_loss" if "target_loss" in summary["metrics"] else summary["metrics"][0]
+    means = {arm: info[metric]["mean"] for arm, info in summary["arms"].items()
+             if info.get(metric, {}).get("mean") is not None}
+    best = min(means, key=means.get) if compare.lower_is_better(metric) else max(means, key=means.get)
+    verdicts = [v for k, v in summary["verdicts"].items() if k.endswith(metric)]
+    noise = bool(verdicts) and all("no difference" in v or "1 seed" in v for v in verdicts)
+    right = (locked == "no difference beyond seed noise" and noise) or (not noise and best.split()[0] == locked)
+    (st.success if right else st.warning)(
+        f"You predicted **{locked}**. Lowest {compare.metric_label(metric)}: **{best}** ({means[best]:.4f})." +
+        (" The gaps are within seed noise." if noise else ""))
+    for v in verdicts:
+        st.caption(v)
+    st.page_link("pages/compare.py", label="See the curves on Compare", icon=":material/compare_arrows:")
+
+
+def main() -> None:
+    st.title("Learn")
+    st.caption("A 10-minute guided tour: the idea, the score, the ordering, then an experiment of your own.")
+    intro()
+    lqs()
+    folding_demo()
+    presets()
+    predict()
+
+
+main()

@@ -1,0 +1,183 @@
+"""Organize: select (top-k / top-r / threshold, with a live cutoff) and order (shuffle, sorting, folding,
+zigzag, window shuffle) the scored data; see the training stream's layout; export it."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+import streamlit as st
+
+from delt_engine import plots
+from delt_engine.errors import DeltError
+from ui import datasets, scores, state
+
+ROOT = state.workspace_root()
+SELECTIONS = ("none", "top-k", "top-r", "threshold")
+ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
+
+
+def pick_score(done: dict) -> tuple[str, bool]:
+    methods = list(done)
+    if st.session_state.get("organize.score") not in methods and st.session_state.get("score.view") in methods:
+        st.session_state["organize.score"] = st.session_state["score.view"]
+    state.ensure_choice("organize.score", methods)
+    method = st.selectbox("Organise by score", methods, key="organize.score", persist_state="session")
+    higher_better = done[method].direction == "higher_better"
+    st.caption(f"{method}: " + ("higher = better, so selection keeps the highest scores and sorting puts them last."
+                                if higher_better else
+                                "higher = harder, so selection keeps the lowest scores (the easiest) and sorting "
+                                "ascending goes from easy to hard."))
+    return method, higher_better
+
+
+def selection_widgets(work: pl.DataFrame) -> tuple[str, dict]:
+    c1, c2 = st.columns([1, 3])
+    method = c1.radio("Selection", SELECTIONS, key="organize.method", persist_state="session")
+    kwargs: dict = {}
+    with c2:
+        if method == "top-k":
+            kwargs["k"] = int(st.number_input("k (documents kept)", 0, work.height, key="organize.k",
+                                              persist_state="session"))
+        elif method == "top-r":
+            kwargs["ratio"] = float(st.slider("r (share kept)", 0.0, 1.0, step=0.05, key="organize.ratio",
+                                              persist_state="session"))
+        elif method == "threshold":
+            lo, hi = float(work["score"].min()), float(work["score"].max())
+            if not lo <= st.session_state["organize.threshold"] <= hi:
+                st.session_state["organize.threshold"] = (lo + hi) / 2
+            kwargs["threshold"] = float(st.slider("threshold t", lo, hi, key="organize.threshold",
+                                                  persist_state="session"))
+        else:
+            st.caption("No selection: every document is kept (ordering only: data efficacy).")
+    return method, kwargs
+
+
+def selection(work: pl.DataFrame, higher_better: bool) -> pl.DataFrame:
+    """Selection widgets, the histogram with its live cutoff line, and the survivors (original order)."""
+    from delt_engine.selection import select, summarize_selection
+
+    st.subheader("Select")
+    method, kwargs = selection_widgets(work)
+    cutoff, kept = None, work
+    if method != "none":
+        summary = summarize_selection(work, method, score_field="score", higher_is_better=higher_better, **kwargs)
+        cutoff = summary.cutoff
+        kept = select(work, method, score_field="score", higher_is_better=higher_better, **kwargs) \
+            if summary.n_kept else work.head(0)
+        st.caption(summary.describe())
+    share = kept.height / max(work.height, 1)
+    st.metric("Kept", f"{kept.height:,} of {work.height:,}", f"{share:.0%} kept", delta_color="off", delta_arrow="off")
+    kept_ids = set(kept["id"].to_list())
+    status = ["kept" if i in kept_ids else "discarded" for i in work["id"].to_list()]
+    st.plotly_chart(plots.histogram(work["score"].to_list(), status, x_title="score",
+                                    title="Score distribution with the selection cutoff", cutoff=cutoff),
+                    key="organize.hist")
+    side_by_side(work, kept)
+    return kept
+
+
+def side_by_side(work: pl.DataFrame, kept: pl.DataFrame) -> None:
+    cols = ["id", "score"] + [c for c in ("kind", "is_noise") if c in work.columns] + ["text"]
+    dropped = work.filter(~pl.col("id").is_in(kept["id"].implode()))
+    short = lambda f: f.select(cols).with_columns(pl.col("text").str.slice(0, 120)).head(8)  # noqa: E731
+    left, right = st.columns(2)
+    left.caption(f"Kept ({kept.height:,})")
+    left.dataframe(short(kept), hide_index=True, key="organize.kept")
+    right.caption(f"Discarded ({dropped.height:,})")
+    right.dataframe(short(dropped), hide_index=True, key="organize.dropped")
+
+
+def ordering_knobs() -> list[str]:
+    st.subheader("Order")
+    state.ensure_choice("organize.orderings", list(ORDERINGS), multi=True)
+    chosen = st.multiselect("Orderings to compare", ORDERINGS, key="organize.orderings", persist_state="session")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.slider("Folding layers L", 1, 8, key="organize.layers", persist_state="session")
+    c2.checkbox("Sorting descending", key="organize.descending", persist_state="session")
+    c3.number_input("Window shuffle (0 = off)", 0, 10_000, key="organize.window", persist_state="session",
+                    help="Shuffle inside consecutive windows of this many samples (beyond the paper)")
+    c4.number_input("Seed", 0, 10_000, key="organize.seed", persist_state="session")
+    c5.number_input("Batch size (for batch means)", 1, 1024, key="organize.batch_size", persist_state="session")
+    return chosen
+
+
+def ordered_views(kept: pl.DataFrame, chosen: list[str]) -> dict[str, tuple[pl.DataFrame, object]]:
+    """{arm label: (ordered frame, engine Layout)} for every chosen ordering."""
+    from delt_engine.comparison_spec import arm_label
+    from delt_engine.ordering import layout, order
+
+    from ui.comparisons import ordering_specs
+
+    out = {}
+    specs = ordering_specs(chosen, st.session_state["organize.layers"], st.session_state["organize.descending"],
+                           st.session_state["organize.window"])
+    for spec in specs:
+        kwargs = dict(layers=spec.get("layers", 3), descending=spec.get("descending", False),
+                      window=spec.get("window") or None, seed=int(st.session_state["organize.seed"]),
+                      score_field="score")
+        out[arm_label(spec)] = (order(kept, spec["method"], **kwargs), layout(kept, spec["method"], **kwargs))
+    return out
+
+
+def show_layout(views: dict) -> None:
+    st.plotly_chart(plots.ordering_grid({label: (lay.scores, lay.layer_starts) for label, (_, lay) in views.items()},
+                                        batch_size=int(st.session_state["organize.batch_size"]),
+                                        title="Score against training position (dots: samples; line: batch mean; "
+                                              "dotted: layer starts)"),
+                    key="organize.layout")
+
+
+def export(views: dict[str, pl.DataFrame], dataset: str, method: str) -> None:
+    st.subheader("Export")
+    labels = list(views)
+    state.ensure_choice("organize.export", labels)
+    label = st.selectbox("Ordering to export", labels, key="organize.export", persist_state="session")
+    frame = views[label][0]
+    stem = f"{dataset}-{method}-{label.replace(' ', '_').replace('=', '')}"
+    jsonl, parquet = io.BytesIO(), io.BytesIO()
+    frame.write_ndjson(jsonl)
+    frame.write_parquet(parquet)
+    c1, c2 = st.columns(2)
+    c1.download_button("Download JSONL", jsonl.getvalue(), file_name=f"{stem}.jsonl", mime="application/jsonl",
+                       key="organize.dl_jsonl")
+    c2.download_button("Download Parquet", parquet.getvalue(), file_name=f"{stem}.parquet",
+                       mime="application/octet-stream", key="organize.dl_parquet")
+
+
+def main() -> None:
+    st.title("Organize")
+    st.caption("Selection makes training cheaper; ordering makes the same data work better.")
+    name = st.session_state["data.dataset"]
+    try:
+        frame = datasets.load(ROOT, name)
+        done = scores.latest_done(scores.list_jobs(ROOT, datasets.corpus_path(ROOT, name)))
+    except DeltError as exc:
+        st.error(f"{exc}")
+        return
+    if not done:
+        st.info("Score the dataset first; selection and ordering need a score for every document.")
+        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+        return
+    method, higher_better = pick_score(done)
+    table = scores.score_table(frame, done)
+    columns = [c for c in frame.columns if c != "score"] + [pl.col(method).alias("score")]
+    work = table.select(columns).drop_nulls("score")
+    try:
+        kept = selection(work, higher_better)
+        if kept.height == 0:
+            st.warning("The selection keeps no document: raise r or move the threshold.")
+            return
+        chosen = ordering_knobs()
+        if not chosen:
+            st.info("Pick at least one ordering.")
+            return
+        views = ordered_views(kept, chosen)
+    except DeltError as exc:
+        st.error(f"{exc}")
+        return
+    show_layout(views)
+    export(views, name, method)
+
+
+main()

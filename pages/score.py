@@ -1,0 +1,240 @@
+"""Score: run scorers as background jobs, then look at the scores (distributions, LQS data map,
+per-sample explanation, top/bottom samples, scorer agreement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from delt_engine import plots
+from delt_engine.errors import ConfigError, DeltError
+from delt_engine.models import PRESETS
+from delt_engine.scoring import SCORERS
+from ui import datasets, estimate, jobs, scores, state, widgets
+
+ROOT = state.workspace_root()
+DIRECTION = {"higher_better": "higher = better", "higher_harder": "higher = harder"}
+MODEL_BASED = tuple(n for n, info in SCORERS.items() if info.needs_model)
+GRADIENT = ("lqs", "pds")
+
+
+def knobs(methods: list[str]) -> dict:
+    """Widgets for the settings the chosen methods use; returns the job config fields."""
+    cfg: dict = {"seed": int(st.session_state["score.seed"])}
+    if any(m in MODEL_BASED for m in methods):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Proxy model", list(PRESETS), key="score.model", persist_state="session",
+                     help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()))
+        c2.number_input("Max tokens per sample", 8, 2048, step=8, key="score.max_length", persist_state="session")
+        c3.number_input("Batch size", 1, 512, key="score.batch_size", persist_state="session")
+        c4.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
+        cfg.update(model=st.session_state["score.model"], max_length=int(st.session_state["score.max_length"]),
+                   batch_size=int(st.session_state["score.batch_size"]), seed=int(st.session_state["score.seed"]))
+    else:
+        st.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
+    if any(m in GRADIENT for m in methods):
+        st.caption("LQS / PDS: proxy SGD trajectory of T steps, contributions every Δ steps (delt-method §2).")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.number_input("T (proxy steps)", 1, 10_000, key="score.lqs_steps", persist_state="session")
+        c2.number_input("Δ (steps between contributions)", 1, 10_000, key="score.lqs_delta", persist_state="session")
+        c3.number_input("η (SGD learning rate)", 1e-4, 10.0, format="%.4f", key="score.lqs_eta",
+                        persist_state="session")
+        c4.number_input("Warm-up steps", 0, 100_000, key="score.warmup_steps", persist_state="session")
+    return cfg
+
+
+def options_for(method: str) -> dict:
+    if method in GRADIENT:
+        return {"steps": int(st.session_state["score.lqs_steps"]), "delta": int(st.session_state["score.lqs_delta"]),
+                "eta": float(st.session_state["score.lqs_eta"]),
+                "warmup_steps": int(st.session_state["score.warmup_steps"])}
+    return {}
+
+
+def estimates(methods: list[str], frame: pl.DataFrame) -> None:
+    words = datasets.word_counts(frame)
+    mean_tokens = min(float(words.mean() or 0) * 1.3 + 1, float(st.session_state["score.max_length"]))
+    device = widgets.device_kind()
+    rows = []
+    for m in methods:
+        e = estimate.estimate(m, frame.height, mean_tokens, st.session_state["score.model"], device,
+                              steps=int(st.session_state["score.lqs_steps"]),
+                              delta=int(st.session_state["score.lqs_delta"]),
+                              batch_size=int(st.session_state["score.batch_size"]),
+                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0)
+        rows.append({"scorer": m, "time": estimate.human_seconds(e.seconds),
+                     "memory": estimate.human_bytes(e.memory_bytes), "why": e.note})
+    st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")
+    st.dataframe(pl.DataFrame(rows), hide_index=True, key="score.estimate")
+
+
+def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
+    st.subheader("Run scorers")
+    names = list(SCORERS)
+    state.ensure_choice("score.methods", names, multi=True)
+    methods = st.multiselect("Scorers", names, key="score.methods", persist_state="session",
+                             format_func=lambda n: f"{n} ({SCORERS[n].description})")
+    if not methods:
+        st.info("Pick at least one scorer (length is instant; LQS is the paper's).")
+        return
+    cfg = knobs(methods)
+    estimates(methods, frame)
+    if st.button("Start scoring", key="score.start", type="primary"):
+        start_jobs(methods, cfg, corpus)
+
+
+def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
+    from delt_engine.scoring.runner import create_score_job
+
+    targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
+    try:
+        for m in methods:
+            config = {**cfg, "input": str(corpus), "method": m, "device": "auto", "options": options_for(m),
+                      "cache_dir": str(ROOT / "cache")}
+            if m in GRADIENT:
+                if not targets["target"]:
+                    raise ConfigError(f"{m} needs a target set (clean text); the demo folder has none here")
+                config["target"] = targets["target"]
+            jobs.submit_score(create_score_job(ROOT / "scores", config))
+    except DeltError as exc:
+        st.error(f"Could not start scoring: {exc}")
+        return
+    st.session_state["score.view"] = methods[-1]
+    st.rerun()
+
+
+def jobs_panel(corpus: Path) -> None:
+    """Live list of this dataset's scoring jobs (a fragment that polls only while one is active)."""
+    active = any(jobs.is_active(j.status) for j in scores.list_jobs(ROOT, corpus))
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel() -> None:
+        listed = scores.list_jobs(ROOT, corpus)[-6:][::-1]
+        if not listed:
+            return
+        with st.container(border=True):
+            st.caption("Scoring jobs (newest first)")
+            for job in listed:
+                widgets.job_row(job.dir, job.status, f"{job.method} · {job.id}", key=f"score.cancel.{job.id}")
+        widgets.rerun_when_finished("score", {j.id: j.state for j in listed})
+
+    panel()
+
+
+def distribution(table: pl.DataFrame, method: str, cats: list[str]) -> None:
+    opts = ["(none)"] + cats
+    if st.session_state.get("score.color_by") not in opts or st.session_state.get(state.COLOR_DEFAULTED) is None:
+        st.session_state[state.COLOR_DEFAULTED] = True  # first visit: clean vs noise is the telling split
+        st.session_state["score.color_by"] = "is_noise" if "is_noise" in cats else opts[0]
+    color_by = st.selectbox("Colour by", opts, key="score.color_by", persist_state="session")
+    groups = datasets.group_labels(table, color_by) if color_by != "(none)" else None
+    st.plotly_chart(plots.histogram(table[method].to_list(), groups, title=f"{method} score distribution",
+                                    x_title=method), key="score.hist")
+
+
+def data_map(table: pl.DataFrame, method: str, cats: list[str]) -> None:
+    q, l_ = f"{method}.quality", f"{method}.learnability"
+    if q not in table.columns or l_ not in table.columns:
+        return
+    st.subheader("Data map: quality against learnability")
+    st.caption("Each point is a sample (hover for its text; click one to explain it below). Quality = Σ cos(λ, g), "
+               "learnability = Σ ‖g_t‖ / ‖g_t+Δ‖.")
+    color = st.session_state["score.color_by"]
+    groups = datasets.group_labels(table, color) if color != "(none)" else None
+    fig = plots.data_map(table[l_].to_list(), table[q].to_list(), table["text"].to_list(), groups,
+                         ids=table["id"].to_list())
+    event = st.plotly_chart(fig, key="score.map", on_select="rerun", selection_mode=("points",))
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get(state.MAP_PICK):
+        st.session_state[state.MAP_PICK] = points[0]["customdata"]
+        st.session_state["score.sample"] = points[0]["customdata"]
+
+
+def explanation(table: pl.DataFrame, method: str, job) -> None:
+    lists = scores.list_components(table, method)
+    if not lists:
+        return
+    st.subheader("Why this score? Per-step LQS factors of one sample")
+    ids = table.sort(method, descending=True)["id"].to_list()
+    state.ensure_choice("score.sample", ids)
+    sid = st.selectbox("Sample (sorted by score)", ids, key="score.sample", persist_state="session")
+    row = table.filter(pl.col("id") == sid).row(0, named=True)
+    left, right = st.columns([2, 3])
+    with left:
+        st.metric(f"{method} score", f"{row[method]:.4g}")
+        meta = ", ".join(f"{k}={row[k]}" for k in ("kind", "is_noise", "difficulty") if k in row)
+        st.caption(meta)
+        st.text(row["text"][:1500])
+    with right:
+        comps = {c.split(".", 1)[1]: list(row[c] or []) for c in lists}
+        n = max((len(v) for v in comps.values()), default=0)
+        comps = {k: v for k, v in comps.items() if len(v) == n and n > 0}
+        if comps:
+            delta = int((job.config.get("options") or {}).get("delta", 10))  # as the job ran, not the widget
+            st.plotly_chart(plots.step_components([i * delta for i in range(n)], comps), key="score.steps")
+
+
+def extremes(table: pl.DataFrame, method: str) -> None:
+    st.subheader("Top and bottom samples")
+    cols = ["id", method] + [c for c in ("kind", "is_noise", "difficulty") if c in table.columns] + ["text"]
+    ranked = table.select(cols).drop_nulls(method).sort(method, descending=True)
+    view = lambda f: f.with_columns(pl.col("text").str.slice(0, 140))  # noqa: E731
+    left, right = st.columns(2)
+    left.caption(f"Highest {method}")
+    left.dataframe(view(ranked.head(10)), hide_index=True, key="score.top")
+    right.caption(f"Lowest {method}")
+    right.dataframe(view(ranked.tail(10).reverse()), hide_index=True, key="score.bottom")
+
+
+def agreement(table: pl.DataFrame, methods: list[str]) -> None:
+    if len(methods) < 2:
+        st.caption("Score with two or more methods to see how much they agree.")
+        return
+    st.subheader("Scorer agreement")
+    k = int(st.number_input("k for top-k overlap", 1, max(table.height, 1), key="score.topk",
+                            persist_state="session"))
+    left, right = st.columns(2)
+    left.plotly_chart(plots.heatmap(scores.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
+                      key="score.spearman")
+    right.plotly_chart(plots.heatmap(scores.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
+                                     colorscale="Blues", title=f"Top-{k} overlap (Jaccard)"), key="score.jaccard")
+
+
+def results(frame: pl.DataFrame, corpus: Path) -> None:
+    done = scores.latest_done(scores.list_jobs(ROOT, corpus))
+    if not done:
+        st.info("No scores for this dataset yet: pick a scorer above and press Start scoring (length takes seconds).")
+        return
+    table = scores.score_table(frame, done)
+    methods = list(done)
+    st.divider()
+    state.ensure_choice("score.view", methods)
+    method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
+                      format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})")
+    cats = datasets.category_columns(frame) + scores.category_components(table, method)
+    distribution(table, method, cats)
+    data_map(table, method, cats)
+    explanation(table, method, done[method])
+    extremes(table, method)
+    agreement(table, methods)
+
+
+def main() -> None:
+    st.title("Score")
+    st.caption("Give every sample a score (LQS and baselines). Scoring runs as a background job.")
+    name = st.session_state["data.dataset"]
+    try:
+        frame = datasets.load(ROOT, name)
+        corpus = datasets.corpus_path(ROOT, name)
+    except DeltError as exc:
+        st.error(f"{exc}")
+        return
+    st.caption(f"Dataset **{name}** · {frame.height:,} documents")
+    launch_panel(frame, corpus)
+    jobs_panel(corpus)
+    results(frame, corpus)
+
+
+main()

@@ -1,0 +1,217 @@
+"""Train: set up a comparison (orderings x seeds on the organised data), launch it as background jobs,
+and watch the curves live. Closing the browser does not stop the runs; reopening shows them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from delt_engine import plots
+from delt_engine.errors import DeltError
+from delt_engine.models import PRESETS
+from delt_engine.workspace import Workspace
+from ui import comparisons, datasets, jobs, live, scores, state, widgets
+
+ROOT = state.workspace_root()
+ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
+LIVE_METRICS = (("target_loss", "Target loss"), ("val_loss", "Validation loss"), ("bench_acc", "Benchmark accuracy"))
+
+
+def selection_choice() -> dict | None:
+    """The selection set on the Organize page, if the user applies it."""
+    method = st.session_state["organize.method"]
+    sel = {"method": method}
+    if method == "none":
+        return None
+    if method == "top-k":
+        sel["k"] = int(st.session_state["organize.k"])
+    elif method == "top-r":
+        sel["ratio"] = float(st.session_state["organize.ratio"])
+    else:
+        sel["threshold"] = float(st.session_state["organize.threshold"])
+    return sel
+
+
+def describe_selection(sel: dict) -> str:
+    """E.g. "top-r, r = 0.8" (the Organize page's knob in the paper's words)."""
+    knob = {"top-k": ("k", "k"), "top-r": ("r", "ratio"), "threshold": ("t", "threshold")}[sel["method"]]
+    return f"{sel['method']}, {knob[0]} = {sel[knob[1]]}"
+
+
+def setup_form(frame, done: dict) -> None:
+    st.subheader("Set up a comparison")
+    methods = list(done)
+    preferred = st.session_state.get("organize.score")
+    if st.session_state.get("train.score") not in methods and preferred in methods:
+        st.session_state["train.score"] = preferred
+    state.ensure_choice("train.score", methods)
+    c1, c2, c3, c4 = st.columns([2, 3, 1, 1])
+    c1.selectbox("Organise by score", methods, key="train.score", persist_state="session")
+    state.ensure_choice("train.orderings", list(ORDERINGS), multi=True)
+    c2.multiselect("Orderings (arms)", ORDERINGS, key="train.orderings", persist_state="session")
+    c3.number_input("Seeds per arm", 1, 10, key="train.seeds", persist_state="session")
+    c4.number_input("First seed", 0, 100_000, key="train.first_seed", persist_state="session")
+    sel = selection_choice()
+    st.caption("Selection from Organize: " + (f"**{describe_selection(sel)}**" if sel else "none (all documents)") +
+               f" · folding/zigzag L = {st.session_state['organize.layers']}" +
+               (f" · window shuffle w = {st.session_state['organize.window']}"
+                if st.session_state["organize.window"] else ""))
+    budget_form()
+    if st.session_state["data.dataset"] != datasets.DEMO:
+        st.caption("Target loss and benchmark accuracy use the demo's clean target set and benchmark "
+                   "(an imported dataset brings neither); validation loss uses a held-out 5% of this dataset.")
+    arms = st.session_state["train.orderings"]
+    n_runs = len(arms) * int(st.session_state["train.seeds"])
+    st.caption(f"{n_runs} runs ({len(arms)} arms × {st.session_state['train.seeds']} seeds), one at a time, "
+               f"each with the same budget: {budget_text()}.")
+    if st.button("Launch comparison", key="train.launch", type="primary", disabled=not arms):
+        launch(frame, done[st.session_state["train.score"]], sel, arms)
+
+
+def budget_form() -> None:
+    c1, c2, c3, c4, c5, c6 = st.columns([3, 2, 2, 2, 2, 2])
+    c1.selectbox("Model preset", list(PRESETS), key="train.model", persist_state="session",
+                 help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()))
+    c2.selectbox("Budget in", ("steps", "tokens"), key="train.budget_kind", persist_state="session")
+    if st.session_state["train.budget_kind"] == "steps":
+        c3.number_input("Steps (budget)", 1, 1_000_000, key="train.max_steps", persist_state="session")
+    else:
+        c3.number_input("Tokens (budget)", 1, 10**12, step=1000, key="train.max_tokens", persist_state="session")
+    c4.number_input("Batch size", 1, 1024, key="train.batch_size", persist_state="session")
+    c5.number_input("Evaluate every (steps)", 1, 100_000, key="train.eval_every", persist_state="session")
+    c6.number_input("Peak learning rate", 1e-5, 1.0, format="%.4f", key="train.lr", persist_state="session")
+
+
+def budget_text() -> str:
+    ss = st.session_state
+    if ss["train.budget_kind"] == "tokens":
+        return f"{int(ss['train.max_tokens']):,} real (non-padding) tokens"
+    return f"{int(ss['train.max_steps']):,} steps of {int(ss['train.batch_size'])} samples"
+
+
+def train_settings() -> dict:
+    """RunConfig fields from the form (the same for every arm: a matched budget by construction)."""
+    ss = st.session_state
+    budget = {"tokens": int(ss["train.max_tokens"])} if ss["train.budget_kind"] == "tokens" else \
+        {"steps": int(ss["train.max_steps"])}
+    return {"model": ss["train.model"], **budget, "batch_size": int(ss["train.batch_size"]),
+            "eval_every": int(ss["train.eval_every"]), "lr": float(ss["train.lr"]), "max_length": 128,
+            "eval_max_samples": 128}
+
+
+def launch(frame, job, sel, arms: list[str]) -> None:
+    ss, name = st.session_state, st.session_state["data.dataset"]
+    try:
+        corpus = comparisons.scored_corpus(ROOT, name, frame, job)
+        orderings = comparisons.ordering_specs(arms, ss["organize.layers"], ss["organize.descending"],
+                                               ss["organize.window"])
+        spec = comparisons.build_spec(f"{name}-{job.method}", corpus, job, datasets.eval_paths(ROOT, name), sel,
+                                      orderings, ss["train.seeds"], train_settings(), frame.height,
+                                      ss["train.first_seed"])
+        token = comparisons.start(spec, ROOT)
+    except DeltError as exc:
+        st.error(f"Could not launch: {exc}")
+        return
+    st.session_state[state.PREP_TOKEN] = token
+    prep = comparisons.registry().get(token)
+    if prep and prep.comparison_id:
+        st.session_state["train.comparison"] = prep.comparison_id
+    st.rerun()
+
+
+def preparation_status() -> None:
+    for prep in comparisons.registry().active():
+        st.progress(prep.fraction, text=f"Preparing {prep.name}: {prep.message}")
+    token = st.session_state.get(state.PREP_TOKEN)
+    prep = comparisons.registry().get(token) if token else None
+    if prep and prep.state == "failed":
+        st.error(f"Preparing {prep.name} failed: {prep.error}")
+        if st.session_state.get(state.PREP_APPLIED) != token:  # once: the full rerun stops the polling
+            st.session_state[state.PREP_APPLIED] = token
+            st.rerun()
+    if prep and prep.comparison_id and st.session_state.get(state.PREP_APPLIED) != token:
+        st.session_state[state.PREP_APPLIED] = token
+        st.session_state["train.comparison"] = prep.comparison_id
+
+
+def run_table(infos) -> None:
+    for info in infos:
+        loss = info.last_metrics.get("train_loss")
+        label = f"{info.arm or info.ordering} · seed {info.seed}" + (f" · loss {loss:.3f}" if loss else "")
+        widgets.job_row(info.dir, {"state": info.state, "error": info.error}, label, key=f"train.cancel.{info.id}")
+    if any(not i.finished for i in infos):
+        if st.button("Cancel all runs of this comparison", key="train.cancel_all"):
+            for i in infos:
+                if not i.finished:
+                    jobs.cancel(i.dir)
+
+
+def live_charts(infos) -> None:
+    runs = [(i, live.run_records(i.dir)) for i in infos]
+    top, bottom = [], []
+    for info, records in runs:
+        label, arm = f"{info.arm} s{info.seed}", info.arm or "run"
+        top.append(plots.Series(label, *live.metric_series(records, "train_loss"), group=arm))
+        bottom.append(plots.Series(label, *live.metric_series(records, "batch_score"), group=arm))
+    if not any(len(s.x) for s in top):
+        st.info("Waiting for the first training steps…")
+        return
+    st.plotly_chart(plots.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
+                                            smoothing=0.6), key="train.chart.loss")
+    cols = st.columns(len(LIVE_METRICS))
+    for col, (metric, title) in zip(cols, LIVE_METRICS):
+        series = [plots.Series(f"{i.arm} s{i.seed}", *live.metric_series(r, metric), group=i.arm) for i, r in runs]
+        with col:
+            if any(len(s.x) for s in series):
+                fig = plots.curves(series, title=title).update_layout(showlegend=False)  # legend: big chart
+                st.plotly_chart(fig, key=f"train.chart.{metric}")
+            else:
+                st.caption(f"{title}: no evaluation yet")
+
+
+def live_panel() -> None:
+    ws = Workspace(ROOT)
+    cmps = ws.list_comparisons()[::-1]
+    ids = [c["id"] for c in cmps]
+    selected = st.session_state.get("train.comparison") if st.session_state.get("train.comparison") in ids else \
+        (ids[0] if ids else None)
+    busy = bool(comparisons.registry().active()) or (
+        selected is not None and any(not i.finished for i in ws.list_runs(comparison=selected)))
+
+    @st.fragment(run_every=1.0 if busy else None)
+    def panel() -> None:
+        preparation_status()
+        all_ids = [c["id"] for c in Workspace(ROOT).list_comparisons()[::-1]]
+        if not all_ids:
+            st.info("No comparison yet: set one up above and press Launch.")
+            return
+        state.ensure_choice("train.comparison", all_ids)
+        cid = st.selectbox("Comparison", all_ids, key="train.comparison", persist_state="session")
+        infos = Workspace(ROOT).list_runs(comparison=cid)
+        run_table(infos)
+        live_charts(infos)
+        widgets.rerun_when_finished("train", {i.id: i.state for i in infos})
+
+    st.subheader("Runs")
+    panel()
+
+
+def main() -> None:
+    st.title("Train")
+    st.caption("Train small causal LMs on the same data in different orders; curves update live.")
+    name = st.session_state["data.dataset"]
+    try:
+        frame = datasets.load(ROOT, name)
+        done = scores.latest_done(scores.list_jobs(ROOT, datasets.corpus_path(ROOT, name)))
+    except DeltError as exc:
+        st.error(f"{exc}")
+        return
+    if done:
+        setup_form(frame, done)
+    else:
+        st.info("Score the dataset first (any scorer; length takes seconds), then come back to launch a comparison.")
+        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+    st.divider()
+    live_panel()
+
+
+main()

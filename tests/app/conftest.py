@@ -1,0 +1,65 @@
+"""AppTest fixtures: a fresh workspace per test module, a small demo, jobs run inside the test."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """One workspace for the whole module, so later tests see what earlier flows wrote (as a user would)."""
+    mp = pytest.MonkeyPatch()
+    ws = tmp_path_factory.mktemp("ws")
+    mp.setenv("DELT_WORKSPACE", str(ws))
+    mp.setenv("DELT_DEMO_DOCS", "120")
+    mp.setenv("DELT_SYNC_JOBS", "1")  # score/train jobs run to completion inside the script run
+    mp.setenv("OMP_NUM_THREADS", "1")
+    yield ws
+    mp.undo()
+
+
+def open_page(page: str | None = None) -> AppTest:
+    """A fresh session on ``page`` (e.g. "pages/score.py"), after the app's first run."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def frames(at: AppTest) -> list:
+    """The values (pandas frames) of every st.dataframe on the page, in page order."""
+    return [d.value for d in at.dataframe]
+
+
+def frame_with(at: AppTest, *columns: str, index: int = 0):
+    """The ``index``-th dataframe on the page that has all of ``columns``."""
+    found = [f for f in frames(at) if all(c in f.columns for c in columns)]
+    assert len(found) > index, f"no dataframe with columns {columns}; have {[list(f.columns) for f in frames(at)]}"
+    return found[index]
+
+
+def ensure_length_scores(workspace) -> None:
+    """A finished length scoring of the demo (made with the engine directly when no test made one)."""
+    from delt_engine.scoring.runner import create_score_job, run_score_job
+    from ui.datasets import DEMO, corpus_path
+    from ui.scores import latest_done, list_jobs
+
+    corpus = corpus_path(workspace, DEMO)
+    if "length" not in latest_done(list_jobs(workspace, corpus)):
+        run_score_job(create_score_job(workspace / "scores", {"input": str(corpus), "method": "length",
+                                                              "cache_dir": str(workspace / "cache")}))

@@ -1,0 +1,107 @@
+"""App-side helpers that need no script run: specs, agreement statistics, estimates, labels."""
+
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ui import comparisons, estimate, live, scores
+from ui.datasets import category_columns, group_labels
+
+
+class Job:
+    id, method, direction = "length-1", "length", "higher_harder"
+
+
+def test_ordering_specs_apply_the_organize_knobs():
+    specs = comparisons.ordering_specs(["shuffle", "sorting", "folding", "zigzag"], layers=4, descending=True,
+                                       window=8)
+    assert specs == [{"method": "shuffle"}, {"method": "sorting", "descending": True, "window": 8},
+                     {"method": "folding", "layers": 4, "window": 8}, {"method": "zigzag", "layers": 4, "window": 8}]
+
+
+@pytest.mark.parametrize("train, selection, epochs", [
+    ({"steps": 10, "batch_size": 10}, None, 2),  # 100 samples over 90 documents (after the hold-out)
+    ({"steps": 10, "batch_size": 10}, {"method": "top-r", "ratio": 0.5}, 3),  # 45 documents
+    ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}, 10),  # 900 / (45 docs x 2 tokens)
+])
+def test_build_spec_covers_the_budget_and_is_valid(train, selection, epochs):
+    from delt_engine.comparison_spec import parse_spec
+
+    spec = comparisons.build_spec("demo-length", "/tmp/c.parquet", Job(), {"target": None, "benchmark": None},
+                                  selection, [{"method": "shuffle"}, {"method": "folding", "layers": 3}], 2, train,
+                                  n_docs=100, first_seed=5)
+    assert spec["train"]["epochs"] == epochs
+    assert spec["seeds"] == [5, 6]
+    assert spec["scorer"]["score_field"] == "score" and spec["scorer"]["direction"] == "higher_harder"
+    assert [label for label, _ in parse_spec(spec).arms] == ["shuffle", "folding L=3"]
+
+
+def test_spearman_matches_brute_force_with_ties():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 5, 40).astype(float)  # many ties
+    b = a + rng.normal(0, 1, 40)
+    c = -a
+    table = pl.DataFrame({"id": [str(i) for i in range(40)], "a": a, "b": b, "c": c})
+    got = scores.spearman_matrix(table, ["a", "b", "c"])
+
+    def ranks(x):  # average ranks, by hand
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        r = [0.0] * len(x)
+        i = 0
+        while i < len(x):
+            j = i
+            while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2 + 1
+            i = j + 1
+        return np.array(r)
+
+    for (i, x), (j, y) in itertools.product(enumerate((a, b, c)), repeat=2):
+        assert got[i, j] == pytest.approx(np.corrcoef(ranks(x), ranks(y))[0, 1])
+    assert got[0, 2] == pytest.approx(-1.0)
+
+
+def test_spearman_constant_column_is_nan():
+    table = pl.DataFrame({"id": ["1", "2", "3"], "a": [1.0, 2.0, 3.0], "k": [1.0, 1.0, 1.0]})
+    assert np.isnan(scores.spearman_matrix(table, ["a", "k"])[0, 1])
+
+
+def test_jaccard_top_k_by_hand():
+    table = pl.DataFrame({"id": list("abcdef"), "x": [6.0, 5, 4, 3, 2, 1], "y": [1.0, 5, 6, 2, 3, 4]})
+    m = scores.jaccard_matrix(table, ["x", "y"], k=3)
+    # top-3 of x = {a, b, c}; of y = {c, b, f}: overlap {b, c}, union {a, b, c, f}
+    assert m[0, 1] == pytest.approx(2 / 4) and m[0, 0] == 1.0
+
+
+def test_preset_parameter_count_matches_the_built_model():
+    from delt_engine.models import build_model, count_parameters
+
+    model = build_model("tiny-test", vocab_size=2048, device="cpu")
+    assert estimate.preset_parameters("tiny-test") == count_parameters(model)
+
+
+def test_estimates_grow_with_the_method_cost():
+    cheap = estimate.estimate("length", 2000, 60, "cpu-demo")
+    ppl = estimate.estimate("perplexity", 2000, 60, "cpu-demo")
+    lqs = estimate.estimate("lqs", 2000, 60, "cpu-demo", steps=40, delta=10)
+    assert cheap.seconds < ppl.seconds < lqs.seconds
+    assert lqs.memory_bytes > ppl.memory_bytes
+    assert estimate.human_seconds(90) == "~2 min" and estimate.human_bytes(2048) == "2 KB"
+
+
+def test_labels_and_category_columns():
+    frame = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "is_noise": [True, False], "kind": ["x", "y"],
+                          "difficulty": [1, 2], "length": [0.5, 0.7]})
+    assert group_labels(frame, "is_noise") == ["noise", "clean"]
+    assert group_labels(frame, "kind") == ["x", "y"]
+    assert category_columns(frame) == ["is_noise", "kind", "difficulty"]
+
+
+def test_metric_series_keeps_only_records_with_the_metric():
+    records = [{"step": 1, "tokens": 10, "train_loss": 3.0}, {"step": 2, "tokens": 20, "train_loss": 2.5},
+               {"step": 2, "tokens": 20, "val_loss": 2.9}]
+    assert live.metric_series(records, "train_loss") == ([1.0, 2.0], [3.0, 2.5])
+    assert live.metric_series(records, "val_loss", x="tokens") == ([20.0], [2.9])

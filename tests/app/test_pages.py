@@ -1,0 +1,262 @@
+"""AppTest: every page loads on a fresh workspace, and the main flow works end to end:
+demo -> score (length, random) -> select + order -> a tiny two-run comparison -> compare, learn."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, texts
+
+PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
+         "pages/learn.py")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_on_fresh_workspace(workspace, page):
+    at = open_page(page)
+    assert not at.exception
+    assert at.title[0].value.lower() == page.split("/")[1][:-3]
+
+
+def test_data_page_shows_demo_summary_and_browser(workspace):
+    at = open_page()
+    docs = next(m for m in at.metric if m.label == "Documents")
+    assert docs.value == "120"
+    assert len(charts(at)) >= 1  # the length histogram
+    assert any("Full text of" in e.label for e in at.expander)
+    at.text_input(key="data.search").set_value("zzz-not-in-any-document").run()
+    assert any("No document matches" in t for t in texts(at, "info"))
+
+
+def test_data_import_errors_then_success(workspace, tmp_path):
+    at = open_page()
+    at.text_input(key="data.path").set_value(str(tmp_path / "missing.jsonl"))
+    at.text_input(key="data.name").set_value("mini")
+    at.button(key="data.import").click().run()
+    assert any("Import failed" in t and "missing.jsonl" in t for t in texts(at, "error"))
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{not json\n')
+    at.text_input(key="data.path").set_value(str(bad))
+    at.button(key="data.import").click().run()
+    assert any("line 2" in t for t in texts(at, "error")), texts(at, "error")
+
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": f"document number {i} " * (i + 1), "kind": "a" if i % 2 else "b"})
+                            + "\n" for i in range(7)))
+    at.text_input(key="data.path").set_value(str(good))
+    at.text_input(key="data.name").set_value("demo")  # reserved name
+    at.button(key="data.import").click().run()
+    assert any("not allowed" in t for t in texts(at, "error"))
+    at.text_input(key="data.name").set_value("mini")
+    at.button(key="data.import").click().run()
+    assert not at.exception
+    assert at.selectbox(key="data.dataset").value == "mini"
+    assert next(m for m in at.metric if m.label == "Documents").value == "7"
+    assert (workspace / "datasets" / "mini" / "manifest.json").exists()
+    at.button(key="data.import").click().run()  # the same name again: refused, the first import is kept
+    assert any("already exists" in t for t in texts(at, "error"))
+    at.selectbox(key="data.dataset").set_value("demo").run()  # back to the demo for the next tests
+
+
+def test_score_length_and_random_then_results(workspace):
+    at = open_page("pages/score.py")
+    at.multiselect(key="score.methods").set_value(["length", "random"]).run()
+    estimate = frame_with(at, "scorer", "time", "memory")
+    assert list(estimate["scorer"]) == ["length", "random"]
+    at.button(key="score.start").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == []
+    states = [json.loads(p.read_text())["state"] for p in (workspace / "scores").glob("*/status.json")]
+    assert sorted(states) == ["done", "done"]
+    radio = at.radio(key="score.view")
+    assert set(radio.options) == {"length (higher = harder)", "random (higher = better)"}
+    keys = [c.proto.id for c in charts(at)]
+    assert len(keys) >= 3  # histogram, Spearman, Jaccard
+    radio.set_value("length").run()
+    top, bottom = frame_with(at, "id", "length", "text"), frame_with(at, "id", "length", "text", index=1)
+    assert len(top) == 10 and list(top["length"]) == sorted(top["length"], reverse=True)
+    assert top["length"].min() >= bottom["length"].max()
+
+
+def test_organize_selection_cutoff_and_orderings(workspace):
+    open_page()
+    ensure_length_scores(workspace)
+    at = open_page("pages/organize.py")
+    assert not at.exception, at.exception
+    at.selectbox(key="organize.score").set_value("length").run()
+    at.radio(key="organize.method").set_value("top-r").run()
+    at.slider(key="organize.ratio").set_value(0.5).run()
+    kept = next(m for m in at.metric if m.label == "Kept")
+    assert kept.value == "60 of 120"
+    at.multiselect(key="organize.orderings").set_value(["shuffle", "folding"]).run()
+    assert at.selectbox(key="organize.export").options == ["shuffle", "folding L=3"]
+    at.radio(key="organize.method").set_value("top-k").run()
+    at.number_input(key="organize.k").set_value(0).run()
+    assert any("k=0" in t for t in texts(at, "error")), texts(at, "error")  # a ConfigError with its fix
+    at.radio(key="organize.method").set_value("none").run()
+    assert not at.exception
+
+
+def test_train_tiny_comparison_then_compare(workspace):
+    open_page()
+    ensure_length_scores(workspace)
+    at = open_page("pages/train.py")
+    at.selectbox(key="train.model").set_value("tiny-test")
+    at.multiselect(key="train.orderings").set_value(["shuffle", "folding"])
+    at.number_input(key="train.seeds").set_value(1)
+    at.selectbox(key="train.budget_kind").set_value("steps").run()
+    at.number_input(key="train.max_steps").set_value(6)
+    at.number_input(key="train.eval_every").set_value(3)
+    at.number_input(key="train.batch_size").set_value(8).run()
+    at.button(key="train.launch").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == []
+    runs = sorted((workspace / "runs").iterdir())
+    assert len(runs) == 2
+    assert all(json.loads((r / "status.json").read_text())["state"] == "done" for r in runs)
+    assert sum("done" in m.value for m in at.markdown) == 2
+    assert {c.proto.id for c in charts(at)}  # live charts drawn from the run files
+    cmp = open_page("pages/compare.py")
+    assert not cmp.exception, cmp.exception
+    assert len(charts(cmp)) >= 2  # per-run curves with batch-score trace, seed bands
+    table = frame_with(cmp, "arm", "seeds")
+    assert set(table["arm"]) == {"shuffle", "folding L=3"}
+    cmp.radio(key="compare.x").set_value("step").run()
+    cmp.radio(key="compare.source").set_value("Individual runs").run()
+    cmp.multiselect(key="compare.runs").set_value([r.name for r in runs]).run()
+    assert not cmp.exception
+
+
+def test_train_selection_error_is_shown(workspace):
+    open_page()
+    ensure_length_scores(workspace)
+    at = open_page("pages/train.py")
+    at.session_state["organize.method"] = "top-k"
+    at.session_state["organize.k"] = 0
+    at.selectbox(key="train.model").set_value("tiny-test").run()
+    at.button(key="train.launch").click().run()
+    assert not at.exception
+    assert any("failed" in t and "k=0" in t for t in texts(at, "error")), texts(at, "error")
+
+
+def test_learn_folding_presets_and_prediction(workspace):
+    at = open_page("pages/learn.py")
+    at.slider(key="learn.layers").set_value(3)
+    at.slider(key="learn.n_docs").set_value(10).run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Folding, as ranks"))
+    assert caption.endswith("0 · 3 · 6 · 9 · 1 · 4 · 7 · 2 · 5 · 8")
+    at.button(key="learn.preset.quick").click().run()
+    assert at.query_params["scenario"] == "quick"
+    assert at.session_state["train.model"] == "tiny-test"
+    at.radio(key="learn.prediction").set_value("folding").run()
+    at.button(key="learn.reveal").click().run()
+    shown = texts(at, "success") + texts(at, "warning") + texts(at, "info")
+    # Revealed against the newest finished comparison, or (run alone) locked in until one finishes.
+    assert any("**folding**" in t and ("You predicted" in t or "locked in" in t) for t in shown), shown
+
+
+def test_scenario_link_restores_state(workspace):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP, TIMEOUT
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["scenario"] = "selection"
+    at.query_params["seed"] = "7"
+    at.run()
+    assert at.session_state["organize.ratio"] == 0.7
+    assert at.session_state["train.first_seed"] == 7
+
+
+def write_lqs_job(workspace, corpus, ids, delta=5, steps=3):
+    """A finished LQS scoring job built by hand (the real LQS is exercised by the engine's tests): the
+    app must draw the data map and the per-step explanation from any job with these columns."""
+    import numpy as np
+    import polars as pl
+
+    from delt_engine.fileio import write_json
+
+    rng = np.random.default_rng(0)
+    n = len(ids)
+    cos, ratio = rng.uniform(-1, 1, (n, steps)), rng.uniform(0.5, 2, (n, steps))
+    lam = np.tile([3.0, 2.0, 1.0][:steps], (n, 1))
+    contribution = 0.5 * lam * cos * ratio
+    job = workspace / "scores" / "lqs-fixture"
+    job.mkdir(parents=True)
+    pl.DataFrame({"id": ids, "score": contribution.sum(1), "lqs": contribution.sum(1),
+                  "quality": cos.sum(1), "learnability": ratio.sum(1),
+                  "contribution": contribution.tolist(), "cos": cos.tolist(), "ratio": ratio.tolist(),
+                  "grad_norm": rng.uniform(1, 3, (n, steps)).tolist(), "lambda_norm": lam.tolist(),
+                  "source": ["exact"] * n}).write_parquet(job / "scores.parquet")
+    write_json(job / "config.json", {"input": str(corpus), "method": "lqs", "options": {"delta": delta}})
+    write_json(job / "status.json", {"state": "done", "direction": "higher_better", "method": "lqs"})
+    return job
+
+
+def test_lqs_data_map_and_explanation(workspace):
+    from ui.datasets import DEMO, corpus_path, load
+
+    at = open_page("pages/score.py")
+    corpus = corpus_path(workspace, DEMO)
+    write_lqs_job(workspace, corpus, load(workspace, DEMO)["id"].to_list())
+    at.run()
+    at.radio(key="score.view").set_value("lqs").run()
+    assert not at.exception, at.exception
+    assert "lqs.source" in at.selectbox(key="score.color_by").options
+    sample = at.selectbox(key="score.sample")
+    assert len(sample.options) == 120
+    steps_chart = [c for c in charts(at) if "proxy training step" in c.proto.spec]
+    assert steps_chart, "no per-step explanation chart"
+    spec = json.loads(steps_chart[0].proto.spec)
+    assert [t["name"] for t in spec["data"]] == ["contribution", "cos", "ratio", "grad_norm", "lambda_norm"]
+    assert spec["data"][0]["x"] == [0, 5, 10]  # contribution steps 0, Δ, 2Δ of the job's own Δ
+    assert any("quality against learnability" in s.value for s in at.subheader)
+    # With other scorings present (earlier tests), the agreement view compares them all.
+    n_methods = len(at.radio(key="score.view").options)
+    assert len([c for c in charts(at) if "Spearman" in c.proto.spec]) == (1 if n_methods > 1 else 0)
+
+
+def test_running_job_can_be_cancelled_and_failure_is_shown(workspace):
+    import subprocess
+    import sys
+
+    from delt_engine.fileio import write_json
+    from ui.datasets import DEMO, corpus_path
+
+    corpus = str(corpus_path(workspace, DEMO))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = workspace / "scores" / "perplexity-running"
+        failed = workspace / "scores" / "perplexity-failed"
+        for job, status in ((running, {"state": "running", "pid": sleeper.pid}),
+                            (failed, {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test"})):
+            job.mkdir(parents=True)
+            write_json(job / "config.json", {"input": corpus, "method": "perplexity"})
+            write_json(job / "status.json", status)
+        write_json(running / "progress.json", {"phase": "perplexity", "done": 3, "total": 10, "fraction": 0.3})
+        at = open_page("pages/score.py")
+        assert any("needs 4 GB" in t for t in texts(at, "error"))
+        at.button(key="score.cancel.perplexity-running").click().run()
+        assert (running / "cancel").exists()
+        assert sleeper.wait(timeout=10) != 0  # SIGTERM reached the job's process
+    finally:
+        sleeper.kill()
+
+
+def test_settings_survive_page_switches(workspace):
+    open_page()  # the demo exists
+    ensure_length_scores(workspace)
+    at = open_page("pages/organize.py")
+    at.radio(key="organize.method").set_value("top-r").run()
+    at.slider(key="organize.ratio").set_value(0.35).run()
+    at.switch_page("pages/data.py").run()
+    at.text_input(key="data.search").set_value("river").run()
+    at.switch_page("pages/train.py").run()
+    assert "top-r, r = 0.35" in " ".join(c.value for c in at.caption)  # Train reads Organize's choice
+    at.switch_page("pages/organize.py").run()
+    assert at.slider(key="organize.ratio").value == 0.35
+    at.switch_page("pages/data.py").run()
+    assert at.text_input(key="data.search").value == "river"

@@ -1,0 +1,1 @@
+"""App-side helpers (Streamlit only): state keys, cached loaders, sidebar, jobs, live polling."""

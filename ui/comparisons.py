@@ -1,0 +1,171 @@
+"""Setting up comparisons from the app: spec from the page's choices, preparation off the script
+thread, runs handed to the job manager.
+
+The app trains on exactly what the user scored and organised: the active dataset joined with the
+chosen scoring job's scores is written once as a *scored corpus* (``cache/scored/<dataset>-<job>.parquet``)
+and the spec uses it with ``scorer = {"score_field": "score"}``, so preparing never re-scores.
+Preparing (validation split, selection, shared tokenizer, ordered files) can take seconds on a big
+corpus, so it runs in a daemon thread that touches only files and the job manager, never Streamlit;
+its progress sits in a process-wide registry that every session can read.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from delt_engine.errors import DeltError
+
+from . import jobs
+
+
+def scored_corpus(root: Path, dataset: str, frame: pl.DataFrame, job) -> Path:
+    """Write (once) the dataset with the job's ``score`` column; returns the Parquet path."""
+    from delt_engine.corpus import write_records
+
+    from .scores import read_scores
+
+    path = root / "cache" / "scored" / f"{dataset}-{job.id}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scores = read_scores(job).select("id", "score")
+        base = frame.with_columns(pl.col("id").cast(pl.Utf8)).drop([c for c in ("score",) if c in frame.columns])
+        write_records(base.join(scores, on="id", how="inner", maintain_order="left"), path)
+    return path
+
+
+def ordering_specs(methods: list[str], layers: int, descending: bool, window: int) -> list[dict]:
+    """One ordering dict per chosen method, with the Organize page's knobs."""
+    out = []
+    for m in methods:
+        o: dict = {"method": m}
+        if m in ("folding", "zigzag"):
+            o["layers"] = int(layers)
+        if m == "sorting" and descending:
+            o["descending"] = True
+        if window and m != "shuffle":
+            o["window"] = int(window)
+        out.append(o)
+    return out
+
+
+def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dict | None, orderings: list[dict],
+               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0) -> dict:
+    """A comparison spec (``comparison_spec.parse_spec`` input) for the app's choices.
+
+    ``epochs`` is raised to cover the budget when the (selected) data is smaller than it (more
+    epochs than needed change nothing: the step or token budget ends the run).
+    """
+    train = dict(train)
+    kept = n_docs
+    if selection:
+        if selection["method"] == "top-k":
+            kept = min(n_docs, int(selection["k"]))
+        elif selection["method"] == "top-r":
+            kept = max(1, int(math.floor(selection["ratio"] * n_docs)))
+    docs = max(kept * 0.9, 1)  # 0.9: the validation hold-out
+    if "tokens" in train:  # every sample has at least 2 real tokens (one + EOS): an upper bound on passes
+        train["epochs"] = max(1, math.ceil(train["tokens"] / (docs * 2)))
+    else:
+        train["epochs"] = max(1, math.ceil(train.get("steps", 1) * train.get("batch_size", 16) / docs))
+    return {"name": name, "corpus": str(corpus), "target": targets.get("target"),
+            "benchmark": targets.get("benchmark"),
+            "scorer": {"score_field": "score", "direction": score_job.direction, "scores_job": score_job.id,
+                       "scorer_method": score_job.method},
+            "selection": selection, "orderings": orderings,
+            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train}
+
+
+@dataclass
+class Preparation:
+    """A comparison being prepared in the background (process-wide, read by every session)."""
+
+    token: str
+    name: str
+    state: str = "preparing"  # preparing | launched | failed
+    message: str = "starting"
+    fraction: float = 0.0
+    comparison_id: str | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+class Preparations:
+    """Thread-safe registry of background preparations."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items: dict[str, Preparation] = {}
+
+    def add(self, prep: Preparation) -> None:
+        with self._lock:
+            self._items[prep.token] = prep
+
+    def update(self, token: str, **fields) -> None:
+        with self._lock:
+            for k, v in fields.items():
+                setattr(self._items[token], k, v)
+
+    def active(self) -> list[Preparation]:
+        with self._lock:
+            return [Preparation(**vars(p)) for p in self._items.values() if p.state == "preparing"]
+
+    def get(self, token: str) -> Preparation | None:
+        with self._lock:
+            p = self._items.get(token)
+            return Preparation(**vars(p)) if p else None
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> Preparations:
+    return Preparations()
+
+
+def _prepare_and_launch(spec: dict, root: Path, token: str, reg: Preparations, submit) -> None:
+    """Prepare the comparison, then queue its runs with ``submit(run_dir)`` (in a worker thread, or
+    inline in tests). Everything it needs is passed in: it never calls Streamlit."""
+    from delt_engine.comparison_spec import prepare_comparison
+    from delt_engine.workspace import Workspace
+
+    def on_progress(p) -> None:
+        if p.phase == "prepare":
+            reg.update(token, message=p.message, fraction=p.done / max(p.total, 1))
+
+    try:
+        comparison = prepare_comparison(spec, Workspace(root), on_progress=on_progress)
+        reg.update(token, comparison_id=comparison.id, message=f"{len(comparison.run_dirs)} runs queued")
+        for run_dir in comparison.run_dirs:
+            submit(run_dir)
+        reg.update(token, state="launched", fraction=1.0)
+    except DeltError as exc:
+        reg.update(token, state="failed", error=str(exc))
+    except Exception as exc:  # a bug: keep the trace for the page, never kill the server
+        reg.update(token, state="failed", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+
+
+def start(spec: dict, root: Path) -> str:
+    """Validate ``spec`` now (errors show at once), then prepare and launch in the background.
+
+    Returns:
+        The preparation token (``registry().get(token)`` tells its state and the comparison id).
+    """
+    from delt_engine.comparison_spec import parse_spec
+
+    parse_spec(spec)  # raises ConfigError with the fix before any thread starts
+    reg = registry()
+    token = f"prep-{time.time_ns()}"
+    reg.add(Preparation(token, spec.get("name", "comparison")))
+    if jobs.sync_mode():
+        _prepare_and_launch(spec, root, token, reg, jobs.submit_run)
+    else:
+        manager = jobs.manager()  # fetched here, in the script thread, and handed to the worker
+        threading.Thread(target=_prepare_and_launch, daemon=True, name=f"delt-prepare-{token}",
+                         args=(spec, root, token, reg, lambda run_dir: manager.submit(run_dir, "train"))).start()
+    return token

@@ -1,0 +1,147 @@
+"""Datasets of the workspace: the demo corpus (generated on demand) and imported corpora.
+
+An imported dataset lives in ``<workspace>/datasets/<name>/`` as ``corpus.parquet`` plus
+``manifest.json`` (source, text field, counts, content hash, import report). Frames are cached per
+file path and modification time, so a re-import is picked up and an unchanged file is read once.
+(The engine has no dataset registry; this is the app's small one, documented in docs/app.md.)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from delt_engine.errors import DataError
+from delt_engine.fileio import read_json, write_json
+
+from . import state
+
+DEMO = "demo"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
+def _demo_folder(root: str, n_docs: int | None) -> str:
+    from delt_engine.demo import ensure_demo
+
+    kwargs = {"n_docs": n_docs} if n_docs else {}
+    return str(ensure_demo(root, **kwargs))
+
+
+def demo_folder(root: Path) -> Path:
+    """Folder with the demo's corpus.jsonl, target.jsonl and benchmark.jsonl (made on first use)."""
+    folder = Path(_demo_folder(str(root), state.demo_docs()))
+    if not (folder / "corpus.jsonl").exists():  # deleted behind our back: make it again
+        _demo_folder.clear()
+        folder = Path(_demo_folder(str(root), state.demo_docs()))
+    return folder
+
+
+def imported_names(root: Path) -> list[str]:
+    base = root / "datasets"
+    if not base.is_dir():
+        return []
+    # The demo's own folders (datasets/demo-s*-n*/) hold JSONL, not corpus.parquet, so they are not listed.
+    return sorted(p.name for p in base.iterdir()
+                  if (p / "manifest.json").exists() and (p / "corpus.parquet").exists() and p.name != DEMO)
+
+
+def names(root: Path) -> list[str]:
+    """Every dataset the app can use, demo first."""
+    return [DEMO] + imported_names(root)
+
+
+def corpus_path(root: Path, name: str) -> Path:
+    """The corpus file of dataset ``name``."""
+    if name == DEMO:
+        return demo_folder(root) / "corpus.jsonl"
+    path = root / "datasets" / name / "corpus.parquet"
+    if not path.exists():
+        raise DataError(f"dataset {name!r} has no corpus file at {path}; import it again on the Data page")
+    return path
+
+
+def manifest(root: Path, name: str) -> dict:
+    if name == DEMO:
+        return {"name": DEMO, "source": "generated demo corpus (planted structure: clean / noise / difficulty)"}
+    return read_json(root / "datasets" / name / "manifest.json", default={}) or {}
+
+
+def eval_paths(root: Path, name: str) -> dict[str, str | None]:
+    """Target set and benchmark for LQS and evaluation: the dataset's own, else the demo's."""
+    info = manifest(root, name)
+    folder = demo_folder(root)
+    fallback = {"target": folder / "target.jsonl", "benchmark": folder / "benchmark.jsonl"}
+    out = {}
+    for key, path in fallback.items():
+        own = info.get(key)
+        out[key] = own if own else (str(path) if path.exists() else None)
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _read(path: str, mtime_ns: int) -> pl.DataFrame:
+    from delt_engine.corpus import read_records
+
+    return read_records(path)
+
+
+def load(root: Path, name: str) -> pl.DataFrame:
+    """The corpus frame of dataset ``name`` (id, text, metadata); read once per file version."""
+    path = corpus_path(root, name)
+    return _read(str(path), path.stat().st_mtime_ns)
+
+
+def check_name(name: str, root: Path) -> str:
+    name = (name or "").strip()
+    if name == DEMO or not NAME_RE.match(name):
+        raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '-', '_' or '.' "
+                        "(at most 64, not 'demo')")
+    return name
+
+
+def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> Path:
+    """Store a loaded corpus as ``datasets/<name>/corpus.parquet`` + ``manifest.json``; returns the folder."""
+    from delt_engine.corpus import write_records
+
+    name = check_name(name, root)
+    folder = root / "datasets" / name
+    if (folder / "manifest.json").exists():  # scores and runs refer to it: never replace it in place
+        raise DataError(f"a dataset named {name!r} already exists; choose another name (or delete {folder})")
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = loaded.frame
+    write_records(frame, folder / "corpus.parquet")
+    write_json(folder / "manifest.json", {"name": name, "source": source, "text_field": text_field,
+                                          "n_documents": frame.height, "columns": frame.columns,
+                                          "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                          "report": loaded.report.to_dict(), "summary": loaded.report.summary(),
+                                          "content_hash": loaded.report.content_hash})
+    return folder
+
+
+def word_counts(frame: pl.DataFrame) -> pl.Series:
+    """Whitespace-separated words per document (cheap: no tokenizer needed for the first chart)."""
+    return frame.select(pl.col("text").str.count_matches(r"\S+").alias("words"))["words"]
+
+
+def category_columns(frame: pl.DataFrame, max_values: int = 12) -> list[str]:
+    """Metadata columns worth filtering and colouring by (booleans and small categorical columns)."""
+    out = []
+    for col, dtype in frame.schema.items():
+        if col in ("id", "text"):
+            continue
+        if dtype == pl.Boolean or (dtype in (pl.Utf8, pl.Categorical, pl.Int64, pl.Int32) and
+                                   frame[col].n_unique() <= max_values):
+            out.append(col)
+    return out
+
+
+def group_labels(frame: pl.DataFrame, column: str) -> list[str]:
+    """Legend labels for colouring by ``column``; the demo's ``is_noise`` flag reads "clean" / "noise"."""
+    if column == "is_noise" and frame.schema[column] == pl.Boolean:
+        return ["noise" if v else "clean" for v in frame[column].to_list()]
+    return [str(v) for v in frame[column].to_list()]

@@ -1,0 +1,74 @@
+"""Rough time and memory estimates shown before a scoring job starts (data-juicer has none; users ask).
+
+Cost model: a forward+backward pass costs ~6 x parameters x tokens FLOPs (a forward ~2x); per-sample
+gradients (vmap) cost ~1.3x a batched backward (delt-method.md, "Cost"). Throughput is a rough
+constant per device class, so the numbers are order-of-magnitude guides, labelled as such in the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FLOPS_PER_S = {"cpu": 4e9, "mps": 2e12, "cuda": 3e13}
+BYTES_PER_PARAM = 4  # float32
+
+
+def preset_parameters(name: str, vocab_size: int = 2048) -> int:
+    """Parameters of a model preset (tied embeddings; Mistral blocks with full key/value heads)."""
+    from delt_engine.models import PRESETS
+
+    p = PRESETS[name]
+    h, i = p.hidden_size, p.intermediate_size
+    per_layer = 4 * h * h + 3 * h * i + 2 * h
+    return vocab_size * h + p.num_layers * per_layer + h
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    memory_bytes: int
+    note: str
+
+
+def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: str = "cpu",
+             steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int = 0) -> Estimate:
+    """Order-of-magnitude time and peak memory of one scoring job."""
+    speed = FLOPS_PER_S.get(device.split(":")[0].split(" ")[0], FLOPS_PER_S["cpu"])
+    tokens = n_docs * mean_tokens
+    if method in ("random", "length", "compression"):
+        return Estimate(0.5 + n_docs * 2e-5, int(tokens * 16), "no model: a single pass over the texts")
+    params = preset_parameters(model) if _is_preset(model) else 10_000_000
+    weights = params * BYTES_PER_PARAM
+    batch_tokens = batch_size * mean_tokens
+    flops = 6 * params * batch_tokens * warmup_steps
+    if method == "perplexity":
+        flops += 2 * params * tokens
+        return Estimate(2 + flops / speed, int(weights * 3 + tokens * 8), "one forward pass per sample")
+    checkpoints = len(range(0, steps, max(delta, 1))) + 1
+    flops += 6 * params * batch_tokens * steps * 3  # trajectory + co-state (HVPs ~2x a backward)
+    flops += 6 * params * tokens * checkpoints * 1.3  # per-sample gradients at each checkpoint
+    memory = weights * (steps + 4) + 16 * params * BYTES_PER_PARAM
+    note = f"{steps} proxy steps, per-sample gradients at {checkpoints} checkpoints"
+    return Estimate(3 + flops / speed, int(memory), note)
+
+
+def _is_preset(model: str) -> bool:
+    from delt_engine.models import PRESETS
+
+    return model in PRESETS
+
+
+def human_seconds(s: float) -> str:
+    if s < 60:
+        return f"~{max(s, 1):.0f} s"
+    if s < 3600:
+        return f"~{s / 60:.0f} min"
+    return f"~{s / 3600:.1f} h"
+
+
+def human_bytes(b: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if b < 1024:
+            return f"{b:.0f} {unit}"
+        b /= 1024
+    return f"{b:.1f} TB"

@@ -1,0 +1,91 @@
+"""Background jobs from the app: one process-wide JobManager, plus a synchronous mode for tests.
+
+The manager (``delt_engine.jobs.JobManager``) launches ``python -m delt_engine score|train`` as
+subprocesses; all job state is on disk, so closing the browser never stops a job and reopening the
+app shows it again. With ``DELT_SYNC_JOBS=1`` (AppTest) a job runs to completion inside the calling
+script instead, through the engine's job functions, so tests need no subprocess timing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from delt_engine.errors import DeltError
+from delt_engine.jobstate import FINAL_STATES
+
+
+def sync_mode() -> bool:
+    return os.environ.get("DELT_SYNC_JOBS") == "1"
+
+
+@st.cache_resource(show_spinner=False)
+def manager():
+    """The process-wide job manager (shared by every browser session; thread-safe)."""
+    from delt_engine.jobs import JobManager
+
+    return JobManager(max_concurrent=1)
+
+
+def submit_score(job_dir: Path) -> None:
+    """Start the scoring job in ``job_dir`` (prepared by ``create_score_job``)."""
+    if sync_mode():
+        from delt_engine.scoring.runner import run_score_job
+
+        try:
+            run_score_job(job_dir)
+        except DeltError:
+            pass  # the job wrote status "failed"/"cancelled" with the message; the page shows it
+    else:
+        manager().submit(job_dir, "score")
+
+
+def submit_run(run_dir: Path) -> None:
+    """Queue one training run (its run dir already holds config.json)."""
+    if sync_mode():
+        from delt_engine.training import train_run
+
+        try:
+            train_run(run_dir)
+        except DeltError:
+            pass  # status.json says why; the page shows it
+    else:
+        manager().submit(run_dir, "train")
+
+
+def cancel(job_dir: Path) -> None:
+    """Stop a queued or running job (it ends as 'cancelled', keeping what it recorded)."""
+    if sync_mode():
+        from delt_engine.jobstate import request_cancel
+
+        request_cancel(job_dir)
+    else:
+        manager().cancel(job_dir)
+
+
+def job_dirs(root: Path) -> list[Path]:
+    """Every scoring and run directory of the workspace."""
+    out = []
+    for sub in ("scores", "runs"):
+        base = root / sub
+        if base.is_dir():
+            out += [p for p in sorted(base.iterdir()) if p.is_dir()]
+    return out
+
+
+def queue_summary(root: Path) -> dict[str, int]:
+    """How many jobs are in each state (reads only status.json files; dead processes are reaped)."""
+    from delt_engine.workspace import refresh_status
+
+    counts: dict[str, int] = {}
+    for path in job_dirs(root):
+        state_ = refresh_status(path).get("state")
+        if state_:
+            counts[state_] = counts.get(state_, 0) + 1
+    return counts
+
+
+def is_active(status: dict) -> bool:
+    return bool(status) and status.get("state") not in FINAL_STATES

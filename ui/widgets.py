@@ -1,0 +1,62 @@
+"""Small Streamlit pieces shared by pages: a job row (state, progress, cancel), rerun-on-finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from delt_engine.jobstate import FINAL_STATES, read_progress
+
+from . import jobs, sidebar, state
+
+# Material icons ship with Streamlit (emoji fonts may be missing on a headless server).
+STATE_ICONS = {"queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
+               "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
+               "cancelled": ":orange[:material/cancel:]", "created": ":gray[:material/radio_button_unchecked:]"}
+
+
+def device_kind() -> str:
+    """"cpu", "cuda" or "mps" (for estimates)."""
+    name = sidebar.device_name()
+    return name.split(" ")[0]
+
+
+def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
+    """One job: its state, a progress bar with phase and ETA, a cancel button, and the error if it failed."""
+    state_ = status.get("state", "created")
+    c1, c2, c3 = st.columns([3, 5, 1])
+    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{state_}** · {label}")
+    progress = read_progress(job_dir)
+    if state_ == "done":
+        c2.progress(1.0, text="done")
+    elif progress:
+        eta = progress.get("eta_s")
+        text = f"{progress.get('phase', '')} {progress.get('done', 0)}/{progress.get('total', 0)}"
+        text += f" · {progress['message']}" if progress.get("message") else ""
+        text += f" · ETA {eta:.0f} s" if eta else ""
+        c2.progress(min(max(float(progress.get("fraction") or 0.0), 0.0), 1.0), text=text)
+    elif state_ == "queued":
+        c2.caption("waiting for a free slot (one job at a time)")
+    if state_ not in FINAL_STATES:
+        if c3.button("Cancel", key=key):
+            jobs.cancel(job_dir)
+            st.toast(f"Cancelling {label}")
+    if state_ == "failed" and status.get("error"):
+        st.error(f"{label} failed: {status['error']}")
+
+
+def rerun_when_finished(tag: str, states: dict[str, str]) -> None:
+    """Inside a polling fragment: rerun the whole page once when a job that was active has finished,
+    so what is drawn outside the fragment (results, the polling interval itself) refreshes too.
+
+    Args:
+        tag: which page's jobs these are (each page remembers its own).
+        states: job id -> its current state.
+    """
+    seen: dict = st.session_state.setdefault(state.ACTIVE_JOBS, {})
+    active_now = {job_id for job_id, s in states.items() if s not in FINAL_STATES}
+    before = seen.get(tag, set())
+    seen[tag] = active_now
+    if before - active_now:
+        st.rerun()
