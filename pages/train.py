@@ -71,8 +71,12 @@ def budget_form() -> None:
     c1, c2, c3, c4, c5, c6 = st.columns([3, 2, 2, 2, 2, 2])
     c1.selectbox("Model preset", list(PRESETS), key="train.model", persist_state="session",
                  help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()))
-    c2.selectbox("Budget in", ("steps", "tokens"), key="train.budget_kind", persist_state="session")
-    if st.session_state["train.budget_kind"] == "steps":
+    c2.selectbox("Budget in", ("epochs", "steps", "tokens"), key="train.budget_kind", persist_state="session",
+                 help="epochs: every arm sees all of the (selected) data once per epoch, so the whole ordering "
+                      "is trained on and every arm gets exactly the same tokens. steps/tokens cut runs short.")
+    if st.session_state["train.budget_kind"] == "epochs":
+        c3.number_input("Epochs (budget)", 1, 100, key="train.max_epochs", persist_state="session")
+    elif st.session_state["train.budget_kind"] == "steps":
         c3.number_input("Steps (budget)", 1, 1_000_000, key="train.max_steps", persist_state="session")
     else:
         c3.number_input("Tokens (budget)", 1, 10**12, step=1000, key="train.max_tokens", persist_state="session")
@@ -83,6 +87,9 @@ def budget_form() -> None:
 
 def budget_text() -> str:
     ss = st.session_state
+    if ss["train.budget_kind"] == "epochs":
+        n = int(ss["train.max_epochs"])
+        return f"{n} full pass{'es' if n > 1 else ''} over the data (identical tokens for every ordering)"
     if ss["train.budget_kind"] == "tokens":
         return f"{int(ss['train.max_tokens']):,} real (non-padding) tokens"
     return f"{int(ss['train.max_steps']):,} steps of {int(ss['train.batch_size'])} samples"
@@ -91,8 +98,9 @@ def budget_text() -> str:
 def train_settings() -> dict:
     """RunConfig fields from the form (the same for every arm: a matched budget by construction)."""
     ss = st.session_state
-    budget = {"tokens": int(ss["train.max_tokens"])} if ss["train.budget_kind"] == "tokens" else \
-        {"steps": int(ss["train.max_steps"])}
+    kind = ss["train.budget_kind"]
+    budget = {"epochs": int(ss["train.max_epochs"])} if kind == "epochs" else \
+        {"tokens": int(ss["train.max_tokens"])} if kind == "tokens" else {"steps": int(ss["train.max_steps"])}
     return {"model": ss["train.model"], **budget, "batch_size": int(ss["train.batch_size"]),
             "eval_every": int(ss["train.eval_every"]), "lr": float(ss["train.lr"]), "max_length": 128,
             "eval_max_samples": 128}

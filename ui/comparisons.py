@@ -71,7 +71,9 @@ def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dic
         elif selection["method"] == "top-r":
             kept = max(1, int(math.floor(selection["ratio"] * n_docs)))
     docs = max(kept * 0.9, 1)  # 0.9: the validation hold-out
-    if "tokens" in train:  # every sample has at least 2 real tokens (one + EOS): an upper bound on passes
+    if "epochs" in train:  # an epoch budget: the runs end after these passes, nothing to derive
+        pass
+    elif "tokens" in train:  # every sample has at least 2 real tokens (one + EOS): an upper bound on passes
         train["epochs"] = max(1, math.ceil(train["tokens"] / (docs * 2)))
     else:
         train["epochs"] = max(1, math.ceil(train.get("steps", 1) * train.get("batch_size", 16) / docs))

@@ -32,7 +32,7 @@ SCENARIOS = {s.name: s for s in (
              {"score.methods": ["lqs"], "organize.method": "none",
               "organize.orderings": ["shuffle", "sorting", "folding"], "organize.layers": 3,
               "train.orderings": ["shuffle", "sorting", "folding"], "train.seeds": 2, "train.model": "cpu-demo",
-              "train.budget_kind": "tokens", "train.max_tokens": 100_000, "train.eval_every": 20,
+              "train.budget_kind": "epochs", "train.max_epochs": 1, "train.eval_every": 20,
               "train.batch_size": 16}),
     Scenario("selection", "Efficiency: drop the worst 30% (compression score)",
              "Gzip compression ratio flags repetitive noise; keep the top 70% and see whether training on less "

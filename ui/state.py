@@ -63,7 +63,9 @@ DEFAULTS: dict[str, object] = {
     "train.orderings": ["shuffle", "folding"],
     "train.seeds": 2,
     "train.model": "cpu-demo",
-    "train.budget_kind": "tokens",  # the same tokens for every arm: fair even when an order favours short texts
+    # One full epoch: every arm trains on the whole ordering (folding's layers are all seen) with the same tokens.
+    "train.budget_kind": "epochs",
+    "train.max_epochs": 1,
     "train.max_steps": 120,
     "train.max_tokens": 100_000,
     "train.batch_size": 16,

@@ -188,6 +188,8 @@ def full_loop(page, app_url) -> None:
     goto(page, "Train")
     page.get_by_test_id("stSelectbox").filter(has_text="Model preset").click()
     page.get_by_role("option", name="tiny-test").click()
+    page.get_by_test_id("stSelectbox").filter(has_text="Budget in").click()
+    page.get_by_role("option", name="tokens").click()
     for label, value in (("Seeds per arm", "1"), ("Tokens (budget)", "8000"), ("Evaluate every (steps)", "4")):
         field = page.get_by_label(label)
         field.fill(value)
