@@ -1,0 +1,400 @@
+"""Learnability-Quality Scoring (LQS) and PDS scorers (delt-method.md section 2).
+
+``score_lqs(ctx)`` / ``score_pds(ctx)`` return one row per scored sample: id, score (LQS or PDS),
+lqs, pds, quality, learnability, per-contribution-step lists (contribution, cos, ratio,
+lambda_norm, grad_norm), exact and source ("exact" | "distilled"). Both share one computation per
+process (cached by config and data). Options (``ctx.options``) are the fields of ``LQSConfig``.
+The numerics live in ``lqs_core``, the scale-out in ``distributed`` and ``distill``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import polars as pl
+import torch
+
+from ..errors import ConfigError, DataError, JobError
+from ..progress import PhaseTimer
+from . import ScoreContext
+
+CHECKPOINTS = ("auto", "every", "delta")
+FINAL_NORMS = ("paper", "reference")
+DTYPES = ("float32", "float64", "bfloat16")
+PASS_THROUGH = ("vocab_size",)  # read by runner.prepare_tokenizer
+AUTO_EVERY_BYTES = 1 << 30  # "auto" keeps every step while T+1 parameter copies fit in 1 GiB
+
+
+@dataclass(frozen=True)
+class LQSConfig:
+    """Settings of one LQS/PDS computation; every field is a ``ctx.options`` key.
+
+    Attributes:
+        steps: T, plain-SGD steps of the proxy trajectory (the paper: 100; 20 fits the CPU budget:
+            the co-state needs grad J over the whole target set at every step).
+        delta: Delta, steps between contribution steps (and checkpoints); T >= Delta. Each
+            contribution step costs one per-sample-gradient pass over the scored samples (plus one
+            norm-only pass at theta_T with the paper's final norm).
+        eta: constant SGD learning rate of the trajectory (batch loss = mean of per-sample losses).
+            It must keep SGD stable along the sharpest directions (|1 - eta * h| <= 1 for Hessian
+            eigenvalues h), or the co-state (I - eta H) products blow up and the scores turn into
+            noise: on the demo with cpu-demo, eta = 0.5 gave |lambda_1| ~ 40 x |lambda_11| and
+            near-chance scores, 0.1 a steady co-state and the best noise separation of 0.05-1.0.
+        warmup_steps, warmup_lr: AdamW steps (and lr) on corpus batches before the trajectory, so the
+            gradients come from a model that has seen the data rather than from random weights.
+        batch_size: samples per trajectory / warm-up batch.
+        max_length: tokens per sample (truncated); at least 2.
+        proxy_size: score a seeded random subset of this many samples (None = all).
+        chunk_size: samples per per-sample-gradient chunk (memory ~ chunk_size x parameters).
+        checkpoint: "every" (keep all theta_t), "delta" (keep every Delta-th, replay) or "auto".
+        final_norm: last step's denominator: "paper" (||grad l(x, theta_T)||) or "reference" (1).
+        dtype: "float32", "float64" (exact checks) or "bfloat16" (CUDA autocast; fp32 master weights).
+        hvp: "double-backward" or "forward-over-reverse" (both exact).
+        seed, device: as in ScoreContext (defaults taken from it).
+        distill: with proxy_size, distil the proxy's exact scores into a regressor that scores the rest.
+        distill_epochs, distill_lr, distill_val_fraction: the regressor's training.
+    """
+
+    steps: int = 20
+    delta: int = 10
+    eta: float = 0.1
+    warmup_steps: int = 100
+    warmup_lr: float = 3e-3
+    batch_size: int = 16
+    max_length: int = 128
+    proxy_size: Optional[int] = None
+    chunk_size: int = 8
+    checkpoint: str = "auto"
+    final_norm: str = "paper"
+    dtype: str = "float32"
+    hvp: str = "double-backward"
+    seed: int = 0
+    device: str = "auto"
+    distill: bool = False
+    distill_epochs: int = 8
+    distill_lr: float = 1e-3
+    distill_val_fraction: float = 0.2
+
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("delta", 1), ("warmup_steps", 0), ("batch_size", 1), ("max_length", 2),
+                          ("chunk_size", 1), ("distill_epochs", 1), ("seed", 0)):
+            _check_int(name, getattr(self, name), low)
+        if self.proxy_size is not None:
+            _check_int("proxy_size", self.proxy_size, 1)
+        for name in ("eta", "warmup_lr", "distill_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"LQS option {name}={value!r} must be a number > 0 (e.g. --set {name}={_default(name)})")
+        if self.steps < self.delta:
+            raise ConfigError(f"LQS option steps={self.steps} is smaller than delta={self.delta}: the trajectory needs "
+                              f"at least one segment; use steps >= {self.delta} or a smaller delta")
+        for name, allowed in (("checkpoint", CHECKPOINTS), ("final_norm", FINAL_NORMS), ("dtype", DTYPES),
+                              ("hvp", ("double-backward", "forward-over-reverse"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"LQS option {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if not 0 < self.distill_val_fraction <= 0.5:
+            raise ConfigError(f"LQS option distill_val_fraction={self.distill_val_fraction!r} must be in (0, 0.5]")
+        if self.distill and self.proxy_size is None:
+            raise ConfigError("LQS option distill=True needs proxy_size=M (the exactly scored subset); "
+                              "e.g. --set proxy_size=1000 --set distill=true")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"LQS option device={self.device!r} must be a device name (auto, cpu, cuda, mps)")
+
+    @classmethod
+    def from_options(cls, ctx: ScoreContext) -> "LQSConfig":
+        """The config of ``ctx``: seed/device/max_length/batch_size from the context, then ``ctx.options``.
+
+        Raises ConfigError for unknown keys (listing the valid ones) and values of the wrong type.
+        """
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in ctx.options if k not in names and k not in PASS_THROUGH)
+        if unknown:
+            raise ConfigError(f"unknown LQS option(s) {', '.join(unknown)}; valid options: "
+                              f"{', '.join(sorted(list(names) + list(PASS_THROUGH)))}")
+        values: dict[str, Any] = {"seed": ctx.seed, "device": ctx.device, "max_length": ctx.max_length,
+                                  "batch_size": ctx.batch_size}
+        values.update({k: v for k, v in ctx.options.items() if k in names})
+        return cls(**{k: _coerce(k, v, names[k].type) for k, v in values.items()})
+
+
+def _default(name: str):
+    return {f.name: f.default for f in dataclasses.fields(LQSConfig)}[name]
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"LQS option {name}={value!r} must be an integer >= {low} (e.g. --set {name}={_default(name)})")
+
+
+def _coerce(name: str, value, annotation: str):
+    """Values from the CLI arrive as strings; turn them into the field's type (validated later)."""
+    if not isinstance(value, str) or "str" in annotation:
+        return value
+    text = value.strip().lower()
+    if text in ("none", "null", ""):
+        return None
+    if annotation == "bool":
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"LQS option {name}={value!r} must be true or false")
+    try:
+        return float(text) if annotation == "float" else int(text)
+    except ValueError:
+        raise ConfigError(f"LQS option {name}={value!r} must be a number (e.g. --set {name}={_default(name)})") from None
+
+
+@dataclass
+class LQSResult:
+    """A scores table (one row per scored sample) and facts about how it was made (``meta``)."""
+
+    frame: pl.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+_CACHE: dict[Any, Any] = {}  # one entry: the last exact computation of this process
+
+
+def score_lqs(ctx: ScoreContext) -> Optional[pl.DataFrame]:
+    """LQS of every sample (or the proxy subset / distilled), score = lqs (higher = better).
+
+    Args:
+        ctx: corpus frame, proxy model, tokenizer, ``target_texts`` (required) and options (LQSConfig).
+
+    Returns:
+        The scores table on rank 0 (or without torchrun); None on other torchrun ranks.
+    """
+    result = run_lqs(ctx, "lqs")
+    return None if result is None else result.frame
+
+
+def score_pds(ctx: ScoreContext) -> Optional[pl.DataFrame]:
+    """PDS (the un-normalised LQS numerator) of every sample; same table as ``score_lqs``, score = pds."""
+    result = run_lqs(ctx, "pds")
+    return None if result is None else result.frame
+
+
+def run_lqs(ctx: ScoreContext, method: str = "lqs") -> Optional[LQSResult]:
+    """Compute LQS/PDS for ``ctx`` and return the table plus ``meta`` (config, steps, distillation figures).
+
+    Args:
+        ctx: as for ``score_lqs``.
+        method: "lqs" or "pds": which column becomes ``score`` (and is distilled, with distill=True).
+
+    Returns:
+        LQSResult on rank 0; None on other torchrun ranks.
+    """
+    if method not in ("lqs", "pds"):
+        raise ConfigError(f"method={method!r}: use 'lqs' or 'pds'")
+    cfg = LQSConfig.from_options(ctx)
+    texts = check_target(ctx.target_texts)
+    key = (cfg, str(ctx.model), _identity(ctx.tokenizer), _frame_hash(ctx.frame), _texts_hash(texts),
+           tuple(sorted((k, str(v)) for k, v in ctx.options.items() if k in PASS_THROUGH)))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = compute_exact(ctx, cfg, texts)
+    exact = _CACHE[key]
+    if exact is None:
+        return None
+    return _finish(ctx, cfg, exact, method)
+
+
+def check_target(texts) -> list[str]:
+    """The target set as a list of texts; DataError with the fix when it is missing or empty."""
+    fix = "give a clean target set: --target FILE (JSONL/Parquet with a text field), or the demo's target.jsonl"
+    if texts is None:
+        raise DataError(f"LQS/PDS need a target set (the text the model should get good at); {fix}")
+    texts = [str(t) for t in texts if t is not None and str(t).strip()]  # blank texts have nothing to predict
+    if not texts:
+        raise DataError(f"the target set is empty (no non-blank text); {fix}")
+    return texts
+
+
+def _identity(tokenizer) -> Any:
+    return tokenizer if tokenizer is None or isinstance(tokenizer, str) else id(tokenizer)
+
+
+def _texts_hash(texts) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(str(t).encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()
+
+
+def _frame_hash(frame: pl.DataFrame) -> str:
+    return _texts_hash([*frame["id"].cast(pl.Utf8).to_list(), "\x01", *frame["text"].to_list()])
+
+
+def _finish(ctx: ScoreContext, cfg: LQSConfig, exact, method: str) -> LQSResult:
+    """Turn the exact parts into the output table; distil to the rest of the corpus when asked."""
+    from .lqs_core import combine
+
+    cols = combine(exact.parts, cfg.eta, cfg.final_norm)
+    ids = [exact.samples.ids[p] for p in exact.parts.positions]
+    table = exact_table(ids, cols, method)
+    meta = {"method": method, "config": dataclasses.asdict(cfg), **exact.meta, "n_exact": len(ids)}
+    if cfg.distill:
+        from .distill import distill_scores
+
+        table, dmeta = distill_scores(exact, table, method, cfg, ctx.on_progress, ctx.should_stop)
+        meta["distill"] = dmeta
+    return LQSResult(table, meta)
+
+
+def exact_table(ids: list[str], cols: dict[str, np.ndarray], method: str) -> pl.DataFrame:
+    """The output table of exactly scored samples from ``lqs_core.combine``'s columns."""
+    n, k = cols["cos"].shape
+    lists = {name: pl.Series(name, cols[name].tolist(), dtype=pl.List(pl.Float64))
+             for name in ("contribution", "cos", "ratio", "grad_norm")}
+    lists["lambda_norm"] = pl.Series("lambda_norm", [cols["lambda_norm"].tolist()] * n, dtype=pl.List(pl.Float64))
+    return pl.DataFrame({
+        "id": pl.Series("id", ids, dtype=pl.Utf8),
+        "score": pl.Series("score", cols[method], dtype=pl.Float64),
+        **{name: pl.Series(name, cols[name], dtype=pl.Float64) for name in ("lqs", "pds", "quality", "learnability")},
+        **lists,
+        "exact": pl.Series("exact", [True] * n, dtype=pl.Boolean),
+        "source": pl.Series("source", ["exact"] * n, dtype=pl.Utf8),
+    })
+
+
+def memory_error(exc: BaseException, cfg: LQSConfig) -> Optional[JobError]:
+    """A JobError with the fix when ``exc`` is an out-of-memory error, else None."""
+    text = str(exc).lower()
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate" in text:
+        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {cfg.chunk_size}), "
+                        f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), "
+                        "e.g. --set chunk_size=2, or use checkpoint=delta")
+    return None
+
+
+# ---------------------------------------------------------------- the exact computation
+
+
+@dataclass
+class ExactLQS:
+    """Merged raw parts of the exactly scored samples, with what distillation needs."""
+
+    parts: Any  # lqs_core.LQSParts, rows sorted by position in ``samples``
+    samples: Any  # tokenize.Samples of the whole corpus
+    flm: Any  # lqs_core.FunctionalLM (its module holds the warmed-up theta_0)
+    meta: dict[str, Any]
+
+
+def _torch_dtypes(cfg: LQSConfig, device: torch.device) -> tuple[torch.dtype, Optional[torch.dtype]]:
+    """(parameter dtype, autocast dtype) of ``cfg.dtype``."""
+    if cfg.dtype == "float64":
+        return torch.float64, None
+    if cfg.dtype == "bfloat16":
+        return torch.float32, torch.bfloat16
+    return torch.float32, None
+
+
+def _proxy_positions(n: int, cfg: LQSConfig) -> np.ndarray:
+    if cfg.proxy_size is None or cfg.proxy_size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, size=cfg.proxy_size, replace=False))
+
+
+def _on_device(samples, index_batches, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from ..tokenize import trim_batch
+
+    out = []
+    for idx in index_batches:
+        ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
+        out.append((ids.to(device), mask.to(device)))
+    return out
+
+
+def _target_batches(texts: list[str], tokenizer, cfg: LQSConfig, device):
+    from ..tokenize import encode
+    from .lqs_core import length_chunks
+
+    target = encode(texts, [f"target-{i}" for i in range(len(texts))], tokenizer, max_length=cfg.max_length)
+    return _on_device(target, length_chunks(target.lengths, cfg.batch_size), device), len(target)
+
+
+def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Optional[ExactLQS]:
+    """Warm-up, trajectory, co-state and contributions (sharded under torchrun); merged on rank 0.
+
+    Returns:
+        ExactLQS on rank 0 (or without torchrun), None on other ranks.
+    """
+    from ..device import resolve_device
+    from .distributed import init_world, local_device
+    from .runner import prepare_model, prepare_samples, prepare_tokenizer
+
+    device = local_device(resolve_device(cfg.device))
+    world = init_world(device)
+    param_dtype, autocast = _torch_dtypes(cfg, device)
+    tokenizer = prepare_tokenizer(ctx)
+    lctx = dataclasses.replace(ctx, tokenizer=tokenizer, device=str(device), seed=cfg.seed, max_length=cfg.max_length,
+                               batch_size=cfg.batch_size,
+                               options={"warmup_steps": cfg.warmup_steps, "warmup_lr": cfg.warmup_lr})
+    samples = prepare_samples(lctx, tokenizer)
+    positions = _proxy_positions(len(samples), cfg)
+    pool = samples.subset(positions)
+    try:
+        model = prepare_model(lctx, tokenizer, samples=pool, attn_implementation="eager", dtype=param_dtype)
+        target_batches, n_target = _target_batches(texts, tokenizer, cfg, device)
+        parts, meta, flm = exact_parts(model, pool, target_batches, cfg, world, autocast,
+                                       on_progress=ctx.on_progress, should_stop=ctx.should_stop)
+    except (RuntimeError, MemoryError) as exc:
+        oom = memory_error(exc, cfg)
+        if oom is None:
+            raise
+        raise oom from exc
+    from .distributed import gather
+    from .lqs_core import LQSParts
+
+    shards = gather(parts, world)
+    if not world.is_lead:
+        return None
+    merged = LQSParts.merge(shards)
+    merged.positions = positions[merged.positions]  # pool positions -> corpus positions
+    meta.update(n_samples=len(samples), n_target=n_target, world_size=world.size, device=str(device))
+    return ExactLQS(merged, samples, flm, meta)
+
+
+def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocast=None, *,
+                on_progress=None, should_stop=None):
+    """Trajectory, co-state and this rank's contributions, starting from ``model``'s current weights.
+
+    Args:
+        model: the (warmed-up) proxy causal LM; its parameters are theta_0 and are not modified.
+        pool: Samples to train the trajectory on and to score (positions in the result refer to it).
+        target_batches: (input_ids, attention_mask) batches of the target set, on the model's device.
+        cfg: steps, delta, eta, batch_size, seed, chunk_size, checkpoint, final_norm, hvp.
+        world: distributed.World (None = one process); contributions are sharded by chunk.
+        autocast: torch.bfloat16 to autocast forward passes, or None.
+
+    Returns:
+        (LQSParts of this rank's samples, meta dict, the FunctionalLM).
+    """
+    from .distributed import World, shard
+    from .lqs_core import (FunctionalLM, Trajectory, batch_schedule, contribution_steps, contributions, costate,
+                           length_chunks)
+
+    world = world or World()
+    flm = FunctionalLM(model, autocast=autocast, hvp_mode=cfg.hvp)
+    theta0 = flm.params()
+    n_params = sum(p.numel() for p in theta0.values())
+    keep_every = cfg.checkpoint == "every" or (
+        cfg.checkpoint == "auto" and (cfg.steps + 1) * n_params * theta0[next(iter(theta0))].element_size()
+        <= AUTO_EVERY_BYTES)
+    batches = _on_device(pool, batch_schedule(len(pool), cfg.batch_size, cfg.steps, cfg.seed + 1), flm.device)
+    traj = Trajectory(flm, theta0, batches, cfg.eta, cfg.delta, keep_every)
+    timer = PhaseTimer("trajectory", cfg.steps, on_progress)
+    traj.run(timer.update, should_stop)
+    steps = contribution_steps(cfg.steps, cfg.delta)
+    timer = PhaseTimer("co-state", cfg.steps, on_progress)
+    lambdas = costate(flm, traj, target_batches, cfg.eta, {t + 1 for t in steps}, timer.update, should_stop)
+    chunks = shard(length_chunks(pool.lengths, cfg.chunk_size), world)
+    parts = contributions(flm, traj, pool, chunks, lambdas, steps, cfg.final_norm == "paper", on_progress, should_stop)
+    meta = {"contribution_steps": steps, "n_params": n_params, "checkpoint": "every" if keep_every else "delta"}
+    return parts, meta, flm
