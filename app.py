@@ -22,5 +22,11 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+pending = st.session_state.pop(state.PENDING_PAGE, None)
+if pending:  # a page that was first opened before app.py had run (see state.require_app)
+    target = next((p for p in PAGES if p.url_path == pending[0]), None)
+    if target is not None and target.url_path != page.url_path:
+        st.switch_page(target, query_params=pending[1] or None)
+st.session_state[state.APP_READY] = True
 page.run()
 sidebar.render()  # after the page: the first chart does not wait for torch (imported for the device name)

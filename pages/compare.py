@@ -13,6 +13,7 @@ from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace import Workspace, metrics_frame, read_metrics
 from ui import state
 
+state.require_app("compare")
 ROOT = state.workspace_root()
 PREFERRED = ("val_loss", "target_loss", "train_loss", "bench_acc")
 

@@ -12,6 +12,7 @@ from delt_engine import plots
 from delt_engine.errors import DeltError
 from ui import datasets, state
 
+state.require_app("data")
 ROOT = state.workspace_root()
 PAGE_SIZES = (10, 25, 50)
 

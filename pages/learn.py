@@ -13,6 +13,7 @@ from delt_engine.errors import DeltError
 from delt_engine.workspace import Workspace
 from ui import scenarios, state
 
+state.require_app("learn")
 ROOT = state.workspace_root()
 
 

@@ -12,6 +12,7 @@ from delt_engine import plots
 from delt_engine.errors import DeltError
 from ui import datasets, scores, state
 
+state.require_app("organize")
 ROOT = state.workspace_root()
 SELECTIONS = ("none", "top-k", "top-r", "threshold")
 ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")

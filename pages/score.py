@@ -14,6 +14,7 @@ from delt_engine.models import PRESETS
 from delt_engine.scoring import SCORERS
 from ui import datasets, estimate, jobs, scores, state, widgets
 
+state.require_app("score")
 ROOT = state.workspace_root()
 DIRECTION = {"higher_better": "higher = better", "higher_harder": "higher = harder"}
 MODEL_BASED = tuple(n for n, info in SCORERS.items() if info.needs_model)

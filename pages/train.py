@@ -11,6 +11,7 @@ from delt_engine.models import PRESETS
 from delt_engine.workspace import Workspace
 from ui import comparisons, datasets, jobs, live, scores, state, widgets
 
+state.require_app("train")
 ROOT = state.workspace_root()
 ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
 LIVE_METRICS = (("target_loss", "Target loss"), ("val_loss", "Validation loss"), ("bench_acc", "Benchmark accuracy"))

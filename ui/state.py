@@ -23,6 +23,8 @@ COLOR_DEFAULTED = "score_color_defaulted"  # the Score page's "colour by" got it
 MAP_PICK = "score_map_pick"  # the sample last clicked on the data map (to explain it)
 ACTIVE_JOBS = "active_jobs"  # per page: ids of the jobs that were active at the last poll
 PREP_TOKEN = "prep_token"  # the comparison preparation this session started last
+APP_READY = "app_ready"  # app.py has run in this session (set before its first page runs)
+PENDING_PAGE = "pending_page"  # (url_path, query params) a page asked for before app.py had run
 PREP_APPLIED = "prep_applied"  # that preparation's comparison was already selected on the Train page
 
 # ---------------------------------------------------------------- widget defaults (persisted)
@@ -113,3 +115,17 @@ def ensure_choice(key: str, options: list, multi: bool = False) -> None:
             st.session_state[key] = kept
     elif value not in options:
         st.session_state[key] = options[0] if options else None
+
+
+def require_app(url_path: str) -> None:
+    """Route a page that Streamlit ran on its own through app.py.
+
+    On a freshly started server, the very first request for e.g. ``/train`` is served by Streamlit's
+    legacy ``pages/`` routing, which runs the page script without app.py (no navigation, no state
+    defaults). Remember where the user was going (with the URL's query parameters, so shared
+    scenario links survive) and hand over to app.py, which switches back to that page.
+    """
+    if st.session_state.get(APP_READY):
+        return
+    st.session_state[PENDING_PAGE] = (url_path, dict(st.query_params))
+    st.switch_page("app.py")
