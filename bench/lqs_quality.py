@@ -81,6 +81,13 @@ def print_report(table: pl.DataFrame, signed: dict, free: dict, seconds: dict) -
             ok = table[a].is_not_null() & table[b].is_not_null() & table[a].is_not_nan() & table[b].is_not_nan()
             row.append(spearman(table.filter(ok)[a].to_numpy(), table.filter(ok)[b].to_numpy()))
         print(f"{a:<13}" + "".join(f"{v:>12.3f}" for v in row))
+    print("\nAUROC(clean) of each noise kind alone against all clean documents")
+    clean = table.filter(~pl.col("is_noise"))
+    print(f"{'noise kind':<16}{'n':>5}" + "".join(f"{m:>12}" for m in METHODS))
+    for kind in sorted(table.filter(pl.col("is_noise"))["kind"].unique().to_list()):
+        part = pl.concat([clean, table.filter(pl.col("kind") == kind)])
+        row = auroc_table(part)[0]
+        print(f"{kind:<16}{part.height - clean.height:>5}" + "".join(f"{row[m]:>12.3f}" for m in METHODS))
     print("\nMean score per kind (sorted by LQS)")
     kinds = table.group_by("kind").agg(pl.len().alias("n"), pl.col("is_noise").first().alias("noise"),
                                        *[pl.col(m).mean() for m in METHODS]).sort("lqs")

@@ -12,7 +12,7 @@ from delt_engine.lm import sample_losses_from_logits
 from delt_engine.scoring import ScoreContext, score
 from delt_engine.scoring import lqs as lqs_module
 from delt_engine.scoring.distill import auroc, rankdata, spearman
-from delt_engine.scoring.lqs import LQSConfig, memory_error, run_lqs, score_lqs, score_pds
+from delt_engine.scoring.lqs import LQSConfig, memory_error, run_lqs, score_lqs
 from delt_engine.scoring.lqs_core import (LQSParts, batch_schedule, combine, contribution_steps, length_chunks,
                                           next_checkpoint, sample_losses)
 from delt_engine.tokenize import train_tokenizer
