@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from .errors import ConfigError, DataError
-from .selection import MethodInfo, check_scores, score_array
+from .selection import MethodInfo, check_scores, score_array, scores_of
 
 ORDERINGS: dict[str, MethodInfo] = {
     "shuffle": MethodInfo("shuffle", "random order from a seed: the conventional baseline", "paper"),
@@ -164,10 +164,7 @@ def layout(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], me
         A ``Layout``.
     """
     _check_config(method, layers, window, seed)
-    if isinstance(frame_or_scores, pl.DataFrame):
-        scores = score_array(frame_or_scores, score_field, action="order")
-    else:
-        scores = check_scores(frame_or_scores, action="order")
+    scores = scores_of(frame_or_scores, score_field, action="order")
     perm, layer = _order(scores, method, layers, descending, window, seed)
     sizes = layer_sizes(scores.size, method, layers)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

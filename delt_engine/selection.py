@@ -143,10 +143,7 @@ def summarize_selection(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequenc
         A ``SelectionSummary``.
     """
     _check_config(method, k, ratio, threshold)
-    if isinstance(frame_or_scores, pl.DataFrame):
-        scores = score_array(frame_or_scores, score_field, action="select")
-    else:
-        scores = check_scores(frame_or_scores, action="select")
+    scores = scores_of(frame_or_scores, score_field, action="select")
     _, summary = _select(scores, method, k, ratio, threshold, higher_is_better)
     return summary
 
@@ -180,6 +177,13 @@ def score_array(frame: pl.DataFrame, score_field: str = "score", action: str = "
     if not column.dtype.is_numeric():
         raise DataError(f"score field {score_field!r} holds {column.dtype}, not numbers; pick a numeric field")
     return check_scores(column.cast(pl.Float64).to_numpy(), frame=frame, action=action)
+
+
+def scores_of(frame_or_scores, score_field: str = "score", action: str = "select") -> np.ndarray:
+    """Checked scores from a frame's ``score_field`` or from the scores themselves."""
+    if isinstance(frame_or_scores, pl.DataFrame):
+        return score_array(frame_or_scores, score_field, action=action)
+    return check_scores(frame_or_scores, action=action)
 
 
 def check_scores(scores: Union[np.ndarray, Sequence[float]], frame: Optional[pl.DataFrame] = None,

@@ -10,7 +10,7 @@ import streamlit as st
 
 from delt_engine import plots
 from delt_engine.errors import DeltError
-from ui import datasets, scores, state
+from ui import scores, state
 
 state.require_app("organize")
 ROOT = state.workspace_root()
@@ -151,8 +151,7 @@ def main() -> None:
     st.caption("Selection makes training cheaper; ordering makes the same data work better.")
     name = st.session_state["data.dataset"]
     try:
-        frame = datasets.load(ROOT, name)
-        done = scores.latest_done(scores.list_jobs(ROOT, datasets.corpus_path(ROOT, name)))
+        frame, done = scores.dataset_with_scores(ROOT, name)
     except DeltError as exc:
         st.error(f"{exc}")
         return

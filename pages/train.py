@@ -209,8 +209,7 @@ def main() -> None:
     st.caption("Train small causal LMs on the same data in different orders; curves update live.")
     name = st.session_state["data.dataset"]
     try:
-        frame = datasets.load(ROOT, name)
-        done = scores.latest_done(scores.list_jobs(ROOT, datasets.corpus_path(ROOT, name)))
+        frame, done = scores.dataset_with_scores(ROOT, name)
     except DeltError as exc:
         st.error(f"{exc}")
         return

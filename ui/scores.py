@@ -17,6 +17,7 @@ import streamlit as st
 
 from delt_engine.fileio import read_json
 from delt_engine.workspace import refresh_status
+from ui import datasets
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,9 @@ def jaccard_matrix(table: pl.DataFrame, methods: list[str], k: int) -> np.ndarra
             union = a | b
             out[i, j] = len(a & b) / len(union) if union else np.nan
     return out
+
+
+def dataset_with_scores(root: Path, name: str) -> tuple[pl.DataFrame, dict[str, ScoreJob]]:
+    """The dataset ``name`` and its latest finished scoring job per method (raises DeltError)."""
+    frame = datasets.load(root, name)
+    return frame, latest_done(list_jobs(root, datasets.corpus_path(root, name)))
