@@ -17,13 +17,7 @@ TEXTS = ["the cat sat on the mat.", "a dog ran far away from the red house.",
          "café au lait, naïve résumé", "green trees grow by the river stone"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run as fast on one thread, and on a busy shared machine much faster (no spinning)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ TARGET = ["The old cat sat on the warm mat.", "A small bird looked at the black 
 OPTIONS = {"steps": 4, "delta": 2, "warmup_steps": 3, "eta": 0.3, "chunk_size": 5}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

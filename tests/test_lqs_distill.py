@@ -21,12 +21,7 @@ TARGET = ["The fox walked to the river.", "A hen saw two owls at the barn."]
 OPTIONS = {"steps": 4, "delta": 2, "warmup_steps": 2, "eta": 0.3, "chunk_size": 4, "proxy_size": 12}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

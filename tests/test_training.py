@@ -22,13 +22,7 @@ from tests.conftest import ROOT
 WORDS = "the cat sat on a mat dog ran far away big small red blue green tree house river stone".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run as fast on one thread, and on a busy shared machine much faster (no spinning)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _text(i: int) -> str:
