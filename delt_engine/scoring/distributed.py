@@ -88,6 +88,22 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
+def leave(world: World) -> None:
+    """Leave the process group once this rank's last collective is done.
+
+    Every rank waits at a barrier first, so no rank tears down its gloo connections while a peer
+    still reads from them (a rank that left early used to abort with "terminate called without an
+    active exception" at interpreter exit). A no-op for a single process.
+    """
+    if not world.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(items: Sequence[Any], world: World) -> list[Any]:
     """This rank's share of ``items``: every ``size``-th item starting at ``rank`` (round robin).
 

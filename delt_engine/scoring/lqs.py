@@ -353,10 +353,11 @@ def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Option
         if oom is None:
             raise
         raise oom from exc
-    from .distributed import gather
+    from .distributed import gather, leave
     from .lqs_core import LQSParts
 
     shards = gather(parts, world)
+    leave(world)
     if not world.is_lead:
         return None
     merged = LQSParts.merge(shards)
