@@ -353,6 +353,20 @@ def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
     metrics, total = run_dir / "metrics.jsonl", state.total_steps
     loop_start = last_progress = time.perf_counter()
     window, eval_s = _Window(loop_start), 0.0
+
+    def evaluate(step: int) -> dict:
+        nonlocal eval_s
+        eval_start = time.perf_counter()
+        record = {"step": step, "tokens": state.tokens, **run_eval(model, tokenizer, sets, config, device, amp)}
+        record["elapsed_s"] = round(time.perf_counter() - loop_start, 3)
+        append_jsonl(metrics, record)
+        state.last_eval = record
+        eval_s += time.perf_counter() - eval_start
+        window.start = time.perf_counter()  # eval time is not training time (tok_s)
+        return record
+
+    if config.eval_every and config.eval_at_start:
+        evaluate(0)
     for index in range(total):
         if should_stop is not None and should_stop():
             return "cancelled"
@@ -372,14 +386,7 @@ def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
             append_jsonl(metrics, record)
             window = _Window(time.perf_counter())
         if (config.eval_every and step % config.eval_every == 0) or step == total:
-            eval_start = time.perf_counter()
-            eval_record = {"step": step, "tokens": state.tokens,
-                           **run_eval(model, tokenizer, sets, config, device, amp)}
-            eval_record["elapsed_s"] = round(time.perf_counter() - loop_start, 3)
-            append_jsonl(metrics, eval_record)
-            state.last_eval = eval_record
-            eval_s += time.perf_counter() - eval_start
-            window.start = time.perf_counter()  # eval time is not training time (tok_s)
+            eval_record = evaluate(step)
         now = time.perf_counter()
         state.train_s = now - loop_start - eval_s
         if now - last_progress >= 0.5 or step == total:

@@ -27,7 +27,9 @@ class RunConfig:
     the same ordering (no reshuffle), so a curriculum repeats; a budget larger than ``epochs`` passes
     is an error (raise ``epochs``).
 
-    Evaluation: every ``eval_every`` steps and always at the end. ``validation`` (held-out general
+    Evaluation: every ``eval_every`` steps and always at the end, plus once before the first step
+    (step 0, the untrained model: every ordering of one seed starts from that same point) when
+    ``eval_at_start`` and ``eval_every`` is set. ``validation`` (held-out general
     text) gives ``val_loss``, ``target`` gives ``target_loss``, ``benchmark`` (multiple-choice JSONL)
     gives ``bench_acc``/``bench_acc_norm``; whatever is not given is reported as null (a held-out split
     is never carved out of the ordered data, because that would change what the run trains on).
@@ -62,6 +64,7 @@ class RunConfig:
     bf16: Optional[bool] = None  # None: bf16 autocast on CUDA, full fp32 elsewhere
     log_every: int = 1
     eval_every: Optional[int] = None
+    eval_at_start: bool = True
     validation: Optional[str] = None
     target: Optional[str] = None
     benchmark: Optional[str] = None
@@ -103,6 +106,8 @@ class RunConfig:
             raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
         _check_int("log_every", self.log_every, 1, 10**12)
         _check_int("eval_every", self.eval_every, 1, 10**12, optional=True)
+        if not isinstance(self.eval_at_start, bool):
+            raise ConfigError(f"eval_at_start={self.eval_at_start!r} must be true or false")
         _check_int("eval_max_samples", self.eval_max_samples, 1, 10**9)
         _check_int("eval_batch_size", self.eval_batch_size, 1, 1_000_000)
         if not isinstance(self.provenance, dict):

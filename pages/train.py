@@ -82,7 +82,9 @@ def budget_form() -> None:
     else:
         c3.number_input("Tokens (budget)", 1, 10**12, step=1000, key="train.max_tokens", persist_state="session")
     c4.number_input("Batch size", 1, 1024, key="train.batch_size", persist_state="session")
-    c5.number_input("Evaluate every (steps)", 1, 100_000, key="train.eval_every", persist_state="session")
+    c5.number_input("Evaluate every (steps)", 1, 100_000, key="train.eval_every", persist_state="session",
+                    help="Held-out losses and benchmarks; also once before the first step (the untrained "
+                         "model, the same for every ordering of a seed) and after the last")
     c6.number_input("Peak learning rate", 1e-5, 1.0, format="%.4f", key="train.lr", persist_state="session")
 
 

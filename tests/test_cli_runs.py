@@ -256,7 +256,7 @@ def test_compare_end_to_end_no_wait(tmp_path):
     assert report.returncode == 0, report.stderr
     assert "folding L=2 vs shuffle on target loss" in report.stdout and "shuffle" in report.stdout.splitlines()[3]
     evals = [r for r in ws.load_run(infos[0].id).metrics.to_dicts() if r.get("target_loss") is not None]
-    assert [r["step"] for r in evals] == [2, 4]
+    assert [r["step"] for r in evals] == [0, 2, 4]  # step 0: the untrained model
 
     again = prepare_comparison(tmp_path / "spec.json", ws)  # same corpus + scorer: scores come from the cache
     assert again.manifest["scores"]["cached"] and again.manifest["scores"]["scores_id"] == manifest["scores"]["scores_id"]

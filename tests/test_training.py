@@ -123,7 +123,8 @@ def test_eval_lines_every_n_steps_and_at_the_end(data, tmp_path):
     summary = train(cfg, tmp_path / "run")
     lines = _lines(tmp_path / "run")
     evals = [r for r in lines if "val_loss" in r]
-    assert [r["step"] for r in evals] == [2, 4, 5]
+    assert [r["step"] for r in evals] == [0, 2, 4, 5]  # step 0: the untrained model
+    assert evals[0]["tokens"] == 0 and lines[0] is evals[0]
     assert [r["step"] for r in lines if "train_loss" in r] == [2, 4, 5]
     last = evals[-1]
     assert last["val_loss"] == pytest.approx(last["target_loss"]) and last["val_loss"] > 0
@@ -131,6 +132,21 @@ def test_eval_lines_every_n_steps_and_at_the_end(data, tmp_path):
     assert last["bench_acc"] == pytest.approx((last["bench"]["a"]["acc"] + last["bench"]["b"]["acc"]) / 2)
     assert summary["val_loss"] == last["val_loss"] and summary["eval_step"] == 5 and summary["bf16"] is True
     assert read_json(tmp_path / "run" / "summary.json") == summary
+
+
+def test_step_zero_eval_is_the_same_for_every_ordering_of_a_seed(data, tmp_path):
+    reversed_input = tmp_path / "reversed.jsonl"
+    reversed_input.write_text("".join(json.dumps(r) + "\n" for r in reversed(data["rows"])))
+    firsts = []
+    for name, path in (("a", data["input"]), ("b", str(reversed_input))):
+        train(_config(data, input=path, steps=2, eval_every=2, target=data["heldout"]), tmp_path / name)
+        evals = [r for r in _lines(tmp_path / name) if "target_loss" in r]
+        assert [r["step"] for r in evals] == [0, 2]
+        firsts.append(evals[0]["target_loss"])
+        assert evals[1]["target_loss"] != evals[0]["target_loss"]  # training moved the model
+    assert firsts[0] == firsts[1]  # same seed, same tokenizer: the same untrained model
+    train(_config(data, steps=2, eval_every=2, target=data["heldout"], eval_at_start=False), tmp_path / "c")
+    assert [r["step"] for r in _lines(tmp_path / "c") if "target_loss" in r] == [2]
 
 
 def test_crash_in_a_hook_marks_the_run_failed_and_keeps_metrics(data, tmp_path):

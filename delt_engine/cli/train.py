@@ -34,7 +34,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-length", type=int, help="tokens per sample (longer documents are truncated)")
     p.add_argument("--lr", type=float, help="peak learning rate (cosine to 10%% of it after warm-up)")
     p.add_argument("--log-every", type=int, help="steps between train metric lines (default 1)")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: only at the end)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: only at the end); "
+                   "with it, also one at step 0 (the untrained model)")
+    p.add_argument("--no-eval-at-start", dest="eval_at_start", action="store_const", const=False,
+                   help="skip the step-0 evaluation")
     p.add_argument("--validation", help="held-out general text JSONL/Parquet -> val_loss")
     p.add_argument("--target", help="target set JSONL/Parquet -> target_loss")
     p.add_argument("--benchmark", help="multiple-choice benchmark JSONL -> bench_acc, bench_acc_norm")
@@ -46,7 +49,7 @@ def register(subparsers) -> None:
 
 # CLI flag -> RunConfig field, for flags given explicitly.
 _FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
-           "log_every", "eval_every", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
+           "log_every", "eval_every", "eval_at_start", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 
