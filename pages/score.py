@@ -3,6 +3,7 @@ per-sample explanation, top/bottom samples, scorer agreement)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import polars as pl
@@ -104,6 +105,39 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
         return
     st.session_state["score.view"] = methods[-1]
     st.rerun()
+
+
+def import_panel(corpus: Path) -> None:
+    """Scores made elsewhere (``python -m delt_engine score --output``, another tool) added as a finished job."""
+    from delt_engine.scoring.imported import import_scores
+
+    with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
+        st.caption(f"The ids must be this dataset's (its file: `{corpus}`); other columns are kept as components. "
+                   "From a terminal: `python -m delt_engine import-scores --scores FILE --corpus "
+                   f"{corpus} --name NAME`.")
+        upload = st.file_uploader("Scores file", type=["jsonl", "parquet"], key="score.import_file")
+        path = st.text_input("…or a path on this machine", key="score.import_path")
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Name shown here", value="custom", key="score.import_name",
+                             help="Use lqs for a CLI LQS file to get the data map and per-step views")
+        direction = c2.selectbox("Direction", list(DIRECTION), format_func=DIRECTION.get, key="score.import_dir")
+        if not st.button("Add scores", key="score.import"):
+            return
+        try:
+            source = Path(path).expanduser() if path.strip() else None
+            if upload is not None:
+                source = ROOT / "cache" / "uploads" / f"{time.time_ns()}-{Path(upload.name).name}"
+                source.parent.mkdir(parents=True, exist_ok=True)
+                source.write_bytes(upload.getvalue())
+            if source is None:
+                st.info("Choose a file or give a path first.")
+                return
+            import_scores(ROOT / "scores", corpus, source, name=name.strip(), direction=direction)
+        except DeltError as exc:
+            st.error(f"Could not add the scores: {exc}")
+            return
+        st.session_state["score.view"] = name.strip()
+        st.rerun()
 
 
 def jobs_panel(corpus: Path) -> None:
@@ -234,6 +268,7 @@ def main() -> None:
         return
     st.caption(f"Dataset **{name}** · {frame.height:,} documents")
     launch_panel(frame, corpus)
+    import_panel(corpus)
     jobs_panel(corpus)
     results(frame, corpus)
 

@@ -39,6 +39,33 @@ def register(subparsers) -> None:
     p.add_argument("--job-dir", metavar="DIR", help="run the scoring job in DIR (config.json) instead")
     p.set_defaults(func=run)
 
+    imp = subparsers.add_parser(
+        "import-scores", help="register a scores file as a finished scoring job of the workspace (for the app)",
+        description="Copy a scores file (JSONL/Parquet with id and score, e.g. from `score --output`) into the "
+                    "workspace as a finished scoring job of CORPUS, so the app's Score/Organize/Train pages use "
+                    "it. The file itself is never modified.")
+    imp.add_argument("--scores", required=True, metavar="FILE", help="JSONL or Parquet with id and score columns")
+    imp.add_argument("--corpus", required=True, metavar="FILE",
+                     help="the corpus file the scores belong to (the app's demo: "
+                          "WORKSPACE/datasets/demo-s0-n2000/corpus.jsonl)")
+    imp.add_argument("--name", required=True, help="method name shown in the app, e.g. lqs or lqs-cli")
+    imp.add_argument("--direction", default="higher_better", choices=("higher_better", "higher_harder"))
+    imp.add_argument("--id-field", default="id")
+    imp.add_argument("--score-field", default="score")
+    imp.add_argument("--workspace", metavar="DIR", help="workspace folder (default: $DELT_WORKSPACE or ./workspace)")
+    imp.set_defaults(func=run_import)
+
+
+def run_import(args) -> int:
+    from ..scoring.imported import import_scores
+    from ..workspace import Workspace, default_workspace
+
+    ws = Workspace(args.workspace) if args.workspace else default_workspace()
+    job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=args.direction,
+                            id_field=args.id_field, score_field=args.score_field)
+    print(f"registered {args.scores} as {args.name!r} scores of {args.corpus} -> {job_dir}")
+    return 0
+
 
 def parse_settings(items: list[str]) -> dict:
     """``["k=3", "lr=0.1", "flag=true", "name=abc"]`` -> {"k": 3, "lr": 0.1, "flag": True, "name": "abc"}."""

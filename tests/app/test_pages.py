@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 
 from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, texts
@@ -79,6 +80,28 @@ def test_score_length_and_random_then_results(workspace):
     top, bottom = frame_with(at, "id", "length", "text"), frame_with(at, "id", "length", "text", index=1)
     assert len(top) == 10 and list(top["length"]) == sorted(top["length"], reverse=True)
     assert top["length"].min() >= bottom["length"].max()
+
+
+def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
+    from delt_engine.corpus import load_corpus
+    from ui.datasets import DEMO, corpus_path
+
+    open_page()
+    corpus = load_corpus(corpus_path(workspace, DEMO)).frame
+    src = tmp_path / "mine.parquet"
+    corpus.select("id", pl.col("text").str.len_chars().cast(pl.Float64).alias("score")).write_parquet(src)
+    at = open_page("pages/score.py")
+    at.text_input(key="score.import_path").set_value(str(tmp_path / "missing.parquet"))
+    at.button(key="score.import").click().run()
+    assert any("file not found" in e.value for e in at.error)  # the error, with the path, on the page
+    at.text_input(key="score.import_path").set_value(str(src))
+    at.text_input(key="score.import_name").set_value("chars")
+    at.button(key="score.import").click().run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert "chars (higher = better)" in at.radio(key="score.view").options
+    assert at.radio(key="score.view").value == "chars"
+    top = frame_with(at, "id", "chars", "text")
+    assert list(top["chars"]) == sorted(top["chars"], reverse=True) and top["chars"].max() == corpus["text"].str.len_chars().max()
 
 
 def test_organize_selection_cutoff_and_orderings(workspace):
