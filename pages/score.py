@@ -88,7 +88,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
 
 
 def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
-    from delt_engine.scoring.runner import create_score_job
+    from delt_engine.scoring.score_jobs import create_score_job
 
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     try:

@@ -12,7 +12,7 @@ from delt_engine.cli import main
 from delt_engine.cli.score import parse_settings
 from delt_engine.errors import ConfigError
 from delt_engine.jobstate import read_status
-from delt_engine.scoring.runner import create_score_job
+from delt_engine.scoring.score_jobs import create_score_job
 from tests.conftest import ROOT
 
 RECORDS = [

@@ -10,8 +10,8 @@ from delt_engine.errors import Cancelled, ConfigError, DataError
 from delt_engine.fileio import read_json
 from delt_engine.jobstate import read_status
 from delt_engine.scoring import SCORERS, ScoreContext, ScorerInfo
-from delt_engine.scoring.runner import (create_score_job, prepare_model, prepare_samples, prepare_tokenizer,
-                                        run_score_job, run_scoring, score_frame)
+from delt_engine.scoring.runner import prepare_model, prepare_samples, prepare_tokenizer, run_scoring, score_frame
+from delt_engine.scoring.score_jobs import create_score_job, run_score_job
 from delt_engine.tokenize import train_tokenizer
 
 TEXTS = [

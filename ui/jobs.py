@@ -32,7 +32,7 @@ def manager():
 def submit_score(job_dir: Path) -> None:
     """Start the scoring job in ``job_dir`` (prepared by ``create_score_job``)."""
     if sync_mode():
-        from delt_engine.scoring.runner import run_score_job
+        from delt_engine.scoring.score_jobs import run_score_job
 
         try:
             run_score_job(job_dir)

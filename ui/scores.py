@@ -1,6 +1,6 @@
 """Scoring jobs of the workspace, their scores joined to the corpus, and scorer agreement.
 
-A scoring job (``scores/<id>/``, made by ``scoring.runner.create_score_job``) belongs to a dataset
+A scoring job (``scores/<id>/``, made by ``scoring.score_jobs.create_score_job``) belongs to a dataset
 when its ``config.json`` input is that dataset's corpus file. The *score table* of a dataset has the
 corpus columns plus, for the newest finished job of each method, a column ``<method>`` (the score)
 and ``<method>.<component>`` columns (e.g. ``lqs.quality``, list columns for per-step factors).

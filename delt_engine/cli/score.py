@@ -156,7 +156,7 @@ def run(args) -> int:
 
 
 def _run_job(args, bars: ProgressBars) -> int:
-    from ..scoring.runner import run_score_job
+    from ..scoring.score_jobs import run_score_job
 
     result = run_score_job(args.job_dir, on_progress=bars)
     if result is not None:
