@@ -9,7 +9,8 @@ import time
 import polars as pl
 import pytest
 
-from delt_engine.comparison_spec import arm_label, demo_spec, holdout_ids, parse_spec
+from delt_engine.comparison_data import holdout_ids
+from delt_engine.comparison_spec import arm_label, demo_spec, parse_spec
 from delt_engine.errors import ConfigError
 from delt_engine.fileio import append_jsonl, write_json
 from delt_engine.jobstate import read_status, write_status

@@ -172,10 +172,11 @@ def rel_err(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.maximum(np.abs(b), 1e-12)))
 
 
-def test_fast_path_matches_brute_force(setup, reference):
+@pytest.mark.parametrize("per_sample", ["hooks", "vmap"])
+def test_fast_path_matches_brute_force(setup, reference, per_sample):
     model, pool, target = setup
     expected = reference[0]["paper"]
-    _, got, cfg = engine(model, pool, target)
+    _, got, cfg = engine(model, pool, target, per_sample=per_sample)
     assert contribution_steps(cfg.steps, cfg.delta) == [0, 2, 4]  # next(4) = 5 = T: the paper final norm
     for key in ("lqs", "pds", "quality", "learnability"):
         assert rel_err(got[key], expected[key]) <= 1e-5, key

@@ -51,7 +51,8 @@ class LQSConfig:
         batch_size: samples per trajectory / warm-up batch.
         max_length: tokens per sample (truncated); at least 2.
         proxy_size: score a seeded random subset of this many samples (None = all).
-        chunk_size: samples per per-sample-gradient chunk (memory ~ chunk_size x parameters).
+        chunk_size: samples per per-sample-gradient chunk (memory ~ chunk_size x the largest layer with
+            hooks, chunk_size x all parameters with vmap).
         checkpoint: "every" (keep all theta_t), "delta" (keep every Delta-th, replay the segment) or
             "auto" ("every" while T+1 parameter copies fit in 1 GiB). Identical results on CPU; on CUDA
             non-deterministic kernels (e.g. embedding backward) can make the replay differ in the last bits.
@@ -59,6 +60,9 @@ class LQSConfig:
         dtype: "float32", "float64" (checks; note HF Mistral still runs softmax and RMSNorm in float32)
             or "bfloat16" (autocast, meant for CUDA; float32 master weights, co-state and sums).
         hvp: "double-backward" or "forward-over-reverse" (both exact).
+        per_sample: how per-sample gradient dots/norms are computed: "hooks" (one batched backward,
+            per-layer products; Linear/Embedding/RMSNorm models such as the Mistral presets), "vmap"
+            (``torch.func.vmap(grad)``, any model) or "auto" (hooks when the model allows).
         seed, device: as in ScoreContext (defaults taken from it).
         distill: with proxy_size, distil the proxy's exact scores into a regressor that scores the rest.
         distill_epochs, distill_lr, distill_val_fraction: the regressor's training.
@@ -72,11 +76,12 @@ class LQSConfig:
     batch_size: int = 16
     max_length: int = 128
     proxy_size: Optional[int] = None
-    chunk_size: int = 8
+    chunk_size: int = 16
     checkpoint: str = "auto"
     final_norm: str = "paper"
     dtype: str = "float32"
     hvp: str = "double-backward"
+    per_sample: str = "auto"
     seed: int = 0
     device: str = "auto"
     distill: bool = False
@@ -98,7 +103,8 @@ class LQSConfig:
             raise ConfigError(f"LQS option steps={self.steps} is smaller than delta={self.delta}: the trajectory needs "
                               f"at least one segment; use steps >= {self.delta} or a smaller delta")
         for name, allowed in (("checkpoint", CHECKPOINTS), ("final_norm", FINAL_NORMS), ("dtype", DTYPES),
-                              ("hvp", ("double-backward", "forward-over-reverse"))):
+                              ("hvp", ("double-backward", "forward-over-reverse")),
+                              ("per_sample", ("auto", "hooks", "vmap"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"LQS option {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if not 0 < self.distill_val_fraction <= 0.5:
@@ -386,7 +392,7 @@ def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocas
                            length_chunks)
 
     world = world or World()
-    flm = FunctionalLM(model, autocast=autocast, hvp_mode=cfg.hvp)
+    flm = FunctionalLM(model, autocast=autocast, hvp_mode=cfg.hvp, per_sample=cfg.per_sample)
     theta0 = flm.params()
     n_params = sum(p.numel() for p in theta0.values())
     keep_every = cfg.checkpoint == "every" or (

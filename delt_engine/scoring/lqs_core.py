@@ -28,6 +28,7 @@ from ..progress import PhaseTimer, ProgressFn, StopFn, check_stop
 
 Params = dict[str, torch.Tensor]
 HVP_MODES = ("double-backward", "forward-over-reverse")
+PER_SAMPLE_MODES = ("auto", "hooks", "vmap")
 
 
 def sample_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -68,13 +69,21 @@ class FunctionalLM:
         hvp_mode: "double-backward" (reverse-over-reverse) or "forward-over-reverse" (jvp of grad).
     """
 
-    def __init__(self, model, autocast: Optional[torch.dtype] = None, hvp_mode: str = "double-backward"):
+    def __init__(self, model, autocast: Optional[torch.dtype] = None, hvp_mode: str = "double-backward",
+                 per_sample: str = "auto"):
+        from .per_sample import HookedStats
+
+        if per_sample not in PER_SAMPLE_MODES:
+            raise ValueError(f"per_sample={per_sample!r} is not one of {', '.join(PER_SAMPLE_MODES)}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.autocast = autocast
         self.hvp_mode = hvp_mode
         self._grad = grad(self.batch_loss)
         self._sample_grads = vmap(grad(self._one_loss), in_dims=(None, 0, 0))
+        use_hooks = per_sample == "hooks" or (per_sample == "auto" and HookedStats.supports(model))
+        self._hooked = HookedStats(model, self.losses) if use_hooks else None
+        self.per_sample = "hooks" if use_hooks else "vmap"
 
     def params(self) -> Params:
         """A detached copy of the model's current parameters (tied weights appear once)."""
@@ -130,8 +139,12 @@ class FunctionalLM:
                      lam: Optional[Params]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample ``lambda^T g_n`` and ``||g_n||^2`` (float64 [B]) of one chunk; gradients are discarded.
 
-        ``lam=None`` computes the squared norms only (dots are returned as zeros).
+        ``lam=None`` computes the squared norms only (dots are returned as zeros). Uses one batched
+        backward with per-layer hooks (``per_sample.HookedStats``) when the model allows, else ``vmap(grad)``.
         """
+        if self._hooked is not None:
+            with self._context():
+                return self._hooked.stats(params, ids, mask, lam)
         g = self._sample_grads(params, ids, mask)
         b = ids.shape[0]
         dot = torch.zeros(b, dtype=torch.float64, device=ids.device)
