@@ -191,7 +191,7 @@ def full_loop(page, app_url) -> None:
     page.get_by_test_id("stSelectbox").filter(has_text="Budget in").click()
     page.get_by_role("option", name="tokens").click()
     for label, value in (("Seeds per arm", "1"), ("Tokens (budget)", "8000"), ("Evaluate every (steps)", "4")):
-        field = page.get_by_label(label)
+        field = page.get_by_role("spinbutton", name=label)  # (a help tooltip carries the label too)
         field.fill(value)
         field.press("Enter")
     page.wait_for_timeout(500)
