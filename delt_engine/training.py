@@ -396,4 +396,22 @@ def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
         if on_step is not None:
             on_step({"step": step, "total_steps": total, "tokens": state.tokens, "lr": lr,
                      "train": record, "eval": eval_record})
+    if config.save_model:
+        write_progress(run_dir, Progress("save", 0, 1, None, "saving the trained model"))
+        state.info["model_dir"] = str(save_trained(model, tokenizer, run_dir / "model"))
     return "done"
+
+
+def save_trained(model, tokenizer, out: Path) -> Path:
+    """Save ``model`` (safetensors) and ``tokenizer`` to ``out`` atomically: written beside it, then renamed."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -35,6 +35,9 @@ class RunConfig:
     is never carved out of the ordered data, because that would change what the run trains on).
     Relative paths resolve against the working directory of the training process.
 
+    ``save_model``: when the run completes, the trained model and its tokenizer are saved to
+    ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
+
     Tokenizer: ``None`` trains a byte-level BPE tokenizer on the input texts (cached under
     ``cache_dir``); it does not depend on document order, so every ordering of one corpus shares it.
     Runs on different selections of a corpus get different tokenizers and their losses are then not
@@ -65,6 +68,7 @@ class RunConfig:
     log_every: int = 1
     eval_every: Optional[int] = None
     eval_at_start: bool = True
+    save_model: bool = False
     validation: Optional[str] = None
     target: Optional[str] = None
     benchmark: Optional[str] = None
@@ -106,8 +110,9 @@ class RunConfig:
             raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
         _check_int("log_every", self.log_every, 1, 10**12)
         _check_int("eval_every", self.eval_every, 1, 10**12, optional=True)
-        if not isinstance(self.eval_at_start, bool):
-            raise ConfigError(f"eval_at_start={self.eval_at_start!r} must be true or false")
+        for name in ("eval_at_start", "save_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         _check_int("eval_max_samples", self.eval_max_samples, 1, 10**9)
         _check_int("eval_batch_size", self.eval_batch_size, 1, 1_000_000)
         if not isinstance(self.provenance, dict):

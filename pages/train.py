@@ -86,6 +86,9 @@ def budget_form() -> None:
                     help="Held-out losses and benchmarks; also once before the first step (the untrained "
                          "model, the same for every ordering of a seed) and after the last")
     c6.number_input("Peak learning rate", 1e-5, 1.0, format="%.4f", key="train.lr", persist_state="session")
+    st.checkbox("Keep each trained model", key="train.save_model", persist_state="session",
+                help="Saves every finished run's model and tokenizer to workspace/runs/<run>/model/ (safetensors); "
+                     "usable as a model directory for scoring or further training")
 
 
 def budget_text() -> str:
@@ -106,7 +109,7 @@ def train_settings() -> dict:
         {"tokens": int(ss["train.max_tokens"])} if kind == "tokens" else {"steps": int(ss["train.max_steps"])}
     return {"model": ss["train.model"], **budget, "batch_size": int(ss["train.batch_size"]),
             "eval_every": int(ss["train.eval_every"]), "lr": float(ss["train.lr"]), "max_length": 128,
-            "eval_max_samples": 128}
+            "eval_max_samples": 128, "save_model": bool(ss["train.save_model"])}
 
 
 def launch(frame, job, sel, arms: list[str]) -> None:

@@ -82,6 +82,23 @@ def test_same_config_gives_same_losses(data, tmp_path):
     assert a["train_loss"] == b["train_loss"]
 
 
+def test_save_model_writes_a_loadable_model_with_the_runs_final_losses(data, tmp_path):
+    from delt_engine.models import load_model_dir
+    from delt_engine.training import load_eval_sets, run_eval
+
+    cfg = _config(data, steps=3, target=data["heldout"], save_model=True)
+    summary = train(cfg, tmp_path / "run")
+    model_dir = tmp_path / "run" / "model"
+    assert summary["model_dir"] == str(model_dir) and list(model_dir.glob("*.safetensors"))
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model.tmp")]
+    model, tok = load_model_dir(model_dir), load_tokenizer(model_dir)
+    got = run_eval(model, tok, load_eval_sets(cfg, tok), cfg, torch.device("cpu"), None)["target_loss"]
+    assert got == pytest.approx(summary["target_loss"], rel=1e-6)
+    untrained = train(_config(data, steps=1, lr=1e-9, target=data["heldout"]), tmp_path / "other")
+    assert untrained["target_loss"] != pytest.approx(got, rel=1e-3)  # the saved weights are the trained ones
+    assert "model_dir" not in untrained and not (tmp_path / "other" / "model").exists()
+
+
 def test_token_budget_stops_at_the_first_step_that_reaches_it(data, tmp_path):
     first = train(_config(data, steps=1), tmp_path / "probe")
     tok = load_tokenizer(first["tokenizer"])

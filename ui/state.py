@@ -74,6 +74,7 @@ DEFAULTS: dict[str, object] = {
     "train.eval_every": 20,
     "train.lr": 3e-3,
     "train.first_seed": 0,
+    "train.save_model": False,
     "compare.source": "A comparison",
     "compare.comparison": None,
     "compare.runs": [],

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
                    "with it, also one at step 0 (the untrained model)")
     p.add_argument("--no-eval-at-start", dest="eval_at_start", action="store_const", const=False,
                    help="skip the step-0 evaluation")
+    p.add_argument("--save-model", dest="save_model", action="store_const", const=True,
+                   help="save the trained model + tokenizer to RUN_DIR/model/ (safetensors) when the run completes")
     p.add_argument("--validation", help="held-out general text JSONL/Parquet -> val_loss")
     p.add_argument("--target", help="target set JSONL/Parquet -> target_loss")
     p.add_argument("--benchmark", help="multiple-choice benchmark JSONL -> bench_acc, bench_acc_norm")
@@ -49,7 +51,7 @@ def register(subparsers) -> None:
 
 # CLI flag -> RunConfig field, for flags given explicitly.
 _FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
-           "log_every", "eval_every", "eval_at_start", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
+           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 
