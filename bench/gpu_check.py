@@ -26,8 +26,9 @@ from delt_engine.scoring.runner import run_scoring  # noqa: E402
 COLUMNS = ("lqs", "pds", "quality", "learnability")
 
 
-def lqs_table(frame, target, device, dtype, model="tiny-test", n_steps=20, cache=None):
-    opts = {"steps": n_steps, "delta": 5, "warmup_steps": 20, "dtype": dtype, "chunk_size": 16}
+def lqs_table(frame, target, device, dtype, model="tiny-test", n_steps=20, cache=None, per_sample="auto"):
+    opts = {"steps": n_steps, "delta": 5, "warmup_steps": 20, "dtype": dtype, "chunk_size": 16,
+            "per_sample": per_sample}
     res = run_scoring(frame, "lqs", model=model, device=device, seed=0, max_length=64, batch_size=8,
                       target_texts=target, options=opts, cache_dir=cache)
     return res.scores.sort("id")
@@ -55,6 +56,8 @@ def main() -> None:
     out["lqs_fp64_cuda_vs_cpu_max_rel_err"] = {c: rel_err(gpu64[c], cpu64[c]) for c in COLUMNS}
     gpu32 = lqs_table(frame, target, "cuda", "float32", cache=cache)
     out["lqs_fp32_cuda_vs_fp64_max_rel_err"] = {c: rel_err(gpu32[c], cpu64[c]) for c in COLUMNS}
+    vm32 = lqs_table(frame, target, "cuda", "float32", cache=cache, per_sample="vmap")
+    out["lqs_fp32_cuda_hooks_vs_vmap_max_rel_err"] = {c: rel_err(gpu32[c], vm32[c]) for c in COLUMNS}
     gbf = lqs_table(frame, target, "cuda", "bfloat16", cache=cache)
     out["lqs_bf16_vs_fp32_spearman"] = spearman(gbf["lqs"].to_numpy(), gpu32["lqs"].to_numpy())
     out["correctness_s"] = round(time.perf_counter() - t0, 1)
