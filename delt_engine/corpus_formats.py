@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
+import zlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,11 @@ import polars as pl
 
 from .errors import ConfigError, DataError
 
-FORMATS = ("jsonl", "json", "csv", "parquet", "txt", "hf-disk", "hf")
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt", "hf-disk", "hf")
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
                   ".parquet": "parquet", ".txt": "txt"}
-FILE_FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
+FILE_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt")
+GZIP_SUFFIX = ".gz"  # any text format may be gzip-compressed: corpus.jsonl.gz, data.csv.gz, ...
 TEXT_MODES = ("lines", "paragraphs")
 MAX_LISTED = 10  # how many bad line numbers a report keeps
 JSON_BLANK = " \t\r"  # JSON whitespace that may pad a line (\n is the separator)
@@ -61,6 +64,12 @@ def detect_format(source: str | Path) -> str:
             return "hf-disk"
         return "hf"
     suffix = path.suffix.lower()
+    if suffix == GZIP_SUFFIX:
+        inner = Path(path.name[: -len(GZIP_SUFFIX)]).suffix.lower()
+        if SUFFIX_FORMATS.get(inner, "parquet") == "parquet":
+            raise DataError(f"{path}: cannot tell what is compressed from the name; name it like corpus.jsonl.gz "
+                            f"(jsonl, json, csv, tsv or txt inside; Parquet files compress themselves)")
+        suffix = inner
     if suffix in SUFFIX_FORMATS:
         if not path.exists():
             raise DataError(f"{path}: file not found; check the path")
@@ -89,20 +98,34 @@ def read_source(source: str | Path, fmt: str, *, text_field: str = "text", id_fi
         raise DataError(f"{path}: file not found; check the path")
     if fmt == "parquet":
         return read_parquet(path)
-    data, n_replaced = ensure_utf8(path, path.read_bytes(), replace_invalid_utf8)
+    raw, where = read_bytes(path)
+    data, n_replaced = ensure_utf8(where, raw, replace_invalid_utf8)
     if fmt == "jsonl":
         table = read_jsonl(path, data, skip_bad_lines, string_fields=(text_field,))
     elif fmt == "json":
         table = read_json_array(path, data, string_fields=(text_field,))
-    elif fmt == "csv":
-        table = read_csv(path, data, text_field, id_field)
+    elif fmt in ("csv", "tsv"):
+        table = read_csv(path, data, text_field, id_field, separator="\t" if fmt == "tsv" else ",")
     else:
         table = read_txt(data, text_mode)
     table.n_invalid_utf8_replaced = n_replaced
     return table
 
 
-def ensure_utf8(path: Path, raw: bytes, replace: bool) -> tuple[bytes, int]:
+def read_bytes(path: Path) -> tuple[bytes, str]:
+    """The file's bytes, gunzipped for a ``.gz`` name, and how to name them in an error (byte offsets
+    and line numbers of a compressed file count in its decompressed text)."""
+    raw = path.read_bytes()
+    if path.suffix.lower() != GZIP_SUFFIX:
+        return raw, str(path)
+    try:
+        return gzip.decompress(raw), f"{path} (decompressed)"
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a complete gzip file ({exc}); re-compress it, or drop the .gz suffix "
+                        "if it is plain text") from None
+
+
+def ensure_utf8(path: Path | str, raw: bytes, replace: bool) -> tuple[bytes, int]:
     """Return ``raw`` as valid UTF-8 without a byte-order mark, and how many bad sequences were replaced.
 
     Raises DataError naming the byte offset and line of the first invalid byte unless ``replace``.
@@ -275,37 +298,40 @@ def read_json_array(path: Path, data: bytes, string_fields: tuple[str | None, ..
     return RawTable(records_to_frame(value), lambda i: f"record {i + 1}")
 
 
-def read_csv(path: Path, data: bytes, text_field: str = "text", id_field: str | None = None) -> RawTable:
-    """Read a CSV file with a header row; rows are labelled "row N" (1-based, header not counted).
+def read_csv(path: Path, data: bytes, text_field: str = "text", id_field: str | None = None,
+             separator: str = ",") -> RawTable:
+    """Read a CSV (or, with ``separator="\\t"``, TSV) file with a header row; rows are labelled
+    "row N" (1-based, header not counted).
 
     The text and id columns are read as strings (ids like "007" keep their zeros); an empty text
     cell is an empty text (dropped later and counted), not a missing one.
     """
     overrides = {name: pl.String for name in (text_field, id_field) if name}
     try:
-        frame = pl.read_csv(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=10000)
+        frame = pl.read_csv(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=10000,
+                            separator=separator)
     except pl.exceptions.NoDataError:
         raise DataError(f"{path}: the file is empty; a CSV corpus needs a header row and one row per document") from None
     except pl.exceptions.PolarsError:
-        frame = _read_csv_as_text(path, data)
+        frame = _read_csv_as_text(path, data, separator)
     if text_field in frame.columns and frame.schema[text_field] == pl.String:
         frame = frame.with_columns(pl.col(text_field).fill_null(""))
     return RawTable(frame, lambda i: f"row {i + 1}")
 
 
-def _read_csv_as_text(path: Path, data: bytes) -> pl.DataFrame:
+def _read_csv_as_text(path: Path, data: bytes, separator: str = ",") -> pl.DataFrame:
     """Second try with every column as text (type inference failed); else name the bad line."""
     try:
-        return pl.read_csv(io.BytesIO(data), infer_schema=False)
+        return pl.read_csv(io.BytesIO(data), infer_schema=False, separator=separator)
     except pl.exceptions.PolarsError as exc:
         reason = str(exc).strip().splitlines()[0]
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
     header = next(reader, [])
     for row in reader:
         if row and len(row) != len(header):
             reason = f"line {reader.line_num} has {len(row)} fields but the header has {len(header)}"
             break
-    raise DataError(f"{path}: cannot parse as CSV: {reason}; fix that line (quote fields that contain commas)")
+    raise DataError(f"{path}: cannot parse as CSV: {reason}; fix that line (quote fields that contain the separator)")
 
 
 def read_parquet(path: Path) -> RawTable:

@@ -23,8 +23,8 @@ def import_panel() -> None:
                      expanded=bool(st.session_state.get(state.IMPORT_ERROR))):
         tab_upload, tab_path, tab_hub = st.tabs(["Upload a file", "Local path", "Hugging Face dataset"])
         with tab_upload:
-            upload = st.file_uploader("JSONL, JSON, CSV, Parquet or TXT", key="data.upload",
-                                      type=["jsonl", "json", "csv", "parquet", "txt"])
+            upload = st.file_uploader("JSONL, JSON, CSV, TSV, Parquet or TXT (also gzipped: corpus.jsonl.gz)",
+                                      key="data.upload", type=["jsonl", "json", "csv", "tsv", "parquet", "txt", "gz"])
         with tab_path:
             path = st.text_input("File or folder on this machine", key="data.path", persist_state="session",
                                  placeholder="/data/corpus.jsonl")
@@ -64,7 +64,8 @@ def _import_source(upload, path: str, hub: str) -> str | None:
 
 
 def _default_name(source: str) -> str:
-    stem = Path(source).stem if "/" in source or "." in source else source
+    plain = source[:-3] if source.lower().endswith(".gz") else source
+    stem = Path(plain).stem if "/" in plain or "." in plain else plain
     base = stem.split(":")[0].split("/")[-1]
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in base)[:64] or "corpus"
 

@@ -460,7 +460,8 @@ def test_hub_id_offline_is_a_clear_error(hf_cache):
 
 def test_detect_format(tmp_path):
     for name, fmt in [("a.jsonl", "jsonl"), ("a.NDJSON", "jsonl"), ("a.json", "json"), ("a.csv", "csv"),
-                      ("a.parquet", "parquet"), ("a.txt", "txt")]:
+                      ("a.parquet", "parquet"), ("a.txt", "txt"), ("a.tsv", "tsv"), ("a.jsonl.gz", "jsonl"),
+                      ("a.CSV.GZ", "csv")]:
         assert detect_format(write(tmp_path / name, "")) == fmt
     (tmp_path / "folder").mkdir()
     assert detect_format(tmp_path / "folder") == "hf"
@@ -468,7 +469,45 @@ def test_detect_format(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         detect_format(tmp_path / "missing.jsonl")
     with pytest.raises(DataError, match="--format"):
-        detect_format(write(tmp_path / "data.tsv", "x"))
+        detect_format(write(tmp_path / "data.xyz", "x"))
+    for name in ("data.gz", "data.parquet.gz"):
+        with pytest.raises(DataError, match="corpus.jsonl.gz"):
+            detect_format(write(tmp_path / name, b"x"))
+
+
+def test_gzipped_jsonl_equals_plain_and_is_not_modified(tmp_path):
+    import gzip
+
+    records = [{"id": f"a{i}", "text": f"doc number {i}", "kind": "x"} for i in range(5)]
+    plain = jsonl(tmp_path / "c.jsonl", records)
+    packed = write(tmp_path / "c.jsonl.gz", gzip.compress(plain.read_bytes()))
+    before = digest(packed)
+    a, b = load(plain, id_field="id"), load(packed, id_field="id")
+    assert b.frame.equals(a.frame) and b.report.format == "jsonl" and digest(packed) == before
+
+
+def test_gzip_errors_name_the_problem(tmp_path):
+    import gzip
+
+    data = b'{"text": "ok"}\n{"text": "caf\xe9"}\n'
+    message = load_error(write(tmp_path / "bad.jsonl.gz", gzip.compress(data)))
+    assert "bad.jsonl.gz (decompressed)" in message and f"byte offset {data.index(bytes([0xe9]))}" in message
+    assert "line 2" in message
+    message = load_error(write(tmp_path / "cut.jsonl.gz", gzip.compress(b'{"text": "a"}\n' * 50)[:20]))
+    assert "cut.jsonl.gz: not a complete gzip file" in message
+    assert "line 2" in load_error(write(tmp_path / "j.jsonl.gz", gzip.compress(b'{"text": "a"}\n{oops\n')))
+
+
+def test_tsv_and_gzipped_tsv(tmp_path):
+    import gzip
+
+    content = "uid\ttext\n007\thello, world\n008\tsecond doc\n"
+    loaded = load(write(tmp_path / "c.tsv", content), id_field="uid")
+    assert loaded.report.format == "tsv" and loaded.frame.rows() == [("007", "hello, world"), ("008", "second doc")]
+    packed = load(write(tmp_path / "c.tsv.gz", gzip.compress(content.encode())), id_field="uid")
+    assert packed.frame.equals(loaded.frame)
+    message = load_error(write(tmp_path / "r.tsv", "uid\ttext\n1\ta\tb\n"), id_field="uid")
+    assert "r.tsv: cannot parse as CSV: line 2 has 3 fields but the header has 2" in message
 
 
 def test_explicit_format_overrides_suffix(tmp_path):

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     imp.add_argument("--id-field", default=None, help="field holding unique ids (default: the input's own unique 'id' field if it has one, "
                           "else rows are numbered doc-000000, doc-000001, ...)")
     imp.add_argument("--format", dest="fmt", default=None,
-                     choices=("jsonl", "json", "csv", "parquet", "txt", "hf-disk", "hf"),
+                     choices=("jsonl", "json", "csv", "tsv", "parquet", "txt", "hf-disk", "hf"),
                      help="input format (default: from the suffix or folder contents)")
     imp.add_argument("--text-mode", default="lines", choices=("lines", "paragraphs"),
                      help=".txt input: one document per line, or per blank-line separated paragraph")
