@@ -55,6 +55,15 @@ def options_for(method: str) -> dict:
     return {}
 
 
+def target_docs() -> int:
+    """Documents in the dataset's target set (LQS/PDS take grad J over all of them at every step)."""
+    path = datasets.eval_paths(ROOT, st.session_state["data.dataset"]).get("target")
+    if not path or not Path(path).is_file():
+        return 0
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     words = datasets.word_counts(frame)
     mean_tokens = min(float(words.mean() or 0) * 1.3 + 1, float(st.session_state["score.max_length"]))
@@ -65,7 +74,8 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
                               steps=int(st.session_state["score.lqs_steps"]),
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),
-                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0)
+                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0,
+                              target_docs=target_docs())
         rows.append({"scorer": m, "time": estimate.human_seconds(e.seconds),
                      "memory": estimate.human_bytes(e.memory_bytes), "why": e.note})
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")
