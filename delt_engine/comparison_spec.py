@@ -37,8 +37,8 @@ RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "be
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo",
     "corpus": "demo",
-    # length, not LQS: LQS on the 1925 demo documents (150 warm-up steps, per-sample gradients) takes
-    # several minutes on a 2-core CPU by itself; `compare --demo --scorer lqs` runs it anyway
+    # length, not LQS: LQS on the 1925 demo documents takes about 1.5 minutes on a 2-core CPU by
+    # itself, which would double the demo; `compare --demo --scorer lqs` runs it
     "scorer": {"method": "length"},
     "selection": None,
     "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],

@@ -110,3 +110,12 @@ def test_metric_series_keeps_only_records_with_the_metric():
                {"step": 2, "tokens": 20, "val_loss": 2.9}]
     assert live.metric_series(records, "train_loss") == ([1.0, 2.0], [3.0, 2.5])
     assert live.metric_series(records, "val_loss", x="tokens") == ([20.0], [2.9])
+
+
+def test_score_page_lqs_defaults_are_the_engines():
+    from delt_engine.scoring.lqs import LQSConfig
+    from ui.state import DEFAULTS
+
+    cfg = LQSConfig()
+    assert (DEFAULTS["score.lqs_steps"], DEFAULTS["score.lqs_delta"], DEFAULTS["score.lqs_eta"],
+            DEFAULTS["score.warmup_steps"]) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
