@@ -32,7 +32,11 @@ def knobs(methods: list[str]) -> dict:
         c2.number_input("Max tokens per sample", 8, 2048, step=8, key="score.max_length", persist_state="session")
         c3.number_input("Batch size", 1, 512, key="score.batch_size", persist_state="session")
         c4.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
-        cfg.update(model=st.session_state["score.model"], max_length=int(st.session_state["score.max_length"]),
+        folder = st.text_input("…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
+                               key="score.model_dir", persist_state="session",
+                               placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')")
+        cfg.update(model=folder.strip() or st.session_state["score.model"],
+                   max_length=int(st.session_state["score.max_length"]),
                    batch_size=int(st.session_state["score.batch_size"]), seed=int(st.session_state["score.seed"]))
     else:
         st.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
@@ -70,7 +74,8 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     device = widgets.device_kind()
     rows = []
     for m in methods:
-        e = estimate.estimate(m, frame.height, mean_tokens, st.session_state["score.model"], device,
+        model = st.session_state.get("score.model_dir", "").strip() or st.session_state["score.model"]
+        e = estimate.estimate(m, frame.height, mean_tokens, model, device,
                               steps=int(st.session_state["score.lqs_steps"]),
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),
@@ -101,6 +106,11 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
     from delt_engine.scoring.score_jobs import create_score_job
 
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
+    model = cfg.get("model")
+    if model and model not in PRESETS and not (Path(model).expanduser() / "config.json").is_file():
+        st.error(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
+                 "with safetensors weights, or clear the field to use the preset.")
+        return
     try:
         for m in methods:
             config = {**cfg, "input": str(corpus), "method": m, "device": "auto", "options": options_for(m),

@@ -40,7 +40,7 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     tokens = n_docs * mean_tokens
     if method in ("random", "length", "compression"):
         return Estimate(0.5 + n_docs * 2e-5, int(tokens * 16), "no model: a single pass over the texts")
-    params = preset_parameters(model) if _is_preset(model) else 10_000_000
+    params = preset_parameters(model) if _is_preset(model) else folder_parameters(model)
     weights = params * BYTES_PER_PARAM
     batch_tokens = batch_size * mean_tokens
     flops = 6 * params * batch_tokens * warmup_steps
@@ -54,6 +54,15 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     memory = weights * (steps + 4) + 16 * params * BYTES_PER_PARAM
     note = f"{steps} proxy steps, per-sample gradients at {checkpoints} checkpoints"
     return Estimate(3 + flops / speed, int(memory), note)
+
+
+def folder_parameters(model: str, default: int = 10_000_000) -> int:
+    """Parameters of a model folder, from its safetensors sizes (fp32: 4 bytes each); ``default`` when unknown."""
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
+    return size // BYTES_PER_PARAM if size else default
 
 
 def _is_preset(model: str) -> bool:

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, object] = {
     "data.page_size": 10,
     "score.methods": ["length"],
     "score.model": "cpu-demo",
+    "score.model_dir": "",
     "score.max_length": 128,
     "score.batch_size": 16,
     "score.seed": 0,

@@ -82,6 +82,28 @@ def test_score_length_and_random_then_results(workspace):
     assert top["length"].min() >= bottom["length"].max()
 
 
+def test_score_with_a_local_model_folder(workspace, tmp_path):
+    from delt_engine.models import build_model
+    from delt_engine.tokenize import train_tokenizer
+    from delt_engine.training import save_trained
+
+    tok = train_tokenizer(["the cat sat on the mat", "a dog ran in the park"] * 20, vocab_size=300)
+    folder = save_trained(build_model("tiny-test", len(tok), device="cpu"), tok, tmp_path / "kept")
+    at = open_page("pages/score.py")
+    at.multiselect(key="score.methods").set_value(["perplexity"]).run()
+    at.text_input(key="score.model_dir").set_value(str(tmp_path / "nowhere")).run()
+    at.button(key="score.start").click().run()
+    assert any("Model folder" in e.value and "nowhere" in e.value for e in at.error)
+    at.text_input(key="score.model_dir").set_value(str(folder)).run()
+    at.button(key="score.start").click().run()
+    assert not at.exception and [e.value for e in at.error] == []
+    jobs = [json.loads(p.read_text()) for p in (workspace / "scores").glob("perplexity-*/config.json")]
+    assert [j["model"] for j in jobs] == [str(folder)]
+    (job_dir,) = (workspace / "scores").glob("perplexity-*")
+    assert json.loads((job_dir / "status.json").read_text())["state"] == "done"
+    at.text_input(key="score.model_dir").set_value("").run()  # back to the preset for later tests
+
+
 def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
     from delt_engine.corpus import load_corpus
     from ui.datasets import DEMO, corpus_path
