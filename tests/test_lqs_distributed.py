@@ -1,4 +1,4 @@
-"""LQS under torchrun (2 processes, gloo on CPU) equals the single-process result.
+"""LQS (and perplexity) under torchrun (2 processes, gloo on CPU) equal the single-process result.
 
 Every rank computes trajectory and co-state; contributions are sharded by chunk; rank 0 returns the
 merged table and the other rank returns None. Checked through a small script that calls
@@ -97,3 +97,26 @@ def test_score_cli_under_torchrun(tmp_path, single_process):
     got = pl.read_parquet(tmp_path / "out.parquet")
     assert got.height == len(TEXTS) and got["score"].to_list() == got["lqs"].to_list()
     assert_same_scores(got, single_process)
+
+
+def test_perplexity_is_sharded_under_torchrun(tmp_path):
+    from delt_engine.scoring.runner import run_scoring
+
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n"
+                                                   for i, t in enumerate(TEXTS)))
+    args = ["--model", "tiny-test", "--device", "cpu", "--max-length", "24", "--batch-size", "4", "--seed", "0",
+            "--set", "vocab_size=320"]
+    torchrun(tmp_path, 2, "-m", "delt_engine", "score", "--input", "corpus.jsonl", "--method", "perplexity",
+             "--output", "out.parquet", *args)
+    got = pl.read_parquet(tmp_path / "out.parquet")
+    frame = pl.DataFrame({"id": [f"s{i}" for i in range(len(TEXTS))], "text": TEXTS})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = run_scoring(frame, "perplexity", model="tiny-test", device="cpu", max_length=24, batch_size=4,
+                               seed=0, options={"vocab_size": 320}).scores
+    finally:
+        torch.set_num_threads(threads)
+    assert got["id"].to_list() == expected["id"].to_list()
+    np.testing.assert_allclose(got["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-6)
+    assert got["score"].n_unique() > 10  # every sample got its own value back, none left at zero

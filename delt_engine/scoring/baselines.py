@@ -144,15 +144,36 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     warms it up on the corpus, or a local model directory). Options: ``bf16`` (CUDA autocast, default
     False), ``attn_implementation`` (default "sdpa").
 
+    Under ``torchrun`` the samples are sharded across the processes and rank 0 returns the merged
+    table (other ranks return None), as for LQS.
+
     Components: ``loss`` (mean CE, nats) and ``n_tokens`` (real tokens in the truncated sample; the
     loss averages ``n_tokens - 1`` predictions). A sample of one token has a null score and loss.
     """
+    import dataclasses
+
+    from ..device import resolve_device
+    from .distributed import gather, init_world, leave, local_device, shard
+
+    device = local_device(resolve_device(ctx.device))
+    world = init_world(device)  # under torchrun every rank scores a share of the samples
+    ctx = dataclasses.replace(ctx, device=str(device))
     tokenizer = prepare_tokenizer(ctx)
     samples = prepare_samples(ctx, tokenizer)
     model = prepare_model(ctx, tokenizer, samples=samples,
                           attn_implementation=str(ctx.options.get("attn_implementation", "sdpa")))
-    losses = sample_mean_losses(model, samples, batch_size=ctx.batch_size, bf16=bool(ctx.options.get("bf16", False)),
-                                on_progress=ctx.on_progress, should_stop=ctx.should_stop)
+    mine = torch.tensor(shard(torch.argsort(samples.lengths, descending=True, stable=True).tolist(), world),
+                        dtype=torch.long)  # round robin over length order: balanced shards
+    part = sample_mean_losses(model, samples.subset(mine), batch_size=ctx.batch_size,
+                              bf16=bool(ctx.options.get("bf16", False)), on_progress=ctx.on_progress,
+                              should_stop=ctx.should_stop)
+    shards = gather((mine, part), world)
+    leave(world)
+    if not world.is_lead:
+        return None
+    losses = torch.zeros(len(samples), dtype=torch.float64)
+    for positions, values in shards:
+        losses[positions] = values
     n_tokens = samples.lengths.tolist()
     loss = [float(v) if n >= 2 else None for v, n in zip(losses.tolist(), n_tokens)]
     ppl = [math.exp(v) if v is not None and v < 700 else (math.inf if v is not None else None) for v in loss]
