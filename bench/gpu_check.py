@@ -1,7 +1,7 @@
 """GPU checks in one short run (for a lent CUDA machine): correctness of LQS on CUDA against the CPU
 fast path (which the test suite checks against a brute-force reference), bf16 agreement, and a
 bf16-autocast training run. Throughput figures come from bench/lqs_speed.py and
-bench/train_overhead.py with --device cuda (see bench/gpu_check.sh).
+bench/train_overhead.py with --device cuda (run them all with bench/gpu_check.sh).
 
 Last line: one JSON object with the figures.
 """

@@ -122,3 +122,23 @@ def test_mistral_preset_hooks_equal_vmap_in_float64():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="per_sample"):
         FunctionalLM(model, per_sample="fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_hooks_equal_vmap_on_cuda_and_under_bf16_autocast():
+    from delt_engine.models import build_model
+
+    model = build_model("tiny-test", 40, device="cuda")
+    torch.manual_seed(3)
+    ids = torch.randint(1, 40, (6, 12), device="cuda")
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    vm, hk = FunctionalLM(model, per_sample="vmap"), FunctionalLM(model, per_sample="hooks")
+    params = vm.params()
+    lam = {k: torch.randn_like(v) for k, v in params.items()}
+    for a, b in zip(vm.sample_stats(params, ids, mask, lam), hk.sample_stats(params, ids, mask, lam)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    bf = FunctionalLM(model, autocast=torch.bfloat16, per_sample="hooks")
+    dot, sq = bf.sample_stats(params, ids, mask, lam)
+    ref_dot, ref_sq = hk.sample_stats(params, ids, mask, lam)
+    assert torch.allclose(sq, ref_sq, rtol=0.05) and torch.corrcoef(torch.stack([dot, ref_dot]))[0, 1] > 0.99
