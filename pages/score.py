@@ -48,6 +48,13 @@ def knobs(methods: list[str]) -> dict:
         c3.number_input("η (SGD learning rate)", 1e-4, 10.0, format="%.4f", key="score.lqs_eta",
                         persist_state="session")
         c4.number_input("Warm-up steps", 0, 100_000, key="score.warmup_steps", persist_state="session")
+        d1, d2 = st.columns([3, 1])
+        d1.checkbox("Large corpus: score a random subset exactly, distil the rest (the paper's route)",
+                    key="score.distill", persist_state="session",
+                    help="A small regressor learns the exact scores of the subset (validation Spearman reported) "
+                         "and scores every other sample; each sample is marked exact or distilled")
+        d2.number_input("Subset size", 10, 10_000_000, step=500, key="score.proxy_size", persist_state="session",
+                        disabled=not st.session_state["score.distill"])
     return cfg
 
 
@@ -55,7 +62,9 @@ def options_for(method: str) -> dict:
     if method in GRADIENT:
         return {"steps": int(st.session_state["score.lqs_steps"]), "delta": int(st.session_state["score.lqs_delta"]),
                 "eta": float(st.session_state["score.lqs_eta"]),
-                "warmup_steps": int(st.session_state["score.warmup_steps"])}
+                "warmup_steps": int(st.session_state["score.warmup_steps"]),
+                **({"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
+                   if st.session_state["score.distill"] else {})}
     return {}
 
 
@@ -80,7 +89,9 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),
                               warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0,
-                              target_docs=target_docs())
+                              target_docs=target_docs(),
+                              proxy_size=int(st.session_state["score.proxy_size"])
+                              if m in GRADIENT and st.session_state["score.distill"] else None)
         rows.append({"scorer": m, "time": estimate.human_seconds(e.seconds),
                      "memory": estimate.human_bytes(e.memory_bytes), "why": e.note})
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")

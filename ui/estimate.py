@@ -34,8 +34,9 @@ class Estimate:
 
 def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: str = "cpu",
              steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int = 0,
-             target_docs: int = 200) -> Estimate:
-    """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set size)."""
+             target_docs: int = 200, proxy_size: int | None = None, distill_epochs: int = 8) -> Estimate:
+    """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set
+    size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest)."""
     speed = FLOPS_PER_S.get(device.split(":")[0].split(" ")[0], FLOPS_PER_S["cpu"])
     tokens = n_docs * mean_tokens
     if method in ("random", "length", "compression"):
@@ -50,9 +51,14 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     checkpoints = len(range(0, steps, max(delta, 1))) + 1
     flops += 6 * params * batch_tokens * steps * 3  # trajectory + co-state (HVPs ~2x a backward)
     flops += 6 * params * target_docs * mean_tokens * (steps + 1)  # grad J over the target set, every step
-    flops += 6 * params * tokens * checkpoints * 1.3  # per-sample gradients at each checkpoint
+    exact_tokens = tokens if proxy_size is None else min(proxy_size, n_docs) * mean_tokens
+    flops += 6 * params * exact_tokens * checkpoints * 1.3  # per-sample gradients at each checkpoint
+    if proxy_size is not None:  # the regressor: a few epochs on the exact subset, one pass over the corpus
+        flops += 6 * params * exact_tokens * distill_epochs + 2 * params * tokens
     memory = weights * (steps + 4) + 16 * params * BYTES_PER_PARAM
     note = f"{steps} proxy steps, per-sample gradients at {checkpoints} checkpoints"
+    if proxy_size is not None:
+        note += f" for {min(proxy_size, n_docs):,} samples, distilled to the rest"
     return Estimate(3 + flops / speed, int(memory), note)
 
 

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, object] = {
     "score.lqs_delta": 10,
     "score.lqs_eta": 0.05,
     "score.warmup_steps": 100,
+    "score.distill": False,
+    "score.proxy_size": 2000,
     "score.view": None,
     "score.sample": None,
     "score.topk": 100,

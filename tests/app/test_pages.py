@@ -104,6 +104,25 @@ def test_score_with_a_local_model_folder(workspace, tmp_path):
     at.text_input(key="score.model_dir").set_value("").run()  # back to the preset for later tests
 
 
+def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
+    at = open_page("pages/score.py")
+    at.multiselect(key="score.methods").set_value(["lqs"]).run()
+    at.selectbox(key="score.model").set_value("tiny-test").run()
+    at.checkbox(key="score.distill").check().run()  # the subset size is editable only then
+    for key, value in (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2),
+                       ("score.proxy_size", 40)):
+        at.number_input(key=key).set_value(value).run()
+    estimate = frame_with(at, "scorer", "time", "memory")
+    assert "40 samples, distilled to the rest" in estimate["why"][0]
+    at.button(key="score.start").click().run()
+    assert not at.exception and [e.value for e in at.error] == []
+    (job_dir,) = (workspace / "scores").glob("lqs-2*")
+    assert json.loads((job_dir / "config.json").read_text())["options"]["proxy_size"] == 40
+    scores = pl.read_parquet(job_dir / "scores.parquet")
+    assert scores.group_by("source").len().sort("source").rows() == [("distilled", scores.height - 40), ("exact", 40)]
+    assert "lqs.source" in at.selectbox(key="score.color_by").options  # exact vs distilled can colour the plots
+
+
 def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
     from delt_engine.corpus import load_corpus
     from ui.datasets import DEMO, corpus_path
