@@ -8,6 +8,7 @@ import json
 import polars as pl
 import pytest
 
+from delt_engine.jobstate import now_iso
 from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, texts
 
 PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
@@ -256,7 +257,8 @@ def write_lqs_job(workspace, corpus, ids, delta=5, steps=3):
                   "grad_norm": rng.uniform(1, 3, (n, steps)).tolist(), "lambda_norm": lam.tolist(),
                   "source": ["exact"] * n}).write_parquet(job / "scores.parquet")
     write_json(job / "config.json", {"input": str(corpus), "method": "lqs", "options": {"delta": delta}})
-    write_json(job / "status.json", {"state": "done", "direction": "higher_better", "method": "lqs"})
+    write_json(job / "status.json", {"state": "done", "direction": "higher_better", "method": "lqs",
+                                     "created_at": now_iso()})  # the newest LQS job, as a real one would be
     return job
 
 
@@ -295,8 +297,9 @@ def test_running_job_can_be_cancelled_and_failure_is_shown(workspace):
     try:
         running = workspace / "scores" / "perplexity-running"
         failed = workspace / "scores" / "perplexity-failed"
-        for job, status in ((running, {"state": "running", "pid": sleeper.pid}),
-                            (failed, {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test"})):
+        for job, status in ((running, {"state": "running", "pid": sleeper.pid, "created_at": now_iso()}),
+                            (failed, {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test",
+                                      "created_at": now_iso()})):
             job.mkdir(parents=True)
             write_json(job / "config.json", {"input": corpus, "method": "perplexity"})
             write_json(job / "status.json", status)
