@@ -292,3 +292,9 @@ def test_compare_interrupted_cancels_its_runs(tmp_path):
     assert [i.state for i in infos] == ["cancelled", "cancelled"]
     assert 0 < (infos[0].progress or 0) < 1 and infos[1].progress is None  # the second never started
     assert ws.load_run(infos[0].id).summary["stopped_early"] is True  # training wrote its own summary
+
+
+def test_the_readme_example_spec_is_valid():
+    spec = parse_spec(ROOT / "assets" / "example_comparison.json")
+    assert [label for label, _ in spec.arms] == ["shuffle", "sorting", "folding L=3", "folding L=3 + local shuffle"]
+    assert spec.seeds == (0, 1, 2) and spec.scorer["method"] == "lqs" and spec.selection["ratio"] == 0.9
