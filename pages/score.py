@@ -240,6 +240,9 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
         if comps:
             delta = int((job.config.get("options") or {}).get("delta", 10))  # as the job ran, not the widget
             st.plotly_chart(plots.step_components([i * delta for i in range(n)], comps), key="score.steps")
+        elif row.get(f"{method}.source") == "distilled":
+            st.info("This sample's score is distilled (predicted by the regressor trained on the exactly scored "
+                    "subset), so it has no per-step factors; pick an exact sample to see them.")
 
 
 def extremes(table: pl.DataFrame, method: str) -> None:

@@ -122,6 +122,9 @@ def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
     scores = pl.read_parquet(job_dir / "scores.parquet")
     assert scores.group_by("source").len().sort("source").rows() == [("distilled", scores.height - 40), ("exact", 40)]
     assert "lqs.source" in at.selectbox(key="score.color_by").options  # exact vs distilled can colour the plots
+    distilled = scores.filter(pl.col("source") == "distilled")["id"][0]
+    at.selectbox(key="score.sample").set_value(distilled).run()
+    assert any("is distilled" in i.value for i in at.info)
 
 
 def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
