@@ -62,8 +62,12 @@ def setup_form(frame, done: dict) -> None:
                    "(an imported dataset brings neither); validation loss uses a held-out 5% of this dataset.")
     arms = st.session_state["train.orderings"]
     n_runs = len(arms) * int(st.session_state["train.seeds"])
-    st.caption(f"{n_runs} runs ({len(arms)} arms × {st.session_state['train.seeds']} seeds), one at a time, "
+    at_once = jobs.max_jobs()
+    pace = "one at a time" if at_once == 1 else f"{at_once} at a time (DELT_MAX_JOBS)"
+    st.caption(f"{n_runs} runs ({len(arms)} arms × {st.session_state['train.seeds']} seeds), {pace}, "
                f"each with the same budget: {budget_text()}.")
+    if jobs.max_jobs_problem():
+        st.warning(jobs.max_jobs_problem())
     if st.button("Launch comparison", key="train.launch", type="primary", disabled=not arms):
         launch(frame, done[st.session_state["train.score"]], sel, arms)
 

@@ -21,12 +21,25 @@ def sync_mode() -> bool:
     return os.environ.get("DELT_SYNC_JOBS") == "1"
 
 
+def max_jobs() -> int:
+    """Jobs run at once: ``DELT_MAX_JOBS`` (default 1: one at a time, each with every CPU core; a value
+    that is not a whole number >= 1 counts as 1, and ``max_jobs_problem`` says so)."""
+    return 1 if max_jobs_problem() else int(os.environ.get("DELT_MAX_JOBS", "1"))
+
+
+def max_jobs_problem() -> str | None:
+    raw = os.environ.get("DELT_MAX_JOBS", "1")
+    if raw.strip().isdigit() and int(raw) >= 1:
+        return None
+    return f"DELT_MAX_JOBS={raw!r} is not a whole number >= 1, so jobs run one at a time; fix or unset it"
+
+
 @st.cache_resource(show_spinner=False)
 def manager():
     """The process-wide job manager (shared by every browser session; thread-safe)."""
     from delt_engine.jobs import JobManager
 
-    return JobManager(max_concurrent=1)
+    return JobManager(max_concurrent=max_jobs())
 
 
 def submit_score(job_dir: Path) -> None:

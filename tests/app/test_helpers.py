@@ -119,3 +119,16 @@ def test_score_page_lqs_defaults_are_the_engines():
     cfg = LQSConfig()
     assert (DEFAULTS["score.lqs_steps"], DEFAULTS["score.lqs_delta"], DEFAULTS["score.lqs_eta"],
             DEFAULTS["score.warmup_steps"]) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
+
+
+@pytest.mark.parametrize("raw, expected, problem", [(None, 1, False), ("2", 2, False), ("0", 1, True),
+                                                     ("two", 1, True), ("-3", 1, True)])
+def test_max_jobs_from_the_environment(monkeypatch, raw, expected, problem):
+    from ui import jobs
+
+    if raw is None:
+        monkeypatch.delenv("DELT_MAX_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("DELT_MAX_JOBS", raw)
+    assert jobs.max_jobs() == expected
+    assert bool(jobs.max_jobs_problem()) is problem
