@@ -142,3 +142,34 @@ def test_hooks_equal_vmap_on_cuda_and_under_bf16_autocast():
     dot, sq = bf.sample_stats(params, ids, mask, lam)
     ref_dot, ref_sq = hk.sample_stats(params, ids, mask, lam)
     assert torch.allclose(sq, ref_sq, rtol=0.05) and torch.corrcoef(torch.stack([dot, ref_dot]))[0, 1] > 0.99
+
+
+class TwiceLM(TinyLM):
+    """Runs ``mix`` twice per forward (a shared layer) and returns an HF-style output with ``.logits``."""
+
+    def forward(self, input_ids):
+        from types import SimpleNamespace
+
+        e = self.embed(input_ids)
+        h = torch.tanh(self.mix(torch.cat([e, e], dim=-1)))
+        h = self.norm(torch.tanh(self.mix(torch.cat([h, e], dim=-1))))
+        return SimpleNamespace(logits=self.head(h) + self.tied(h))
+
+
+def test_a_layer_run_twice_is_refused_by_hooks_and_auto_falls_back_to_vmap(batch):
+    from delt_engine.scoring.per_sample import UnsupportedModel
+
+    model = TwiceLM().double()
+    params = {k: p.detach().clone() for k, p in model.named_parameters()}
+    lam = {k: torch.randn_like(v) for k, v in params.items()}
+    ids, mask = batch
+    assert HookedStats.supports(model)  # every layer type is known; the sharing shows only when it runs
+    hooked = FunctionalLM(model, per_sample="hooks")
+    with pytest.raises(UnsupportedModel, match="vmap"):
+        hooked.sample_stats(params, ids, mask, lam)
+    auto, vm = FunctionalLM(model, per_sample="auto"), FunctionalLM(model, per_sample="vmap")
+    got = auto.sample_stats(params, ids, mask, lam)
+    assert auto.per_sample == "vmap"
+    for a, b in zip(got, vm.sample_stats(params, ids, mask, lam)):
+        torch.testing.assert_close(a, b)
+    assert all(not m._forward_hooks for m in model.modules())

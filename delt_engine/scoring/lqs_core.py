@@ -83,6 +83,7 @@ class FunctionalLM:
         self._sample_grads = vmap(grad(self._one_loss), in_dims=(None, 0, 0))
         use_hooks = per_sample == "hooks" or (per_sample == "auto" and HookedStats.supports(model))
         self._hooked = HookedStats(model, self.losses) if use_hooks else None
+        self._hooks_requested = per_sample == "hooks"
         self.per_sample = "hooks" if use_hooks else "vmap"
 
     def params(self) -> Params:
@@ -143,8 +144,15 @@ class FunctionalLM:
         backward with per-layer hooks (``per_sample.HookedStats``) when the model allows, else ``vmap(grad)``.
         """
         if self._hooked is not None:
-            with self._context():
-                return self._hooked.stats(params, ids, mask, lam)
+            from .per_sample import UnsupportedModel
+
+            try:
+                with self._context():
+                    return self._hooked.stats(params, ids, mask, lam)
+            except UnsupportedModel:
+                if self._hooks_requested:
+                    raise
+                self._hooked, self.per_sample = None, "vmap"  # "auto": this model needs the general path
         g = self._sample_grads(params, ids, mask)
         b = ids.shape[0]
         dot = torch.zeros(b, dtype=torch.float64, device=ids.device)

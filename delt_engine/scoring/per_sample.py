@@ -30,6 +30,10 @@ from torch.func import functional_call
 Params = dict[str, torch.Tensor]
 
 
+class UnsupportedModel(RuntimeError):
+    """The model does something the hooks cannot follow (a layer run twice in one forward)."""
+
+
 def _is_rmsnorm(module: nn.Module) -> bool:
     return "RMSNorm" in type(module).__name__ and \
         [n for n, _ in module.named_parameters(recurse=False)] == ["weight"]
@@ -99,8 +103,11 @@ class HookedStats:
         """Per-sample dots with ``lam`` (zeros when None) and squared gradient norms, float64 [B]."""
         params = {k: v.detach() for k, v in params.items()}
         acc = _Accumulator(ids.shape[0], ids.device, lam, {k: len(v) for k, v in self.owners.items()})
-        with torch.enable_grad(), self._hooks(acc) as leaf:
+        with torch.enable_grad(), self._hooks(acc) as (leaf, calls):
             total = self.losses(params, ids, mask).sum()
+            if len(leaf) != 1 or any(n > 1 for n in calls.values()):
+                raise UnsupportedModel("a layer ran more than once in one forward pass (shared layers); "
+                                       "per-sample hooks cannot split its gradient, use per_sample='vmap'")
             (emb_grad,) = torch.autograd.grad(total, [leaf[0]])
         self._embedding_term(params, ids, emb_grad, acc)
         return acc.dot, acc.sq
@@ -108,6 +115,7 @@ class HookedStats:
     @contextlib.contextmanager
     def _hooks(self, acc: "_Accumulator"):
         leaf: list[torch.Tensor] = []
+        calls: dict[int, int] = {}  # forward calls per hooked module: each must run once
         busy = [False]  # the RMSNorm re-evaluation in _norm_slope must not hook itself
 
         def on_embedding(module, args, output):
@@ -118,6 +126,7 @@ class HookedStats:
         def on_forward(module, args, output):
             if busy[0]:
                 return
+            calls[id(module)] = calls.get(id(module), 0) + 1
             x, role = args[0], self.roles[id(module)]
             if isinstance(module, nn.Linear):
                 output.register_hook(lambda g: acc.linear(x, g, role.get("weight"), role.get("bias")))
@@ -133,7 +142,7 @@ class HookedStats:
         handles = [self.embedding.register_forward_hook(on_embedding)]
         handles += [m.register_forward_hook(on_forward) for m in self.modules.values() if m is not self.embedding]
         try:
-            yield leaf
+            yield leaf, calls
         finally:
             for h in handles:
                 h.remove()
