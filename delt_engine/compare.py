@@ -281,21 +281,28 @@ def paired_comparison(finals: pl.DataFrame, arm: str, baseline: str, metric: str
     pairs = a.join(b, on="seed", how="inner").drop_nulls()
     diff, half, n = mean_ci((pairs["a"] - pairs["b"]).to_numpy(), level)
     low = lower_is_better(metric)
-    significant = n >= 2 and math.isfinite(half) and abs(diff) > half
+    # identical differences in every seed (ties are common for accuracy on a small benchmark) leave no
+    # spread to build an interval from: a zero-width interval is not evidence
+    no_spread = n >= 2 and half <= 1e-9 * max(abs(diff), 1e-12)  # float noise of equal differences
+    significant = n >= 2 and math.isfinite(half) and not no_spread and abs(diff) > half
     winner = None
     if significant:
         winner = arm if (diff < 0) == low else baseline
     return PairedResult(metric, arm, baseline, n, diff, half, low, significant, winner,
-                        _verdict(arm, baseline, metric, n, diff, half, winner))
+                        _verdict(arm, baseline, metric, n, diff, half, winner, no_spread))
 
 
-def _verdict(arm: str, baseline: str, metric: str, n: int, diff: float, half: float, winner: str | None) -> str:
+def _verdict(arm: str, baseline: str, metric: str, n: int, diff: float, half: float, winner: str | None,
+             no_spread: bool = False) -> str:
     label = metric_label(metric)
     if n == 0:
         return f"{arm} vs {baseline}: no matched seeds with {label}"
     if n == 1:
         return (f"{arm} vs {baseline} on {label}: {diff:+.4f} from 1 seed; "
                 "run 2 or more seeds to tell it from seed noise")
+    if no_spread:
+        return (f"{arm} vs {baseline} on {label}: {diff:+.4f} in each of the {n} seeds; with no spread between "
+                "seeds there is no interval to judge it by, run more seeds")
     if winner is None:
         return f"{arm} vs {baseline} on {label}: no difference beyond seed noise ({diff:+.4f} ± {half:.4f}, {n} seeds)"
     loser = baseline if winner == arm else arm

@@ -146,6 +146,17 @@ def test_paired_comparison_within_noise_and_single_seed():
     assert r1.n == 1 and r1.winner is None and "from 1 seed" in r1.verdict
 
 
+def test_identical_differences_in_every_seed_are_not_called_a_win():
+    # accuracy on a small benchmark moves in steps: 5 more right answers in both seeds is no interval
+    finals = _finals({"shuffle": [{"bench_acc": 0.38}, {"bench_acc": 0.40}],
+                      "folding L=3": [{"bench_acc": 0.38 + 5 / 300}, {"bench_acc": 0.40 + 5 / 300}]})
+    r = compare.paired_comparison(finals, "folding L=3", "shuffle", "bench_acc")
+    assert r.n == 2 and r.half_width == pytest.approx(0.0, abs=1e-12)
+    assert not r.significant and r.winner is None
+    assert r.verdict == ("folding L=3 vs shuffle on benchmark accuracy: +0.0167 in each of the 2 seeds; with no "
+                         "spread between seeds there is no interval to judge it by, run more seeds")
+
+
 def test_paired_comparison_matches_seeds_only():
     rows = [{"run": "s0", "arm": "shuffle", "seed": 0, "target_loss": 5.0},
             {"run": "s1", "arm": "shuffle", "seed": 1, "target_loss": 6.0},
@@ -163,8 +174,9 @@ def test_compare_arms_requires_baseline():
 
 def _synthetic_comparison():
     rows = []
-    for arm, shift in (("shuffle", 0.0), ("sorting", 0.3), ("folding L=3", -0.2)):
+    for arm, base in (("shuffle", 0.0), ("sorting", 0.3), ("folding L=3", -0.2)):
         for seed in (0, 1, 2):
+            shift = base + (0.01 * (seed - 1) if base else 0.0)  # the arm effect varies a little by seed
             for step in (1, 2, 3, 4):
                 tokens = step * 1000 + seed * 7  # runs see slightly different token counts
                 rows.append({"run": f"{arm}-{seed}", "arm": arm, "seed": seed, "step": step, "tokens": tokens,
@@ -191,8 +203,9 @@ def test_summarize_and_export(tmp_path):
     assert got["mean"] == pytest.approx(np.mean(final_shuffle))
     assert got["ci_half_width"] == pytest.approx(4.302653 * np.std(final_shuffle, ddof=1) / math.sqrt(3), rel=1e-5)
     delta = next(d for d in summary["deltas"] if d["arm"] == "folding L=3" and d["metric"] == "target_loss")
-    # seed effects cancel in the pairing: the difference is exactly -0.2 on every seed
+    # seed effects cancel in the pairing: the differences are -0.21, -0.20, -0.19
     assert delta["mean_diff"] == pytest.approx(-0.2) and delta["winner"] == "folding L=3"
+    assert delta["half_width"] == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-5)
     assert summary["verdicts"]["sorting vs shuffle: target_loss"].startswith("shuffle beats sorting on target loss by 0.3000")
     assert summary["verdicts"]["folding L=3 vs shuffle: bench_acc"].startswith("folding L=3 beats shuffle")
 
