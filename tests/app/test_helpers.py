@@ -132,3 +132,16 @@ def test_max_jobs_from_the_environment(monkeypatch, raw, expected, problem):
         monkeypatch.setenv("DELT_MAX_JOBS", raw)
     assert jobs.max_jobs() == expected
     assert bool(jobs.max_jobs_problem()) is problem
+
+
+def test_scenarios_pin_what_they_compare():
+    """A shared link must reproduce the set-up: every scenario fixes the learning rate, and the paper's
+    recipe fixes the LQS knobs at the engine's defaults whatever the user changed before."""
+    from delt_engine.scoring.lqs import LQSConfig
+    from ui.scenarios import SCENARIOS
+
+    assert all(s.values["train.lr"] == 3e-3 for s in SCENARIOS.values())
+    paper, cfg = SCENARIOS["paper"].values, LQSConfig()
+    assert (paper["score.lqs_steps"], paper["score.lqs_delta"], paper["score.lqs_eta"], paper["score.warmup_steps"]) \
+        == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
+    assert paper["score.model_dir"] == "" and paper["score.distill"] is False
