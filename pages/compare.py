@@ -146,14 +146,22 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     return summary
 
 
-def downloads(curves: pl.DataFrame, summary: dict | None) -> None:
+def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None:
     cols = [c for c in compare.ID_COLUMNS if c in curves.columns] + compare.metric_columns(curves)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
                        file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
     if summary is not None:
         c2.download_button("Download summary (JSON)", json.dumps(summary, indent=2, default=str),
                            file_name="summary.json", mime="application/json", key="compare.dl_summary")
+    cid = st.session_state.get("compare.comparison")
+    if st.session_state.get("compare.source") == "A comparison" and cid:
+        spec = (ws.load_comparison(cid) or {}).get("spec")
+        if spec:
+            c3.download_button("Download the spec (JSON)", json.dumps(spec, indent=2), file_name=f"{cid}-spec.json",
+                               mime="application/json", key="compare.dl_spec",
+                               help="Rerun it headless, e.g. with more seeds: python -m delt_engine compare --spec "
+                                    "FILE --workspace WORKSPACE (paths in it point into this workspace)")
 
 
 def main() -> None:
@@ -171,7 +179,7 @@ def main() -> None:
     run_curves(curves, metric, x, smoothing)
     seed_bands(curves, metric, smoothing)
     summary = summary_panel(curves)
-    downloads(curves, summary)
+    downloads(ws, curves, summary)
 
 
 main()

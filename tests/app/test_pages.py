@@ -192,6 +192,13 @@ def test_train_tiny_comparison_then_compare(workspace):
     assert len(charts(cmp)) >= 2  # per-run curves with batch-score trace, seed bands
     table = frame_with(cmp, "arm", "seeds")
     assert set(table["arm"]) == {"shuffle", "folding L=3"}
+    labels = [b.proto.label for b in cmp.get("download_button")]
+    assert labels == ["Download curves (CSV)", "Download summary (JSON)", "Download the spec (JSON)"]
+    from delt_engine.comparison_spec import parse_spec
+    from delt_engine.workspace import Workspace
+
+    spec = Workspace(workspace).load_comparison(cmp.selectbox(key="compare.comparison").value)["spec"]
+    assert [label for label, _ in parse_spec(spec).arms] == ["shuffle", "folding L=3"]  # the download reruns
     cmp.radio(key="compare.x").set_value("step").run()
     cmp.radio(key="compare.source").set_value("Individual runs").run()
     cmp.multiselect(key="compare.runs").set_value([r.name for r in runs]).run()
