@@ -88,6 +88,32 @@ def _do_import(source: str, text_field: str, name: str) -> None:
     st.rerun()
 
 
+def eval_panel(name: str) -> None:
+    """An imported dataset's own target set (LQS, target loss) and benchmark; the demo's until set."""
+    if name == datasets.DEMO:
+        return
+    paths, info = datasets.eval_paths(ROOT, name), datasets.manifest(ROOT, name)
+    with st.expander("Target set and benchmark for this dataset (LQS and evaluation)"):
+        for kind, what in (("target", "clean text the model should get good at (LQS's J, target loss)"),
+                           ("benchmark", "multiple-choice JSONL: task, context, choices, answer")):
+            own = info.get(kind)
+            origin = f"its own, from {info.get(kind + '_source', own)}" if own else "the demo's"
+            st.caption(f"**{kind}**: {origin} ({what})")
+        c1, c2, c3 = st.columns([3, 1, 1])
+        path = c1.text_input("File on this machine", key="data.eval_path", placeholder="/data/my_target.jsonl")
+        kind = c2.selectbox("Use as", ["target", "benchmark"], key="data.eval_kind")
+        c3.write("")
+        if c3.button("Set", key="data.eval_set") and path.strip():
+            try:
+                datasets.set_eval_file(ROOT, name, kind, path.strip(), st.session_state["data.text_field"] or "text")
+            except DeltError as exc:
+                st.error(f"Could not set the {kind}: {exc}")
+                return
+            st.toast(f"{name} now uses its own {kind}")
+            st.rerun()
+        st.caption(f"In use now: target {paths['target']}, benchmark {paths['benchmark']}")
+
+
 def summary(frame: pl.DataFrame, cats: list[str]) -> None:
     words = datasets.word_counts(frame)
     c1, c2, c3, c4 = st.columns(4)
@@ -172,6 +198,7 @@ def main() -> None:
         return
     info = datasets.manifest(ROOT, st.session_state["data.dataset"])
     st.caption(f"Source: {info.get('source', '?')}")
+    eval_panel(st.session_state["data.dataset"])
     cats = datasets.category_columns(frame)
     summary(frame, cats)
     browser(frame, cats)

@@ -58,8 +58,10 @@ def setup_form(frame, done: dict) -> None:
                 if st.session_state["organize.window"] else ""))
     budget_form()
     if st.session_state["data.dataset"] != datasets.DEMO:
-        st.caption("Target loss and benchmark accuracy use the demo's clean target set and benchmark "
-                   "(an imported dataset brings neither); validation loss uses a held-out 5% of this dataset.")
+        info = datasets.manifest(ROOT, st.session_state["data.dataset"])
+        used = {k: "this dataset's" if info.get(k) else "the demo's" for k in ("target", "benchmark")}
+        st.caption(f"Target loss uses {used['target']} target set and benchmark accuracy {used['benchmark']} "
+                   "benchmark (set your own on the Data page); validation loss uses a held-out 5% of this dataset.")
     arms = st.session_state["train.orderings"]
     n_runs = len(arms) * int(st.session_state["train.seeds"])
     at_once = jobs.max_jobs()

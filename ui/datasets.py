@@ -16,7 +16,7 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.errors import DataError
-from delt_engine.fileio import read_json, write_json
+from delt_engine.fileio import atomic_write_bytes, read_json, write_json
 
 from . import state
 
@@ -121,6 +121,42 @@ def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> 
                                           "report": loaded.report.to_dict(), "summary": loaded.report.summary(),
                                           "content_hash": loaded.report.content_hash})
     return folder
+
+
+def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str = "text") -> Path:
+    """Give dataset ``name`` its own target set (``kind="target"``: clean text for LQS/PDS and
+    target_loss) or benchmark (``kind="benchmark"``: multiple-choice JSONL), checked and copied into the
+    dataset folder (the source file is only read); the manifest then points at the copy.
+
+    Raises:
+        DataError naming the file, line and fix (as corpus import and benchmark loading do).
+    """
+    from delt_engine.corpus import load_corpus, write_records
+
+    if name == DEMO:
+        raise DataError("the demo brings its own target set and benchmark; import a dataset to give it others")
+    folder = root / "datasets" / name
+    info = manifest(root, name)
+    if not info:
+        raise DataError(f"dataset {name!r} has no manifest in {folder}; import it again on the Data page")
+    if kind == "target":
+        frame = load_corpus(source, text_field=text_field or "text").frame.select("id", "text")
+        out = folder / "eval" / "target.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_records(frame, out)
+    elif kind == "benchmark":
+        from delt_engine.benchmarks import load_benchmark
+
+        items = load_benchmark(source)  # raises DataError naming the line
+        if not items:
+            raise DataError(f"benchmark file {source} holds no items")
+        out = folder / "eval" / Path(source).name  # same file name: items without "task" keep its stem
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, Path(source).read_bytes())
+    else:
+        raise ValueError(f"kind must be 'target' or 'benchmark', not {kind!r}")
+    write_json(folder / "manifest.json", {**info, kind: str(out), f"{kind}_source": str(source)})
+    return out
 
 
 def word_counts(frame: pl.DataFrame) -> pl.Series:

@@ -60,6 +60,31 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     assert (workspace / "datasets" / "mini" / "manifest.json").exists()
     at.button(key="data.import").click().run()  # the same name again: refused, the first import is kept
     assert any("already exists" in t for t in texts(at, "error"))
+
+    # its own target set and benchmark (else the demo's): checked, copied, used by the eval paths
+    from ui.datasets import eval_paths
+
+    assert "demo-s" in eval_paths(workspace, "mini")["target"]
+    bench = tmp_path / "mybench.jsonl"
+    bench.write_text(json.dumps({"context": "the cat", "choices": ["sat"], "answer": 0}) + "\n")
+    at.text_input(key="data.eval_path").set_value(str(bench))
+    at.selectbox(key="data.eval_kind").set_value("benchmark")
+    at.button(key="data.eval_set").click().run()
+    assert any("Could not set the benchmark" in t and "mybench.jsonl:1" in t for t in texts(at, "error"))
+    bench.write_text(json.dumps({"context": "the cat", "choices": ["sat", "flew"], "answer": 0}) + "\n")
+    at.button(key="data.eval_set").click().run()
+    target = tmp_path / "clean.jsonl"
+    target.write_text("".join(json.dumps({"text": f"a clean sentence number {i}."}) + "\n" for i in range(4)))
+    at.text_input(key="data.eval_path").set_value(str(target))
+    at.selectbox(key="data.eval_kind").set_value("target")
+    at.button(key="data.eval_set").click().run()
+    assert not at.exception and not [t for t in texts(at, "error") if "Could not set" in t]
+    assert sum("its own, from" in c.value for c in at.caption) == 2
+    paths = eval_paths(workspace, "mini")
+    assert paths["target"].endswith("mini/eval/target.jsonl") and paths["benchmark"].endswith("mini/eval/mybench.jsonl")
+    from delt_engine.benchmarks import load_benchmark
+
+    assert [i.task for i in load_benchmark(paths["benchmark"])] == ["mybench"]  # task from the kept file name
     at.selectbox(key="data.dataset").set_value("demo").run()  # back to the demo for the next tests
 
 
