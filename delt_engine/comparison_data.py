@@ -15,6 +15,7 @@ import polars as pl
 
 from .errors import ConfigError, DataError
 from .fileio import read_json, write_json
+from .jobstate import now_iso
 from .progress import ProgressFn, StopFn
 from .workspace import Workspace
 
@@ -136,9 +137,11 @@ def score_corpus(spec: ComparisonSpec, inputs: dict, workspace: Workspace, on_pr
         scores, elapsed = result.scores, result.elapsed_s
         scores_dir.mkdir(parents=True, exist_ok=True)
         scores.write_parquet(scores_dir / "scores.parquet")
-        write_json(scores_dir / "config.json", {**result.config, "corpus_hash": inputs["corpus_hash"],
-                                                "score_hash": inputs["score_hash"]})
-        write_json(scores_dir / "status.json", {"state": "done", "direction": result.direction,
+        # "input" names the corpus, so the app lists this scoring with that dataset's scores (it covers
+        # the corpus minus the validation hold-out)
+        write_json(scores_dir / "config.json", {**result.config, "input": str(Path(inputs["corpus_source"]).resolve()),
+                                                "corpus_hash": inputs["corpus_hash"], "score_hash": inputs["score_hash"]})
+        write_json(scores_dir / "status.json", {"state": "done", "direction": result.direction, "created_at": now_iso(),
                                                 "elapsed_s": round(elapsed, 3), "n_scored": scores.height})
     info = {"method": method, "options": options, "settings": settings, "score_field": "score",
             "direction": get_scorer(method).direction, "scores_id": scores_dir.name, "cached": cached,

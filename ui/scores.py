@@ -44,7 +44,7 @@ def list_jobs(root: Path, corpus: Path | None = None) -> list[ScoreJob]:
     for path in sorted(p for p in base.iterdir() if p.is_dir()):
         config = read_json(path / "config.json", default=None)
         if not isinstance(config, dict) or "input" not in config:
-            continue  # e.g. a comparison's score cache entry, which has no job config
+            continue  # not a scoring of a corpus file (an old cache entry without "input")
         if want and str(Path(config["input"]).absolute()) != want:
             continue
         status = refresh_status(path)

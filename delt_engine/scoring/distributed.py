@@ -9,6 +9,7 @@ environment everything here is a no-op for a single process.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -102,6 +103,7 @@ def leave(world: World) -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()  # free the group's last C++ objects now, not during interpreter teardown
 
 
 def shard(items: Sequence[Any], world: World) -> list[Any]:

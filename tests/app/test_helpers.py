@@ -145,3 +145,18 @@ def test_scenarios_pin_what_they_compare():
     assert (paper["score.lqs_steps"], paper["score.lqs_delta"], paper["score.lqs_eta"], paper["score.warmup_steps"]) \
         == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
     assert paper["score.model_dir"] == "" and paper["score.distill"] is False
+
+
+def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
+    from delt_engine.comparison_spec import prepare_comparison
+    from delt_engine.demo import ensure_demo
+    from delt_engine.workspace import Workspace
+
+    spec = {"name": "t", "corpus": "demo", "scorer": {"method": "length"}, "orderings": [{"method": "shuffle"}],
+            "seeds": [0], "train": {"model": "tiny-test", "steps": 1}}
+    prepare_comparison(spec, Workspace(tmp_path))
+    corpus = ensure_demo(tmp_path) / "corpus.jsonl"
+    (job,) = scores.list_jobs(tmp_path, corpus)
+    assert job.method == "length" and job.state == "done"
+    table = scores.read_scores(job)
+    assert 0.9 * 2000 <= table.height < 2000  # the corpus minus the validation hold-out
