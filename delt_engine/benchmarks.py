@@ -20,7 +20,6 @@ Tasks are reported separately and as their unweighted mean.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ from typing import Sequence
 import torch
 
 from .errors import DataError
+from .fileio import json_object_line
 from .lm import token_losses
 from .tokenize import Samples, trim_batch
 
@@ -65,12 +65,7 @@ def load_benchmark(path: str | Path) -> list[Item]:
 
 
 def _parse_item(line: str, where: str, default_id: str, default_task: str) -> Item:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-    if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object with context, choices and answer")
+    rec = json_object_line(line, where, "context, choices and answer")
     context = rec.get("context", rec.get("question"))
     if not isinstance(context, str):
         raise DataError(f"{where}: needs a string 'context' (or 'question'); use \"\" for none")

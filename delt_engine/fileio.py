@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import DataError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -89,3 +91,15 @@ def iter_jsonl_tolerant(path: str | os.PathLike, offset: int = 0) -> Iterator[tu
                 yield json.loads(line), pos
             except json.JSONDecodeError:
                 continue
+
+
+def json_object_line(line: str, where: str, expected: str) -> dict:
+    """One JSONL line as a dict; DataError at ``where`` ("file:line") when it is not valid JSON or
+    not an object (``expected`` names what the object should hold)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object with {expected}")
+    return record

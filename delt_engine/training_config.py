@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from .device import DEVICE_CHOICES
 from .errors import ConfigError, DataError
+from .fileio import json_object_line
 
 
 @dataclass(frozen=True)
@@ -186,15 +187,8 @@ def read_rows(path: str | Path, what: str = "input") -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object with a text field")
-            rows.append(rec)
+            if line.strip():
+                rows.append(json_object_line(line, f"{path}:{line_no}", "a text field"))
     return rows
 
 
