@@ -81,10 +81,15 @@ class FunctionalLM:
         self.hvp_mode = hvp_mode
         self._grad = grad(self.batch_loss)
         self._sample_grads = vmap(grad(self._one_loss), in_dims=(None, 0, 0))
-        use_hooks = per_sample == "hooks" or (per_sample == "auto" and HookedStats.supports(model))
-        self._hooked = HookedStats(model, self.losses) if use_hooks else None
+        self._hooked = None
+        if per_sample != "vmap":
+            try:
+                self._hooked = HookedStats(model, self.losses)
+            except ValueError:  # layers the hooks do not cover: "auto" takes vmap, "hooks" says why
+                if per_sample == "hooks":
+                    raise
         self._hooks_requested = per_sample == "hooks"
-        self.per_sample = "hooks" if use_hooks else "vmap"
+        self.per_sample = "vmap" if self._hooked is None else "hooks"
 
     def params(self) -> Params:
         """A detached copy of the model's current parameters (tied weights appear once)."""

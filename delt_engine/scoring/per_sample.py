@@ -41,7 +41,7 @@ def _is_rmsnorm(module: nn.Module) -> bool:
 
 def _owners(model: nn.Module) -> Optional[dict[str, list[tuple[nn.Module, str]]]]:
     """Canonical parameter name -> [(module, "weight"|"bias"), ...]; None when a parameter sits in a
-    module type the hooks do not cover."""
+    module type the hooks do not cover, or the model has other than one Embedding."""
     canonical = {id(p): name for name, p in model.named_parameters()}
     out: dict[str, list[tuple[nn.Module, str]]] = {}
     for module in model.modules():
@@ -52,7 +52,8 @@ def _owners(model: nn.Module) -> Optional[dict[str, list[tuple[nn.Module, str]]]
             if not ok:
                 return None
             out.setdefault(canonical[id(p)], []).append((module, attr))
-    return out
+    embeddings = {id(m) for pairs in out.values() for m, _ in pairs if type(m) is nn.Embedding}
+    return out if len(embeddings) == 1 else None
 
 
 def _up(t: torch.Tensor) -> torch.Tensor:
@@ -80,9 +81,10 @@ class HookedStats:
     """
 
     def __init__(self, model: nn.Module, losses: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]):
-        if not self.supports(model):
+        owners = _owners(model)
+        if owners is None:
             raise ValueError("per-sample hooks need a model made of Linear, one Embedding and RMSNorm layers")
-        self.owners, self.losses = _owners(model), losses
+        self.owners, self.losses = owners, losses
         self.roles: dict[int, dict[str, str]] = {}  # id(module) -> {"weight": name, "bias": name}
         for name, pairs in self.owners.items():
             for module, attr in pairs:
@@ -92,11 +94,7 @@ class HookedStats:
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
-        owners = _owners(model)
-        if owners is None:
-            return False
-        modules = {id(m): m for pairs in owners.values() for m, _ in pairs}
-        return sum(type(m) is nn.Embedding for m in modules.values()) == 1
+        return _owners(model) is not None
 
     def stats(self, params: Params, ids: torch.Tensor, mask: torch.Tensor,
               lam: Optional[Params]) -> tuple[torch.Tensor, torch.Tensor]:
