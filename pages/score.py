@@ -22,6 +22,11 @@ MODEL_BASED = tuple(n for n, info in SCORERS.items() if info.needs_model)
 GRADIENT = ("lqs", "pds")
 
 
+def proxy_model() -> str:
+    """The local model folder when one is given, else the preset."""
+    return st.session_state.get("score.model_dir", "").strip() or st.session_state["score.model"]
+
+
 def knobs(methods: list[str]) -> dict:
     """Widgets for the settings the chosen methods use; returns the job config fields."""
     cfg: dict = {"seed": int(st.session_state["score.seed"])}
@@ -32,11 +37,10 @@ def knobs(methods: list[str]) -> dict:
         c2.number_input("Max tokens per sample", 8, 2048, step=8, key="score.max_length", persist_state="session")
         c3.number_input("Batch size", 1, 512, key="score.batch_size", persist_state="session")
         c4.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
-        folder = st.text_input("…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
-                               key="score.model_dir", persist_state="session",
-                               placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')")
-        cfg.update(model=folder.strip() or st.session_state["score.model"],
-                   max_length=int(st.session_state["score.max_length"]),
+        st.text_input("…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
+                      key="score.model_dir", persist_state="session",
+                      placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')")
+        cfg.update(model=proxy_model(), max_length=int(st.session_state["score.max_length"]),
                    batch_size=int(st.session_state["score.batch_size"]), seed=int(st.session_state["score.seed"]))
     else:
         st.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
@@ -83,8 +87,7 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     device = widgets.device_kind()
     rows = []
     for m in methods:
-        model = st.session_state.get("score.model_dir", "").strip() or st.session_state["score.model"]
-        e = estimate.estimate(m, frame.height, mean_tokens, model, device,
+        e = estimate.estimate(m, frame.height, mean_tokens, proxy_model(), device,
                               steps=int(st.session_state["score.lqs_steps"]),
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),

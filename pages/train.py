@@ -68,8 +68,8 @@ def setup_form(frame, done: dict) -> None:
     pace = "one at a time" if at_once == 1 else f"{at_once} at a time (DELT_MAX_JOBS)"
     st.caption(f"{n_runs} runs ({len(arms)} arms × {st.session_state['train.seeds']} seeds), {pace}, "
                f"each with the same budget: {budget_text()}.")
-    if jobs.max_jobs_problem():
-        st.warning(jobs.max_jobs_problem())
+    if problem := jobs.max_jobs_problem():
+        st.warning(problem)
     if st.button("Launch comparison", key="train.launch", type="primary", disabled=not arms):
         launch(frame, done[st.session_state["train.score"]], sel, arms)
 

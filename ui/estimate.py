@@ -10,6 +10,7 @@ so the numbers are order-of-magnitude guides, labelled as such in the UI.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 FLOPS_PER_S = {"cpu": 6e10, "mps": 2e12, "cuda": 3e13}
 BYTES_PER_PARAM = 4  # float32
@@ -64,8 +65,6 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
 
 def folder_parameters(model: str, default: int = 10_000_000) -> int:
     """Parameters of a model folder, from its safetensors sizes (fp32: 4 bytes each); ``default`` when unknown."""
-    from pathlib import Path
-
     folder = Path(model).expanduser()
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
     return size // BYTES_PER_PARAM if size else default
