@@ -1,5 +1,6 @@
-"""LQS speed: one contribution pass (vmap per-sample gradient + dot + norm) vs a plain batched
-forward+backward over the same samples, peak memory, and end-to-end scoring of the demo corpus.
+"""LQS speed: one contribution pass (per-sample gradient dots with lambda and norms, by layer hooks or
+vmap) vs a plain batched forward+backward over the same samples (batch = the chunk size unless set),
+peak memory, and end-to-end scoring of the demo corpus.
 
     .venv/bin/python bench/lqs_speed.py                      # CPU, cpu-demo, max_length 128
     .venv/bin/python bench/lqs_speed.py --device cuda --dtype bfloat16 --model gpu-30m
@@ -27,7 +28,7 @@ from delt_engine.device import describe_device, resolve_device  # noqa: E402
 from delt_engine.lm import batch_loss  # noqa: E402
 from delt_engine.models import build_model  # noqa: E402
 from delt_engine.scoring import ScoreContext  # noqa: E402
-from delt_engine.scoring.lqs import run_lqs  # noqa: E402
+from delt_engine.scoring.lqs import LQSConfig, run_lqs  # noqa: E402
 from delt_engine.scoring.lqs_core import FunctionalLM, length_chunks  # noqa: E402
 from delt_engine.tokenize import encode, train_tokenizer, trim_batch  # noqa: E402
 
@@ -150,9 +151,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--n-samples", type=int, default=256)
-    parser.add_argument("--chunk-size", type=int, default=16)
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="samples per per-sample chunk (default: LQS's default on the device, 16 CPU / 64 GPU)")
     parser.add_argument("--per-sample", default="auto", choices=("auto", "hooks", "vmap"))
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch of the plain forward+backward baseline (default: the chunk size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--lqs-options", default="{}", help="JSON options for the end-to-end run")
@@ -161,6 +164,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    args.chunk_size = args.chunk_size or LQSConfig().chunk_for(device)
+    args.batch_size = args.batch_size or args.chunk_size
     demo = generate_demo(0)
     tokenizer = train_tokenizer(demo.corpus["text"].to_list())
     speed = pass_vs_batched(args, device, demo.corpus, tokenizer)
@@ -171,7 +176,7 @@ def main() -> None:
     print(f"{'plain batched forward+backward (batch ' + str(args.batch_size) + ')':<46}{speed['batched_s']:>9.3f} s")
     print(f"{'ratio':<46}{speed['ratio']:>9.2f}   (goal <= 1.5)")
     print(f"{'peak extra memory of the pass':<46}{speed['peak_mb']:>9.1f} MB "
-          f"(chunk x all parameters, what vmap would hold: {speed['grad_chunk_mb']:.1f} MB)")
+          f"(vmap would hold chunk x all parameters: {speed['grad_chunk_mb']:.1f} MB)")
     print(f"{'peak extra memory of the batched baseline':<46}{speed['peak_mb_batched']:>9.1f} MB")
     e2e = {"demo_score_s": None}
     if not args.skip_e2e:
@@ -185,7 +190,8 @@ def main() -> None:
                       "device": describe_device(device), "threads": torch.get_num_threads(),
                       "pass_s": round(speed["pass_s"], 3), "batched_s": round(speed["batched_s"], 3),
                       "phases": e2e.get("phases"), "dtype": args.dtype, "model": args.model,
-                      "per_sample": speed["per_sample"], "chunk_size": args.chunk_size}))
+                      "per_sample": speed["per_sample"], "chunk_size": args.chunk_size,
+                      "batch_size": args.batch_size}))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def make_ctx(tokenizer, texts=TEXTS, **kw):
     frame = pl.DataFrame({"id": [f"s{i}" for i in range(len(texts))], "text": list(texts)})
     kw.setdefault("target_texts", TARGET)
     kw.setdefault("options", dict(OPTIONS))
-    return ScoreContext(frame=frame, model="tiny-test", tokenizer=tokenizer, device="cpu", max_length=24,
+    kw.setdefault("device", "cpu")
+    return ScoreContext(frame=frame, model="tiny-test", tokenizer=tokenizer, max_length=24,
                         batch_size=4, **kw)
 
 
@@ -69,6 +70,14 @@ def test_config_defaults_are_valid_and_frozen():
 def test_config_rejects_bad_values_naming_the_field(field, value, words):
     with pytest.raises(ConfigError, match=words):
         LQSConfig(**{field: value})
+
+
+def test_chunk_size_by_device_unless_set():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object; no GPU needed
+    assert (LQSConfig().chunk_for(cpu), LQSConfig().chunk_for(cuda)) == (16, 64)
+    assert (LQSConfig(chunk_size=5).chunk_for(cpu), LQSConfig(chunk_size=5).chunk_for(cuda)) == (5, 5)
+    with pytest.raises(ConfigError, match="chunk_size=0 must be an integer >= 1 \\(e.g. --set chunk_size=16\\)"):
+        LQSConfig(chunk_size=0)
 
 
 def test_from_options_takes_context_defaults_coerces_strings_and_rejects_unknown(tokenizer):

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from delt_engine.scoring import per_sample as per_sample_module
 from delt_engine.scoring.lqs import LQSConfig, exact_parts
 from delt_engine.scoring.lqs_core import FunctionalLM, batch_schedule, combine, contribution_steps
 from delt_engine.tokenize import Samples
@@ -54,6 +55,14 @@ def _rms_norm_same_dtype(self, hidden_states):
     return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
 
 
+def _rotary_same_dtype(self, x, position_ids):
+    """MistralRotaryEmbedding (default rope) with cos/sin computed in the input dtype, not float32:
+    float32 cos/sin round differently on CPU and CUDA, which alone moved CUDA's scores by ~1e-5."""
+    freqs = position_ids[..., None].to(x.dtype) * self.inv_freq.to(device=x.device, dtype=x.dtype)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+
+
 def _eager_attention_same_dtype(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """HF's eager attention without its float32 softmax (same formula; n_kv_heads == n_heads here)."""
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -65,9 +74,9 @@ def _eager_attention_same_dtype(module, query, key, value, attention_mask, scali
 
 @pytest.fixture(scope="module", autouse=True)
 def float64_model_and_one_thread():
-    """HF Mistral computes softmax and RMSNorm in float32 even for a float64 model, which caps the
-    agreement of any two computations at ~1e-7 and breaks finite differences; for these checks the
-    two functions keep the input dtype. One thread: tiny ops on a loaded 2-core machine are far
+    """HF Mistral computes softmax, RMSNorm and the rotary cos/sin in float32 even for a float64 model,
+    which caps the agreement of any two computations (and of CPU with CUDA) at ~1e-7 and breaks finite
+    differences; for these checks the three functions keep the input dtype. One thread: tiny ops on a loaded 2-core machine are far
     faster without OpenMP hand-offs."""
     from transformers.models.mistral import modeling_mistral
 
@@ -76,6 +85,7 @@ def float64_model_and_one_thread():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(modeling_mistral.MistralRMSNorm, "forward", _rms_norm_same_dtype)
         mp.setattr(modeling_mistral, "eager_attention_forward", _eager_attention_same_dtype)
+        mp.setattr(modeling_mistral.MistralRotaryEmbedding, "forward", _rotary_same_dtype)
         yield
     torch.set_num_threads(threads)
 
@@ -168,18 +178,24 @@ def reference(setup):
     return brute_force(model, pool, target, LQSConfig(**CFG))
 
 
+# What fp64 gives: the fast path agrees with the brute force to ~3e-14 on the CPU (the issue asks 1e-5).
+TOL = 1e-10
+
+
 def rel_err(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.maximum(np.abs(b), 1e-12)))
 
 
-@pytest.mark.parametrize("per_sample", ["hooks", "vmap"])
-def test_fast_path_matches_brute_force(setup, reference, per_sample):
+@pytest.mark.parametrize("per_sample", ["hooks", "hooks/gram", "hooks/materialize", "vmap"])
+def test_fast_path_matches_brute_force(setup, reference, per_sample, monkeypatch):
     model, pool, target = setup
     expected = reference[0]["paper"]
+    per_sample, _, norm_mode = per_sample.partition("/")
+    monkeypatch.setattr(per_sample_module, "NORM_MODE", norm_mode or "auto")
     _, got, cfg = engine(model, pool, target, per_sample=per_sample)
     assert contribution_steps(cfg.steps, cfg.delta) == [0, 2, 4]  # next(4) = 5 = T: the paper final norm
     for key in ("lqs", "pds", "quality", "learnability"):
-        assert rel_err(got[key], expected[key]) <= 1e-5, key
+        assert rel_err(got[key], expected[key]) <= TOL, key
     # the check has teeth: the Hessian term and the per-sample denominators both matter here
     assert np.std(expected["lqs"]) > 1e-3 and np.ptp(got["learnability"]) > 1e-3
 
@@ -193,7 +209,7 @@ def test_last_step_closer_than_delta(setup):
     for final in ("paper", "reference"):
         _, got, _ = engine(model, pool, target, delta=3, final_norm=final)
         for key in ("lqs", "pds", "quality", "learnability"):
-            assert rel_err(got[key], expected[final][key]) <= 1e-5, (final, key)
+            assert rel_err(got[key], expected[final][key]) <= TOL, (final, key)
 
 
 def test_hessian_term_matters(setup, reference):
@@ -211,7 +227,7 @@ def test_final_norm_reference_option(setup, reference):
     expected = reference[0]["reference"]
     parts, got, cfg = engine(model, pool, target, final_norm="reference")
     for key in ("lqs", "pds", "quality", "learnability"):
-        assert rel_err(got[key], expected[key]) <= 1e-5, key
+        assert rel_err(got[key], expected[key]) <= TOL, key
     assert np.isnan(parts.sqnorms[:, -1]).all()  # no pass at theta_T was needed
 
 
@@ -277,4 +293,4 @@ def test_cuda_float64_matches_brute_force(setup, reference):
     parts.dots, parts.sqnorms = parts.dots[order], parts.sqnorms[order]
     got = combine(parts, cfg.eta, cfg.final_norm)
     for key in ("lqs", "pds", "quality", "learnability"):
-        assert rel_err(got[key], reference[0]["paper"][key]) <= 1e-5, key
+        assert rel_err(got[key], reference[0]["paper"][key]) <= TOL, key

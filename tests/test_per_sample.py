@@ -71,21 +71,23 @@ def batch():
     return ids, mask
 
 
+@pytest.mark.parametrize("mode", ["auto", "gram", "materialize"])
 @pytest.mark.parametrize("tied", [True, False])
-def test_hooks_match_a_per_sample_loop(batch, tied):
+def test_hooks_match_a_per_sample_loop(batch, tied, mode):
     torch.manual_seed(1)
     model = TinyLM(tied=tied).double()
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
     assert ("tied.weight" in params) is not tied  # tied weights appear once
     lam = {k: torch.randn_like(v) for k, v in params.items()}
     ids, mask = batch
-    hooked = HookedStats(model, losses_of(model))
+    hooked = HookedStats(model, losses_of(model), mode)
     dot, sq = hooked.stats(params, ids, mask, lam)
     ref_dot, ref_sq = loop_stats(model, params, ids, mask, lam)
     torch.testing.assert_close(dot, ref_dot, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(sq, ref_sq, rtol=1e-10, atol=1e-12)
     dot0, sq0 = hooked.stats(params, ids, mask, None)
     assert torch.all(dot0 == 0) and torch.allclose(sq0, sq, rtol=1e-12)
+    assert not (dot.requires_grad or sq.requires_grad)
     # the check has teeth: dropping the bias terms or the padding rule changes the norms
     assert float(sq.min()) > 0 and len(set(sq.tolist())) == ids.shape[0]
 

@@ -52,7 +52,9 @@ class LQSConfig:
         max_length: tokens per sample (truncated); at least 2.
         proxy_size: score a seeded random subset of this many samples (None = all).
         chunk_size: samples per per-sample-gradient chunk (memory ~ chunk_size x the largest layer with
-            hooks, chunk_size x all parameters with vmap).
+            hooks, chunk_size x all parameters with vmap). None = by device: 16 on the CPU, 64 on a GPU,
+            where small chunks leave it idle (gpu-30m on an H200: the pass took 0.67 s over 256 samples
+            in chunks of 16 and 0.21 s in chunks of 64). Results do not depend on it.
         checkpoint: "every" (keep all theta_t), "delta" (keep every Delta-th, replay the segment) or
             "auto" ("every" while T+1 parameter copies fit in 1 GiB). Identical results on CPU; on CUDA
             non-deterministic kernels (e.g. embedding backward) can make the replay differ in the last bits.
@@ -76,7 +78,7 @@ class LQSConfig:
     batch_size: int = 16
     max_length: int = 128
     proxy_size: Optional[int] = None
-    chunk_size: int = 16
+    chunk_size: Optional[int] = None
     checkpoint: str = "auto"
     final_norm: str = "paper"
     dtype: str = "float32"
@@ -91,10 +93,11 @@ class LQSConfig:
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("delta", 1), ("warmup_steps", 0), ("batch_size", 1), ("max_length", 2),
-                          ("chunk_size", 1), ("distill_epochs", 1), ("seed", 0)):
+                          ("distill_epochs", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), low)
-        if self.proxy_size is not None:
-            _check_int("proxy_size", self.proxy_size, 1)
+        for name in ("proxy_size", "chunk_size"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
         for name in ("eta", "warmup_lr", "distill_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -115,6 +118,12 @@ class LQSConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"LQS option device={self.device!r} must be a device name (auto, cpu, cuda, mps)")
 
+    def chunk_for(self, device: torch.device) -> int:
+        """The chunk size to use on ``device``: the one set, else 16 on the CPU and 64 elsewhere."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return 16 if device.type == "cpu" else 64
+
     @classmethod
     def from_options(cls, ctx: ScoreContext) -> "LQSConfig":
         """The config of ``ctx``: seed/device/max_length/batch_size from the context, then ``ctx.options``.
@@ -132,8 +141,12 @@ class LQSConfig:
         return cls(**{k: _coerce(k, v, names[k].type) for k, v in values.items()})
 
 
+_EXAMPLES = {"proxy_size": 1000, "chunk_size": 16}  # for options whose default (None) makes no example
+
+
 def _default(name: str):
-    return {f.name: f.default for f in dataclasses.fields(LQSConfig)}[name]
+    value = {f.name: f.default for f in dataclasses.fields(LQSConfig)}[name]
+    return _EXAMPLES.get(name, value) if value is None else value
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -277,7 +290,7 @@ def memory_error(exc: BaseException, cfg: LQSConfig) -> Optional[JobError]:
     """A JobError with the fix when ``exc`` is an out-of-memory error, else None."""
     text = str(exc).lower()
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate" in text:
-        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {cfg.chunk_size}), "
+        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {cfg.chunk_size or 'by device'}), "
                         f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), "
                         "e.g. --set chunk_size=2, or use checkpoint=delta")
     return None
@@ -405,7 +418,7 @@ def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocas
     steps = contribution_steps(cfg.steps, cfg.delta)
     timer = PhaseTimer("co-state", cfg.steps, on_progress)
     lambdas = costate(flm, traj, target_batches, cfg.eta, {t + 1 for t in steps}, timer.update, should_stop)
-    chunks = shard(length_chunks(pool.lengths, cfg.chunk_size), world)
+    chunks = shard(length_chunks(pool.lengths, cfg.chunk_for(flm.device)), world)
     parts = contributions(flm, traj, pool, chunks, lambdas, steps, cfg.final_norm == "paper", on_progress, should_stop)
     meta = {"contribution_steps": steps, "n_params": n_params, "checkpoint": "every" if keep_every else "delta"}
     return parts, meta, flm
