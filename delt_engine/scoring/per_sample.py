@@ -119,7 +119,7 @@ class HookedStats:
             (emb_grad,) = torch.autograd.grad(total, [leaf[0]])
         with torch.no_grad():  # the tied output projection's term waits here with the forward's inputs
             self._embedding_term(ids, emb_grad, acc)
-        return acc.dot, acc.sq
+        return acc.totals()
 
     @contextlib.contextmanager
     def _hooks(self, acc: "_Accumulator"):
@@ -192,10 +192,17 @@ class _Accumulator:
 
     def __init__(self, b: int, device, lam: Optional[Params], n_terms: dict[str, int],
                  shapes: dict[str, torch.Size], mode: str = "auto"):
-        self.dot = torch.zeros(b, dtype=torch.float64, device=device)
-        self.sq = torch.zeros(b, dtype=torch.float64, device=device)
+        self.b, self.device = b, device
         self.lam, self.n_terms, self.shapes, self.mode = lam, n_terms, shapes, mode
         self.pending: dict[str, list[tuple]] = {}
+        self.dots: list[torch.Tensor] = []  # [B] per weight, summed once in float64 by ``totals``
+        self.sqs: list[torch.Tensor] = []
+
+    def totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dots, squared norms), float64 [B]: the per-weight parts summed (zeros without lambda)."""
+        zeros = torch.zeros(self.b, dtype=torch.float64, device=self.device)
+        dot = torch.stack(self.dots).double().sum(dim=0) if self.dots else zeros
+        return dot, torch.stack(self.sqs).double().sum(dim=0) if self.sqs else zeros
 
     def linear(self, x: torch.Tensor, g: torch.Tensor, weight_name: Optional[str], bias_name: Optional[str]) -> None:
         g = _up(g)
@@ -236,17 +243,17 @@ class _Accumulator:
 
     def _finish_dense(self, name: str, total: torch.Tensor) -> None:
         flat = total.reshape(total.shape[0], -1)
-        self.sq += torch.linalg.vector_norm(flat, dim=1).double().square()
+        self.sqs.append(torch.linalg.vector_norm(flat, dim=1).square())
         if self.lam is not None:
-            self.dot += (flat @ self.lam[name].reshape(-1).to(flat.dtype)).double()
+            self.dots.append(flat @ self.lam[name].reshape(-1).to(flat.dtype))
 
     def _finish_gram(self, name: str, terms: list[tuple]) -> None:
         dtype = terms[0][1].dtype
         for k, (left_k, right_k) in enumerate(terms):
             for left_j, right_j in terms[k:]:
                 pairs = _left_gram(left_k, left_j, dtype) * torch.bmm(right_k, right_j.transpose(1, 2))
-                self.sq += (pairs.sum(dim=(1, 2)) * (1 if right_j is right_k else 2)).double()
+                self.sqs.append(pairs.sum(dim=(1, 2)) if right_j is right_k else 2 * pairs.sum(dim=(1, 2)))
             if self.lam is not None:
                 lam = self.lam[name].to(dtype)
                 projected = lam[left_k] if _is_ids(left_k) else left_k @ lam
-                self.dot += (projected * right_k).sum(dim=(1, 2)).double()
+                self.dots.append((projected * right_k).sum(dim=(1, 2)))
