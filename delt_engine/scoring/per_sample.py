@@ -30,7 +30,6 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
 NORM_MODE = "auto"
@@ -67,15 +66,37 @@ def _up(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def _norm_slope(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _run_with_weight(module: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``module.forward(x)`` with its weight replaced for the call (no hooks run: forward, not __call__)."""
+    slots = module._parameters  # the weight slot (functional_call put theta_t there); restored below
+    saved = slots["weight"]
+    slots["weight"] = weight
+    try:
+        return module.forward(x)
+    finally:
+        slots["weight"] = saved
+
+
+class _NormSlope:
     """``dy/dw`` of an RMSNorm at input ``x``: the layer run with its weight at 1 minus at 0, so it is
     exactly the layer's own normalisation (its dtype handling included), for ``w * f(x)`` and for
-    ``(1 + w) * f(x)`` alike."""
-    w = module.weight
-    with torch.no_grad():
-        one = functional_call(module, {"weight": torch.ones_like(w)}, (x,))
-        zero = functional_call(module, {"weight": torch.zeros_like(w)}, (x,))
-    return one - zero
+    ``(1 + w) * f(x)`` alike. When the run at 0 gives exactly zero (the ``w * f(x)`` form) the slope is
+    the run at 1 alone, so after the first call each layer runs once instead of twice."""
+
+    def __init__(self):
+        self.scale_form: dict[int, bool] = {}  # id(module) -> run at 0 is zero
+
+    def __call__(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        w = module.weight
+        with torch.no_grad():
+            one = _run_with_weight(module, x, torch.ones_like(w))
+            known = self.scale_form.get(id(module))
+            if known:
+                return one
+            zero = _run_with_weight(module, x, torch.zeros_like(w))
+            if known is None and bool(one.any()):  # an all-zero f(x) would tell nothing
+                self.scale_form[id(module)] = not bool(zero.any())
+            return one - zero
 
 
 class HookedStats:
@@ -100,6 +121,7 @@ class HookedStats:
                 self.roles.setdefault(id(module), {})[attr] = name
         self.modules = {id(m): m for pairs in self.owners.values() for m, _ in pairs}
         (self.embedding,) = [m for m in self.modules.values() if type(m) is nn.Embedding]
+        self.norm_slope = _NormSlope()
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
@@ -125,7 +147,6 @@ class HookedStats:
     def _hooks(self, acc: "_Accumulator"):
         leaf: list[torch.Tensor] = []
         calls: dict[int, int] = {}  # forward calls per hooked module: each must run once
-        busy = [False]  # the RMSNorm re-evaluation in _norm_slope must not hook itself
 
         def on_embedding(module, args, output):
             out = output.detach().requires_grad_(True)  # the backward starts here; weights need no grad
@@ -133,18 +154,12 @@ class HookedStats:
             return out
 
         def on_forward(module, args, output):
-            if busy[0]:
-                return
             calls[id(module)] = calls.get(id(module), 0) + 1
             x, role = args[0], self.roles[id(module)]
             if isinstance(module, nn.Linear):
                 output.register_hook(lambda g: acc.linear(x, g, role.get("weight"), role.get("bias")))
                 return
-            busy[0] = True
-            try:
-                slope = _norm_slope(module, x)
-            finally:
-                busy[0] = False
+            slope = self.norm_slope(module, x)
             output.register_hook(lambda g: acc.dense(role["weight"], torch.einsum(
                 "bth,bth->bh", _up(g), _up(slope).to(_up(g).dtype))))
 
