@@ -42,7 +42,7 @@ class LQSConfig:
         proxy_size: score a seeded random subset of this many samples (None = all).
         chunk_size: samples per per-sample-gradient chunk (memory ~ chunk_size x the largest layer with
             hooks, chunk_size x all parameters with vmap). None = by device: 16 on the CPU, 64 on a GPU,
-            where small chunks leave it idle (gpu-30m on an H200: the pass took 0.67 s over 256 samples
+            where small chunks leave it idle (gpu-30m on an H200: the pass took 0.7-0.9 s over 256 samples
             in chunks of 16 and 0.21 s in chunks of 64). Results do not depend on it.
         checkpoint: "every" (keep all theta_t), "delta" (keep every Delta-th, replay the segment) or
             "auto" ("every" while T+1 parameter copies fit in 1 GiB). Identical results on CPU; on CUDA
