@@ -45,6 +45,9 @@ def import_panel() -> None:
                 _do_import(source, text_field, name or _default_name(source))
         if st.session_state.get(state.IMPORT_ERROR):
             st.error(st.session_state[state.IMPORT_ERROR])
+            if st.button("Dismiss", key="data.import_dismiss"):  # else it stays until an import succeeds
+                st.session_state[state.IMPORT_ERROR] = None
+                st.rerun()
 
 
 def _import_source(upload, path: str, hub: str) -> str | None:

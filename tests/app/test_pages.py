@@ -38,6 +38,8 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     at.text_input(key="data.name").set_value("mini")
     at.button(key="data.import").click().run()
     assert any("Import failed" in t and "missing.jsonl" in t for t in texts(at, "error"))
+    at.button(key="data.import_dismiss").click().run()
+    assert not any("Import failed" in t for t in texts(at, "error"))
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{not json\n')
