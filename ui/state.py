@@ -41,6 +41,7 @@ DEFAULTS: dict[str, object] = {
     "score.max_length": 128,
     "score.batch_size": 16,
     "score.seed": 0,
+    "score.precision": "float32",
     # the engine's LQSConfig defaults (a test keeps them equal; importing lqs here would load torch)
     "score.lqs_steps": 20,
     "score.lqs_delta": 10,

@@ -4,6 +4,7 @@ demo -> score (length, random) -> select + order -> a tiny two-run comparison ->
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -130,6 +131,31 @@ def test_score_with_a_local_model_folder(workspace, tmp_path):
     (job_dir,) = (workspace / "scores").glob("perplexity-*")
     assert json.loads((job_dir / "status.json").read_text())["state"] == "done"
     at.text_input(key="score.model_dir").set_value("").run()  # back to the preset for later tests
+
+
+def test_score_precision_choice_on_a_gpu(workspace, monkeypatch):
+    import ui.widgets
+
+    at = open_page("pages/score.py")
+    at.multiselect(key="score.methods").set_value(["perplexity", "lqs"]).run()
+    assert "score.precision" not in [r.key for r in at.radio]  # on a CPU there is nothing to choose
+    monkeypatch.setattr(ui.widgets, "device_kind", lambda: "cuda")  # the jobs themselves still run on the CPU
+    at.run()
+    at.radio(key="score.precision").set_value("bfloat16").run()
+    at.selectbox(key="score.model").set_value("tiny-test").run()
+    for key, value in (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2)):
+        at.number_input(key=key).set_value(value).run()
+    at.button(key="score.start").click().run()
+    assert not at.exception and [e.value for e in at.error] == []
+    options = {m: json.loads(next((workspace / "scores").glob(f"{m}-2*/config.json")).read_text())["options"]
+               for m in ("perplexity", "lqs")}
+    assert options["perplexity"] == {"bf16": True} and options["lqs"]["dtype"] == "bfloat16"
+    for m in ("perplexity", "lqs"):
+        status = json.loads(next((workspace / "scores").glob(f"{m}-2*/status.json")).read_text())
+        assert status["state"] == "done", status
+    at.radio(key="score.precision").set_value("float32").run()  # later tests see the default again
+    for m in ("perplexity", "lqs"):  # later tests count their own perplexity/lqs jobs
+        shutil.rmtree(next((workspace / "scores").glob(f"{m}-2*")))
 
 
 def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
