@@ -84,7 +84,7 @@ def test_same_config_gives_same_losses(data, tmp_path):
 
 def test_save_model_writes_a_loadable_model_with_the_runs_final_losses(data, tmp_path):
     from delt_engine.models import load_model_dir
-    from delt_engine.training import load_eval_sets, run_eval
+    from delt_engine.training_data import load_eval_sets, run_eval
 
     cfg = _config(data, steps=3, target=data["heldout"], save_model=True)
     summary = train(cfg, tmp_path / "run")
