@@ -150,15 +150,11 @@ def main() -> None:
     st.title("Organize")
     st.caption("Selection makes training cheaper; ordering makes the same data work better.")
     name = st.session_state["data.dataset"]
-    try:
-        frame, done = scores.dataset_with_scores(ROOT, name)
-    except DeltError as exc:
-        st.error(f"{exc}")
+    loaded = scores.dataset_with_scores_or_explain(
+        ROOT, name, "Score the dataset first; selection and ordering need a score for every document.")
+    if loaded is None or not loaded[1]:
         return
-    if not done:
-        st.info("Score the dataset first; selection and ordering need a score for every document.")
-        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
-        return
+    frame, done = loaded
     method, higher_better = pick_score(done)
     table = scores.score_table(frame, done)
     columns = [c for c in frame.columns if c != "score"] + [pl.col(method).alias("score")]

@@ -218,17 +218,13 @@ def live_panel() -> None:
 def main() -> None:
     st.title("Train")
     st.caption("Train small causal LMs on the same data in different orders; curves update live.")
-    name = st.session_state["data.dataset"]
-    try:
-        frame, done = scores.dataset_with_scores(ROOT, name)
-    except DeltError as exc:
-        st.error(f"{exc}")
+    loaded = scores.dataset_with_scores_or_explain(
+        ROOT, st.session_state["data.dataset"],
+        "Score the dataset first (any scorer; length takes seconds), then come back to launch a comparison.")
+    if loaded is None:
         return
-    if done:
-        setup_form(frame, done)
-    else:
-        st.info("Score the dataset first (any scorer; length takes seconds), then come back to launch a comparison.")
-        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+    if loaded[1]:
+        setup_form(*loaded)
     st.divider()
     live_panel()
 

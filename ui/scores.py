@@ -142,3 +142,20 @@ def dataset_with_scores(root: Path, name: str) -> tuple[pl.DataFrame, dict[str, 
     """The dataset ``name`` and its latest finished scoring job per method (raises DeltError)."""
     frame = datasets.load(root, name)
     return frame, latest_done(list_jobs(root, datasets.corpus_path(root, name)))
+
+
+def dataset_with_scores_or_explain(root: Path, name: str,
+                                   unscored: str) -> tuple[pl.DataFrame, dict[str, ScoreJob]] | None:
+    """``dataset_with_scores`` for a page: None after showing the error when the dataset cannot be
+    loaded; when nothing is scored yet, shows ``unscored`` with a link to Score (and the scores are {})."""
+    from delt_engine.errors import DeltError
+
+    try:
+        frame, done = dataset_with_scores(root, name)
+    except DeltError as exc:
+        st.error(f"{exc}")
+        return None
+    if not done:
+        st.info(unscored)
+        st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+    return frame, done
