@@ -21,6 +21,8 @@ def test_page_loads_on_fresh_workspace(workspace, page):
     at = open_page(page)
     assert not at.exception
     assert at.title[0].value.lower() == page.split("/")[1][:-3]
+    if page in ("pages/organize.py", "pages/train.py"):  # nothing scored yet: say so, link to Score
+        assert any(t.startswith("Score the dataset first") for t in texts(at, "info")), texts(at, "info")
 
 
 def test_data_page_shows_demo_summary_and_browser(workspace):
