@@ -65,7 +65,25 @@ def knobs(methods: list[str]) -> dict:
                          "and scores every other sample; each sample is marked exact or distilled")
         d2.number_input("Subset size", 10, 10_000_000, step=500, key="score.proxy_size", persist_state="session",
                         disabled=not st.session_state["score.distill"])
+        advanced_lqs_knobs()
     return cfg
+
+
+def advanced_lqs_knobs() -> None:
+    """Memory/exactness settings of LQS/PDS that rarely need changing (the engine's defaults)."""
+    with st.expander("Advanced LQS settings (memory, checkpoints, last-step norm)"):
+        a1, a2, a3 = st.columns(3)
+        a1.number_input("Chunk size (0 = by device: 16 CPU, 64 GPU)", 0, 4096, key="score.chunk_size",
+                        persist_state="session",
+                        help="Samples per per-sample-gradient pass; lower it if scoring runs out of memory. "
+                             "Scores do not depend on it.")
+        a2.selectbox("Parameter checkpoints", ["auto", "every", "delta"], key="score.checkpoint",
+                     persist_state="session",
+                     help="every: keep the parameters of every proxy step; delta: keep every Δ-th and replay "
+                          "(T/Δ times less memory); auto: every while it fits in 1 GiB")
+        a3.selectbox("Last step's denominator", ["paper", "reference"], key="score.final_norm",
+                     persist_state="session",
+                     help="paper: the sample's gradient norm at θ_T; reference: 1, as the public reference code")
 
 
 def options_for(method: str) -> dict:
@@ -76,8 +94,19 @@ def options_for(method: str) -> dict:
                 "warmup_steps": int(st.session_state["score.warmup_steps"]),
                 **({"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
                    if st.session_state["score.distill"] else {}),
-                **({"dtype": "bfloat16"} if bf16 else {})}
+                **({"dtype": "bfloat16"} if bf16 else {}), **advanced_options()}
     return {"bf16": True} if bf16 and method == "perplexity" else {}
+
+
+def advanced_options() -> dict:
+    """The advanced LQS settings that differ from the engine's defaults."""
+    ss, out = st.session_state, {}
+    if int(ss["score.chunk_size"]) > 0:
+        out["chunk_size"] = int(ss["score.chunk_size"])
+    for key, default in (("checkpoint", "auto"), ("final_norm", "paper")):
+        if ss[f"score.{key}"] != default:
+            out[key] = ss[f"score.{key}"]
+    return out
 
 
 def target_docs() -> int:
@@ -102,7 +131,9 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
                               warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0,
                               target_docs=target_docs(),
                               proxy_size=int(st.session_state["score.proxy_size"])
-                              if m in GRADIENT and st.session_state["score.distill"] else None)
+                              if m in GRADIENT and st.session_state["score.distill"] else None,
+                              chunk_size=int(st.session_state["score.chunk_size"]),
+                              checkpoint=st.session_state["score.checkpoint"])
         rows.append({"scorer": m, "time": estimate.human_seconds(e.seconds),
                      "memory": estimate.human_bytes(e.memory_bytes), "why": e.note})
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")

@@ -5,10 +5,16 @@ gradients cost ~1.3x a batched backward (delt-method.md, "Cost"); LQS also takes
 whole target set at every proxy step. Throughput is a rough constant per device class (the CPU one
 calibrated on the demo: default LQS, 2000 documents, measured 88 s on 2 cores, estimated ~110 s),
 so the numbers are order-of-magnitude guides, labelled as such in the UI.
+
+Memory of the LQS per-sample pass is the activations of one chunk: ~160 bytes per (token x layer x
+hidden unit), calibrated on the peaks bench/lqs_speed.py measured (cpu-demo, chunk 16: 102 MB;
+gpu-30m, chunk 64: 3.3 GB); for a model folder without a readable config, chunk x parameters (what
+vmap would hold) bounds it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +41,11 @@ class Estimate:
 
 def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: str = "cpu",
              steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int = 0,
-             target_docs: int = 200, proxy_size: int | None = None, distill_epochs: int = 8) -> Estimate:
+             target_docs: int = 200, proxy_size: int | None = None, distill_epochs: int = 8,
+             chunk_size: int = 0, checkpoint: str = "auto") -> Estimate:
     """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set
-    size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest)."""
+    size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest; ``chunk_size``
+    (0 = by device) and ``checkpoint`` as the LQS options of those names)."""
     speed = FLOPS_PER_S.get(device.split(":")[0].split(" ")[0], FLOPS_PER_S["cpu"])
     tokens = n_docs * mean_tokens
     if method in ("random", "length", "compression"):
@@ -56,11 +64,32 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     flops += 6 * params * exact_tokens * checkpoints * 1.3  # per-sample gradients at each checkpoint
     if proxy_size is not None:  # the regressor: a few epochs on the exact subset, one pass over the corpus
         flops += 6 * params * exact_tokens * distill_epochs + 2 * params * tokens
-    memory = weights * (steps + 4) + 16 * params * BYTES_PER_PARAM
+    every = checkpoint == "every" or (checkpoint == "auto" and (steps + 1) * weights <= 1 << 30)
+    copies = steps + 1 if every else checkpoints
+    chunk = chunk_size or (16 if device.startswith("cpu") else 64)
+    memory = weights * (copies + 3) + pass_bytes(model, chunk, mean_tokens, params)
     note = f"{steps} proxy steps, per-sample gradients at {checkpoints} checkpoints"
     if proxy_size is not None:
         note += f" for {min(proxy_size, n_docs):,} samples, distilled to the rest"
     return Estimate(3 + flops / speed, int(memory), note)
+
+
+def pass_bytes(model: str, chunk: int, mean_tokens: float, params: int) -> int:
+    """Activation memory of one per-sample chunk (see the module docstring)."""
+    shape = None
+    if _is_preset(model):
+        from delt_engine.models import PRESETS
+
+        shape = PRESETS[model].num_layers, PRESETS[model].hidden_size
+    else:
+        try:
+            config = json.loads((Path(model).expanduser() / "config.json").read_text())
+            shape = int(config["num_hidden_layers"]), int(config["hidden_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    if shape is None:
+        return chunk * params * BYTES_PER_PARAM
+    return int(chunk * mean_tokens * 1.2 * shape[0] * shape[1] * 160)
 
 
 def folder_parameters(model: str, default: int = 10_000_000) -> int:

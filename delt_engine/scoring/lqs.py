@@ -144,9 +144,11 @@ def memory_error(exc: BaseException, cfg: LQSConfig) -> Optional[JobError]:
     """A JobError with the fix when ``exc`` is an out-of-memory error, else None."""
     text = str(exc).lower()
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate" in text:
-        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {cfg.chunk_size or 'by device'}), "
-                        f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), "
-                        "e.g. --set chunk_size=2, or use checkpoint=delta")
+        chunk = cfg.chunk_size or "by device"
+        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {chunk}), "
+                        f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), or keep fewer "
+                        "parameter copies with checkpoint=delta (CLI: --set chunk_size=2 --set checkpoint=delta; "
+                        "app: Score page, Advanced LQS settings)")
     return None
 
 

@@ -95,6 +95,16 @@ def test_estimates_grow_with_the_method_cost():
     demo = estimate.estimate("lqs", 2000, 64, "cpu-demo", "cpu", steps=20, delta=10, warmup_steps=100)
     assert 30 < demo.seconds < 300
     assert estimate.human_seconds(90) == "~2 min" and estimate.human_bytes(2048) == "2 KB"
+    # fewer parameter copies with checkpoint=delta, less per-sample memory with a smaller chunk
+    big = dict(n_docs=2000, mean_tokens=64, model="gpu-160m", device="cuda", steps=40, delta=10)
+    every = estimate.estimate("lqs", **big, checkpoint="every")
+    delta = estimate.estimate("lqs", **big, checkpoint="delta")
+    weights = estimate.preset_parameters("gpu-160m") * estimate.BYTES_PER_PARAM
+    assert every.memory_bytes - delta.memory_bytes == (41 - 5) * weights  # T+1 copies vs T/delta+1
+    assert estimate.estimate("lqs", **big, chunk_size=2).memory_bytes < estimate.estimate("lqs", **big).memory_bytes
+    # the pass's activations as measured by bench/lqs_speed.py, within a factor of 2
+    assert 50e6 < estimate.pass_bytes("cpu-demo", 16, 67, 0) < 200e6  # measured 102 MB
+    assert 1.6e9 < estimate.pass_bytes("gpu-30m", 64, 67, 0) < 6.6e9  # measured 3.3 GB on an H200
 
 
 def test_labels_and_category_columns():

@@ -166,14 +166,17 @@ def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
     at.selectbox(key="score.model").set_value("tiny-test").run()
     at.checkbox(key="score.distill").check().run()  # the subset size is editable only then
     for key, value in (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2),
-                       ("score.proxy_size", 40)):
+                       ("score.proxy_size", 40), ("score.chunk_size", 3)):
         at.number_input(key=key).set_value(value).run()
+    at.selectbox(key="score.checkpoint").set_value("delta").run()
     estimate = frame_with(at, "scorer", "time", "memory")
     assert "40 samples, distilled to the rest" in estimate["why"][0]
     at.button(key="score.start").click().run()
     assert not at.exception and [e.value for e in at.error] == []
     (job_dir,) = (workspace / "scores").glob("lqs-2*")
-    assert json.loads((job_dir / "config.json").read_text())["options"]["proxy_size"] == 40
+    options = json.loads((job_dir / "config.json").read_text())["options"]
+    assert (options["proxy_size"], options["chunk_size"], options["checkpoint"]) == (40, 3, "delta")
+    assert "final_norm" not in options  # left at the engine's default
     scores = pl.read_parquet(job_dir / "scores.parquet")
     assert scores.group_by("source").len().sort("source").rows() == [("distilled", scores.height - 40), ("exact", 40)]
     assert "lqs.source" in at.selectbox(key="score.color_by").options  # exact vs distilled can colour the plots
