@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FLOPS_PER_S = {"cpu": 6e10, "mps": 2e12, "cuda": 3e13}
+# Seconds per batched pass a GPU spends on launches and Python whatever the model size (the CPU constant
+# above already includes it). cuda: default demo LQS with cpu-demo measured 11.6 s on an H200, which
+# FLOPs alone put at ~3 s; its ~500 passes (warm-up, trajectory, co-state, contribution chunks) add ~8 s.
+PASS_OVERHEAD_S = {"cpu": 0.0, "mps": 0.02, "cuda": 0.016}
 BYTES_PER_PARAM = 4  # float32
 
 
@@ -46,7 +50,8 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set
     size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest; ``chunk_size``
     (0 = by device) and ``checkpoint`` as the LQS options of those names)."""
-    speed = FLOPS_PER_S.get(device.split(":")[0].split(" ")[0], FLOPS_PER_S["cpu"])
+    kind = device.split(":")[0].split(" ")[0]
+    speed, per_pass = FLOPS_PER_S.get(kind, FLOPS_PER_S["cpu"]), PASS_OVERHEAD_S.get(kind, 0.0)
     tokens = n_docs * mean_tokens
     if method in ("random", "length", "compression"):
         return Estimate(0.5 + n_docs * 2e-5, int(tokens * 16), "no model: a single pass over the texts")
@@ -56,7 +61,9 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     flops = 6 * params * batch_tokens * warmup_steps
     if method == "perplexity":
         flops += 2 * params * tokens
-        return Estimate(2 + flops / speed, int(weights * 3 + tokens * 8), "one forward pass per sample")
+        passes = warmup_steps + n_docs / batch_size
+        return Estimate(2 + flops / speed + passes * per_pass, int(weights * 3 + tokens * 8),
+                        "one forward pass per sample")
     checkpoints = len(range(0, steps, max(delta, 1))) + 1
     flops += 6 * params * batch_tokens * steps * 3  # trajectory + co-state (HVPs ~2x a backward)
     flops += 6 * params * target_docs * mean_tokens * (steps + 1)  # grad J over the target set, every step
@@ -67,11 +74,13 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     every = checkpoint == "every" or (checkpoint == "auto" and (steps + 1) * weights <= 1 << 30)
     copies = steps + 1 if every else checkpoints
     chunk = chunk_size or (16 if device.startswith("cpu") else 64)
+    exact_docs = n_docs if proxy_size is None else min(proxy_size, n_docs)
+    passes = warmup_steps + steps * (2 + target_docs / batch_size) + checkpoints * exact_docs / chunk
     memory = weights * (copies + 3) + pass_bytes(model, chunk, mean_tokens, params)
     note = f"{steps} proxy steps, per-sample gradients at {checkpoints} checkpoints"
     if proxy_size is not None:
         note += f" for {min(proxy_size, n_docs):,} samples, distilled to the rest"
-    return Estimate(3 + flops / speed, int(memory), note)
+    return Estimate(3 + flops / speed + passes * per_pass, int(memory), note)
 
 
 def pass_bytes(model: str, chunk: int, mean_tokens: float, params: int) -> int:

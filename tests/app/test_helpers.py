@@ -94,6 +94,8 @@ def test_estimates_grow_with_the_method_cost():
     # the default demo LQS (88-101 s measured on the 2-core CPU) is estimated within a factor of 3
     demo = estimate.estimate("lqs", 2000, 64, "cpu-demo", "cpu", steps=20, delta=10, warmup_steps=100)
     assert 30 < demo.seconds < 300
+    gpu = estimate.estimate("lqs", 2000, 64, "cpu-demo", "cuda", steps=20, delta=10, warmup_steps=100)
+    assert 11.6 / 3 < gpu.seconds < 11.6 * 3  # measured on an H200
     assert estimate.human_seconds(90) == "~2 min" and estimate.human_bytes(2048) == "2 KB"
     # fewer parameter copies with checkpoint=delta, less per-sample memory with a smaller chunk
     big = dict(n_docs=2000, mean_tokens=64, model="gpu-160m", device="cuda", steps=40, delta=10)
