@@ -11,6 +11,10 @@ final status is marked failed with its exit code and the tail of ``job.log``) an
 ignored a cancel for ``grace_s`` seconds. ``cancel``: queued -> cancelled immediately; running ->
 SIGTERM (the job stops at its next check and writes "cancelled"), then SIGKILL after the grace period
 and "cancelled" written by the manager.
+
+GPUs: with several visible CUDA devices each launched job gets one of its own through
+``CUDA_VISIBLE_DEVICES`` (the least busy, lowest first), so a comparison's runs spread over the GPUs;
+with one GPU or none the variable is left as it is.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class _Active:
     kill_at: float | None = None  # when to SIGKILL a job that ignores SIGTERM
     cancelling: bool = False
     killed: bool = False
+    gpu: str | None = None  # the CUDA device this job was given, when jobs are spread over several
 
 
 class JobManager:
@@ -66,11 +71,12 @@ class JobManager:
         grace_s: seconds between SIGTERM and SIGKILL when cancelling a running job.
         poll_interval_s: how often the background thread ticks.
         background: run the daemon thread (False: only explicit ``tick()`` calls advance jobs).
+        gpus: CUDA device ids to spread jobs over (None: ``visible_gpus()`` at the first launch).
     """
 
     def __init__(self, max_concurrent: int = 1, python: str = sys.executable,
                  command_builder: CommandBuilder | None = None, grace_s: float = 10.0,
-                 poll_interval_s: float = 0.5, background: bool = True):
+                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None):
         if max_concurrent < 1:
             raise JobError(f"max_concurrent={max_concurrent} must be at least 1")
         self.max_concurrent = int(max_concurrent)
@@ -81,6 +87,7 @@ class JobManager:
         self._active: dict[Path, _Active] = {}
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None  # last unexpected error inside the background thread
+        self.gpus = None if gpus is None else [str(g) for g in gpus]
 
     # -------------------------------------------------------------- public API
 
@@ -194,17 +201,33 @@ class JobManager:
             if status.get("state") not in FINAL_STATES:
                 write_status(job_dir, "cancelled", message="cancelled before it started")
             return
+        gpu = self._pick_gpu()
+        env = self._job_env()
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         try:
             with open(job_dir / "job.log", "ab") as log:
                 proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, env=self._job_env())
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         except (OSError, JobError) as exc:
             write_status(job_dir, "failed", error=f"could not start the job: {exc}")
             return
         # The child needs far longer than this to import anything, so it cannot have written its own
         # final status yet; it may rewrite "running" with the same pid, which is harmless.
-        write_status(job_dir, "running", pid=proc.pid, manager_pid=os.getpid())
-        self._active[job_dir] = _Active(job_dir, proc.pid, proc)
+        write_status(job_dir, "running", pid=proc.pid, manager_pid=os.getpid(), **({"gpu": gpu} if gpu else {}))
+        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu)
+
+    def _pick_gpu(self) -> str | None:
+        """The least busy of several GPUs (lowest first on a tie); None with one GPU or none."""
+        if self.gpus is None:
+            self.gpus = visible_gpus()
+        if len(self.gpus) < 2:
+            return None
+        busy = {g: 0 for g in self.gpus}
+        for job in self._active.values():
+            if job.gpu in busy:
+                busy[job.gpu] += 1
+        return min(self.gpus, key=lambda g: busy[g])
 
     def _job_env(self) -> dict:
         env = dict(os.environ)
@@ -305,6 +328,26 @@ class JobManager:
                 if not self._queue and not self._active:
                     self._thread = None
                     return
+
+
+def visible_gpus() -> list[str]:
+    """CUDA device ids jobs can use: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set, else
+    0..n-1 for the n devices torch sees (none on a CPU-only machine)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = [d.strip() for d in listed.split(",") if d.strip()]
+        return [] if not ids or ids[0] == "-1" else ids
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # no usable CUDA runtime: run jobs as they are
+        return []
+
+
+def default_concurrency() -> int:
+    """Jobs at once when nothing says otherwise: one per GPU when there are several, else 1."""
+    return max(1, len(visible_gpus()))
 
 
 def _signal_name(signum: int) -> str:

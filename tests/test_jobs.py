@@ -253,3 +253,51 @@ def test_shared_manager_is_one_per_process():
         assert shared_manager(3) is first and first.max_concurrent == 3
     finally:
         first.max_concurrent = limit
+
+
+GPU_JOB = r'''
+import os, sys, time
+from delt_engine.fileio import read_json
+from delt_engine.jobstate import write_status
+
+job_dir = sys.argv[1]
+with open(os.path.join(job_dir, "gpu.txt"), "w") as fh:
+    fh.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
+time.sleep(read_json(os.path.join(job_dir, "config.json"))["sleep_s"])
+write_status(job_dir, "done")
+'''
+
+
+def test_jobs_spread_over_several_gpus_one_each(tmp_path, fake, monkeypatch):
+    _, make = fake
+    script = tmp_path / "gpu_job.py"
+    script.write_text(GPU_JOB)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # what the app was started with; a job gets its own
+    mgr = JobManager(max_concurrent=2, command_builder=lambda d, kind: [sys.executable, str(script), str(d)],
+                     gpus=["3", "5"], poll_interval_s=0.05)
+    dirs = [make("a", sleep_s=0.3), make("b", sleep_s=3.0), make("c", sleep_s=0.1)]
+    for d in dirs:
+        mgr.submit(d)
+    assert all(s["state"] == "done" for s in mgr.wait(dirs, timeout=60).values())
+    # a and b start together on the two GPUs; c takes the one a freed while b still runs
+    assert [(d / "gpu.txt").read_text() for d in dirs] == ["3", "5", "3"]
+
+    one = JobManager(command_builder=lambda d, kind: [sys.executable, str(script), str(d)], gpus=["0"])
+    d = make("d", sleep_s=0.0)
+    one.submit(d)
+    one.wait([d], timeout=60)
+    assert (d / "gpu.txt").read_text() == "7"  # one GPU: the environment is left as it is
+
+
+def test_visible_gpus_and_default_concurrency(monkeypatch):
+    from delt_engine.jobs import default_concurrency, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 4,6")
+    assert visible_gpus() == ["2", "4", "6"] and default_concurrency() == 3
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert visible_gpus() == [] and default_concurrency() == 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    import torch
+
+    assert len(visible_gpus()) == torch.cuda.device_count()

@@ -22,9 +22,14 @@ def sync_mode() -> bool:
 
 
 def max_jobs() -> int:
-    """Jobs run at once: ``DELT_MAX_JOBS`` (default 1: one at a time, each with every CPU core; a value
-    that is not a whole number >= 1 counts as 1, and ``max_jobs_problem`` says so)."""
-    return 1 if max_jobs_problem() else int(os.environ.get("DELT_MAX_JOBS", "1"))
+    """Jobs run at once: ``DELT_MAX_JOBS``; unset, one per GPU when there are several (each job gets
+    its own), else 1 (one at a time with every CPU core). A value that is not a whole number >= 1
+    counts as 1, and ``max_jobs_problem`` says so."""
+    from delt_engine.jobs import default_concurrency
+
+    if "DELT_MAX_JOBS" not in os.environ:
+        return default_concurrency()
+    return 1 if max_jobs_problem() else int(os.environ["DELT_MAX_JOBS"])
 
 
 def max_jobs_problem() -> str | None:

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     src.add_argument("--spec", help="comparison spec JSON (corpus, scorer, selection, orderings, seeds, train)")
     src.add_argument("--demo", action="store_true", help="the demo: shuffle vs sorting vs folding L=3, 2 seeds")
     _workspace_arg(cmp)
-    cmp.add_argument("--max-concurrent", type=int, default=1, help="runs at once (default 1)")
+    cmp.add_argument("--max-concurrent", type=int, default=None,
+                     help="runs at once (default: one per GPU when there are several, else 1)")
     cmp.add_argument("--no-wait", action="store_true", help="return after launching; runs continue in the background")
     cmp.add_argument("--seeds", help="override the spec's seeds, e.g. 0,1,2")
     cmp.add_argument("--scorer", help="override the spec's scoring method, e.g. lqs (the demo uses length: "
@@ -65,7 +66,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
     p.add_argument("run_ids", nargs="*")
     p.add_argument("--comparison", help="launch every run of this comparison that has not finished")
-    p.add_argument("--max-concurrent", type=int, default=1)
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="runs at once (default: one per GPU when there are several, else 1)")
     _workspace_arg(p)
     p.set_defaults(func=cmd_launch)
 
@@ -139,7 +141,7 @@ def _apply_overrides(spec, args):
     return parse_spec(raw) if (args.seeds or args.train or args.scorer) else spec
 
 
-def _spawn_launcher(ws, comparison_id: str, max_concurrent: int) -> int:
+def _spawn_launcher(ws, comparison_id: str, max_concurrent: int | None) -> int:
     """A detached `runs launch` process that owns the queue after this command returns."""
     from ..jobs import PACKAGE_ROOT
 
@@ -148,20 +150,21 @@ def _spawn_launcher(ws, comparison_id: str, max_concurrent: int) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "delt_engine", "runs", "launch", "--workspace", str(ws.root),
-                                 "--comparison", comparison_id, "--max-concurrent", str(max_concurrent)],
+                                 "--comparison", comparison_id]
+                                + ([] if max_concurrent is None else ["--max-concurrent", str(max_concurrent)]),
                                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
     return proc.pid
 
 
-def _launch_and_wait(run_dirs, max_concurrent: int) -> bool:
+def _launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     """Submit every run, show progress on stderr, wait; Ctrl+C cancels them. True when all are done."""
     from tqdm import tqdm
 
-    from ..jobs import JobManager
+    from ..jobs import JobManager, default_concurrency
     from ..jobstate import read_progress
 
-    manager = JobManager(max_concurrent=max_concurrent)
+    manager = JobManager(max_concurrent=default_concurrency() if max_concurrent is None else max_concurrent)
     for d in run_dirs:
         manager.submit(d, "train")
     bar = tqdm(total=len(run_dirs), desc="runs", file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 15.0,

@@ -147,17 +147,17 @@ def test_score_precision_choice_on_a_gpu(workspace, monkeypatch):
     at.selectbox(key="score.model").set_value("tiny-test").run()
     for key, value in (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2)):
         at.number_input(key=key).set_value(value).run()
+    before = set((workspace / "scores").iterdir())
     at.button(key="score.start").click().run()
     assert not at.exception and [e.value for e in at.error] == []
-    options = {m: json.loads(next((workspace / "scores").glob(f"{m}-2*/config.json")).read_text())["options"]
-               for m in ("perplexity", "lqs")}
+    new = {d.name.split("-")[0]: d for d in set((workspace / "scores").iterdir()) - before}
+    assert sorted(new) == ["lqs", "perplexity"]
+    options = {m: json.loads((d / "config.json").read_text())["options"] for m, d in new.items()}
     assert options["perplexity"] == {"bf16": True} and options["lqs"]["dtype"] == "bfloat16"
-    for m in ("perplexity", "lqs"):
-        status = json.loads(next((workspace / "scores").glob(f"{m}-2*/status.json")).read_text())
-        assert status["state"] == "done", status
-    at.radio(key="score.precision").set_value("float32").run()  # later tests see the default again
-    for m in ("perplexity", "lqs"):  # later tests count their own perplexity/lqs jobs
-        shutil.rmtree(next((workspace / "scores").glob(f"{m}-2*")))
+    for d in new.values():
+        assert json.loads((d / "status.json").read_text())["state"] == "done"
+        shutil.rmtree(d)  # later tests count their own perplexity/lqs jobs
+    at.radio(key="score.precision").set_value("float32").run()
 
 
 def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
