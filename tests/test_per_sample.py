@@ -175,3 +175,33 @@ def test_a_layer_run_twice_is_refused_by_hooks_and_auto_falls_back_to_vmap(batch
     for a, b in zip(got, vm.sample_stats(params, ids, mask, lam)):
         torch.testing.assert_close(a, b)
     assert all(not m._forward_hooks for m in model.modules())
+
+
+class FlatLM(TinyLM):
+    """Runs ``mix`` on the tokens flattened to [batch * tokens, features] (as mixture-of-experts routing does)."""
+
+    def forward(self, input_ids):
+        from types import SimpleNamespace
+
+        e = self.embed(input_ids)
+        b, t, _ = e.shape
+        x = torch.cat([e, torch.cat([torch.zeros_like(e[:, :1]), e[:, :-1]], dim=1)], dim=-1)
+        h = self.norm(torch.tanh(self.mix(x.reshape(b * t, -1)).reshape(b, t, -1)))
+        return SimpleNamespace(logits=self.head(h) + self.tied(h))
+
+
+def test_flattened_tokens_are_refused_by_hooks_and_auto_falls_back_to_vmap(batch):
+    from delt_engine.scoring.per_sample import UnsupportedModel
+
+    model = FlatLM().double()
+    params = {k: p.detach().clone() for k, p in model.named_parameters()}
+    lam = {k: torch.randn_like(v) for k, v in params.items()}
+    ids, mask = batch
+    with pytest.raises(UnsupportedModel, match=r"shape \(35, 12\).*vmap"):
+        FunctionalLM(model, per_sample="hooks").sample_stats(params, ids, mask, lam)
+    auto, vm = FunctionalLM(model, per_sample="auto"), FunctionalLM(model, per_sample="vmap")
+    got = auto.sample_stats(params, ids, mask, lam)
+    assert auto.per_sample == "vmap"
+    for a, b in zip(got, vm.sample_stats(params, ids, mask, lam)):
+        torch.testing.assert_close(a, b)
+    assert all(not m._forward_hooks for m in model.modules())

@@ -156,6 +156,10 @@ class HookedStats:
         def on_forward(module, args, output):
             calls[id(module)] = calls.get(id(module), 0) + 1
             x, role = args[0], self.roles[id(module)]
+            if x.dim() != 3 or x.shape[0] != acc.b:  # e.g. tokens flattened for mixture-of-experts routing
+                raise UnsupportedModel(f"{type(module).__name__} saw an input of shape {tuple(x.shape)}, not "
+                                       f"[batch {acc.b}, tokens, features]; per-sample hooks cannot split its "
+                                       "gradient by sample, use per_sample='vmap'")
             if isinstance(module, nn.Linear):
                 output.register_hook(lambda g: acc.linear(x, g, role.get("weight"), role.get("bias")))
                 return
