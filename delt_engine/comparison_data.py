@@ -156,6 +156,17 @@ def _drop_unscored(frame: pl.DataFrame, field_name: str, info: dict) -> tuple[pl
     return kept, {**info, "n_unscored": frame.height - kept.height}
 
 
+def dedup_corpus(spec: ComparisonSpec, scored: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The spec's duplicate removal (before selection; first occurrences kept in corpus order)."""
+    if spec.dedup is None:
+        return scored, 0
+    from .dedup import drop_duplicates
+
+    options = {k: v for k, v in spec.dedup.items() if k != "mode"}
+    kept, result = drop_duplicates(scored, spec.dedup["mode"], text_field="text", **options)
+    return kept, result.n_dropped
+
+
 def select_corpus(spec: ComparisonSpec, scored: pl.DataFrame, score_info: dict) -> pl.DataFrame:
     """Apply the spec's selection (survivors in corpus order); the direction comes from the scorer."""
     if spec.selection is None:

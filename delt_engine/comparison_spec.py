@@ -1,8 +1,9 @@
 """Comparison specs: a set of runs that differ only in data ordering (and seed), prepared on disk.
 
-A spec (JSON) names the corpus, the scorer, an optional selection, the orderings, the seeds and the
-training settings (``RunConfig`` fields). ``prepare_comparison`` does the shared work once: hold out a
-validation split (when none is given), score (or reuse cached scores), select, train one tokenizer on
+A spec (JSON) names the corpus, the scorer, an optional duplicate removal (``dedup``, dedup.py) and
+selection, the orderings, the seeds and the training settings (``RunConfig`` fields).
+``prepare_comparison`` does the shared work once: hold out a validation split (when none is given),
+score (or reuse cached scores), drop duplicates, select, train one tokenizer on
 the selected corpus, then writes one ordered data file per arm (per seed for shuffle) and one run
 directory per arm x seed, plus the manifest ``comparisons/<id>/comparison.json``. Launching the runs
 is the job manager's work (``cli/runs.py``: ``compare``).
@@ -24,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from .compare import pick_baseline
-from .comparison_data import build_inputs, score_corpus, select_corpus, shared_tokenizer
+from .comparison_data import build_inputs, dedup_corpus, score_corpus, select_corpus, shared_tokenizer
 from .errors import ConfigError
 from .fileio import write_json
 from .progress import Progress, ProgressFn, StopFn, check_stop
@@ -69,6 +70,7 @@ class ComparisonSpec:
     validation_fraction: float = 0.05
     scorer: dict = field(default_factory=lambda: {"method": "length"})
     selection: dict | None = None
+    dedup: dict | None = None
     orderings: tuple = ({"method": "shuffle"},)
     seeds: tuple = (0,)
     train: dict = field(default_factory=dict)
@@ -82,7 +84,7 @@ class ComparisonSpec:
         return {"name": self.name, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
                 "benchmark": self.benchmark, "validation": self.validation,
                 "validation_fraction": self.validation_fraction, "scorer": self.scorer, "selection": self.selection,
-                "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
+                "dedup": self.dedup, "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
 
 
 def arm_label(ordering: dict) -> str:
@@ -126,7 +128,7 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     spec = replace(spec, orderings=tuple(_check_ordering(o) for o in _as_list(spec.orderings, "orderings")),
                    seeds=tuple(_check_seeds(spec.seeds)), train=_check_train(spec.train),
                    scorer=_check_scorer(spec.scorer), selection=_check_selection(spec.selection),
-                   **_resolve_paths(spec, base))
+                   dedup=_check_dedup(spec.dedup), **_resolve_paths(spec, base))
     labels = [label for label, _ in spec.arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"orderings give duplicate arms {labels}; give each a distinct 'label'")
@@ -194,6 +196,22 @@ def _check_selection(selection) -> dict | None:
     return dict(selection)
 
 
+def _check_dedup(dedup) -> dict | None:
+    """null, or {"mode": "exact" | "near", "threshold"?, "ngram"?, "num_perm"?} (see dedup.py)."""
+    from .dedup import MODES, find_duplicates
+
+    if dedup is None:
+        return None
+    if not isinstance(dedup, dict) or dedup.get("mode") not in MODES:
+        raise ConfigError(f"dedup {dedup!r} needs a 'mode' in {', '.join(MODES)} (e.g. {{\"mode\": \"exact\"}}), "
+                          "or null to keep duplicates")
+    unknown = sorted(set(dedup) - {"mode", "threshold", "ngram", "num_perm"})
+    if unknown:
+        raise ConfigError(f"unknown dedup key(s) {', '.join(unknown)}; allowed: mode, threshold, ngram, num_perm")
+    find_duplicates([], **dedup)  # checks the values now, before anything is prepared
+    return dict(dedup)
+
+
 def _resolve_paths(spec: ComparisonSpec, base: Path) -> dict:
     out = {}
     for name in ("corpus", "target", "benchmark", "validation"):
@@ -249,8 +267,9 @@ def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, report, 
     check_stop(should_stop)
     report(1, "scoring")
     scored, score_info = score_corpus(spec, inputs, workspace, on_progress, should_stop)
-    report(2, "selecting")
-    selected = select_corpus(spec, scored, score_info)
+    report(2, "removing duplicates and selecting" if spec.dedup else "selecting")
+    unique, n_duplicates = dedup_corpus(spec, scored)
+    selected = select_corpus(spec, unique, score_info)
     report(3, "training the shared tokenizer")
     tokenizer_dir = shared_tokenizer(selected, spec, workspace)
     check_stop(should_stop)
@@ -268,7 +287,8 @@ def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, report, 
     manifest = {"id": cmp_dir.name, "name": spec.name, "spec": spec.to_dict(), "baseline": pick_baseline(labels),
                 "arms": labels, "seeds": list(spec.seeds), "runs": runs, "corpus_hash": inputs["corpus_hash"],
                 "scores": score_info, "tokenizer": str(tokenizer_dir), "n_train_docs": inputs["train"].height,
-                "n_selected": selected.height, "validation": inputs["validation"],
+                "n_duplicates": n_duplicates, "n_selected": selected.height,
+                "validation": inputs["validation"],
                 "validation_note": inputs["validation_note"]}
     write_json(cmp_dir / "comparison.json", manifest)
     report(5, f"{len(runs)} runs ready")

@@ -170,6 +170,9 @@ def test_parse_spec_and_labels(tmp_path):
     ({"validation_fraction": 0.9}, "validation_fraction"),
     ({"train": {"stepz": 3}}, "unknown run config key"),
     ({"train": {"lr": -1}}, "lr=-1 is out of range"),
+    ({"dedup": {"mode": "fuzzy"}}, "dedup .* needs a 'mode' in exact, near"),
+    ({"dedup": {"mode": "near", "threshold": 2}}, "threshold=2"),
+    ({"dedup": {"mode": "exact", "k": 1}}, "unknown dedup key"),
 ])
 def test_parse_spec_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
@@ -185,6 +188,27 @@ def test_failed_preparation_leaves_no_comparison(tmp_path):
     with pytest.raises(DataError):
         prepare_comparison({"corpus": str(tmp_path / "missing.jsonl")}, ws)
     assert list(ws.comparisons.iterdir()) == [] and ws.list_runs() == []
+
+
+def test_duplicates_are_dropped_before_selection(tmp_path):
+    from delt_engine.comparison_spec import prepare_comparison
+    from delt_engine.corpus import load_corpus
+    from delt_engine.workspace import Workspace
+
+    texts = [f"document number {i} " + "word " * i for i in range(20)]
+    rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
+    rows += [{"id": f"copy{i}", "text": texts[i].upper()} for i in (3, 7, 9)]  # same text once normalised
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"corpus": str(tmp_path / "c.jsonl"), "validation_fraction": 0.0, "dedup": {"mode": "exact"},
+            "selection": {"method": "top-k", "k": 10}, "orderings": ["sorting"], "train": {"steps": 1}}
+    cmp = prepare_comparison(spec, Workspace(tmp_path / "ws"))
+    assert cmp.manifest["n_duplicates"] == 3 and cmp.manifest["n_selected"] == 10
+    ids = load_corpus(cmp.manifest["runs"][0]["input"]).frame["id"].to_list()
+    # length keeps the shortest: without dedup the copies of d3, d7 and d9 would take three of the ten places
+    assert sorted(ids) == sorted(f"d{i}" for i in range(10))
+    plain = prepare_comparison({**spec, "dedup": None}, Workspace(tmp_path / "ws"))
+    ids = load_corpus(plain.manifest["runs"][0]["input"]).frame["id"].to_list()
+    assert plain.manifest["n_duplicates"] == 0 and {"copy3", "copy7", "copy9"} <= set(ids)
 
 
 def test_holdout_takes_seeded_clean_documents():
