@@ -208,7 +208,7 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
     assert sorted(ids) == sorted(f"d{i}" for i in range(10))
     plain = prepare_comparison({**spec, "dedup": None}, Workspace(tmp_path / "ws"))
     ids = load_corpus(plain.manifest["runs"][0]["input"]).frame["id"].to_list()
-    assert plain.manifest["n_duplicates"] == 0 and {"copy3", "copy7", "copy9"} <= set(ids)
+    assert plain.manifest["n_duplicates"] == 0 and {"copy3", "copy7"} <= set(ids)  # tied with d3, d7: kept
 
 
 def test_holdout_takes_seeded_clean_documents():
