@@ -95,3 +95,15 @@ def test_cli_choices_match_the_registries():
     assert SELECT_METHODS == tuple(SELECTIONS) and ORDER_METHODS == tuple(ORDERINGS)
     args = build_parser().parse_args(["order", "--input", "a.jsonl", "--method", "zigzag", "--output", "b.jsonl"])
     assert (args.layers, args.seed, args.window, args.descending, args.score_field) == (3, 0, None, False, "score")
+
+
+def test_dedup_drops_repeats_keeping_the_first(tmp_path, capsys):
+    records = [{"id": "a", "text": "The cat sat on the mat today"}, {"id": "b", "text": "A dog ran"},
+               {"id": "c", "text": "the cat  sat on the MAT today"}, {"id": "d", "text": "A dog ran"}]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    assert main(["dedup", "--input", str(src), "--output", str(tmp_path / "out.parquet"), "--mode", "exact"]) == 0
+    assert read_records(tmp_path / "out.parquet")["id"].to_list() == ["a", "b"]
+    assert "dropped 2 of 4 records as exact duplicates" in capsys.readouterr().err
+    assert main(["dedup", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--mode", "near",
+                 "--text-field", "body"]) == 2
+    assert "no text column 'body'" in capsys.readouterr().err

@@ -1,9 +1,10 @@
-"""``select`` and ``order``: organise a scored records file (delt-method.md sections 3-4).
+"""``dedup``, ``select`` and ``order``: organise a scored records file (delt-method.md sections 3-4).
 
-    python -m delt_engine select --input scored.jsonl --method top-r --ratio 0.5 --output kept.jsonl
+    python -m delt_engine dedup --input scored.jsonl --mode near --output unique.jsonl
+    python -m delt_engine select --input unique.jsonl --method top-r --ratio 0.5 --output kept.jsonl
     python -m delt_engine order --input kept.jsonl --method folding --layers 3 --output ordered.parquet
 
-Both read and write JSONL or Parquet (by suffix) and print a one-line summary on stderr.
+All read and write JSONL or Parquet (by suffix) and print a one-line summary on stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ ORDER_METHODS = ("shuffle", "sorting", "folding", "zigzag")
 
 
 def register(subparsers) -> None:
-    """Add the organize commands (select, order) to the top-level CLI."""
+    """Add the organize commands (dedup, select, order) to the top-level CLI."""
+    dedup = subparsers.add_parser(
+        "dedup", help="drop exact or near duplicates, keeping the first of each in corpus order",
+        description="Drop records whose text repeats an earlier one: exact (after lower-casing and collapsing "
+                    "whitespace) or near (MinHash estimate of word n-gram Jaccard similarity >= threshold).")
+    _io_arguments(dedup, scored=False)
+    dedup.add_argument("--mode", required=True, choices=("exact", "near"), help="what counts as a duplicate")
+    dedup.add_argument("--threshold", type=float, default=0.7, metavar="J",
+                       help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7)")
+    dedup.add_argument("--ngram", type=int, default=5, metavar="N", help="near: words per shingle (default 5)")
+    dedup.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: text)")
+    dedup.set_defaults(func=cmd_dedup)
+
     sel = subparsers.add_parser(
         "select", help="keep the best-scored samples (top-k, top-r, threshold), in their original order",
         description="Keep the best-scored records of a scored file, in their original order (DELT selection).")
@@ -47,10 +60,13 @@ def register(subparsers) -> None:
     order.set_defaults(func=cmd_order)
 
 
-def _io_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, metavar="FILE", help="scored records, .jsonl or .parquet")
+def _io_arguments(parser: argparse.ArgumentParser, scored: bool = True) -> None:
+    parser.add_argument("--input", required=True, type=Path, metavar="FILE",
+                        help=f"{'scored ' if scored else ''}records, .jsonl or .parquet")
     parser.add_argument("--output", required=True, type=Path, metavar="OUT", help="output file, .jsonl or .parquet")
-    parser.add_argument("--score-field", default="score", metavar="NAME", help="field holding the score (default: score)")
+    if scored:
+        parser.add_argument("--score-field", default="score", metavar="NAME",
+                            help="field holding the score (default: score)")
 
 
 def _read_input(args: argparse.Namespace):
@@ -61,6 +77,20 @@ def _read_input(args: argparse.Namespace):
     if args.input.exists() and args.output.exists() and args.input.resolve() == args.output.resolve():
         raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
     return read_records(args.input)
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    """Drop duplicates, write the rest in corpus order, and say how many went."""
+    from ..corpus import write_records
+    from ..dedup import drop_duplicates
+
+    frame = _read_input(args)
+    options = {"threshold": args.threshold, "ngram": args.ngram} if args.mode == "near" else {}
+    kept, result = drop_duplicates(frame, args.mode, text_field=args.text_field, **options)
+    write_records(kept, args.output)
+    print(f"dropped {result.n_dropped} of {frame.height} records as {args.mode} duplicates of earlier ones, "
+          f"kept {kept.height}; wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
