@@ -1,5 +1,5 @@
-"""Organize: select (top-k / top-r / threshold, with a live cutoff) and order (shuffle, sorting, folding,
-zigzag, window shuffle) the scored data; see the training stream's layout; export it."""
+"""Organize: drop duplicates, select (top-k / top-r / threshold, with a live cutoff) and order (shuffle,
+sorting, folding, zigzag, window shuffle) the scored data; see the training stream's layout; export it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ state.require_app("organize")
 ROOT = state.workspace_root()
 SELECTIONS = ("none", "top-k", "top-r", "threshold")
 ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
+DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies (Jaccard ≥ 0.7)"}
 
 
 def pick_score(done: dict) -> tuple[str, bool]:
@@ -54,11 +55,28 @@ def selection_widgets(work: pl.DataFrame) -> tuple[str, dict]:
     return method, kwargs
 
 
+def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
+    """Duplicate removal before selection (LQS scores a copy like its original, so it cannot drop one)."""
+    from delt_engine.dedup import drop_duplicates
+
+    mode = st.radio("Duplicates", list(DEDUPS), format_func=DEDUPS.get, key="organize.dedup", horizontal=True,
+                    persist_state="session",
+                    help="exact: the same text after lower-casing and collapsing spaces; near: MinHash estimate of "
+                         "the Jaccard similarity of 5-word shingles. The first of each group is kept, in corpus order.")
+    if mode == "none":
+        return work
+    kept, result = drop_duplicates(work, mode)
+    st.caption(f"{result.n_dropped:,} of {work.height:,} documents repeat an earlier one and are dropped "
+               "before selection.")
+    return kept
+
+
 def selection(work: pl.DataFrame, higher_better: bool) -> pl.DataFrame:
     """Selection widgets, the histogram with its live cutoff line, and the survivors (original order)."""
     from delt_engine.selection import select, summarize_selection
 
     st.subheader("Select")
+    work = dedup_step(work)
     method, kwargs = selection_widgets(work)
     cutoff, kept = None, work
     if method != "none":

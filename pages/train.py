@@ -32,6 +32,12 @@ def selection_choice() -> dict | None:
     return sel
 
 
+def dedup_choice() -> dict | None:
+    """The duplicate removal set on the Organize page (None: keep duplicates)."""
+    mode = st.session_state["organize.dedup"]
+    return None if mode == "none" else {"mode": mode}
+
+
 def describe_selection(sel: dict) -> str:
     """E.g. "top-r, r = 0.8" (the Organize page's knob in the paper's words)."""
     knob = {"top-k": ("k", "k"), "top-r": ("r", "ratio"), "threshold": ("t", "threshold")}[sel["method"]]
@@ -52,7 +58,9 @@ def setup_form(frame, done: dict) -> None:
     c3.number_input("Seeds per arm", 1, 10, key="train.seeds", persist_state="session")
     c4.number_input("First seed", 0, 100_000, key="train.first_seed", persist_state="session")
     sel = selection_choice()
+    dedup = dedup_choice()
     st.caption("Selection from Organize: " + (f"**{describe_selection(sel)}**" if sel else "none (all documents)") +
+               (f" after dropping **{dedup['mode']} duplicates**" if dedup else "") +
                f" · folding/zigzag L = {st.session_state['organize.layers']}" +
                (f" · window shuffle w = {st.session_state['organize.window']}"
                 if st.session_state["organize.window"] else ""))
@@ -71,7 +79,7 @@ def setup_form(frame, done: dict) -> None:
     if problem := jobs.max_jobs_problem():
         st.warning(problem)
     if st.button("Launch comparison", key="train.launch", type="primary", disabled=not arms):
-        launch(frame, done[st.session_state["train.score"]], sel, arms)
+        launch(frame, done[st.session_state["train.score"]], sel, arms, dedup)
 
 
 def budget_form() -> None:
@@ -118,7 +126,7 @@ def train_settings() -> dict:
             "eval_max_samples": 128, "save_model": bool(ss["train.save_model"])}
 
 
-def launch(frame, job, sel, arms: list[str]) -> None:
+def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
     ss, name = st.session_state, st.session_state["data.dataset"]
     try:
         corpus = comparisons.scored_corpus(ROOT, name, frame, job)
@@ -126,7 +134,7 @@ def launch(frame, job, sel, arms: list[str]) -> None:
                                                ss["organize.window"])
         spec = comparisons.build_spec(f"{name}-{job.method}", corpus, job, datasets.eval_paths(ROOT, name), sel,
                                       orderings, ss["train.seeds"], train_settings(), frame.height,
-                                      ss["train.first_seed"])
+                                      ss["train.first_seed"], dedup)
         token = comparisons.start(spec, ROOT)
     except DeltError as exc:
         st.error(f"Could not launch: {exc}")

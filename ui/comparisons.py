@@ -57,7 +57,7 @@ def ordering_specs(methods: list[str], layers: int, descending: bool, window: in
 
 
 def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dict | None, orderings: list[dict],
-               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0) -> dict:
+               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0, dedup: dict | None = None) -> dict:
     """A comparison spec (``comparison_spec.parse_spec`` input) for the app's choices.
 
     ``epochs`` is raised to cover the budget when the (selected) data is smaller than it (more
@@ -81,7 +81,7 @@ def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dic
             "benchmark": targets.get("benchmark"),
             "scorer": {"score_field": "score", "direction": score_job.direction, "scores_job": score_job.id,
                        "scorer_method": score_job.method},
-            "selection": selection, "orderings": orderings,
+            "selection": selection, "dedup": dedup, "orderings": orderings,
             "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train}
 
 

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, object] = {
     "score.topk": 100,
     "score.color_by": "(none)",
     "organize.score": None,
+    "organize.dedup": "none",
     "organize.method": "top-r",
     "organize.ratio": 0.8,
     "organize.k": 100,

@@ -224,6 +224,10 @@ def test_organize_selection_cutoff_and_orderings(workspace):
     assert any("k=0" in t for t in texts(at, "error")), texts(at, "error")  # a ConfigError with its fix
     at.radio(key="organize.method").set_value("none").run()
     assert not at.exception
+    at.radio(key="organize.dedup").set_value("exact").run()  # the 120-document demo has 4 exact copies
+    assert any(t.startswith("4 of 120 documents repeat an earlier one") for t in texts(at, "caption"))
+    assert next(m for m in at.metric if m.label == "Kept").value == "116 of 116"
+    at.radio(key="organize.dedup").set_value("none").run()
 
 
 def test_train_tiny_comparison_then_compare(workspace):
@@ -237,9 +241,13 @@ def test_train_tiny_comparison_then_compare(workspace):
     at.number_input(key="train.max_steps").set_value(6)
     at.number_input(key="train.eval_every").set_value(3)
     at.number_input(key="train.batch_size").set_value(8).run()
+    at.session_state["organize.dedup"] = "exact"  # set on the Organize page
     at.button(key="train.launch").click().run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == []
+    (manifest,) = (workspace / "comparisons").glob("*/comparison.json")
+    manifest = json.loads(manifest.read_text())
+    assert manifest["spec"]["dedup"] == {"mode": "exact"} and manifest["n_duplicates"] >= 1
     runs = sorted((workspace / "runs").iterdir())
     assert len(runs) == 2
     assert all(json.loads((r / "status.json").read_text())["state"] == "done" for r in runs)
