@@ -158,25 +158,6 @@ class TwiceLM(TinyLM):
         return SimpleNamespace(logits=self.head(h) + self.tied(h))
 
 
-def test_a_layer_run_twice_is_refused_by_hooks_and_auto_falls_back_to_vmap(batch):
-    from delt_engine.scoring.per_sample import UnsupportedModel
-
-    model = TwiceLM().double()
-    params = {k: p.detach().clone() for k, p in model.named_parameters()}
-    lam = {k: torch.randn_like(v) for k, v in params.items()}
-    ids, mask = batch
-    assert HookedStats.supports(model)  # every layer type is known; the sharing shows only when it runs
-    hooked = FunctionalLM(model, per_sample="hooks")
-    with pytest.raises(UnsupportedModel, match="vmap"):
-        hooked.sample_stats(params, ids, mask, lam)
-    auto, vm = FunctionalLM(model, per_sample="auto"), FunctionalLM(model, per_sample="vmap")
-    got = auto.sample_stats(params, ids, mask, lam)
-    assert auto.per_sample == "vmap"
-    for a, b in zip(got, vm.sample_stats(params, ids, mask, lam)):
-        torch.testing.assert_close(a, b)
-    assert all(not m._forward_hooks for m in model.modules())
-
-
 class FlatLM(TinyLM):
     """Runs ``mix`` on the tokens flattened to [batch * tokens, features] (as mixture-of-experts routing does)."""
 
@@ -190,14 +171,17 @@ class FlatLM(TinyLM):
         return SimpleNamespace(logits=self.head(h) + self.tied(h))
 
 
-def test_flattened_tokens_are_refused_by_hooks_and_auto_falls_back_to_vmap(batch):
+@pytest.mark.parametrize("model_cls,words", [(TwiceLM, "more than once"), (FlatLM, r"shape \(35, 12\)")])
+def test_layers_the_hooks_cannot_split_are_refused_and_auto_falls_back_to_vmap(batch, model_cls, words):
+    """A layer run twice per forward (shared), or one that sees tokens flattened to [batch * tokens, ...]."""
     from delt_engine.scoring.per_sample import UnsupportedModel
 
-    model = FlatLM().double()
+    model = model_cls().double()
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
     lam = {k: torch.randn_like(v) for k, v in params.items()}
     ids, mask = batch
-    with pytest.raises(UnsupportedModel, match=r"shape \(35, 12\).*vmap"):
+    assert HookedStats.supports(model)  # every layer type is known; the problem shows only when it runs
+    with pytest.raises(UnsupportedModel, match=words + ".*vmap"):
         FunctionalLM(model, per_sample="hooks").sample_stats(params, ids, mask, lam)
     auto, vm = FunctionalLM(model, per_sample="auto"), FunctionalLM(model, per_sample="vmap")
     got = auto.sample_stats(params, ids, mask, lam)
