@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,19 @@ def default_workspace() -> "Workspace":
     return Workspace(os.environ.get("DELT_WORKSPACE") or "workspace")
 
 
+_LAST_MS = [0]
+_ID_LOCK = threading.Lock()
+
+
 def new_id(prefix: str = "run") -> str:
-    """A unique, time-sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<ms><4 hex>``."""
-    now = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return f"{prefix}-{stamp}-{int(now * 1000) % 1000:03d}{secrets.token_hex(2)}"
+    """A unique, time-sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<ms><4 hex>``. Within a process the
+    millisecond never repeats (a second id in the same millisecond takes the next one), so ids made one
+    after another sort in the order they were made (a comparison's runs list in launch order)."""
+    with _ID_LOCK:
+        ms = max(int(time.time() * 1000), _LAST_MS[0] + 1)
+        _LAST_MS[0] = ms
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ms / 1000))
+    return f"{prefix}-{stamp}-{ms % 1000:03d}{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ def test_subfolders_created_lazily(tmp_path):
 
 def test_new_run_dir_ids_are_unique_and_time_sortable(tmp_path):
     ws = Workspace(tmp_path)
-    ids = [ws.new_run_dir().name for _ in range(30)]
+    ids = [ws.new_run_dir().name for _ in range(30)]  # far faster than one a millisecond
     assert len(set(ids)) == 30 and all(i.startswith("run-") for i in ids)
+    assert sorted(ids) == ids  # made one after another, they sort in that order (the runs list order)
     import time
     first = ws.new_run_dir().name
     time.sleep(0.01)
