@@ -87,6 +87,24 @@ class ComparisonSpec:
                 "dedup": self.dedup, "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
 
 
+def describe_data(manifest: dict) -> str:
+    """What a prepared comparison trained on, in one line (its manifest's counts and spec), e.g.
+    "1,925 training documents · scored by lqs · 70 exact duplicates dropped · top-r 0.8 kept 1,484"."""
+    spec = manifest.get("spec") or {}
+    scorer = spec.get("scorer") or {}
+    parts = [f"{manifest.get('n_train_docs', 0):,} training documents"]
+    by = scorer.get("method") or scorer.get("scorer_method") or scorer.get("score_field")
+    if by:
+        parts.append(f"scored by {by}")
+    if spec.get("dedup"):
+        parts.append(f"{manifest.get('n_duplicates', 0):,} {spec['dedup']['mode']} duplicates dropped")
+    sel = spec.get("selection")
+    if sel:
+        knob = next((sel[k] for k in ("k", "ratio", "threshold") if k in sel), "")
+        parts.append(f"{sel['method']} {knob} kept {manifest.get('n_selected', 0):,}".replace("  ", " "))
+    return " · ".join(parts)
+
+
 def arm_label(ordering: dict) -> str:
     """A short label for an ordering: "shuffle", "sorting", "sorting desc", "folding L=3", "+ w=64"."""
     if ordering.get("label"):

@@ -49,6 +49,9 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
                 st.session_state.get("train.comparison") in ids else ids[0]
         cid = st.selectbox("Comparison", ids, key="compare.comparison", persist_state="session",
                            format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})")
+        from delt_engine.comparison_spec import describe_data
+
+        st.caption("Data: " + describe_data(ws.load_comparison(cid)))
         return ws.comparison_curves(cid)
     infos = ws.list_runs()
     labels = {i.id: f"{i.arm or i.ordering or '?'} · seed {i.seed} · {i.state} · {i.id}" for i in infos}

@@ -191,7 +191,7 @@ def test_failed_preparation_leaves_no_comparison(tmp_path):
 
 
 def test_duplicates_are_dropped_before_selection(tmp_path):
-    from delt_engine.comparison_spec import prepare_comparison
+    from delt_engine.comparison_spec import describe_data, prepare_comparison
     from delt_engine.corpus import load_corpus
     from delt_engine.workspace import Workspace
 
@@ -203,6 +203,8 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
             "selection": {"method": "top-k", "k": 10}, "orderings": ["sorting"], "train": {"steps": 1}}
     cmp = prepare_comparison(spec, Workspace(tmp_path / "ws"))
     assert cmp.manifest["n_duplicates"] == 3 and cmp.manifest["n_selected"] == 10
+    assert describe_data(cmp.manifest) == ("23 training documents · scored by length · 3 exact duplicates dropped"
+                                           " · top-k 10 kept 10")
     ids = load_corpus(cmp.manifest["runs"][0]["input"]).frame["id"].to_list()
     # length keeps the shortest: without dedup the copies of d3, d7 and d9 would take three of the ten places
     assert sorted(ids) == sorted(f"d{i}" for i in range(10))
@@ -280,7 +282,9 @@ def test_compare_end_to_end_no_wait(tmp_path):
     assert all(i.last_metrics.get("target_loss") is not None for i in infos)
     report = cli("runs", "report", cmp_id, "--workspace", ws_dir)
     assert report.returncode == 0, report.stderr
-    assert "folding L=2 vs shuffle on target loss" in report.stdout and "shuffle" in report.stdout.splitlines()[3]
+    lines = report.stdout.splitlines()
+    assert "folding L=2 vs shuffle on target loss" in report.stdout and "shuffle" in lines[4]
+    assert lines[1].startswith("data: ") and "training documents · scored by length" in lines[1]
     evals = [r for r in ws.load_run(infos[0].id).metrics.to_dicts() if r.get("target_loss") is not None]
     assert [r["step"] for r in evals] == [0, 2, 4]  # step 0: the untrained model
 

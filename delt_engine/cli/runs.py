@@ -206,6 +206,7 @@ def _train_fraction(progress: dict) -> float:
 
 def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
     from .. import compare
+    from ..comparison_spec import describe_data
 
     curves = ws.comparison_curves(comparison_id)
     manifest = ws.load_comparison(comparison_id)
@@ -217,6 +218,7 @@ def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
     finals = compare.final_metrics(curves, summary["metrics"])
     shown = [m for m in ("target_loss", "val_loss", "bench_acc", "bench_acc_norm", "train_loss") if m in summary["metrics"]]
     print(f"comparison {comparison_id} (final metrics, mean ± 95% CI over seeds)")
+    print(f"data: {describe_data(manifest)}")
     if unfinished:
         print(f"note: {len(unfinished)} of {len(manifest['runs'])} runs are not done; their latest values are used")
     print(compare.format_table(compare.arm_table(finals, shown, summary["level"]), shown))
