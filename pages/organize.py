@@ -16,7 +16,7 @@ state.require_app("organize")
 ROOT = state.workspace_root()
 SELECTIONS = ("none", "top-k", "top-r", "threshold")
 ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
-DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies (Jaccard ≥ 0.7)"}
+DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies"}
 
 
 def pick_score(done: dict) -> tuple[str, bool]:
@@ -62,10 +62,19 @@ def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
     mode = st.radio("Duplicates", list(DEDUPS), format_func=DEDUPS.get, key="organize.dedup", horizontal=True,
                     persist_state="session",
                     help="exact: the same text after lower-casing and collapsing spaces; near: MinHash estimate of "
-                         "the Jaccard similarity of 5-word shingles. The first of each group is kept, in corpus order.")
+                         "the Jaccard similarity of word shingles. The first of each group is kept, in corpus order.")
     if mode == "none":
         return work
-    kept, result = drop_duplicates(work, mode)
+    options = {}
+    if mode == "near":
+        c1, c2 = st.columns(2)
+        options["ngram"] = int(c1.number_input("Words per shingle", 1, 20, key="organize.dedup_ngram",
+                                               persist_state="session",
+                                               help="5 suits long web text; short documents need 2-3, or one "
+                                                    "changed word breaks most of their shingles"))
+        options["threshold"] = float(c2.slider("Jaccard similarity that counts as a copy", 0.3, 1.0, step=0.05,
+                                               key="organize.dedup_threshold", persist_state="session"))
+    kept, result = drop_duplicates(work, mode, **options)
     st.caption(f"{result.n_dropped:,} of {work.height:,} documents repeat an earlier one and are dropped "
                "before selection.")
     return kept

@@ -34,8 +34,11 @@ def selection_choice() -> dict | None:
 
 def dedup_choice() -> dict | None:
     """The duplicate removal set on the Organize page (None: keep duplicates)."""
-    mode = st.session_state["organize.dedup"]
-    return None if mode == "none" else {"mode": mode}
+    ss = st.session_state
+    mode = ss["organize.dedup"]
+    if mode != "near":
+        return None if mode == "none" else {"mode": mode}
+    return {"mode": mode, "ngram": int(ss["organize.dedup_ngram"]), "threshold": float(ss["organize.dedup_threshold"])}
 
 
 def describe_selection(sel: dict) -> str:

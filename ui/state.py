@@ -58,6 +58,8 @@ DEFAULTS: dict[str, object] = {
     "score.color_by": "(none)",
     "organize.score": None,
     "organize.dedup": "none",
+    "organize.dedup_ngram": 5,
+    "organize.dedup_threshold": 0.7,
     "organize.method": "top-r",
     "organize.ratio": 0.8,
     "organize.k": 100,

@@ -227,6 +227,14 @@ def test_organize_selection_cutoff_and_orderings(workspace):
     at.radio(key="organize.dedup").set_value("exact").run()  # the 120-document demo has 4 exact copies
     assert any(t.startswith("4 of 120 documents repeat an earlier one") for t in texts(at, "caption"))
     assert next(m for m in at.metric if m.label == "Kept").value == "116 of 116"
+    from delt_engine.dedup import find_duplicates
+    from ui.datasets import DEMO, load
+
+    at.radio(key="organize.dedup").set_value("near").run()
+    at.number_input(key="organize.dedup_ngram").set_value(2).run()
+    at.slider(key="organize.dedup_threshold").set_value(0.6).run()
+    n = find_duplicates(load(workspace, DEMO)["text"].to_list(), "near", threshold=0.6, ngram=2).n_dropped
+    assert n > 4 and any(t.startswith(f"{n} of 120 documents repeat") for t in texts(at, "caption"))
     at.radio(key="organize.dedup").set_value("none").run()
 
 
