@@ -51,25 +51,27 @@ def synthetic(n: int, seed: int = 0) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=50_000, help="synthetic corpus size for the timing")
+    parser.add_argument("--ngram", type=int, default=5, help="near mode: words per shingle (default 5)")
     args = parser.parse_args()
     corpus = generate_demo(0).corpus
     demo = {}
     for mode in ("exact", "near"):
-        res, seconds = timed(lambda: find_duplicates(corpus["text"].to_list(), mode))
+        options = {"ngram": args.ngram} if mode == "near" else {}
+        res, seconds = timed(lambda: find_duplicates(corpus["text"].to_list(), mode, **options))
         kinds = corpus.with_columns(pl.Series("dup", res.duplicate)).group_by("kind").agg(pl.col("dup").sum())
         demo[mode] = {"dropped": res.n_dropped, "seconds": round(seconds, 3),
                       "by_kind": {k: int(v) for k, v in kinds.sort("kind").rows() if v}}
-        print(f"demo ({corpus.height} docs), {mode}: dropped {res.n_dropped} in {seconds:.2f} s; by kind "
+        print(f"demo ({corpus.height} docs), {mode}{' ngram=%d' % args.ngram if options else ''}: dropped {res.n_dropped} in {seconds:.2f} s; by kind "
               f"{demo[mode]['by_kind']}")
     print("(a pair of copies loses whichever comes second in corpus order, so some dropped documents are the "
           "clean originals of a planted copy)")
     texts = synthetic(args.docs)
     exact, t_exact = timed(lambda: find_duplicates(texts, "exact"))
-    near, t_near = timed(lambda: find_duplicates(texts, "near"))
+    near, t_near = timed(lambda: find_duplicates(texts, "near", ngram=args.ngram))
     print(f"synthetic {args.docs} docs (10% exact copies, 10% with 1-3 words changed): exact dropped "
           f"{exact.n_dropped} in {t_exact:.2f} s, near dropped {near.n_dropped} in {t_near:.2f} s "
           f"({t_near / t_exact:.0f}x the exact pass)")
-    print(json.dumps({"demo": demo, "synthetic": {"docs": args.docs, "exact_dropped": exact.n_dropped,
+    print(json.dumps({"ngram": args.ngram, "demo": demo, "synthetic": {"docs": args.docs, "exact_dropped": exact.n_dropped,
                                                   "near_dropped": near.n_dropped, "exact_s": round(t_exact, 2),
                                                   "near_s": round(t_near, 2)},
                       "near_vs_exact": round(t_near / t_exact, 1)}))
