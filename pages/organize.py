@@ -55,10 +55,17 @@ def selection_widgets(work: pl.DataFrame) -> tuple[str, dict]:
     return method, kwargs
 
 
+@st.cache_data(max_entries=8, show_spinner="Looking for duplicates…")
+def duplicate_mask(fingerprint: tuple, mode: str, options: dict, _texts: list[str]) -> list[bool]:
+    """Which documents repeat an earlier one; cached by the texts' fingerprint (near mode on a large
+    corpus takes seconds, and every widget on this page reruns it)."""
+    from delt_engine.dedup import find_duplicates
+
+    return find_duplicates(_texts, mode, **options).duplicate.tolist()
+
+
 def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
     """Duplicate removal before selection (LQS scores a copy like its original, so it cannot drop one)."""
-    from delt_engine.dedup import drop_duplicates
-
     mode = st.radio("Duplicates", list(DEDUPS), format_func=DEDUPS.get, key="organize.dedup", horizontal=True,
                     persist_state="session",
                     help="exact: the same text after lower-casing and collapsing spaces; near: MinHash estimate of "
@@ -74,8 +81,11 @@ def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
                                                     "changed word breaks most of their shingles"))
         options["threshold"] = float(c2.slider("Jaccard similarity that counts as a copy", 0.3, 1.0, step=0.05,
                                                key="organize.dedup_threshold", persist_state="session"))
-    kept, result = drop_duplicates(work, mode, **options)
-    st.caption(f"{result.n_dropped:,} of {work.height:,} documents repeat an earlier one and are dropped "
+    fingerprint = (work.height, int(work["id"].cast(pl.Utf8).hash(seed=1).sum()),
+                   int(work["text"].hash(seed=2).sum()), int(work["text"].head(1).hash(seed=3).sum()))
+    duplicate = duplicate_mask(fingerprint, mode, options, work["text"].to_list())
+    kept = work.filter(~pl.Series(duplicate, dtype=pl.Boolean))
+    st.caption(f"{work.height - kept.height:,} of {work.height:,} documents repeat an earlier one and are dropped "
                "before selection.")
     return kept
 
