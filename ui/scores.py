@@ -54,12 +54,15 @@ def list_jobs(root: Path, corpus: Path | None = None) -> list[ScoreJob]:
 
 
 def latest_done(jobs: list[ScoreJob]) -> dict[str, ScoreJob]:
-    """The newest finished job per method."""
-    out: dict[str, ScoreJob] = {}
+    """The newest finished job per method. A comparison's cached scoring (config ``score_hash``) covers
+    only the documents left after its validation hold-out, so it is used only when no scoring of the
+    whole dataset by that method exists."""
+    whole: dict[str, ScoreJob] = {}
+    partial: dict[str, ScoreJob] = {}
     for job in jobs:
         if job.state == "done" and (job.dir / "scores.parquet").exists():
-            out[job.method] = job
-    return out
+            (partial if "score_hash" in job.config else whole)[job.method] = job
+    return {**partial, **whole}
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

@@ -172,3 +172,19 @@ def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
     assert job.method == "length" and job.state == "done"
     table = scores.read_scores(job)
     assert 0.9 * 2000 <= table.height < 2000  # the corpus minus the validation hold-out
+
+
+def test_latest_done_prefers_scorings_of_the_whole_dataset(tmp_path):
+    def job(name, method, created, **config):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "scores.parquet").write_bytes(b"")
+        return scores.ScoreJob(name, d, method, "done", {"method": method, **config}, {"created_at": created})
+
+    app = job("length-app", "length", "1")
+    holdout = job("length-cmp", "length", "2", score_hash="abc")  # newer, but a comparison's partial scoring
+    only = job("lqs-cmp", "lqs", "3", score_hash="def")
+    picked = scores.latest_done([app, holdout, only])
+    assert picked == {"length": app, "lqs": only}
+    newer = job("length-app2", "length", "4")
+    assert scores.latest_done([app, holdout, newer])["length"] is newer
