@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from delt_engine.jobstate import FINAL_STATES, read_progress
+from delt_engine.jobstate import FINAL_STATES, read_progress, read_status
 
 from . import jobs, sidebar, state
 
@@ -26,7 +26,8 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
     """One job: its state, a progress bar with phase and ETA, a cancel button, and the error if it failed."""
     state_ = status.get("state", "created")
     c1, c2, c3 = st.columns([3, 5, 1])
-    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{state_}** · {label}")
+    gpu = status.get("gpu") or read_status(job_dir).get("gpu")  # set when jobs are spread over GPUs
+    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{state_}** · {label}" + (f" · GPU {gpu}" if gpu else ""))
     progress = read_progress(job_dir)
     if state_ == "done":
         c2.progress(1.0, text="done")
@@ -37,7 +38,8 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
         text += f" · ETA {eta:.0f} s" if eta else ""
         c2.progress(min(max(float(progress.get("fraction") or 0.0), 0.0), 1.0), text=text)
     elif state_ == "queued":
-        c2.caption("waiting for a free slot (one job at a time)")
+        at_once = jobs.max_jobs()
+        c2.caption(f"waiting for a free slot ({'one job' if at_once == 1 else f'{at_once} jobs'} at a time)")
     if state_ not in FINAL_STATES:
         if c3.button("Cancel", key=key):
             jobs.cancel(job_dir)

@@ -185,6 +185,23 @@ def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
     assert any("is distilled" in i.value for i in at.info)
 
 
+def test_job_rows_name_the_gpu_a_job_was_given(workspace):
+    import os
+
+    from delt_engine.fileio import write_json
+    from ui.datasets import DEMO, corpus_path
+
+    job = workspace / "scores" / "length-20991231-000000-gpu"  # a job the manager put on GPU 3
+    job.mkdir(parents=True)
+    write_json(job / "config.json", {"input": str(corpus_path(workspace, DEMO)), "method": "length"})
+    write_json(job / "status.json", {"state": "running", "pid": os.getpid(), "gpu": "3", "created_at": now_iso()})
+    try:
+        at = open_page("pages/score.py")
+        assert any("running" in m.value and "GPU 3" in m.value for m in at.markdown), [m.value for m in at.markdown]
+    finally:
+        shutil.rmtree(job)
+
+
 def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
     from delt_engine.corpus import load_corpus
     from ui.datasets import DEMO, corpus_path
