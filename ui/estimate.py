@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from delt_engine.scoring.lqs_config import default_chunk_size, keeps_every_step
+
 FLOPS_PER_S = {"cpu": 6e10, "mps": 2e12, "cuda": 3e13}
 # Seconds per batched pass a GPU spends on launches and Python whatever the model size (the CPU constant
 # above already includes it). cuda: default demo LQS with cpu-demo measured 11.6 s on an H200, which
@@ -71,9 +73,9 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     flops += 6 * params * exact_tokens * checkpoints * 1.3  # per-sample gradients at each checkpoint
     if proxy_size is not None:  # the regressor: a few epochs on the exact subset, one pass over the corpus
         flops += 6 * params * exact_tokens * distill_epochs + 2 * params * tokens
-    every = checkpoint == "every" or (checkpoint == "auto" and (steps + 1) * weights <= 1 << 30)
+    every = keeps_every_step(checkpoint, steps, weights)
     copies = steps + 1 if every else checkpoints
-    chunk = chunk_size or (16 if device.startswith("cpu") else 64)
+    chunk = chunk_size or default_chunk_size(kind)
     exact_docs = n_docs if proxy_size is None else min(proxy_size, n_docs)
     passes = warmup_steps + steps * (2 + target_docs / batch_size) + checkpoints * exact_docs / chunk
     memory = weights * (copies + 3) + pass_bytes(model, chunk, mean_tokens, params)

@@ -22,9 +22,7 @@ import torch
 from ..errors import ConfigError, DataError, JobError
 from ..progress import PhaseTimer
 from . import ScoreContext
-from .lqs_config import PASS_THROUGH, LQSConfig
-
-AUTO_EVERY_BYTES = 1 << 30  # "auto" keeps every step while T+1 parameter copies fit in 1 GiB
+from .lqs_config import PASS_THROUGH, LQSConfig, keeps_every_step
 
 
 @dataclass
@@ -264,9 +262,7 @@ def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocas
     flm = FunctionalLM(model, autocast=autocast, hvp_mode=cfg.hvp, per_sample=cfg.per_sample)
     theta0 = flm.params()
     n_params = sum(p.numel() for p in theta0.values())
-    keep_every = cfg.checkpoint == "every" or (
-        cfg.checkpoint == "auto" and (cfg.steps + 1) * n_params * theta0[next(iter(theta0))].element_size()
-        <= AUTO_EVERY_BYTES)
+    keep_every = keeps_every_step(cfg.checkpoint, cfg.steps, n_params * theta0[next(iter(theta0))].element_size())
     batches = _on_device(pool, batch_schedule(len(pool), cfg.batch_size, cfg.steps, cfg.seed + 1), flm.device)
     traj = Trajectory(flm, theta0, batches, cfg.eta, cfg.delta, keep_every)
     timer = PhaseTimer("trajectory", cfg.steps, on_progress)

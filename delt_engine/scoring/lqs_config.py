@@ -17,6 +17,18 @@ CHECKPOINTS = ("auto", "every", "delta")
 FINAL_NORMS = ("paper", "reference")
 DTYPES = ("float32", "float64", "bfloat16")
 PASS_THROUGH = ("vocab_size",)  # read by runner.prepare_tokenizer
+AUTO_EVERY_BYTES = 1 << 30  # "auto" keeps every step while T+1 parameter copies fit in 1 GiB
+
+
+def default_chunk_size(device_type: str) -> int:
+    """Samples per per-sample chunk when none is set: 16 on the CPU, 64 on a GPU (small chunks leave it idle)."""
+    return 16 if device_type == "cpu" else 64
+
+
+def keeps_every_step(checkpoint: str, steps: int, param_bytes: int) -> bool:
+    """Whether the trajectory keeps all T+1 parameter copies ("every", or "auto" while they fit in
+    ``AUTO_EVERY_BYTES``) rather than every Delta-th with replay."""
+    return checkpoint == "every" or (checkpoint == "auto" and (steps + 1) * param_bytes <= AUTO_EVERY_BYTES)
 
 
 @dataclass(frozen=True)
@@ -108,10 +120,8 @@ class LQSConfig:
             raise ConfigError(f"LQS option device={self.device!r} must be a device name (auto, cpu, cuda, mps)")
 
     def chunk_for(self, device: torch.device) -> int:
-        """The chunk size to use on ``device``: the one set, else 16 on the CPU and 64 elsewhere."""
-        if self.chunk_size is not None:
-            return self.chunk_size
-        return 16 if device.type == "cpu" else 64
+        """The chunk size to use on ``device``: the one set, else ``default_chunk_size``."""
+        return self.chunk_size if self.chunk_size is not None else default_chunk_size(device.type)
 
     @classmethod
     def from_options(cls, ctx: ScoreContext) -> "LQSConfig":
