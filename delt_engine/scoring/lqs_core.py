@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp, vmap
 
 from ..progress import PhaseTimer, ProgressFn, StopFn, check_stop
+from .per_sample import HookedStats, UnsupportedModel
 
 Params = dict[str, torch.Tensor]
 HVP_MODES = ("double-backward", "forward-over-reverse")
@@ -71,8 +72,6 @@ class FunctionalLM:
 
     def __init__(self, model, autocast: Optional[torch.dtype] = None, hvp_mode: str = "double-backward",
                  per_sample: str = "auto"):
-        from .per_sample import HookedStats
-
         if per_sample not in PER_SAMPLE_MODES:
             raise ValueError(f"per_sample={per_sample!r} is not one of {', '.join(PER_SAMPLE_MODES)}")
         self.model = model.eval()
@@ -149,8 +148,6 @@ class FunctionalLM:
         backward with per-layer hooks (``per_sample.HookedStats``) when the model allows, else ``vmap(grad)``.
         """
         if self._hooked is not None:
-            from .per_sample import UnsupportedModel
-
             try:
                 with self._context():
                     return self._hooked.stats(params, ids, mask, lam)

@@ -269,9 +269,10 @@ class _Accumulator:
     def _finish_gram(self, name: str, terms: list[tuple]) -> None:
         dtype = terms[0][1].dtype
         for k, (left_k, right_k) in enumerate(terms):
-            for left_j, right_j in terms[k:]:
+            for j in range(k, len(terms)):  # cross terms of two different terms count twice
+                left_j, right_j = terms[j]
                 pairs = _left_gram(left_k, left_j, dtype) * torch.bmm(right_k, right_j.transpose(1, 2))
-                self.sqs.append(pairs.sum(dim=(1, 2)) if right_j is right_k else 2 * pairs.sum(dim=(1, 2)))
+                self.sqs.append(pairs.sum(dim=(1, 2)) * (1 if j == k else 2))
             if self.lam is not None:
                 lam = self.lam[name].to(dtype)
                 projected = lam[left_k] if _is_ids(left_k) else left_k @ lam
