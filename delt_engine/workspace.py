@@ -65,6 +65,7 @@ class RunInfo:
     arm: str | None = None
     progress: float | None = None  # fraction of the training steps done, 0..1
     phase: str | None = None  # current phase of the job (e.g. "setup", "train")
+    gpu: str | None = None  # the CUDA device the job manager gave it, when jobs are spread over several
     last_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -243,7 +244,7 @@ def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
     return RunInfo(
         id=run_dir.name, dir=run_dir, state=status.get("state", "created"),
         created_at=status.get("created_at"), started_at=status.get("started_at"), ended_at=status.get("ended_at"),
-        error=status.get("error"), model=_pick(config, prov, "model"),
+        error=status.get("error"), gpu=status.get("gpu"), model=_pick(config, prov, "model"),
         ordering=_ordering_label(prov.get("ordering")) or _ordering_label(config.get("ordering")),
         seed=_pick(config, prov, "seed"), comparison=_pick(prov, config, "comparison"),
         arm=_pick(prov, config, "arm"), progress=_fraction(status.get("state"), prog), phase=prog.get("phase"),

@@ -52,6 +52,13 @@ def test_new_run_dir_ids_are_unique_and_time_sortable(tmp_path):
     assert ws.new_run_dir().name > first
 
 
+def test_run_info_carries_the_gpu_the_manager_gave(tmp_path):
+    ws = Workspace(tmp_path)
+    _make_run(ws, "run-1", gpu="5")
+    _make_run(ws, "run-2")
+    assert [i.gpu for i in ws.list_runs()] == ["5", None]
+
+
 def test_load_run_tolerates_partial_last_line(tmp_path):
     ws = Workspace(tmp_path)
     d = _make_run(ws, "run-1", state="running", pid=os.getpid())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from delt_engine.jobstate import FINAL_STATES, read_progress, read_status
+from delt_engine.jobstate import FINAL_STATES, read_progress
 
 from . import jobs, sidebar, state
 
@@ -26,7 +26,7 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
     """One job: its state, a progress bar with phase and ETA, a cancel button, and the error if it failed."""
     state_ = status.get("state", "created")
     c1, c2, c3 = st.columns([3, 5, 1])
-    gpu = status.get("gpu") or read_status(job_dir).get("gpu")  # set when jobs are spread over GPUs
+    gpu = status.get("gpu")  # set when jobs are spread over several GPUs
     c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{state_}** · {label}" + (f" · GPU {gpu}" if gpu else ""))
     progress = read_progress(job_dir)
     if state_ == "done":
