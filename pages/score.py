@@ -13,6 +13,7 @@ from delt_engine import plots
 from delt_engine.errors import ConfigError, DeltError
 from delt_engine.models import PRESETS
 from delt_engine.scoring import SCORERS
+from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
 from ui import datasets, estimate, jobs, scores, state, widgets
 
 state.require_app("score")
@@ -77,11 +78,11 @@ def advanced_lqs_knobs() -> None:
                         persist_state="session",
                         help="Samples per per-sample-gradient pass; lower it if scoring runs out of memory. "
                              "Scores do not depend on it.")
-        a2.selectbox("Parameter checkpoints", ["auto", "every", "delta"], key="score.checkpoint",
+        a2.selectbox("Parameter checkpoints", CHECKPOINTS, key="score.checkpoint",
                      persist_state="session",
                      help="every: keep the parameters of every proxy step; delta: keep every Δ-th and replay "
                           "(T/Δ times less memory); auto: every while it fits in 1 GiB")
-        a3.selectbox("Last step's denominator", ["paper", "reference"], key="score.final_norm",
+        a3.selectbox("Last step's denominator", FINAL_NORMS, key="score.final_norm",
                      persist_state="session",
                      help="paper: the sample's gradient norm at θ_T; reference: 1, as the public reference code")
 
@@ -103,8 +104,8 @@ def advanced_options() -> dict:
     ss, out = st.session_state, {}
     if int(ss["score.chunk_size"]) > 0:
         out["chunk_size"] = int(ss["score.chunk_size"])
-    for key, default in (("checkpoint", "auto"), ("final_norm", "paper")):
-        if ss[f"score.{key}"] != default:
+    for key in ("checkpoint", "final_norm"):
+        if ss[f"score.{key}"] != getattr(LQSConfig, key):  # the dataclass field's default
             out[key] = ss[f"score.{key}"]
     return out
 
