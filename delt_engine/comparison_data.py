@@ -1,6 +1,6 @@
 """The data side of preparing a comparison (``comparison_spec.prepare_comparison``): load the corpus
-and hold out a validation split, score it (or reuse the workspace's cached scores), apply the
-selection, and train the one tokenizer every arm shares.
+and hold out a validation split, score it (or reuse the workspace's cached scores), drop duplicates,
+apply the selection, and train the one tokenizer every arm shares.
 """
 
 from __future__ import annotations
