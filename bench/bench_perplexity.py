@@ -25,9 +25,9 @@ except ImportError:  # the GPU image has no polars; sample_mean_losses does not 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from delt_engine.models import build_model, count_parameters  # noqa: E402
+from delt_engine.models.presets import build_model, count_parameters  # noqa: E402
 from delt_engine.scoring.baselines import sample_mean_losses  # noqa: E402
-from delt_engine.tokenize import encode, train_tokenizer  # noqa: E402
+from delt_engine.data.tokenizer import encode, train_tokenizer  # noqa: E402
 
 WORDS = ("the of and to in is was for on that with as by at from his her they this which river light "
          "number theory market ancient protein signal network harbour winter method result energy").split()

@@ -19,8 +19,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delt_engine.dedup import find_duplicates  # noqa: E402
-from delt_engine.demo import generate_demo  # noqa: E402
+from delt_engine.data.dedup import find_duplicates  # noqa: E402
+from delt_engine.demo.generate import generate_demo  # noqa: E402
 
 
 def timed(fn):

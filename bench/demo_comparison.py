@@ -31,8 +31,8 @@ def main() -> int:
     parser.add_argument("--train", action="append", default=[], help="override a demo train field, KEY=VALUE")
     args = parser.parse_args()
 
-    from delt_engine import compare
-    from delt_engine.workspace import Workspace, read_metrics
+    from delt_engine.experiments import stats
+    from delt_engine.workspace.layout import Workspace, read_metrics
 
     ws_dir = Path(args.workspace or tempfile.mkdtemp(prefix="delt-bench-"))
     load_start = os.getloadavg()[0]
@@ -58,7 +58,7 @@ def main() -> int:
             evals.append(sum(1 for r in records if "target_loss" in r))
         started = sorted(i.started_at for i in infos if i.started_at)
         try:
-            summary = compare.summarize(ws.comparison_curves(cid), comparisons[-1].get("baseline"))
+            summary = stats.summarize(ws.comparison_curves(cid), comparisons[-1].get("baseline"))
             verdicts = summary["verdicts"]
         except Exception as exc:  # report what we have
             verdicts = {"error": str(exc)}

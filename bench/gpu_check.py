@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delt_engine.demo import generate_demo  # noqa: E402
+from delt_engine.demo.generate import generate_demo  # noqa: E402
 from delt_engine.scoring.distill import spearman  # noqa: E402
 from delt_engine.scoring.runner import run_scoring  # noqa: E402
 

@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delt_engine.demo import generate_demo  # noqa: E402
+from delt_engine.demo.generate import generate_demo  # noqa: E402
 from delt_engine.scoring import SCORERS, ScoreContext, score  # noqa: E402
 from delt_engine.scoring.distill import auroc, spearman  # noqa: E402
 from delt_engine.scoring.lqs import LQSConfig  # noqa: E402
-from delt_engine.tokenize import train_tokenizer  # noqa: E402
+from delt_engine.data.tokenizer import train_tokenizer  # noqa: E402
 
 METHODS = ("lqs", "pds", "perplexity", "length", "compression", "random")
 

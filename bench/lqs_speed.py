@@ -23,14 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delt_engine.demo import generate_demo  # noqa: E402
-from delt_engine.device import describe_device, resolve_device  # noqa: E402
-from delt_engine.lm import batch_loss  # noqa: E402
-from delt_engine.models import build_model  # noqa: E402
+from delt_engine.demo.generate import generate_demo  # noqa: E402
+from delt_engine.models.device import describe_device, resolve_device  # noqa: E402
+from delt_engine.models.losses import batch_loss  # noqa: E402
+from delt_engine.models.presets import build_model  # noqa: E402
 from delt_engine.scoring import ScoreContext  # noqa: E402
 from delt_engine.scoring.lqs import LQSConfig, run_lqs  # noqa: E402
 from delt_engine.scoring.lqs_core import FunctionalLM, length_chunks  # noqa: E402
-from delt_engine.tokenize import encode, train_tokenizer, trim_batch  # noqa: E402
+from delt_engine.data.tokenizer import encode, train_tokenizer, trim_batch  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

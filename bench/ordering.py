@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from delt_engine.ordering import order, order_indices  # noqa: E402
-from delt_engine.selection import select, select_indices  # noqa: E402
+from delt_engine.organize.ordering import order, order_indices  # noqa: E402
+from delt_engine.organize.selection import select, select_indices  # noqa: E402
 
 RATIO = 0.5
 LAYERS = 3

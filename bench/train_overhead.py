@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from delt_engine.benchmarks import autocast_context  # noqa: E402
-from delt_engine.device import describe_device, resolve_device  # noqa: E402
-from delt_engine.lm import token_mean_loss  # noqa: E402
-from delt_engine.models import build_model  # noqa: E402
-from delt_engine.tokenize import encode, load_tokenizer, trim_batch  # noqa: E402
-from delt_engine.training import train  # noqa: E402
-from delt_engine.training_config import RunConfig  # noqa: E402
+from delt_engine.training.evaluation import autocast_context  # noqa: E402
+from delt_engine.models.device import describe_device, resolve_device  # noqa: E402
+from delt_engine.models.losses import token_mean_loss  # noqa: E402
+from delt_engine.models.presets import build_model  # noqa: E402
+from delt_engine.data.tokenizer import encode, load_tokenizer, trim_batch  # noqa: E402
+from delt_engine.training.loop import train  # noqa: E402
+from delt_engine.training.config import RunConfig  # noqa: E402
 
 WORDS = ("the a model data order score learn token train small large river stone city night light water "
          "quickly slowly because however therefore market science history music number").split()

@@ -16,21 +16,21 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # data
-    "load_corpus": "corpus", "read_records": "corpus", "write_records": "corpus", "LoadedCorpus": "corpus",
-    "generate_demo": "demo", "write_demo": "demo", "ensure_demo": "demo",
-    "train_tokenizer": "tokenize", "load_tokenizer": "tokenize", "encode": "tokenize", "Samples": "tokenize",
-    "build_model": "models", "PRESETS": "models", "resolve_device": "device",
+    "load_corpus": "data.corpus", "read_records": "data.corpus", "write_records": "data.corpus", "LoadedCorpus": "data.corpus",
+    "generate_demo": "demo.generate", "write_demo": "demo.generate", "ensure_demo": "demo.generate",
+    "train_tokenizer": "data.tokenizer", "load_tokenizer": "data.tokenizer", "encode": "data.tokenizer", "Samples": "data.tokenizer",
+    "build_model": "models.presets", "PRESETS": "models.presets", "resolve_device": "models.device",
     # scoring
     "SCORERS": "scoring", "ScoreContext": "scoring", "score": "scoring",
     "score_frame": "scoring.runner", "run_scoring": "scoring.runner",
-    "LQSConfig": "scoring.lqs",
+    "LQSConfig": "scoring.lqs_config",
     # selection and ordering
-    "select": "selection", "select_indices": "selection", "summarize_selection": "selection",
-    "order": "ordering", "order_indices": "ordering", "layout": "ordering",
+    "select": "organize.selection", "select_indices": "organize.selection", "summarize_selection": "organize.selection",
+    "order": "organize.ordering", "order_indices": "organize.ordering", "layout": "organize.ordering",
     # training, evaluation, registry
-    "RunConfig": "training_config", "train": "training", "train_run": "training",
-    "evaluate": "benchmarks", "load_benchmark": "benchmarks",
-    "Workspace": "workspace", "JobManager": "jobs",
+    "RunConfig": "training.config", "train": "training.loop", "train_run": "training.loop",
+    "evaluate": "training.evaluation", "load_benchmark": "training.evaluation",
+    "Workspace": "workspace.layout", "JobManager": "jobs.manager",
 }
 
 __all__ = sorted(_EXPORTS) + ["DeltError", "ConfigError", "DataError", "JobError", "Cancelled"]

@@ -8,9 +8,10 @@ import json
 import polars as pl
 import streamlit as st
 
-from delt_engine import compare, plots
+from delt_engine.experiments import stats
+from ui import figures
 from delt_engine.errors import DataError, DeltError
-from delt_engine.workspace import Workspace, metrics_frame, read_metrics
+from delt_engine.workspace.layout import Workspace, metrics_frame, read_metrics
 from ui import state
 
 state.require_app("compare")
@@ -49,7 +50,7 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
                 st.session_state.get("train.comparison") in ids else ids[0]
         cid = st.selectbox("Comparison", ids, key="compare.comparison", persist_state="session",
                            format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})")
-        from delt_engine.comparison_spec import describe_data
+        from delt_engine.experiments.spec import describe_data
 
         st.caption("Data: " + describe_data(ws.load_comparison(cid)))
         return ws.comparison_curves(cid)
@@ -65,12 +66,12 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
 
 
 def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
-    metrics = [m for m in compare.metric_columns(curves) if m not in ("lr", "tok_s", "batch_score", "elapsed_s")]
+    metrics = [m for m in stats.metric_columns(curves) if m not in ("lr", "tok_s", "batch_score", "elapsed_s")]
     metrics = sorted(metrics, key=lambda m: (PREFERRED.index(m) if m in PREFERRED else len(PREFERRED), m))
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])
     metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session",
-                          format_func=compare.metric_label)
+                          format_func=stats.metric_label)
     x = c2.radio("x axis", ["tokens", "step"], key="compare.x", persist_state="session", horizontal=True)
     smoothing = c3.slider("EMA smoothing", 0.0, 0.95, step=0.05, key="compare.smoothing", persist_state="session")
     return metric, x, smoothing
@@ -80,18 +81,18 @@ def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float) -> N
     top, bottom = [], []
     for (run, arm, seed), part in curves.sort("step").group_by(["run", "arm", "seed"], maintain_order=True):
         pts = part.filter(pl.col(metric).is_not_null())
-        top.append(plots.Series(f"{arm} s{seed}", pts[x].to_list(), pts[metric].to_list(), group=arm))
+        top.append(figures.Series(f"{arm} s{seed}", pts[x].to_list(), pts[metric].to_list(), group=arm))
         if "batch_score" in part.columns:
             bs = part.filter(pl.col("batch_score").is_not_null())
-            bottom.append(plots.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
-    fig = plots.curves_with_trace(top, bottom, title=f"{compare.metric_label(metric)} per run", x_title=x,
-                                  top_title=compare.metric_label(metric), smoothing=smoothing)
+            bottom.append(figures.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
+    fig = figures.curves_with_trace(top, bottom, title=f"{stats.metric_label(metric)} per run", x_title=x,
+                                  top_title=stats.metric_label(metric), smoothing=smoothing)
     st.plotly_chart(fig, key="compare.runs_chart")
 
 
 def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
     try:
-        agg = compare.aggregate_seeds(compare.align_by_tokens(curves, metric, n_points=60))
+        agg = stats.aggregate_seeds(stats.align_by_tokens(curves, metric, n_points=60))
     except DeltError as exc:
         st.info(f"No seed bands: {exc}")
         return
@@ -99,10 +100,10 @@ def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
     for (arm,), part in agg.group_by(["arm"], maintain_order=True):
         lower = part["lower"].fill_null(part["mean"])
         upper = part["upper"].fill_null(part["mean"])
-        items.append(plots.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
+        items.append(figures.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
                                 upper.to_list(), n=int(part["n"].max())))
-    st.plotly_chart(plots.bands(items, title=f"{compare.metric_label(metric)}: mean ± 95% interval across seeds",
-                                x_title="tokens (runs aligned)", y_title=compare.metric_label(metric),
+    st.plotly_chart(figures.bands(items, title=f"{stats.metric_label(metric)}: mean ± 95% interval across seeds",
+                                x_title="tokens (runs aligned)", y_title=stats.metric_label(metric),
                                 smoothing=smoothing), key="compare.bands")
 
 
@@ -115,7 +116,7 @@ def summary_table(summary: dict) -> pl.DataFrame:
     for arm, info in summary["arms"].items():
         row = {"arm": arm, "seeds": info["n_seeds"]}
         for m in metrics:
-            row[compare.metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
+            row[stats.metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
                                                  arm == summary["baseline"])
         rows.append(row)
     return pl.DataFrame(rows)
@@ -136,7 +137,7 @@ def _cell(mean, ci, delta, is_baseline: bool) -> str:
 def summary_panel(curves: pl.DataFrame) -> dict | None:
     st.subheader("Summary")
     try:
-        summary = compare.summarize(curves)
+        summary = stats.summarize(curves)
     except DeltError as exc:
         st.info(f"No summary yet: {exc}")
         return None
@@ -150,7 +151,7 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
 
 
 def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None:
-    cols = [c for c in compare.ID_COLUMNS if c in curves.columns] + compare.metric_columns(curves)
+    cols = [c for c in stats.ID_COLUMNS if c in curves.columns] + stats.metric_columns(curves)
     c1, c2, c3 = st.columns(3)
     c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
                        file_name="curves.csv", mime="text/csv", key="compare.dl_curves")

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from delt_engine import plots
+from ui import figures
 from delt_engine.errors import DeltError
 from ui import datasets, state
 
@@ -74,7 +74,7 @@ def _default_name(source: str) -> str:
 
 
 def _do_import(source: str, text_field: str, name: str) -> None:
-    from delt_engine.corpus import load_corpus
+    from delt_engine.data.corpus import load_corpus
 
     try:
         name = datasets.check_name(name, ROOT)
@@ -132,7 +132,7 @@ def summary(frame: pl.DataFrame, cats: list[str]) -> None:
                 st.session_state["data.color_by"] = "is_noise" if "is_noise" in cats else cats[0]
             color_by = st.selectbox("Colour by", cats, key="data.color_by", persist_state="session")
         groups = datasets.group_labels(frame, color_by) if color_by else None
-        st.plotly_chart(plots.histogram(words.to_list(), groups, title="Document length",
+        st.plotly_chart(figures.histogram(words.to_list(), groups, title="Document length",
                                         x_title="words per document"), key="data.length_hist")
     with right:
         if cats:
@@ -140,7 +140,7 @@ def summary(frame: pl.DataFrame, cats: list[str]) -> None:
                 st.session_state["data.count_by"] = "kind" if "kind" in cats else cats[0]
             col = st.selectbox("Count documents by", cats, key="data.count_by", persist_state="session")
             counts = frame.group_by(col).len().sort(col)
-            st.plotly_chart(plots.bar(counts[col].to_list(), counts["len"].to_list(), title=f"Documents by {col}",
+            st.plotly_chart(figures.bar(counts[col].to_list(), counts["len"].to_list(), title=f"Documents by {col}",
                                       y_title="documents"), key="data.count_bar")
         else:
             st.info("This corpus has no categorical metadata columns to break it down by.")

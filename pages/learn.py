@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from delt_engine import compare, plots
+from delt_engine.experiments import stats
+from ui import figures
 from delt_engine.errors import DeltError
-from delt_engine.workspace import Workspace
+from delt_engine.workspace.layout import Workspace
 from ui import scenarios, state
 
 state.require_app("learn")
@@ -45,7 +46,7 @@ def lqs() -> None:
 
 
 def folding_demo() -> None:
-    from delt_engine.ordering import layout
+    from delt_engine.organize.ordering import layout
 
     st.header("3 · Folding ordering")
     st.markdown("Sort the samples by score (ascending), then deal them into **L layers** like cards: position p goes "
@@ -63,7 +64,7 @@ def folding_demo() -> None:
     rank = np.empty(n, dtype=int)
     rank[np.argsort(scores, kind="stable")] = np.arange(n)
     st.caption("Folding, as ranks from easiest (0) to hardest: " + " · ".join(str(rank[i]) for i in folded.order))
-    st.plotly_chart(plots.ordering_grid({name: (lay.scores, lay.layer_starts) for name, lay in views.items()},
+    st.plotly_chart(figures.ordering_grid({name: (lay.scores, lay.layer_starts) for name, lay in views.items()},
                                         batch_size=max(2, n // 10), title="Score against training position"),
                     key="learn.folding")
 
@@ -91,7 +92,7 @@ def latest_summary() -> dict | None:
         runs = ws.list_runs(comparison=manifest["id"])
         if runs and all(r.state == "done" for r in runs):
             try:
-                return compare.summarize(ws.comparison_curves(manifest["id"]))
+                return stats.summarize(ws.comparison_curves(manifest["id"]))
             except DeltError:
                 continue
     return None
@@ -121,12 +122,12 @@ def reveal(summary: dict, locked: str) -> None:
     metric = "target_loss" if "target_loss" in summary["metrics"] else summary["metrics"][0]
     means = {arm: info[metric]["mean"] for arm, info in summary["arms"].items()
              if info.get(metric, {}).get("mean") is not None}
-    best = min(means, key=means.get) if compare.lower_is_better(metric) else max(means, key=means.get)
+    best = min(means, key=means.get) if stats.lower_is_better(metric) else max(means, key=means.get)
     verdicts = [v for k, v in summary["verdicts"].items() if k.endswith(metric)]
     noise = bool(verdicts) and all("no difference" in v or "1 seed" in v for v in verdicts)
     right = (locked == "no difference beyond seed noise" and noise) or (not noise and best.split()[0] == locked)
     (st.success if right else st.warning)(
-        f"You predicted **{locked}**. Lowest {compare.metric_label(metric)}: **{best}** ({means[best]:.4f})." +
+        f"You predicted **{locked}**. Lowest {stats.metric_label(metric)}: **{best}** ({means[best]:.4f})." +
         (" The gaps are within seed noise." if noise else ""))
     for v in verdicts:
         st.caption(v)

@@ -8,7 +8,7 @@ import io
 import polars as pl
 import streamlit as st
 
-from delt_engine import plots
+from ui import figures
 from delt_engine.errors import DeltError
 from ui import scores, state
 
@@ -59,7 +59,7 @@ def selection_widgets(work: pl.DataFrame) -> tuple[str, dict]:
 def duplicate_mask(fingerprint: tuple, mode: str, options: dict, _texts: list[str]) -> list[bool]:
     """Which documents repeat an earlier one; cached by the texts' fingerprint (near mode on a large
     corpus takes seconds, and every widget on this page reruns it)."""
-    from delt_engine.dedup import find_duplicates
+    from delt_engine.data.dedup import find_duplicates
 
     return find_duplicates(_texts, mode, **options).duplicate.tolist()
 
@@ -92,7 +92,7 @@ def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
 
 def selection(work: pl.DataFrame, higher_better: bool) -> pl.DataFrame:
     """Selection widgets, the histogram with its live cutoff line, and the survivors (original order)."""
-    from delt_engine.selection import select, summarize_selection
+    from delt_engine.organize.selection import select, summarize_selection
 
     st.subheader("Select")
     work = dedup_step(work)
@@ -108,7 +108,7 @@ def selection(work: pl.DataFrame, higher_better: bool) -> pl.DataFrame:
     st.metric("Kept", f"{kept.height:,} of {work.height:,}", f"{share:.0%} kept", delta_color="off", delta_arrow="off")
     kept_ids = set(kept["id"].to_list())
     status = ["kept" if i in kept_ids else "discarded" for i in work["id"].to_list()]
-    st.plotly_chart(plots.histogram(work["score"].to_list(), status, x_title="score",
+    st.plotly_chart(figures.histogram(work["score"].to_list(), status, x_title="score",
                                     title="Score distribution with the selection cutoff", cutoff=cutoff),
                     key="organize.hist")
     side_by_side(work, kept)
@@ -142,8 +142,8 @@ def ordering_knobs() -> list[str]:
 
 def ordered_views(kept: pl.DataFrame, chosen: list[str]) -> dict[str, tuple[pl.DataFrame, object]]:
     """{arm label: (ordered frame, engine Layout)} for every chosen ordering."""
-    from delt_engine.comparison_spec import arm_label
-    from delt_engine.ordering import layout, order
+    from delt_engine.experiments.spec import arm_label
+    from delt_engine.organize.ordering import layout, order
 
     from ui.comparisons import ordering_specs
 
@@ -159,7 +159,7 @@ def ordered_views(kept: pl.DataFrame, chosen: list[str]) -> dict[str, tuple[pl.D
 
 
 def show_layout(views: dict) -> None:
-    st.plotly_chart(plots.ordering_grid({label: (lay.scores, lay.layer_starts) for label, (_, lay) in views.items()},
+    st.plotly_chart(figures.ordering_grid({label: (lay.scores, lay.layer_starts) for label, (_, lay) in views.items()},
                                         batch_size=int(st.session_state["organize.batch_size"]),
                                         title="Score against training position (dots: samples; line: batch mean; "
                                               "dotted: layer starts)"),

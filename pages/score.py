@@ -9,12 +9,13 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from delt_engine import plots
+from ui import figures
 from delt_engine.errors import ConfigError, DeltError
-from delt_engine.models import PRESETS
+from delt_engine.models.presets import PRESETS
 from delt_engine.scoring import SCORERS
 from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
-from ui import datasets, estimate, jobs, scores, state, widgets
+from delt_engine.scoring import cost
+from ui import datasets, jobs, scores, state, widgets
 
 state.require_app("score")
 ROOT = state.workspace_root()
@@ -125,7 +126,7 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     device = widgets.device_kind()
     rows = []
     for m in methods:
-        e = estimate.estimate(m, frame.height, mean_tokens, proxy_model(), device,
+        e = cost.estimate(m, frame.height, mean_tokens, proxy_model(), device,
                               steps=int(st.session_state["score.lqs_steps"]),
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),
@@ -135,8 +136,8 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
                               if m in GRADIENT and st.session_state["score.distill"] else None,
                               chunk_size=int(st.session_state["score.chunk_size"]),
                               checkpoint=st.session_state["score.checkpoint"])
-        rows.append({"scorer": m, "time": estimate.human_seconds(e.seconds),
-                     "memory": estimate.human_bytes(e.memory_bytes), "why": e.note})
+        rows.append({"scorer": m, "time": cost.human_seconds(e.seconds),
+                     "memory": cost.human_bytes(e.memory_bytes), "why": e.note})
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")
     st.dataframe(pl.DataFrame(rows), hide_index=True, key="score.estimate")
 
@@ -157,7 +158,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
 
 
 def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
-    from delt_engine.scoring.score_jobs import create_score_job
+    from delt_engine.jobs.score_job import create_score_job
 
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     model = cfg.get("model")
@@ -183,7 +184,7 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
 
 def import_panel(corpus: Path) -> None:
     """Scores made elsewhere (``python -m delt_engine score --output``, another tool) added as a finished job."""
-    from delt_engine.scoring.imported import import_scores
+    from delt_engine.workspace.score_import import import_scores
 
     with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
         st.caption(f"The ids must be this dataset's (its file: `{corpus}`); other columns are kept as components. "
@@ -239,7 +240,7 @@ def distribution(table: pl.DataFrame, method: str, cats: list[str]) -> None:
         st.session_state["score.color_by"] = "is_noise" if "is_noise" in cats else opts[0]
     color_by = st.selectbox("Colour by", opts, key="score.color_by", persist_state="session")
     groups = datasets.group_labels(table, color_by) if color_by != "(none)" else None
-    st.plotly_chart(plots.histogram(table[method].to_list(), groups, title=f"{method} score distribution",
+    st.plotly_chart(figures.histogram(table[method].to_list(), groups, title=f"{method} score distribution",
                                     x_title=method), key="score.hist")
 
 
@@ -252,7 +253,7 @@ def data_map(table: pl.DataFrame, method: str, cats: list[str]) -> None:
                "learnability = Σ ‖g_t‖ / ‖g_t+Δ‖.")
     color = st.session_state["score.color_by"]
     groups = datasets.group_labels(table, color) if color != "(none)" else None
-    fig = plots.data_map(table[l_].to_list(), table[q].to_list(), table["text"].to_list(), groups,
+    fig = figures.data_map(table[l_].to_list(), table[q].to_list(), table["text"].to_list(), groups,
                          ids=table["id"].to_list())
     event = st.plotly_chart(fig, key="score.map", on_select="rerun", selection_mode=("points",))
     points = getattr(getattr(event, "selection", None), "points", None) or []
@@ -282,7 +283,7 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
         comps = {k: v for k, v in comps.items() if len(v) == n and n > 0}
         if comps:
             delta = int((job.config.get("options") or {}).get("delta", 10))  # as the job ran, not the widget
-            st.plotly_chart(plots.step_components([i * delta for i in range(n)], comps), key="score.steps")
+            st.plotly_chart(figures.step_components([i * delta for i in range(n)], comps), key="score.steps")
         elif row.get(f"{method}.source") == "distilled":
             st.info("This sample's score is distilled (predicted by the regressor trained on the exactly scored "
                     "subset), so it has no per-step factors; pick an exact sample to see them.")
@@ -308,9 +309,9 @@ def agreement(table: pl.DataFrame, methods: list[str]) -> None:
     k = int(st.number_input("k for top-k overlap", 1, max(table.height, 1), key="score.topk",
                             persist_state="session"))
     left, right = st.columns(2)
-    left.plotly_chart(plots.heatmap(scores.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
+    left.plotly_chart(figures.heatmap(scores.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
                       key="score.spearman")
-    right.plotly_chart(plots.heatmap(scores.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
+    right.plotly_chart(figures.heatmap(scores.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
                                      colorscale="Blues", title=f"Top-{k} overlap (Jaccard)"), key="score.jaccard")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from delt_engine import plots
+from ui import figures
 from delt_engine.errors import DeltError
-from delt_engine.models import PRESETS
-from delt_engine.workspace import Workspace
+from delt_engine.models.presets import PRESETS
+from delt_engine.workspace.layout import Workspace
 from ui import comparisons, datasets, jobs, live, scores, state, widgets
 
 state.require_app("train")
@@ -182,19 +182,19 @@ def live_charts(infos) -> None:
     top, bottom = [], []
     for info, records in runs:
         label, arm = f"{info.arm} s{info.seed}", info.arm or "run"
-        top.append(plots.Series(label, *live.metric_series(records, "train_loss"), group=arm))
-        bottom.append(plots.Series(label, *live.metric_series(records, "batch_score"), group=arm))
+        top.append(figures.Series(label, *live.metric_series(records, "train_loss"), group=arm))
+        bottom.append(figures.Series(label, *live.metric_series(records, "batch_score"), group=arm))
     if not any(len(s.x) for s in top):
         st.info("Waiting for the first training steps…")
         return
-    st.plotly_chart(plots.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
+    st.plotly_chart(figures.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
                                             smoothing=0.6), key="train.chart.loss")
     cols = st.columns(len(LIVE_METRICS))
     for col, (metric, title) in zip(cols, LIVE_METRICS):
-        series = [plots.Series(f"{i.arm} s{i.seed}", *live.metric_series(r, metric), group=i.arm) for i, r in runs]
+        series = [figures.Series(f"{i.arm} s{i.seed}", *live.metric_series(r, metric), group=i.arm) for i, r in runs]
         with col:
             if any(len(s.x) for s in series):
-                fig = plots.curves(series, title=title).update_layout(showlegend=False)  # legend: big chart
+                fig = figures.curves(series, title=title).update_layout(showlegend=False)  # legend: big chart
                 st.plotly_chart(fig, key=f"train.chart.{metric}")
             else:
                 st.caption(f"{title}: no evaluation yet")

@@ -28,7 +28,7 @@ from . import jobs
 
 def scored_corpus(root: Path, dataset: str, frame: pl.DataFrame, job) -> Path:
     """Write (once) the dataset with the job's ``score`` column; returns the Parquet path."""
-    from delt_engine.corpus import write_records
+    from delt_engine.data.corpus import write_records
 
     from .scores import read_scores
 
@@ -133,8 +133,8 @@ def registry() -> Preparations:
 def _prepare_and_launch(spec: dict, root: Path, token: str, reg: Preparations, submit) -> None:
     """Prepare the comparison, then queue its runs with ``submit(run_dir)`` (in a worker thread, or
     inline in tests). Everything it needs is passed in: it never calls Streamlit."""
-    from delt_engine.comparison_spec import prepare_comparison
-    from delt_engine.workspace import Workspace
+    from delt_engine.experiments.spec import prepare_comparison
+    from delt_engine.workspace.layout import Workspace
 
     def on_progress(p) -> None:
         if p.phase == "prepare":
@@ -158,7 +158,7 @@ def start(spec: dict, root: Path) -> str:
     Returns:
         The preparation token (``registry().get(token)`` tells its state and the comparison id).
     """
-    from delt_engine.comparison_spec import parse_spec
+    from delt_engine.experiments.spec import parse_spec
 
     parse_spec(spec)  # raises ConfigError with the fix before any thread starts
     reg = registry()

@@ -26,7 +26,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
 def _demo_folder(root: str, n_docs: int | None) -> str:
-    from delt_engine.demo import ensure_demo
+    from delt_engine.demo.generate import ensure_demo
 
     kwargs = {"n_docs": n_docs} if n_docs else {}
     return str(ensure_demo(root, **kwargs))
@@ -85,7 +85,7 @@ def eval_paths(root: Path, name: str) -> dict[str, str | None]:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _read(path: str, mtime_ns: int) -> pl.DataFrame:
-    from delt_engine.corpus import read_records
+    from delt_engine.data.corpus import read_records
 
     return read_records(path)
 
@@ -106,7 +106,7 @@ def check_name(name: str, root: Path) -> str:
 
 def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> Path:
     """Store a loaded corpus as ``datasets/<name>/corpus.parquet`` + ``manifest.json``; returns the folder."""
-    from delt_engine.corpus import write_records
+    from delt_engine.data.corpus import write_records
 
     name = check_name(name, root)
     folder = root / "datasets" / name
@@ -131,7 +131,7 @@ def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str
     Raises:
         DataError naming the file, line and fix (as corpus import and benchmark loading do).
     """
-    from delt_engine.corpus import load_corpus, write_records
+    from delt_engine.data.corpus import load_corpus, write_records
 
     if name == DEMO:
         raise DataError("the demo brings its own target set and benchmark; import a dataset to give it others")
@@ -145,7 +145,7 @@ def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str
         out.parent.mkdir(parents=True, exist_ok=True)
         write_records(frame, out)
     elif kind == "benchmark":
-        from delt_engine.benchmarks import load_benchmark
+        from delt_engine.training.evaluation import load_benchmark
 
         items = load_benchmark(source)  # raises DataError naming the line
         if not items:

@@ -1,6 +1,6 @@
 """Background jobs from the app: one process-wide JobManager, plus a synchronous mode for tests.
 
-The manager (``delt_engine.jobs.JobManager``) launches ``python -m delt_engine score|train`` as
+The manager (``delt_engine.jobs.manager.JobManager``) launches ``python -m delt_engine score|train`` as
 subprocesses; all job state is on disk, so closing the browser never stops a job and reopening the
 app shows it again. With ``DELT_SYNC_JOBS=1`` (AppTest) a job runs to completion inside the calling
 script instead, through the engine's job functions, so tests need no subprocess timing.
@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from delt_engine.errors import DeltError
-from delt_engine.jobstate import FINAL_STATES
+from delt_engine.jobs.protocol import FINAL_STATES
 
 
 def sync_mode() -> bool:
@@ -25,7 +25,7 @@ def max_jobs() -> int:
     """Jobs run at once: ``DELT_MAX_JOBS``; unset, one per GPU when there are several (each job gets
     its own), else 1 (one at a time with every CPU core). A value that is not a whole number >= 1
     counts as 1, and ``max_jobs_problem`` says so."""
-    from delt_engine.jobs import default_concurrency
+    from delt_engine.jobs.manager import default_concurrency
 
     if "DELT_MAX_JOBS" not in os.environ:
         return default_concurrency()
@@ -42,7 +42,7 @@ def max_jobs_problem() -> str | None:
 @st.cache_resource(show_spinner=False)
 def manager():
     """The process-wide job manager (shared by every browser session; thread-safe)."""
-    from delt_engine.jobs import JobManager
+    from delt_engine.jobs.manager import JobManager
 
     return JobManager(max_concurrent=max_jobs())
 
@@ -50,7 +50,7 @@ def manager():
 def submit_score(job_dir: Path) -> None:
     """Start the scoring job in ``job_dir`` (prepared by ``create_score_job``)."""
     if sync_mode():
-        from delt_engine.scoring.score_jobs import run_score_job
+        from delt_engine.jobs.score_job import run_score_job
 
         try:
             run_score_job(job_dir)
@@ -63,7 +63,7 @@ def submit_score(job_dir: Path) -> None:
 def submit_run(run_dir: Path) -> None:
     """Queue one training run (its run dir already holds config.json)."""
     if sync_mode():
-        from delt_engine.training import train_run
+        from delt_engine.training.loop import train_run
 
         try:
             train_run(run_dir)
@@ -76,7 +76,7 @@ def submit_run(run_dir: Path) -> None:
 def cancel(job_dir: Path) -> None:
     """Stop a queued or running job (it ends as 'cancelled', keeping what it recorded)."""
     if sync_mode():
-        from delt_engine.jobstate import request_cancel
+        from delt_engine.jobs.protocol import request_cancel
 
         request_cancel(job_dir)
     else:
@@ -95,7 +95,7 @@ def job_dirs(root: Path) -> list[Path]:
 
 def queue_summary(root: Path) -> dict[str, int]:
     """How many jobs are in each state (reads only status.json files; dead processes are reaped)."""
-    from delt_engine.workspace import refresh_status
+    from delt_engine.workspace.layout import refresh_status
 
     counts: dict[str, int] = {}
     for path in job_dirs(root):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from delt_engine.workspace import METRICS_FILE, read_metrics
+from delt_engine.workspace.layout import METRICS_FILE, read_metrics
 
 from . import state
 

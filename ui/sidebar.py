@@ -12,7 +12,7 @@ from . import jobs, state
 @st.cache_resource(show_spinner=False)
 def device_name() -> str:
     """The device jobs will use ("cpu" or the GPU name); torch is imported once per process."""
-    from delt_engine.device import describe_device, resolve_device
+    from delt_engine.models.device import describe_device, resolve_device
 
     return describe_device(resolve_device("auto"))
 

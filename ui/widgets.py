@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from delt_engine.jobstate import FINAL_STATES, read_progress
+from delt_engine.jobs.protocol import FINAL_STATES, read_progress
 
 from . import jobs, sidebar, state
 

@@ -52,7 +52,7 @@ def _positive_int(value: str) -> int:
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
     """Write the demo files and list them with their record counts."""
-    from ..demo import write_demo
+    from ..demo.generate import write_demo
 
     paths = write_demo(args.out, seed=args.seed, n_docs=args.n_docs)
     for name, path in paths.items():
@@ -67,7 +67,7 @@ def _count_records(path: Path) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Load, check and normalise a corpus, write it, and print what loading did."""
-    from ..corpus import load_corpus, records_format, write_records
+    from ..data.corpus import load_corpus, records_format, write_records
     from ..errors import DataError
 
     records_format(args.output)  # a wrong suffix fails now, not after a long load

@@ -70,7 +70,7 @@ def _io_arguments(parser: argparse.ArgumentParser, scored: bool = True) -> None:
 
 
 def _read_input(args: argparse.Namespace):
-    from ..corpus import read_records, records_format
+    from ..data.corpus import read_records, records_format
     from ..errors import DataError
 
     records_format(args.output)  # a wrong output suffix fails before any work
@@ -81,8 +81,8 @@ def _read_input(args: argparse.Namespace):
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     """Drop duplicates, write the rest in corpus order, and say how many went."""
-    from ..corpus import write_records
-    from ..dedup import drop_duplicates
+    from ..data.corpus import write_records
+    from ..data.dedup import drop_duplicates
 
     frame = _read_input(args)
     options = {"threshold": args.threshold, "ngram": args.ngram} if args.mode == "near" else {}
@@ -95,8 +95,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Select, write the survivors, and print what was kept."""
-    from ..corpus import write_records
-    from ..selection import select, summarize_selection
+    from ..data.corpus import write_records
+    from ..organize.selection import select, summarize_selection
 
     frame = _read_input(args)
     options = dict(k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field,
@@ -110,8 +110,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_order(args: argparse.Namespace) -> int:
     """Order, write the records in training order, and say which order was made."""
-    from ..corpus import write_records
-    from ..ordering import LAYERED, order
+    from ..data.corpus import write_records
+    from ..organize.ordering import LAYERED, order
 
     frame = _read_input(args)
     ordered = order(frame, args.method, layers=args.layers, descending=args.descending, window=args.window,

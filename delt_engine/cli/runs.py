@@ -77,7 +77,7 @@ def _workspace_arg(parser) -> None:
 
 
 def _workspace(args):
-    from ..workspace import Workspace, default_workspace
+    from ..workspace.layout import Workspace, default_workspace
 
     return Workspace(args.workspace) if args.workspace else default_workspace()
 
@@ -89,7 +89,7 @@ def cmd_compare(args) -> int:
 
     from tqdm import tqdm
 
-    from ..comparison_spec import demo_spec, parse_spec, prepare_comparison
+    from ..experiments.spec import demo_spec, parse_spec, prepare_comparison
 
     ws = _workspace(args)
     spec = parse_spec(demo_spec() if args.demo else args.spec)
@@ -118,7 +118,7 @@ def cmd_compare(args) -> int:
 
 
 def _apply_overrides(spec, args):
-    from ..comparison_spec import parse_spec
+    from ..experiments.spec import parse_spec
     from ..errors import ConfigError
 
     raw = spec.to_dict()
@@ -143,7 +143,7 @@ def _apply_overrides(spec, args):
 
 def _spawn_launcher(ws, comparison_id: str, max_concurrent: int | None) -> int:
     """A detached `runs launch` process that owns the queue after this command returns."""
-    from ..jobs import PACKAGE_ROOT
+    from ..jobs.manager import PACKAGE_ROOT
 
     log = ws.comparison_dir(comparison_id) / "launcher.log"
     env = dict(os.environ)
@@ -161,8 +161,8 @@ def _launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     """Submit every run, show progress on stderr, wait; Ctrl+C cancels them. True when all are done."""
     from tqdm import tqdm
 
-    from ..jobs import JobManager, default_concurrency
-    from ..jobstate import read_progress
+    from ..jobs.manager import JobManager, default_concurrency
+    from ..jobs.protocol import read_progress
 
     manager = JobManager(max_concurrent=default_concurrency() if max_concurrent is None else max_concurrent)
     for d in run_dirs:
@@ -205,23 +205,23 @@ def _train_fraction(progress: dict) -> float:
 
 
 def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
-    from .. import compare
-    from ..comparison_spec import describe_data
+    from ..experiments import stats
+    from ..experiments.spec import describe_data
 
     curves = ws.comparison_curves(comparison_id)
     manifest = ws.load_comparison(comparison_id)
     unfinished = [i.id for i in ws.list_runs(comparison=comparison_id) if i.state != "done"]
-    summary = compare.summarize(curves, baseline=manifest.get("baseline"))
+    summary = stats.summarize(curves, baseline=manifest.get("baseline"))
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    finals = compare.final_metrics(curves, summary["metrics"])
+    finals = stats.final_metrics(curves, summary["metrics"])
     shown = [m for m in ("target_loss", "val_loss", "bench_acc", "bench_acc_norm", "train_loss") if m in summary["metrics"]]
     print(f"comparison {comparison_id} (final metrics, mean ± 95% CI over seeds)")
     print(f"data: {describe_data(manifest)}")
     if unfinished:
         print(f"note: {len(unfinished)} of {len(manifest['runs'])} runs are not done; their latest values are used")
-    print(compare.format_table(compare.arm_table(finals, shown, summary["level"]), shown))
+    print(stats.format_table(stats.arm_table(finals, shown, summary["level"]), shown))
     print()
     for verdict in summary["verdicts"].values():
         print(f"- {verdict}")
@@ -255,7 +255,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from ..workspace import last_metrics
+    from ..workspace.layout import last_metrics
 
     ws = _workspace(args)
     record = ws.load_run(args.run_id)
@@ -276,7 +276,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from ..jobs import JobManager
+    from ..jobs.manager import JobManager
 
     ws = _workspace(args)
     run_dir = ws.run_dir(args.run_id)
@@ -291,11 +291,11 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .. import compare
+    from ..experiments import stats
 
     ws = _workspace(args)
     manifest = ws.load_comparison(args.comparison_id)
-    paths = compare.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
+    paths = stats.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
                                       baseline=manifest.get("baseline"))
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -309,7 +309,7 @@ def cmd_report(args) -> int:
 
 def cmd_launch(args) -> int:
     from ..errors import ConfigError
-    from ..jobstate import read_status
+    from ..jobs.protocol import read_status
 
     ws = _workspace(args)
     dirs = [ws.run_dir(r) for r in args.run_ids]

@@ -57,8 +57,8 @@ def register(subparsers) -> None:
 
 
 def run_import(args) -> int:
-    from ..scoring.imported import import_scores
-    from ..workspace import Workspace, default_workspace
+    from ..workspace.score_import import import_scores
+    from ..workspace.layout import Workspace, default_workspace
 
     ws = Workspace(args.workspace) if args.workspace else default_workspace()
     job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=args.direction,
@@ -156,7 +156,7 @@ def run(args) -> int:
 
 
 def _run_job(args, bars: ProgressBars) -> int:
-    from ..scoring.score_jobs import run_score_job
+    from ..jobs.score_job import run_score_job
 
     result = run_score_job(args.job_dir, on_progress=bars)
     if result is not None:
@@ -167,7 +167,7 @@ def _run_job(args, bars: ProgressBars) -> int:
 
 
 def _run_file(args, bars: ProgressBars) -> int:
-    from ..corpus import load_corpus, write_records
+    from ..data.corpus import load_corpus, write_records
     from ..scoring import get_scorer
     from ..scoring.runner import rank, run_scoring
 

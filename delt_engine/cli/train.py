@@ -56,7 +56,7 @@ _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark"
 
 
 def _config_from_args(args):
-    from ..training_config import RunConfig
+    from ..training.config import RunConfig
 
     values = {"input": args.input}
     values.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
@@ -72,8 +72,8 @@ def run_train(args) -> int:
     from tqdm import tqdm
 
     from ..errors import ConfigError
-    from ..jobstate import StopFlag
-    from ..training import train, train_run
+    from ..jobs.protocol import StopFlag
+    from ..training.loop import train, train_run
 
     stop = StopFlag(args.run_dir)
     bars = []  # created at the first step, once the total is known (after tokenizing and set-up)

@@ -1,83 +1,9 @@
-"""Scorers: one function per method, a name -> ScorerInfo registry (delt-method.md sections 1-2).
+"""Scoring (DELT's first stage): the scorer registry and the scorers themselves.
 
-A scorer takes a ``ScoreContext`` and returns a polars DataFrame with an ``id`` column (Utf8, one row
-per scored sample, every corpus sample unless the method scores a subset), a ``score`` column
-(Float64) and optional component columns (e.g. LQS ``quality``, ``learnability``, ``pds``).
-Direction: "higher_better" (keep/late = high) or "higher_harder" (e.g. perplexity).
+``registry`` holds the name -> ``ScorerInfo`` table that the CLI, the app, spec validation and the cost
+estimate read; the scorers live in ``baselines`` and ``lqs`` (numerics in ``lqs_core`` / ``per_sample``).
 """
 
-from __future__ import annotations
+from .registry import SCORERS, ScoreContext, ScorerInfo, get_scorer, register, score
 
-import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
-
-from ..errors import ConfigError
-from ..progress import ProgressFn, StopFn
-
-
-@dataclass
-class ScoreContext:
-    """Everything a scorer may need; heavy objects are built lazily by the caller's helpers."""
-
-    frame: Any  # polars DataFrame: id, text, metadata
-    model: str = "cpu-demo"  # preset name or local model directory
-    tokenizer: Any = None  # PreTrainedTokenizerFast (trained on the corpus when None; see baselines)
-    device: str = "auto"
-    seed: int = 0
-    max_length: int = 128
-    batch_size: int = 16
-    target_texts: Optional[list[str]] = None  # LQS/PDS target set
-    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
-    cache_dir: Optional[str] = None  # workspace cache (tokenizers)
-    on_progress: ProgressFn = None
-    should_stop: StopFn = None
-
-
-@dataclass(frozen=True)
-class ScorerInfo:
-    name: str
-    direction: str  # "higher_better" | "higher_harder"
-    description: str
-    needs_model: bool
-    module: str  # module path holding the function, imported on first use
-    function: str
-
-    def load(self) -> Callable[[ScoreContext], Any]:
-        return getattr(importlib.import_module(self.module), self.function)
-
-
-SCORERS: dict[str, ScorerInfo] = {}
-
-
-def register(info: ScorerInfo) -> None:
-    SCORERS[info.name] = info
-
-
-def get_scorer(name: str) -> ScorerInfo:
-    if name not in SCORERS:
-        raise ConfigError(f"scoring method {name!r} is not known; use one of {', '.join(sorted(SCORERS))}")
-    return SCORERS[name]
-
-
-def score(method: str, ctx: ScoreContext):
-    """Run scorer ``method`` on ``ctx`` and return its scores table (id, score, components)."""
-    return get_scorer(method).load()(ctx)
-
-
-# Built-in scorers; modules are imported lazily by ScorerInfo.load.
-for _info in (
-    ScorerInfo("random", "higher_better", "seeded uniform random scores (a control)", False,
-               "delt_engine.scoring.baselines", "score_random"),
-    ScorerInfo("length", "higher_harder", "number of tokens in the sample", False,
-               "delt_engine.scoring.baselines", "score_length"),
-    ScorerInfo("compression", "higher_better", "gzip compression ratio of the text (low = repetitive)", False,
-               "delt_engine.scoring.baselines", "score_compression"),
-    ScorerInfo("perplexity", "higher_harder", "perplexity under the proxy model", True,
-               "delt_engine.scoring.baselines", "score_perplexity"),
-    ScorerInfo("lqs", "higher_better", "Learnability-Quality Score (DELT): gradient consistency with a target set", True,
-               "delt_engine.scoring.lqs", "score_lqs"),
-    ScorerInfo("pds", "higher_better", "PDS: un-normalised LQS numerator (Gu et al. 2025)", True,
-               "delt_engine.scoring.lqs", "score_pds"),
-):
-    register(_info)
+__all__ = ["SCORERS", "ScoreContext", "ScorerInfo", "get_scorer", "register", "score"]

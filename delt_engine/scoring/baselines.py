@@ -114,8 +114,8 @@ def sample_mean_losses(model, samples, *, batch_size: int = 16, bf16: bool = Fal
     Returns:
         float64 tensor on the CPU; 0 for samples with fewer than 2 tokens (nothing to predict).
     """
-    from ..lm import sample_losses
-    from ..tokenize import trim_batch
+    from ..models.losses import sample_losses
+    from ..data.tokenizer import trim_batch
 
     device = next(model.parameters()).device
     order = (torch.argsort(samples.lengths, descending=True, stable=True) if sort_by_length
@@ -152,7 +152,7 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     """
     import dataclasses
 
-    from ..device import resolve_device
+    from ..models.device import resolve_device
     from .distributed import gather, init_world, leave, local_device, shard
 
     device = local_device(resolve_device(ctx.device))

@@ -77,7 +77,7 @@ class Regressor(torch.nn.Module):
 
 def _predict(reg: Regressor, samples, positions: np.ndarray, batch_size: int, device,
              timer: PhaseTimer | None = None, should_stop: StopFn = None) -> np.ndarray:
-    from ..tokenize import trim_batch
+    from ..data.tokenizer import trim_batch
 
     out = np.zeros(len(positions))
     lengths = samples.lengths[torch.as_tensor(positions, dtype=torch.long)]
@@ -103,7 +103,7 @@ def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, e
     Returns:
         (the regressor at its best validation Spearman, facts: mean, std, val_spearman, best_epoch, ...).
     """
-    from ..tokenize import trim_batch
+    from ..data.tokenizer import trim_batch
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(positions))

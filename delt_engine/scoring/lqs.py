@@ -179,7 +179,7 @@ def _proxy_positions(n: int, cfg: LQSConfig) -> np.ndarray:
 
 
 def _on_device(samples, index_batches, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from ..tokenize import trim_batch
+    from ..data.tokenizer import trim_batch
 
     out = []
     for idx in index_batches:
@@ -189,7 +189,7 @@ def _on_device(samples, index_batches, device) -> list[tuple[torch.Tensor, torch
 
 
 def _target_batches(texts: list[str], tokenizer, cfg: LQSConfig, device):
-    from ..tokenize import encode
+    from ..data.tokenizer import encode
     from .lqs_core import length_chunks
 
     target = encode(texts, [f"target-{i}" for i in range(len(texts))], tokenizer, max_length=cfg.max_length)
@@ -202,7 +202,7 @@ def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Option
     Returns:
         ExactLQS on rank 0 (or without torchrun), None on other ranks.
     """
-    from ..device import resolve_device
+    from ..models.device import resolve_device
     from .distributed import init_world, local_device
     from .runner import prepare_model, prepare_samples, prepare_tokenizer
 

@@ -276,7 +276,7 @@ def contribution_pass(flm: FunctionalLM, params: Params, samples, chunks: list[t
 
     Each chunk is trimmed to its longest sample; per-sample gradients live for one chunk only.
     """
-    from ..tokenize import trim_batch
+    from ..data.tokenizer import trim_batch
 
     dots, sqs = [], []
     for idx in chunks:

@@ -60,7 +60,7 @@ def prepare_tokenizer(ctx: ScoreContext):
     Returns:
         A Hugging Face fast tokenizer with eos and pad tokens set.
     """
-    from ..tokenize import DEFAULT_VOCAB_SIZE, load_tokenizer, train_tokenizer
+    from ..data.tokenizer import DEFAULT_VOCAB_SIZE, load_tokenizer, train_tokenizer
 
     if ctx.tokenizer is not None and not isinstance(ctx.tokenizer, (str, os.PathLike)):
         return ctx.tokenizer
@@ -79,7 +79,7 @@ def prepare_tokenizer(ctx: ScoreContext):
 def prepare_samples(ctx: ScoreContext, tokenizer):
     """Encode the corpus of ``ctx`` as ``Samples`` (one per document, EOS appended, truncated to
     ``ctx.max_length``, right-padded), in corpus order with the corpus ids."""
-    from ..tokenize import encode
+    from ..data.tokenizer import encode
 
     timer = PhaseTimer("encode", 1, ctx.on_progress)
     samples = encode(ctx.frame["text"].to_list(), ctx.frame["id"].to_list(), tokenizer, max_length=ctx.max_length)
@@ -106,7 +106,7 @@ def prepare_model(ctx: ScoreContext, tokenizer, *, samples=None, attn_implementa
     Returns:
         The model (``model.eval()`` applied).
     """
-    from ..models import build_model
+    from ..models.presets import build_model
 
     model = build_model(str(ctx.model), vocab_size=len(tokenizer), seed=ctx.seed, device=ctx.device,
                         dtype=dtype, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -144,8 +144,8 @@ def warm_up(model, samples, *, steps: int, lr: float = 1e-3, batch_size: int = 1
     Returns:
         The training loss of each step.
     """
-    from ..lm import token_mean_loss
-    from ..tokenize import trim_batch
+    from ..models.losses import token_mean_loss
+    from ..data.tokenizer import trim_batch
 
     if lr <= 0:
         raise ConfigError(f"option warmup_lr={lr} must be > 0 (e.g. --set warmup_lr=0.001)")

@@ -55,7 +55,7 @@ def frame_with(at: AppTest, *columns: str, index: int = 0):
 
 def ensure_length_scores(workspace) -> None:
     """A finished length scoring of the demo (made with the engine directly when no test made one)."""
-    from delt_engine.scoring.score_jobs import create_score_job, run_score_job
+    from delt_engine.jobs.score_job import create_score_job, run_score_job
     from ui.datasets import DEMO, corpus_path
     from ui.scores import latest_done, list_jobs
 

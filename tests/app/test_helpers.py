@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ui import comparisons, estimate, live, scores
+from delt_engine.scoring import cost
+from ui import comparisons, live, scores
 from ui.datasets import category_columns, group_labels
 
 
@@ -27,7 +28,7 @@ def test_ordering_specs_apply_the_organize_knobs():
     ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}, 10),  # 900 / (45 docs x 2 tokens)
 ])
 def test_build_spec_covers_the_budget_and_is_valid(train, selection, epochs):
-    from delt_engine.comparison_spec import parse_spec
+    from delt_engine.experiments.spec import parse_spec
 
     spec = comparisons.build_spec("demo-length", "/tmp/c.parquet", Job(), {"target": None, "benchmark": None},
                                   selection, [{"method": "shuffle"}, {"method": "folding", "layers": 3}], 2, train,
@@ -77,36 +78,36 @@ def test_jaccard_top_k_by_hand():
 
 
 def test_preset_parameter_count_matches_the_built_model():
-    from delt_engine.models import build_model, count_parameters
+    from delt_engine.models.presets import build_model, count_parameters
 
     model = build_model("tiny-test", vocab_size=2048, device="cpu")
-    assert estimate.preset_parameters("tiny-test") == count_parameters(model)
+    assert cost.preset_parameters("tiny-test") == count_parameters(model)
 
 
 def test_estimates_grow_with_the_method_cost():
-    cheap = estimate.estimate("length", 2000, 60, "cpu-demo")
-    ppl = estimate.estimate("perplexity", 2000, 60, "cpu-demo")
-    lqs = estimate.estimate("lqs", 2000, 60, "cpu-demo", steps=40, delta=10)
+    cheap = cost.estimate("length", 2000, 60, "cpu-demo")
+    ppl = cost.estimate("perplexity", 2000, 60, "cpu-demo")
+    lqs = cost.estimate("lqs", 2000, 60, "cpu-demo", steps=40, delta=10)
     assert cheap.seconds < ppl.seconds < lqs.seconds
     assert lqs.memory_bytes > ppl.memory_bytes
-    bigger_target = estimate.estimate("lqs", 2000, 60, "cpu-demo", steps=40, delta=10, target_docs=2000)
+    bigger_target = cost.estimate("lqs", 2000, 60, "cpu-demo", steps=40, delta=10, target_docs=2000)
     assert bigger_target.seconds > lqs.seconds * 1.5  # grad J over the target set at every step
     # the default demo LQS (88-101 s measured on the 2-core CPU) is estimated within a factor of 3
-    demo = estimate.estimate("lqs", 2000, 64, "cpu-demo", "cpu", steps=20, delta=10, warmup_steps=100)
+    demo = cost.estimate("lqs", 2000, 64, "cpu-demo", "cpu", steps=20, delta=10, warmup_steps=100)
     assert 30 < demo.seconds < 300
-    gpu = estimate.estimate("lqs", 2000, 64, "cpu-demo", "cuda", steps=20, delta=10, warmup_steps=100)
+    gpu = cost.estimate("lqs", 2000, 64, "cpu-demo", "cuda", steps=20, delta=10, warmup_steps=100)
     assert 11.6 / 3 < gpu.seconds < 11.6 * 3  # measured on an H200
-    assert estimate.human_seconds(90) == "~2 min" and estimate.human_bytes(2048) == "2 KB"
+    assert cost.human_seconds(90) == "~2 min" and cost.human_bytes(2048) == "2 KB"
     # fewer parameter copies with checkpoint=delta, less per-sample memory with a smaller chunk
     big = dict(n_docs=2000, mean_tokens=64, model="gpu-160m", device="cuda", steps=40, delta=10)
-    every = estimate.estimate("lqs", **big, checkpoint="every")
-    delta = estimate.estimate("lqs", **big, checkpoint="delta")
-    weights = estimate.preset_parameters("gpu-160m") * estimate.BYTES_PER_PARAM
+    every = cost.estimate("lqs", **big, checkpoint="every")
+    delta = cost.estimate("lqs", **big, checkpoint="delta")
+    weights = cost.preset_parameters("gpu-160m") * cost.BYTES_PER_PARAM
     assert every.memory_bytes - delta.memory_bytes == (41 - 5) * weights  # T+1 copies vs T/delta+1
-    assert estimate.estimate("lqs", **big, chunk_size=2).memory_bytes < estimate.estimate("lqs", **big).memory_bytes
+    assert cost.estimate("lqs", **big, chunk_size=2).memory_bytes < cost.estimate("lqs", **big).memory_bytes
     # the pass's activations as measured by bench/lqs_speed.py, within a factor of 2
-    assert 50e6 < estimate.pass_bytes("cpu-demo", 16, 67, 0) < 200e6  # measured 102 MB
-    assert 1.6e9 < estimate.pass_bytes("gpu-30m", 64, 67, 0) < 6.6e9  # measured 3.3 GB on an H200
+    assert 50e6 < cost.pass_bytes("cpu-demo", 16, 67, 0) < 200e6  # measured 102 MB
+    assert 1.6e9 < cost.pass_bytes("gpu-30m", 64, 67, 0) < 6.6e9  # measured 3.3 GB on an H200
 
 
 def test_labels_and_category_columns():
@@ -160,9 +161,9 @@ def test_scenarios_pin_what_they_compare():
 
 
 def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
-    from delt_engine.comparison_spec import prepare_comparison
-    from delt_engine.demo import ensure_demo
-    from delt_engine.workspace import Workspace
+    from delt_engine.experiments.spec import prepare_comparison
+    from delt_engine.demo.generate import ensure_demo
+    from delt_engine.workspace.layout import Workspace
 
     spec = {"name": "t", "corpus": "demo", "scorer": {"method": "length"}, "orderings": [{"method": "shuffle"}],
             "seeds": [0], "train": {"model": "tiny-test", "steps": 1}}

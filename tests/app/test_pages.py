@@ -9,7 +9,7 @@ import shutil
 import polars as pl
 import pytest
 
-from delt_engine.jobstate import now_iso
+from delt_engine.jobs.protocol import now_iso
 from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, texts
 
 PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
@@ -87,7 +87,7 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     assert sum("its own, from" in c.value for c in at.caption) == 2
     paths = eval_paths(workspace, "mini")
     assert paths["target"].endswith("mini/eval/target.jsonl") and paths["benchmark"].endswith("mini/eval/mybench.jsonl")
-    from delt_engine.benchmarks import load_benchmark
+    from delt_engine.training.evaluation import load_benchmark
 
     assert [i.task for i in load_benchmark(paths["benchmark"])] == ["mybench"]  # task from the kept file name
     at.selectbox(key="data.dataset").set_value("demo").run()  # back to the demo for the next tests
@@ -114,9 +114,9 @@ def test_score_length_and_random_then_results(workspace):
 
 
 def test_score_with_a_local_model_folder(workspace, tmp_path):
-    from delt_engine.models import build_model
-    from delt_engine.tokenize import train_tokenizer
-    from delt_engine.training import save_trained
+    from delt_engine.models.presets import build_model
+    from delt_engine.data.tokenizer import train_tokenizer
+    from delt_engine.training.loop import save_trained
 
     tok = train_tokenizer(["the cat sat on the mat", "a dog ran in the park"] * 20, vocab_size=300)
     folder = save_trained(build_model("tiny-test", len(tok), device="cpu"), tok, tmp_path / "kept")
@@ -203,7 +203,7 @@ def test_job_rows_name_the_gpu_a_job_was_given(workspace):
 
 
 def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
-    from delt_engine.corpus import load_corpus
+    from delt_engine.data.corpus import load_corpus
     from ui.datasets import DEMO, corpus_path
 
     open_page()
@@ -244,7 +244,7 @@ def test_organize_selection_cutoff_and_orderings(workspace):
     at.radio(key="organize.dedup").set_value("exact").run()  # the 120-document demo has 4 exact copies
     assert any(t.startswith("4 of 120 documents repeat an earlier one") for t in texts(at, "caption"))
     assert next(m for m in at.metric if m.label == "Kept").value == "116 of 116"
-    from delt_engine.dedup import find_duplicates
+    from delt_engine.data.dedup import find_duplicates
     from ui.datasets import DEMO, load
 
     at.radio(key="organize.dedup").set_value("near").run()
@@ -285,8 +285,8 @@ def test_train_tiny_comparison_then_compare(workspace):
     assert set(table["arm"]) == {"shuffle", "folding L=3"}
     labels = [b.proto.label for b in cmp.get("download_button")]
     assert labels == ["Download curves (CSV)", "Download summary (JSON)", "Download the spec (JSON)"]
-    from delt_engine.comparison_spec import parse_spec
-    from delt_engine.workspace import Workspace
+    from delt_engine.experiments.spec import parse_spec
+    from delt_engine.workspace.layout import Workspace
 
     spec = Workspace(workspace).load_comparison(cmp.selectbox(key="compare.comparison").value)["spec"]
     assert [label for label, _ in parse_spec(spec).arms] == ["shuffle", "folding L=3"]  # the download reruns

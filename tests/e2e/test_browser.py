@@ -67,7 +67,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 
 def stop_jobs(ws) -> None:
     """Cancel every unfinished scoring job and run of the workspace (SIGTERM to its process)."""
-    from delt_engine.jobstate import FINAL_STATES, read_status, request_cancel
+    from delt_engine.jobs.protocol import FINAL_STATES, read_status, request_cancel
 
     for job in [*ws.glob("scores/*"), *ws.glob("runs/*")]:
         if job.is_dir() and read_status(job).get("state") not in FINAL_STATES:

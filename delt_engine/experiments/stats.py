@@ -1,0 +1,404 @@
+"""Comparison statistics over training runs: align by tokens, aggregate seeds, paired verdicts, export.
+
+Pure functions on polars frames. The input is a *curves* frame, one row per metrics record of every
+run: ``run`` (id), ``arm`` (label such as "folding L=3"), ``seed``, ``step``, ``tokens`` and metric
+columns (``train_loss``, ``val_loss``, ``target_loss``, ``bench_acc``, ...; null where a record does
+not carry that metric). ``workspace.Workspace.comparison_curves`` builds it from run directories.
+
+Statistics: seeds are the unit of replication. A 95% interval is the Student t interval with n-1
+degrees of freedom (t quantile computed here; scipy is not a dependency). Two orderings are compared
+*paired* over matched seeds (same seed = same model init), which removes the init noise they share.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from ..errors import ConfigError, DataError
+from ..fileio import atomic_write_text, write_json
+
+ID_COLUMNS = ("run", "arm", "seed", "step", "tokens")
+LOWER_IS_BETTER = {"train_loss": True, "val_loss": True, "target_loss": True,
+                   "bench_acc": False, "bench_acc_norm": False}
+LABELS = {"train_loss": "train loss", "val_loss": "validation loss", "target_loss": "target loss",
+          "bench_acc": "benchmark accuracy", "bench_acc_norm": "benchmark accuracy (norm)"}
+VERDICT_METRICS = ("target_loss", "bench_acc")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses are lower-is-better; accuracies (``bench_acc*``, ``bench.<task>``) higher-is-better."""
+    if metric in LOWER_IS_BETTER:
+        return LOWER_IS_BETTER[metric]
+    return "loss" in metric
+
+
+def metric_label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+# ----------------------------------------------------------------------------- Student t
+
+def _t_central_prob(t: float, df: int) -> float:
+    """P(|T| < t) for Student t with integer ``df`` (Abramowitz & Stegun 26.7.3 / 26.7.4, exact)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 1:
+        # odd df: (2/pi) * (theta + sin*cos * (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+        term, total = 1.0, 1.0 if df > 1 else 0.0
+        for k in range(1, (df - 1) // 2):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        return 2.0 / math.pi * (theta + s * math.cos(theta) * total)
+    # even df: sin * (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+    term, total = 1.0, 1.0
+    for k in range(1, df // 2):
+        term *= c2 * (2 * k - 1) / (2 * k)
+        total += term
+    return s * total
+
+
+@lru_cache(maxsize=256)
+def t_quantile(level: float, df: int) -> float:
+    """Two-sided critical value t* with P(|T| < t*) = ``level`` for Student t with ``df`` dof.
+
+    Args:
+        level: coverage in (0, 1), e.g. 0.95.
+        df: degrees of freedom, a positive integer (n - 1 for n seeds).
+    Returns:
+        t*, e.g. 12.706 for df=1 and 4.303 for df=2 at level 0.95.
+    """
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"confidence level={level} must be between 0 and 1 (e.g. 0.95)")
+    if int(df) != df or df < 1:
+        raise ConfigError(f"degrees of freedom df={df} must be a positive integer")
+    df = int(df)
+    # P(|T| < t) rises monotonically in theta = atan(t / sqrt(df)) over [0, pi/2): bisect theta.
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_central_prob(math.sqrt(df) * math.tan(mid), df) < level:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-15:
+            break
+    return math.sqrt(df) * math.tan(0.5 * (lo + hi))
+
+
+def t_half_widths(std: np.ndarray, n: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """Half-widths t*(n-1) * std / sqrt(n), vectorised; NaN where n < 2 (no spread to estimate)."""
+    std, n = np.asarray(std, dtype=float), np.asarray(n, dtype=float)
+    crit = np.full(n.shape, np.nan)
+    for k in np.unique(n[n >= 2]):
+        crit[n == k] = t_quantile(level, int(k) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return crit * std / np.sqrt(n)
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
+    """Mean, t-interval half-width and count of the finite ``values`` (half-width NaN for n < 2)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, 0
+    std = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    return float(np.mean(x)), float(t_half_widths(np.array([std]), np.array([n]), level)[0]), n
+
+
+# ----------------------------------------------------------------------------- curves
+
+def ema(values: Sequence[float], weight: float = 0.6) -> np.ndarray:
+    """Bias-corrected exponential moving average (as Adam's moment estimates).
+
+    ``s_t = weight * s_{t-1} + (1 - weight) * x_t`` from ``s_0 = 0``, divided by ``1 - weight**t`` so
+    the first points are not pulled towards zero. NaNs are skipped (they keep the previous value).
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ConfigError(f"smoothing weight={weight} must be in [0, 1); 0 means no smoothing")
+    x = np.asarray(values, dtype=float)
+    out = np.full(x.shape, np.nan)
+    s, count = 0.0, 0
+    for i, v in enumerate(x):
+        if np.isfinite(v):
+            s, count = weight * s + (1.0 - weight) * v, count + 1
+        if count:
+            out[i] = s / (1.0 - weight ** count)
+    return out
+
+
+def smooth(curves: pl.DataFrame, metric: str, weight: float = 0.6) -> pl.DataFrame:
+    """Add ``<metric>_ema``: the bias-corrected EMA of ``metric`` within each run, in step order."""
+    _require(curves, ("run", "step", metric))
+    parts = []
+    for _, part in curves.sort(["run", "step"]).group_by("run", maintain_order=True):
+        col = part[metric].cast(pl.Float64).to_numpy()
+        parts.append(part.with_columns(pl.Series(f"{metric}_ema", ema(col, weight))))
+    return pl.concat(parts) if parts else curves.with_columns(pl.lit(None, pl.Float64).alias(f"{metric}_ema"))
+
+
+def _metric_points(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
+    _require(curves, ("run", "arm", "seed", "tokens", metric))
+    pts = (curves.select("run", "arm", "seed", "tokens", pl.col(metric).cast(pl.Float64).alias("value"))
+           .filter(pl.col("value").is_not_null() & pl.col("value").is_finite() & pl.col("tokens").is_not_null()))
+    if pts.is_empty():
+        raise DataError(f"no run has recorded {metric!r} yet; wait for the first evaluation or pick another metric")
+    return pts.sort(["run", "tokens"])
+
+
+def token_grid(curves: pl.DataFrame, metric: str, n_points: int = 50) -> np.ndarray:
+    """Evenly spaced token counts over the range every run covers for ``metric`` (no extrapolation)."""
+    spans = _metric_points(curves, metric).group_by("run").agg(pl.col("tokens").min().alias("lo"),
+                                                                pl.col("tokens").max().alias("hi"))
+    lo, hi = float(spans["lo"].max()), float(spans["hi"].min())
+    if lo > hi:
+        raise DataError(f"the runs' {metric!r} curves do not overlap in tokens ({lo:.0f} > {hi:.0f}); "
+                        "compare runs with the same token budget")
+    return np.linspace(lo, hi, max(int(n_points), 1)) if hi > lo else np.array([lo])
+
+
+def align_by_tokens(curves: pl.DataFrame, metric: str, grid: Sequence[float] | None = None,
+                    n_points: int = 50) -> pl.DataFrame:
+    """Interpolate each run's ``metric`` linearly onto a common token grid.
+
+    Args:
+        curves: curves frame (run, arm, seed, tokens, metric).
+        grid: token counts to evaluate at; default ``token_grid(curves, metric, n_points)``.
+    Returns:
+        Frame (run, arm, seed, tokens, value); values outside a run's range are null.
+    """
+    pts = _metric_points(curves, metric)
+    grid_arr = np.asarray(grid if grid is not None else token_grid(curves, metric, n_points), dtype=float)
+    out = []
+    for (run, arm, seed), part in pts.group_by(["run", "arm", "seed"], maintain_order=True):
+        x, y = part["tokens"].cast(pl.Float64).to_numpy(), part["value"].to_numpy()
+        vals = np.interp(grid_arr, x, y)
+        vals[(grid_arr < x[0]) | (grid_arr > x[-1])] = np.nan
+        out.append(pl.DataFrame({"run": [run] * len(grid_arr), "arm": [arm] * len(grid_arr),
+                                 "seed": [seed] * len(grid_arr), "tokens": grid_arr, "value": vals}))
+    return pl.concat(out).with_columns(pl.col("value").fill_nan(None))
+
+
+def aggregate_seeds(aligned: pl.DataFrame, level: float = 0.95) -> pl.DataFrame:
+    """Mean over seeds per (arm, tokens) with a Student-t band.
+
+    Returns:
+        Frame (arm, tokens, mean, half_width, lower, upper, n), sorted by arm order of appearance, tokens.
+    """
+    _require(aligned, ("arm", "tokens", "value"))
+    agg = (aligned.filter(pl.col("value").is_not_null())
+           .group_by(["arm", "tokens"], maintain_order=True)
+           .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("std"),
+                pl.len().alias("n")))
+    half = t_half_widths(agg["std"].fill_null(np.nan).to_numpy(), agg["n"].to_numpy(), level)
+    return (agg.with_columns(pl.Series("half_width", half).fill_nan(None))
+            .with_columns((pl.col("mean") - pl.col("half_width")).alias("lower"),
+                          (pl.col("mean") + pl.col("half_width")).alias("upper"))
+            .select("arm", "tokens", "mean", "half_width", "lower", "upper", "n"))
+
+
+# ----------------------------------------------------------------------------- final metrics
+
+def metric_columns(curves: pl.DataFrame) -> list[str]:
+    """The numeric metric columns of a curves frame (everything but the id columns)."""
+    return [c for c, dt in curves.schema.items() if c not in ID_COLUMNS and dt.is_numeric()]
+
+
+def quality_metrics(curves: pl.DataFrame) -> list[str]:
+    """The losses and accuracies (not lr, throughput or timing) a curves frame records."""
+    return [c for c in metric_columns(curves) if c in LOWER_IS_BETTER or c.startswith("bench.")]
+
+
+def final_metrics(curves: pl.DataFrame, metrics: Iterable[str] | None = None) -> pl.DataFrame:
+    """The last recorded value of each metric per run (the final evaluation).
+
+    Returns:
+        Frame (run, arm, seed, tokens, <metrics>...), one row per run; tokens = the run's last count.
+    """
+    _require(curves, ("run", "arm", "seed", "step", "tokens"))
+    metrics = list(metrics) if metrics is not None else metric_columns(curves)
+    ordered = curves.sort(["run", "step"])
+    aggs = [pl.col("tokens").drop_nulls().last().alias("tokens")]
+    aggs += [pl.col(m).cast(pl.Float64).drop_nulls().last().alias(m) for m in metrics if m in curves.columns]
+    return ordered.group_by(["run", "arm", "seed"], maintain_order=True).agg(aggs)
+
+
+def arm_table(finals: pl.DataFrame, metrics: Sequence[str], level: float = 0.95) -> pl.DataFrame:
+    """Per arm: seeds, and mean and t half-width of each final metric (columns m_mean, m_ci)."""
+    metrics = [m for m in metrics if m in finals.columns]
+    aggs = [pl.len().alias("n_seeds")]
+    for m in metrics:
+        aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std(ddof=1).alias(f"{m}_std"),
+                 pl.col(m).count().alias(f"{m}_n")]
+    table = finals.group_by("arm", maintain_order=True).agg(aggs)
+    for m in metrics:
+        half = t_half_widths(table[f"{m}_std"].fill_null(np.nan).to_numpy(), table[f"{m}_n"].to_numpy(), level)
+        table = table.with_columns(pl.Series(f"{m}_ci", half).fill_nan(None)).drop(f"{m}_std", f"{m}_n")
+    return table
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Paired difference ``arm - baseline`` of one final metric over matched seeds."""
+
+    metric: str
+    arm: str
+    baseline: str
+    n: int
+    mean_diff: float
+    half_width: float
+    lower_is_better: bool
+    significant: bool  # the t interval excludes zero
+    winner: str | None  # arm, baseline, or None (no difference beyond seed noise)
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def paired_comparison(finals: pl.DataFrame, arm: str, baseline: str, metric: str,
+                      level: float = 0.95) -> PairedResult:
+    """Compare ``arm`` with ``baseline`` on a final metric, paired by seed.
+
+    Args:
+        finals: output of ``final_metrics`` (run, arm, seed, metric).
+        arm, baseline: arm labels, e.g. "folding L=3" and "shuffle".
+        metric: e.g. "target_loss" (lower is better) or "bench_acc" (higher is better).
+    Returns:
+        PairedResult with the mean difference, its t half-width and a plain verdict.
+    """
+    _require(finals, ("arm", "seed", metric))
+    a = finals.filter(pl.col("arm") == arm).select("seed", pl.col(metric).alias("a"))
+    b = finals.filter(pl.col("arm") == baseline).select("seed", pl.col(metric).alias("b"))
+    pairs = a.join(b, on="seed", how="inner").drop_nulls()
+    diff, half, n = mean_ci((pairs["a"] - pairs["b"]).to_numpy(), level)
+    low = lower_is_better(metric)
+    # identical differences in every seed (ties are common for accuracy on a small benchmark) leave no
+    # spread to build an interval from: a zero-width interval is not evidence
+    no_spread = n >= 2 and half <= 1e-9 * max(abs(diff), 1e-12)  # float noise of equal differences
+    significant = n >= 2 and math.isfinite(half) and not no_spread and abs(diff) > half
+    winner = None
+    if significant:
+        winner = arm if (diff < 0) == low else baseline
+    return PairedResult(metric, arm, baseline, n, diff, half, low, significant, winner,
+                        _verdict(arm, baseline, metric, n, diff, half, winner, no_spread))
+
+
+def _verdict(arm: str, baseline: str, metric: str, n: int, diff: float, half: float, winner: str | None,
+             no_spread: bool = False) -> str:
+    label = metric_label(metric)
+    if n == 0:
+        return f"{arm} vs {baseline}: no matched seeds with {label}"
+    if n == 1:
+        return (f"{arm} vs {baseline} on {label}: {diff:+.4f} from 1 seed; "
+                "run 2 or more seeds to tell it from seed noise")
+    if no_spread:
+        return (f"{arm} vs {baseline} on {label}: {diff:+.4f} in each of the {n} seeds; with no spread between "
+                "seeds there is no interval to judge it by, run more seeds")
+    if winner is None:
+        return f"{arm} vs {baseline} on {label}: no difference beyond seed noise ({diff:+.4f} ± {half:.4f}, {n} seeds)"
+    loser = baseline if winner == arm else arm
+    return f"{winner} beats {loser} on {label} by {abs(diff):.4f} ± {half:.4f} ({n} seeds)"
+
+
+def compare_arms(finals: pl.DataFrame, baseline: str, metrics: Sequence[str] = VERDICT_METRICS,
+                 level: float = 0.95) -> list[PairedResult]:
+    """Paired comparison of every other arm with ``baseline`` on each of ``metrics`` that was recorded."""
+    arms = finals["arm"].unique(maintain_order=True).to_list()
+    if baseline not in arms:
+        raise DataError(f"baseline arm {baseline!r} has no finished runs; arms present: {', '.join(arms)}")
+    present = [m for m in metrics if m in finals.columns and finals[m].drop_nulls().len() > 0]
+    return [paired_comparison(finals, arm, baseline, m, level) for arm in arms if arm != baseline for m in present]
+
+
+def pick_baseline(arms: Sequence[str]) -> str:
+    """The shuffle arm if there is one (the paper's conventional baseline), else the first arm."""
+    if not arms:
+        raise DataError("no arms to compare: the comparison has no runs with metrics")
+    return next((a for a in arms if a.split()[0] == "shuffle"), arms[0])
+
+
+# ----------------------------------------------------------------------------- report and export
+
+def format_table(table: pl.DataFrame, metrics: Sequence[str]) -> str:
+    """A plain-text table: arm, seeds, and ``mean ± ci`` per metric."""
+    metrics = [m for m in metrics if f"{m}_mean" in table.columns]
+    header = ["arm", "seeds"] + [metric_label(m) for m in metrics]
+    rows = []
+    for r in table.iter_rows(named=True):
+        cells = [str(r["arm"]), str(r["n_seeds"])]
+        for m in metrics:
+            mean, ci = r[f"{m}_mean"], r[f"{m}_ci"]
+            cells.append("-" if mean is None else f"{mean:.4f}" + ("" if ci is None else f" ± {ci:.4f}"))
+        rows.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in [header] + rows]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
+
+
+def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequence[str] | None = None,
+              level: float = 0.95) -> dict:
+    """JSON-ready summary: per-arm final metrics (mean, CI), paired deltas vs the baseline, verdicts."""
+    metrics = [m for m in (metrics or quality_metrics(curves)) if m in curves.columns]
+    finals = final_metrics(curves, metrics)
+    arms = finals["arm"].unique(maintain_order=True).to_list()
+    baseline = baseline or pick_baseline(arms)
+    table = arm_table(finals, metrics, level)
+    per_arm = {}
+    for r in table.iter_rows(named=True):
+        runs = finals.filter(pl.col("arm") == r["arm"])
+        per_arm[r["arm"]] = {"n_seeds": r["n_seeds"], "runs": runs["run"].to_list(), "seeds": runs["seed"].to_list(),
+                             **{m: {"mean": _num(r[f"{m}_mean"]), "ci_half_width": _num(r[f"{m}_ci"]),
+                                    "values": [_num(v) for v in runs[m].to_list()]} for m in metrics}}
+    deltas = compare_arms(finals, baseline, [m for m in metrics if m in LOWER_IS_BETTER], level)
+    return {"baseline": baseline, "level": level, "metrics": metrics, "arms": per_arm,
+            "deltas": [d.to_dict() for d in deltas],
+            "verdicts": {f"{d.arm} vs {d.baseline}: {d.metric}": d.verdict for d in deltas
+                         if d.metric in VERDICT_METRICS}}
+
+
+def export_comparison(curves: pl.DataFrame, out_dir: str | Path, baseline: str | None = None,
+                      level: float = 0.95, n_points: int = 50) -> dict[str, Path]:
+    """Write ``curves.csv`` (every record), ``curves_by_arm.csv`` (seed means and bands on a token grid
+    per metric) and ``summary.json`` into ``out_dir``.
+
+    Returns:
+        {"curves": path, "curves_by_arm": path, "summary": path}
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in ID_COLUMNS if c in curves.columns] + metric_columns(curves)
+    paths = {"curves": out / "curves.csv", "curves_by_arm": out / "curves_by_arm.csv", "summary": out / "summary.json"}
+    atomic_write_text(paths["curves"], curves.sort(["arm", "seed", "step"]).select(cols).write_csv())
+    bands = []
+    for m in quality_metrics(curves):
+        try:
+            agg = aggregate_seeds(align_by_tokens(curves, m, n_points=n_points), level)
+        except DataError:
+            continue  # a metric no run has recorded yet
+        bands.append(agg.select(pl.lit(m).alias("metric"), pl.all()))
+    atomic_write_text(paths["curves_by_arm"], pl.concat(bands).write_csv() if bands else "")
+    write_json(paths["summary"], json.loads(json.dumps(summarize(curves, baseline, None, level), default=_num)))
+    return paths
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _require(frame: pl.DataFrame, columns: Iterable[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"curves frame lacks column(s) {', '.join(missing)}; "
+                        f"it has {', '.join(frame.columns) or 'none'} (build it with Workspace.comparison_curves)")

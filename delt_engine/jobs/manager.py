@@ -1,0 +1,372 @@
+"""The job manager: launches, queues, cancels and reaps scoring/training jobs as subprocesses.
+
+One manager per process (the app keeps it in ``st.cache_resource``; the CLI makes its own). State lives
+in the job directories (jobstate protocol), so jobs started by another process show up in the run
+registry too. A small daemon thread calls ``tick()`` while there is work; it touches only files and
+processes, never any UI. Readers (pages, the CLI) may call ``tick()``/``poll()`` as well.
+
+Lifecycle: ``submit`` writes status "queued" at once (FIFO queue, ``max_concurrent`` jobs at a time);
+``tick`` launches queued jobs when a slot frees, reaps exited processes (a job that exited without a
+final status is marked failed with its exit code and the tail of ``job.log``) and hard-kills jobs that
+ignored a cancel for ``grace_s`` seconds. ``cancel``: queued -> cancelled immediately; running ->
+SIGTERM (the job stops at its next check and writes "cancelled"), then SIGKILL after the grace period
+and "cancelled" written by the manager.
+
+GPUs: with several visible CUDA devices each launched job gets one of its own through
+``CUDA_VISIBLE_DEVICES`` (the least busy, lowest first), so a comparison's runs spread over the GPUs;
+with one GPU or none the variable is left as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import JobError
+from .protocol import FINAL_STATES, now_iso, pid_alive, read_status, request_cancel, write_status
+from ..fileio import write_json
+from ..workspace.layout import log_tail, refresh_status
+
+JOB_FLAGS = {"train": "--run-dir", "score": "--job-dir"}
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m delt_engine` works from any cwd
+
+CommandBuilder = Callable[[Path, str], list]
+
+
+def engine_command(python: str = sys.executable) -> CommandBuilder:
+    """The default command builder: ``[python, -m, delt_engine, train|score, --run-dir|--job-dir, DIR]``."""
+    def build(job_dir: Path, kind: str) -> list:
+        if kind not in JOB_FLAGS:
+            raise JobError(f"unknown job kind {kind!r}; use one of {', '.join(JOB_FLAGS)}")
+        return [python, "-m", "delt_engine", kind, JOB_FLAGS[kind], str(job_dir)]
+    return build
+
+
+@dataclass
+class _Active:
+    dir: Path
+    pid: int
+    proc: subprocess.Popen | None  # None for a job another process launched (cancelled from here)
+    kill_at: float | None = None  # when to SIGKILL a job that ignores SIGTERM
+    cancelling: bool = False
+    killed: bool = False
+    gpu: str | None = None  # the CUDA device this job was given, when jobs are spread over several
+
+
+class JobManager:
+    """Process-wide, thread-safe launcher with a FIFO queue and bounded concurrency.
+
+    Args:
+        max_concurrent: jobs running at once (default 1: one job at a time on a CPU / per device).
+        python: interpreter for the job subprocesses.
+        command_builder: ``(job_dir, kind) -> argv``; tests inject small scripts here.
+        grace_s: seconds between SIGTERM and SIGKILL when cancelling a running job.
+        poll_interval_s: how often the background thread ticks.
+        background: run the daemon thread (False: only explicit ``tick()`` calls advance jobs).
+        gpus: CUDA device ids to spread jobs over (None: ``visible_gpus()`` at the first launch).
+    """
+
+    def __init__(self, max_concurrent: int = 1, python: str = sys.executable,
+                 command_builder: CommandBuilder | None = None, grace_s: float = 10.0,
+                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None):
+        if max_concurrent < 1:
+            raise JobError(f"max_concurrent={max_concurrent} must be at least 1")
+        self.max_concurrent = int(max_concurrent)
+        self.command_builder = command_builder or engine_command(python)
+        self.grace_s, self.poll_interval_s, self.background = float(grace_s), float(poll_interval_s), background
+        self._lock = threading.RLock()
+        self._queue: deque[tuple[Path, str]] = deque()
+        self._active: dict[Path, _Active] = {}
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None  # last unexpected error inside the background thread
+        self.gpus = None if gpus is None else [str(g) for g in gpus]
+
+    # -------------------------------------------------------------- public API
+
+    def submit(self, job_dir: str | os.PathLike, kind: str = "train") -> Path:
+        """Queue a job directory (it must hold config.json); status "queued" is written at once."""
+        job_dir = Path(job_dir).resolve()
+        if not (job_dir / "config.json").exists():
+            raise JobError(f"{job_dir} has no config.json; prepare the run before submitting it")
+        self.command_builder(job_dir, kind)  # fail early on an unknown kind
+        with self._lock:
+            if job_dir in self._active or any(d == job_dir for d, _ in self._queue):
+                return job_dir
+            old = refresh_status(job_dir)
+            if old.get("state") == "running":
+                raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
+            (job_dir / "cancel").unlink(missing_ok=True)
+            write_json(job_dir / "status.json", {"state": "queued", "created_at": old.get("created_at") or now_iso(),
+                                                 "queued_at": now_iso(), "manager_pid": os.getpid(), "kind": kind})
+            self._queue.append((job_dir, kind))
+            self._tick_locked()
+            self._ensure_thread()
+        return job_dir
+
+    def cancel(self, job_dir: str | os.PathLike) -> str:
+        """Cancel a job: queued -> "cancelled"; running -> "stopping" (SIGTERM, SIGKILL after grace_s).
+
+        Returns the resulting state ("cancelled", "stopping", or the final state it already had).
+        """
+        job_dir = Path(job_dir).resolve()
+        with self._lock:
+            queued = [item for item in self._queue if item[0] == job_dir]
+            if queued:
+                self._queue.remove(queued[0])
+                write_status(job_dir, "cancelled", error=None, message="cancelled before it started")
+                return "cancelled"
+            if job_dir in self._active:
+                self._stop(self._active[job_dir])
+                self._ensure_thread()
+                return "stopping"
+            return self._cancel_foreign(job_dir)
+
+    def tick(self) -> None:
+        """Reap exited jobs, hard-kill overdue cancels, launch queued jobs into free slots."""
+        with self._lock:
+            self._tick_locked()
+
+    poll = tick
+
+    def running(self) -> list[Path]:
+        with self._lock:
+            return [d for d, a in self._active.items() if a.proc is not None]
+
+    def queued(self) -> list[Path]:
+        with self._lock:
+            return [d for d, _ in self._queue]
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._queue and not self._active
+
+    def wait(self, job_dirs: Iterable[str | os.PathLike], timeout: float | None = None,
+             on_tick: Callable[[dict[Path, dict]], None] | None = None, interval_s: float = 0.5) -> dict[Path, dict]:
+        """Block until every job in ``job_dirs`` has a final state; returns {dir: status}.
+
+        Args:
+            timeout: seconds; raises JobError when exceeded (the jobs keep running).
+            on_tick: called with the current statuses after every poll (e.g. to draw progress bars).
+        """
+        dirs = [Path(d).resolve() for d in job_dirs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.tick()
+            with self._lock:
+                mine = set(self._active) | {d for d, _ in self._queue}
+            statuses = {d: read_status(d) if d in mine else refresh_status(d) for d in dirs}
+            if on_tick is not None:
+                on_tick(statuses)
+            if all(s.get("state") in FINAL_STATES for s in statuses.values()):
+                return statuses
+            if deadline is not None and time.monotonic() > deadline:
+                left = sum(s.get("state") not in FINAL_STATES for s in statuses.values())
+                raise JobError(f"{left} job(s) still unfinished after {timeout:.0f} s; they keep running "
+                               "(see `runs list`, or cancel them with `runs cancel ID`)")
+            time.sleep(interval_s)
+
+    def cancel_all(self) -> None:
+        """Cancel every queued and running job of this manager."""
+        with self._lock:
+            dirs = [d for d, _ in self._queue] + list(self._active)
+        for d in dirs:
+            self.cancel(d)
+
+    # -------------------------------------------------------------- internals (lock held)
+
+    def _tick_locked(self) -> None:
+        now = time.monotonic()
+        for job in list(self._active.values()):
+            if job.kill_at is not None and now >= job.kill_at:
+                self._hard_kill(job)
+            if self._exited(job):
+                self._reap(job)
+        while self._queue and self._n_running() < self.max_concurrent:
+            self._launch(*self._queue.popleft())
+
+    def _n_running(self) -> int:
+        return sum(1 for a in self._active.values() if a.proc is not None)
+
+    def _launch(self, job_dir: Path, kind: str) -> None:
+        status = read_status(job_dir)
+        if (job_dir / "cancel").exists() or status.get("state") != "queued":
+            if status.get("state") not in FINAL_STATES:
+                write_status(job_dir, "cancelled", message="cancelled before it started")
+            return
+        gpu = self._pick_gpu()
+        env = self._job_env()
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        try:
+            with open(job_dir / "job.log", "ab") as log:
+                proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        except (OSError, JobError) as exc:
+            write_status(job_dir, "failed", error=f"could not start the job: {exc}")
+            return
+        # The child needs far longer than this to import anything, so it cannot have written its own
+        # final status yet; it may rewrite "running" with the same pid, which is harmless.
+        write_status(job_dir, "running", pid=proc.pid, manager_pid=os.getpid(), **({"gpu": gpu} if gpu else {}))
+        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu)
+
+    def _pick_gpu(self) -> str | None:
+        """The least busy of several GPUs (lowest first on a tie); None with one GPU or none."""
+        if self.gpus is None:
+            self.gpus = visible_gpus()
+        if len(self.gpus) < 2:
+            return None
+        busy = {g: 0 for g in self.gpus}
+        for job in self._active.values():
+            if job.gpu in busy:
+                busy[job.gpu] += 1
+        return min(self.gpus, key=lambda g: busy[g])
+
+    def _job_env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        # Concurrent CPU jobs share the cores instead of each spawning one thread per core.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.max_concurrent)))
+        return env
+
+    def _exited(self, job: _Active) -> bool:
+        if job.proc is not None:
+            return job.proc.poll() is not None
+        return not pid_alive(job.pid)
+
+    def _reap(self, job: _Active) -> None:
+        del self._active[job.dir]
+        status = read_status(job.dir)
+        if status.get("state") in FINAL_STATES:
+            return
+        if job.cancelling:
+            how = "killed after ignoring SIGTERM for %.0f s" % self.grace_s if job.killed else "stopped on SIGTERM"
+            write_status(job.dir, "cancelled", message=f"cancelled: {how}")
+            return
+        rc = job.proc.returncode if job.proc is not None else None
+        tail = log_tail(job.dir)
+        reason = f"exited with code {rc}" if rc is not None and rc >= 0 else (
+            f"was killed by signal {-rc} ({_signal_name(-rc)})" if rc is not None else "exited")
+        last = "; ".join(line for line in tail.splitlines()[-3:] if line.strip())
+        write_status(job.dir, "failed", exit_code=rc, log_tail=tail,
+                     error=f"process {job.pid} {reason} without finishing" + (f": {last}" if last else ""))
+
+    def _stop(self, job: _Active) -> None:
+        if job.cancelling:
+            return
+        job.cancelling = True
+        (job.dir / "cancel").touch()
+        try:
+            os.kill(job.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        job.kill_at = time.monotonic() + self.grace_s
+
+    def _hard_kill(self, job: _Active) -> None:
+        job.kill_at = None
+        if self._exited(job):
+            return
+        job.killed = True
+        try:
+            # Jobs run in their own session, so the group id is the pid: kill its children too.
+            if os.getpgid(job.pid) == job.pid:
+                os.killpg(job.pid, signal.SIGKILL)
+            else:
+                os.kill(job.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if job.proc is not None:
+            try:
+                job.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            for _ in range(50):
+                if not pid_alive(job.pid):
+                    break
+                time.sleep(0.1)
+
+    def _cancel_foreign(self, job_dir: Path) -> str:
+        """Cancel a job this manager did not launch (e.g. started by the CLI in another process)."""
+        status = refresh_status(job_dir)
+        state = status.get("state")
+        if state in FINAL_STATES:
+            return state
+        if state == "running" and status.get("pid"):
+            request_cancel(job_dir)
+            job = _Active(job_dir, int(status["pid"]), None, time.monotonic() + self.grace_s, cancelling=True)
+            self._active[job_dir] = job
+            self._ensure_thread()
+            return "stopping"
+        # queued by another manager, or never submitted: the cancel file stops its launch
+        (job_dir / "cancel").touch()
+        write_status(job_dir, "cancelled", message="cancelled before it started")
+        return "cancelled"
+
+    def _ensure_thread(self) -> None:
+        if not self.background or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._thread = threading.Thread(target=self._loop, name="delt-job-manager", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.poll_interval_s)
+            with self._lock:
+                try:
+                    self._tick_locked()
+                except Exception as exc:  # keep ticking; surfaced through last_error
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                if not self._queue and not self._active:
+                    self._thread = None
+                    return
+
+
+def visible_gpus() -> list[str]:
+    """CUDA device ids jobs can use: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set, else
+    0..n-1 for the n devices torch sees (none on a CPU-only machine)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = [d.strip() for d in listed.split(",") if d.strip()]
+        return [] if not ids or ids[0] == "-1" else ids
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # no usable CUDA runtime: run jobs as they are
+        return []
+
+
+def default_concurrency() -> int:
+    """Jobs at once when nothing says otherwise: one per GPU when there are several, else 1."""
+    return max(1, len(visible_gpus()))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown signal"
+
+
+_SHARED: JobManager | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_manager(max_concurrent: int | None = None) -> JobManager:
+    """The process-wide manager (created on first call); ``max_concurrent`` updates its limit."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = JobManager(max_concurrent or 1)
+        elif max_concurrent:
+            _SHARED.max_concurrent = int(max_concurrent)
+        return _SHARED

@@ -1,0 +1,204 @@
+"""RunConfig: everything one training run needs, validated up front, stored as the run's config.json;
+and readers for the files it names (ordered data, held-out sets: JSONL or Parquet).
+
+A run trains a causal LM on ordered data exactly in file order (delt-method.md section 1: "training
+must then consume the data in exactly that order"), as in the paper's set-up (section 5): AdamW,
+cosine schedule with linear warm-up, minimum LR = 10% of peak.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from ..models.device import DEVICE_CHOICES
+from ..errors import ConfigError, DataError
+from ..fileio import json_object_line
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run.
+
+    Budget: ``steps`` (optimizer steps) or ``tokens`` (stop once the real, non-padding tokens seen
+    reach it); with neither, the run is ``epochs`` passes over the ordered data. Every epoch replays
+    the same ordering (no reshuffle), so a curriculum repeats; a budget larger than ``epochs`` passes
+    is an error (raise ``epochs``).
+
+    Evaluation: every ``eval_every`` steps and always at the end, plus once before the first step
+    (step 0, the untrained model: every ordering of one seed starts from that same point) when
+    ``eval_at_start`` and ``eval_every`` is set. ``validation`` (held-out general
+    text) gives ``val_loss``, ``target`` gives ``target_loss``, ``benchmark`` (multiple-choice JSONL)
+    gives ``bench_acc``/``bench_acc_norm``; whatever is not given is reported as null (a held-out split
+    is never carved out of the ordered data, because that would change what the run trains on).
+    Relative paths resolve against the working directory of the training process.
+
+    ``save_model``: when the run completes, the trained model and its tokenizer are saved to
+    ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
+
+    Tokenizer: ``None`` trains a byte-level BPE tokenizer on the input texts (cached under
+    ``cache_dir``); it does not depend on document order, so every ordering of one corpus shares it.
+    Runs on different selections of a corpus get different tokenizers and their losses are then not
+    comparable: give them one ``tokenizer`` directory (e.g. trained on the full corpus).
+    """
+
+    input: str
+    text_field: str = "text"
+    score_field: str = "score"
+    model: str = "cpu-demo"
+    tokenizer: Optional[str] = None
+    vocab_size: int = 2048
+    cache_dir: Optional[str] = None
+    max_length: int = 128
+    batch_size: int = 16
+    steps: Optional[int] = None
+    tokens: Optional[int] = None
+    epochs: int = 1
+    lr: float = 3e-3
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: Optional[float] = 1.0
+    seed: int = 0
+    device: str = "auto"
+    bf16: Optional[bool] = None  # None: bf16 autocast on CUDA, full fp32 elsewhere
+    log_every: int = 1
+    eval_every: Optional[int] = None
+    eval_at_start: bool = True
+    save_model: bool = False
+    validation: Optional[str] = None
+    target: Optional[str] = None
+    benchmark: Optional[str] = None
+    eval_max_samples: int = 256  # per held-out set, and per benchmark task
+    eval_batch_size: int = 32
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        _check_text("input", self.input)
+        for name in ("text_field", "score_field", "model"):
+            _check_text(name, getattr(self, name))
+        for name in ("tokenizer", "cache_dir", "validation", "target", "benchmark"):
+            if getattr(self, name) is not None:
+                _check_text(name, getattr(self, name))
+        _check_int("vocab_size", self.vocab_size, 300, 1_000_000)
+        _check_int("max_length", self.max_length, 2, 1_000_000)
+        _check_int("batch_size", self.batch_size, 1, 1_000_000)
+        _check_int("steps", self.steps, 1, 10**12, optional=True)
+        _check_int("tokens", self.tokens, 1, 10**15, optional=True)
+        if self.steps is not None and self.tokens is not None:
+            raise ConfigError(f"steps={self.steps} and tokens={self.tokens} were both given; "
+                              "give one budget (steps or tokens), or neither for whole epochs")
+        _check_int("epochs", self.epochs, 1, 1_000_000)
+        _check_float("lr", self.lr, 0.0, 10.0, low_open=True)
+        _check_float("warmup_frac", self.warmup_frac, 0.0, 1.0, high_open=True)
+        _check_float("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
+        _check_float("weight_decay", self.weight_decay, 0.0, 10.0)
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
+            raise ConfigError(f"betas={self.betas!r} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+        for i, b in enumerate(self.betas):
+            _check_float(f"betas[{i}]", b, 0.0, 1.0, high_open=True)
+        _check_float("grad_clip", self.grad_clip, 0.0, 1e6, low_open=True, optional=True)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        if not isinstance(self.device, str) or self.device.split(":")[0].lower() not in DEVICE_CHOICES:
+            raise ConfigError(f"device={self.device!r} is not known; use one of {', '.join(DEVICE_CHOICES)}")
+        if self.bf16 is not None and not isinstance(self.bf16, bool):
+            raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
+        _check_int("log_every", self.log_every, 1, 10**12)
+        _check_int("eval_every", self.eval_every, 1, 10**12, optional=True)
+        for name in ("eval_at_start", "save_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
+        _check_int("eval_max_samples", self.eval_max_samples, 1, 10**9)
+        _check_int("eval_batch_size", self.eval_batch_size, 1, 1_000_000)
+        if not isinstance(self.provenance, dict):
+            raise ConfigError(f"provenance={self.provenance!r} must be a dict "
+                              "(corpus_hash, scorer, ordering, ...)")
+        try:
+            json.dumps(self.provenance)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("provenance must be JSON-serialisable (strings, numbers, lists, dicts): "
+                              f"{exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (the run's config.json)."""
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Build from a dict such as config.json; unknown keys are an error (likely a typo)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a run config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown run config key(s) {', '.join(unknown)}; "
+                              f"allowed keys are {', '.join(sorted(known))}")
+        if "input" not in data:
+            raise ConfigError("run config has no 'input' (path of the ordered data JSONL/Parquet)")
+        return cls(**data)
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}={value!r} must be a non-empty string")
+
+
+def _check_int(name: str, value: Any, low: int, high: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        extra = " or null" if optional else ""
+        raise ConfigError(f"{name}={value!r} is out of range; use an integer in [{low}, {high}]{extra}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False,
+                 high_open: bool = False, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        extra = " or null" if optional else ""
+        raise ConfigError(f"{name}={value!r} is out of range; use a number in {lo}{low}, {high}{hi}{extra}")
+
+
+def read_rows(path: str | Path, what: str = "input") -> list[dict]:
+    """Rows of a JSONL or Parquet file, in file order (DataError naming file and line when malformed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {path} does not exist; give a JSONL or Parquet file")
+    if path.suffix.lower() == ".parquet":
+        import polars as pl
+
+        try:
+            return pl.read_parquet(path).to_dicts()
+        except Exception as exc:  # polars raises several unrelated types for bad files
+            raise DataError(f"{what} file {path} is not a readable Parquet file: {exc}") from exc
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                rows.append(json_object_line(line, f"{path}:{line_no}", "a text field"))
+    return rows
+
+
+def read_texts(rows: list[dict], field_name: str, path, fallback: str = "text") -> list[str]:
+    """The ``field_name`` strings of ``rows`` (``fallback`` when the first row lacks ``field_name``)."""
+    key = field_name if not rows or field_name in rows[0] else fallback
+    out = []
+    for i, row in enumerate(rows):
+        text = row.get(key)
+        if not isinstance(text, str):
+            raise DataError(f"{path}: row {i + 1} has no string {key!r} field; set text_field to the text column")
+        out.append(text)
+    return out

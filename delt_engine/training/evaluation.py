@@ -1,0 +1,233 @@
+"""Zero-shot multiple-choice evaluation by log-likelihood, as lm-evaluation-harness does it
+(delt-method.md section 5), plus held-out LM loss for validation and target sets.
+
+Scoring one item: every choice is a continuation of the context; its log-likelihood is the sum of the
+log-probabilities of the continuation's tokens given the context (and the earlier continuation tokens).
+- ``acc``: the choice with the highest log-likelihood is the answer.
+- ``acc_norm``: the highest log-likelihood divided by the choice's length. lm-eval divides by the
+  length of the choice string; we use its UTF-8 byte length (the same for ASCII text, and independent
+  of the tokenizer, which is the point of the normalisation).
+Context/continuation split, as lm-eval: the continuation is ``" " + choice`` when the context is
+non-empty and does not end in whitespace, else ``choice``; trailing whitespace of the context is then
+moved to the front of the continuation (so "Q: " + "A" is scored as "Q:" | " A"). Context and
+continuation are encoded separately and concatenated, so the continuation tokens scored are exactly
+the continuation's own encoding (lm-eval encodes the whole string and splits it; with byte-level BPE,
+whose pre-tokenizer splits before a space, both give the same tokens). An empty context is replaced by
+the EOS token, which serves as BOS. Sequences longer than ``max_length`` are cut from the left.
+Tasks are reported separately and as their unweighted mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import DataError
+from ..fileio import json_object_line
+from ..models.losses import token_losses
+from ..data.tokenizer import Samples, trim_batch
+
+
+@dataclass(frozen=True)
+class Item:
+    """One multiple-choice question."""
+
+    id: str
+    task: str
+    context: str
+    choices: tuple[str, ...]
+    answer: int
+
+
+def load_benchmark(path: str | Path) -> list[Item]:
+    """Read a benchmark JSONL file: one {"id"?, "task", "context" (or "question"), "choices", "answer"}
+    per line. A missing ``task`` defaults to the file's stem; a missing ``id`` to the line number.
+
+    Raises:
+        DataError naming the file and line for malformed JSON, missing fields, fewer than 2 choices or
+        an answer index out of range.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"benchmark file {path} does not exist; give a JSONL file of multiple-choice items")
+    items: list[Item] = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                items.append(_parse_item(line, f"{path}:{line_no}", str(line_no), path.stem))
+    if not items:
+        raise DataError(f"benchmark file {path} has no items; add JSON lines with context, choices, answer")
+    return items
+
+
+def _parse_item(line: str, where: str, default_id: str, default_task: str) -> Item:
+    rec = json_object_line(line, where, "context, choices and answer")
+    context = rec.get("context", rec.get("question"))
+    if not isinstance(context, str):
+        raise DataError(f"{where}: needs a string 'context' (or 'question'); use \"\" for none")
+    choices = rec.get("choices")
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise DataError(f"{where}: 'choices' must be a list of at least 2 strings, got {choices!r}")
+    if not all(isinstance(c, str) and c for c in choices):
+        raise DataError(f"{where}: every choice must be a non-empty string, got {choices!r}")
+    answer = rec.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise DataError(f"{where}: 'answer'={answer!r} must be an integer index in [0, {len(choices) - 1}]")
+    task = rec.get("task", default_task)
+    if not isinstance(task, str) or not task:
+        raise DataError(f"{where}: 'task' must be a non-empty string, got {task!r}")
+    return Item(str(rec.get("id", default_id)), task, context, tuple(choices), answer)
+
+
+def split_pair(context: str, choice: str) -> tuple[str, str]:
+    """The (context, continuation) strings scored for one choice (lm-eval's rules; see module doc)."""
+    continuation = " " + choice if context and not context[-1].isspace() else choice
+    stripped = context.rstrip()
+    return stripped, context[len(stripped):] + continuation
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _encode_requests(items: Sequence[Item], tokenizer, max_length: int):
+    """Per (item, choice): input token ids and how many of the last positions are scored."""
+    eos = tokenizer.eos_token_id
+    requests = []
+    for i, item in enumerate(items):
+        for j, choice in enumerate(item.choices):
+            ctx, cont = split_pair(item.context, choice)
+            ctx_ids = tokenizer(ctx, add_special_tokens=False)["input_ids"] if ctx else [eos]
+            cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+            full = (list(ctx_ids) + list(cont_ids))[-(max_length + 1):]
+            n_cont = min(len(cont_ids), len(full) - 1)  # a continuation longer than the window is cut too
+            requests.append((i, j, full, n_cont))
+    return requests
+
+
+@torch.inference_mode()
+def _score_requests(model, requests, device, batch_size: int, pad_id: int, autocast_dtype) -> list[float]:
+    """Summed continuation log-likelihood of every request, batched longest-first to limit padding."""
+    order = sorted(range(len(requests)), key=lambda k: -len(requests[k][2]))
+    scores = [0.0] * len(requests)
+    for start in range(0, len(order), batch_size):
+        chunk = [requests[k] for k in order[start:start + batch_size]]
+        width = max(len(r[2]) for r in chunk) - 1
+        inputs = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        targets = torch.zeros((len(chunk), width), dtype=torch.long)
+        scored = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for row, (_, _, full, n_cont) in enumerate(chunk):
+            n = len(full) - 1
+            inputs[row, :n] = torch.tensor(full[:-1])
+            targets[row, :n] = torch.tensor(full[1:])
+            scored[row, n - n_cont:n] = True
+        with autocast_context(device, autocast_dtype):
+            logits = model(input_ids=inputs.to(device)).logits
+        logits = logits.float()
+        picked = logits.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
+        logp = (picked - torch.logsumexp(logits, dim=-1)) * scored.to(device)
+        for k, value in zip(order[start:start + batch_size], logp.sum(dim=1).tolist()):
+            scores[k] = value
+    return scores
+
+
+def evaluate(model, tokenizer, items: Sequence[Item], device: str | torch.device = "cpu", batch_size: int = 32,
+             max_length: int | None = None, autocast_dtype: torch.dtype | None = None) -> dict:
+    """Multiple-choice accuracy of ``model`` on ``items`` (lm-eval style log-likelihood scoring).
+
+    Args:
+        items: from ``load_benchmark``.
+        max_length: longest input window; default the model's ``max_position_embeddings``.
+        autocast_dtype: e.g. ``torch.bfloat16`` on CUDA; log-probabilities are summed in float32.
+
+    Returns:
+        {"acc", "acc_norm" (unweighted means over tasks), "n", "tasks": {task: {"acc", "acc_norm", "n"}},
+         "loglik": [[per-choice log-likelihood] per item]}.
+    """
+    if not items:
+        raise DataError("no benchmark items to evaluate; check the benchmark file")
+    device = torch.device(device)
+    max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
+    requests = _encode_requests(items, tokenizer, max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
+    try:
+        flat = _score_requests(model, requests, device, batch_size, pad, autocast_dtype)
+    finally:
+        model.train(was_training)
+    loglik: list[list[float]] = [[] for _ in items]
+    for (i, _, _, _), value in zip(requests, flat):
+        loglik[i].append(value)
+    return _accuracies(items, loglik)
+
+
+def _argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda k: (values[k], -k))  # first index wins ties, as np.argmax
+
+
+def _accuracies(items: Sequence[Item], loglik: list[list[float]]) -> dict:
+    per_task: dict[str, list[tuple[bool, bool]]] = {}
+    for item, ll in zip(items, loglik):
+        normed = [v / len(c.encode("utf-8")) for v, c in zip(ll, item.choices)]
+        per_task.setdefault(item.task, []).append((_argmax(ll) == item.answer, _argmax(normed) == item.answer))
+    tasks = {t: {"acc": sum(a for a, _ in r) / len(r), "acc_norm": sum(b for _, b in r) / len(r), "n": len(r)}
+             for t, r in per_task.items()}
+    return {"acc": sum(t["acc"] for t in tasks.values()) / len(tasks),
+            "acc_norm": sum(t["acc_norm"] for t in tasks.values()) / len(tasks),
+            "n": len(items), "tasks": tasks, "loglik": loglik}
+
+
+@torch.inference_mode()
+def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
+            autocast_dtype: torch.dtype | None = None) -> float:
+    """Mean next-token loss over all real tokens of ``samples`` (held-out validation/target loss).
+
+    Token-weighted over the whole set (not a mean of per-sample means), padding excluded.
+    """
+    if len(samples) == 0:
+        raise DataError("no held-out samples to evaluate")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0.0
+    try:
+        for start in range(0, len(samples), batch_size):
+            ids, mask = trim_batch(samples.input_ids[start:start + batch_size],
+                                   samples.attention_mask[start:start + batch_size])
+            ids, mask = ids.to(device), mask.to(device)
+            with autocast_context(device, autocast_dtype):
+                logits = model(input_ids=ids).logits
+            losses, counted = token_losses(logits, ids, mask)
+            total += float(losses.sum())
+            count += float(counted.sum())
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise DataError("held-out samples have no token pairs to score (every sample is one token long)")
+    return total / count
+
+
+def run_lm_eval_tasks(model, tokenizer, tasks: Sequence[str], device: str = "cpu", batch_size: int = 32,
+                      limit: int | None = None) -> dict:
+    """Standard benchmarks (e.g. "arc_easy", "piqa") through lm-evaluation-harness, when it is installed.
+
+    Returns:
+        {"skipped": reason} when ``lm_eval`` cannot be imported (it is optional and not a dependency;
+        its tasks also download their data sets), else {"results": lm-eval's per-task results}.
+    """
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+    except ImportError:
+        return {"skipped": "lm_eval is not installed"}
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+    out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit)
+    return {"results": out["results"]}

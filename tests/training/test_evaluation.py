@@ -1,0 +1,165 @@
+"""Multiple-choice scoring against a brute-force log-likelihood on a tiny model; loader errors; lm_loss."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from delt_engine.training.evaluation import (Item, _accuracies, evaluate, lm_loss, load_benchmark, run_lm_eval_tasks,
+                                    split_pair)
+from delt_engine.errors import DataError
+from delt_engine.models.presets import build_model
+from delt_engine.data.tokenizer import encode, train_tokenizer
+
+TEXTS = ["the cat sat on the mat.", "a dog ran far away from the red house.",
+         "Question: what is blue?\nAnswer: the sky",
+         "café au lait, naïve résumé", "green trees grow by the river stone"]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def lm():
+    tok = train_tokenizer(TEXTS * 3, vocab_size=400)
+    model = build_model("tiny-test", vocab_size=len(tok), seed=3, device="cpu", eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, attn_implementation="sdpa")
+    return model.eval(), tok
+
+
+def _items():
+    return [
+        Item("1", "physics", "the cat sat on", ("the mat", "a river", "blue"), 0),
+        Item("2", "physics", "Question: what is blue?\nAnswer: ", ("the sky", "the cat sat on the mat"), 0),
+        Item("3", "physics", "", ("green trees", "red house"), 1),
+        Item("4", "words", "café au", ("lait", "naïve résumé", "x"), 0),
+        Item("5", "words", "a dog ran\n", ("far away", "home"), 1),
+    ]
+
+
+def _brute_loglik(model, tok, context: str, choice: str, max_length: int | None = None) -> float:
+    """One full forward of context + continuation; sum of log-softmax at the continuation's tokens."""
+    ctx, cont = split_pair(context, choice)
+    ctx_ids = tok(ctx, add_special_tokens=False)["input_ids"] if ctx else [tok.eos_token_id]
+    cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
+    full = ctx_ids + cont_ids
+    n_cont = len(cont_ids)
+    if max_length is not None and len(full) > max_length + 1:
+        full = full[-(max_length + 1):]
+        n_cont = min(n_cont, max_length)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
+    total = 0.0
+    for pos in range(len(full) - n_cont, len(full)):  # token at pos is predicted at pos - 1
+        total += float(logp[pos - 1, full[pos]])
+    return total
+
+
+def _hand_accuracies(items, loglik):
+    by_task = {}
+    for item, ll in zip(items, loglik):
+        norm = [v / len(c.encode("utf-8")) for v, c in zip(ll, item.choices)]
+        acc = float(max(range(len(ll)), key=lambda k: (ll[k], -k)) == item.answer)
+        acc_norm = float(max(range(len(norm)), key=lambda k: (norm[k], -k)) == item.answer)
+        by_task.setdefault(item.task, []).append((acc, acc_norm))
+    means = {t: (sum(a for a, _ in r) / len(r), sum(b for _, b in r) / len(r)) for t, r in by_task.items()}
+    return means, sum(m[0] for m in means.values()) / len(means), sum(m[1] for m in means.values()) / len(means)
+
+
+def test_split_pair_follows_lm_eval():
+    assert split_pair("Q:", "A") == ("Q:", " A")
+    assert split_pair("Q: ", "A") == ("Q:", " A")  # trailing space moves to the continuation
+    assert split_pair("Q:\n", "A") == ("Q:", "\nA")
+    assert split_pair("", "A") == ("", "A")
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_evaluate_matches_brute_force_loglik(lm, batch_size):
+    model, tok = lm
+    items = _items()
+    res = evaluate(model, tok, items, "cpu", batch_size=batch_size)
+    brute = [[_brute_loglik(model, tok, it.context, c) for c in it.choices] for it in items]
+    for got, want in zip(res["loglik"], brute):
+        assert got == pytest.approx(want, abs=1e-4)
+    means, acc, acc_norm = _hand_accuracies(items, brute)
+    assert res["acc"] == pytest.approx(acc) and res["acc_norm"] == pytest.approx(acc_norm)
+    for task, (a, b) in means.items():
+        assert res["tasks"][task]["acc"] == pytest.approx(a) and res["tasks"][task]["acc_norm"] == pytest.approx(b)
+    assert res["tasks"]["physics"]["n"] == 3 and res["tasks"]["words"]["n"] == 2 and res["n"] == 5
+
+
+def test_evaluate_truncates_from_the_left(lm):
+    model, tok = lm
+    items = _items()
+    res = evaluate(model, tok, items, "cpu", batch_size=4, max_length=5)
+    brute = [[_brute_loglik(model, tok, it.context, c, max_length=5) for c in it.choices] for it in items]
+    for got, want in zip(res["loglik"], brute):
+        assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_acc_norm_divides_by_utf8_bytes_and_tasks_are_unweighted():
+    items = [Item("1", "a", "q", ("éé", "abc"), 0), Item("2", "b", "q", ("x", "y"), 1),
+             Item("3", "b", "q", ("x", "y"), 1)]
+    # Item 1: raw -4.4 < -3.6 picks "abc" (wrong); per byte -1.1 > -1.2 picks "éé" (right; per char
+    # it would not: -2.2 < -1.2).
+    out = _accuracies(items, [[-4.4, -3.6], [-1.0, -2.0], [-2.0, -1.0]])
+    assert out["tasks"]["a"] == {"acc": 0.0, "acc_norm": 1.0, "n": 1}
+    assert out["tasks"]["b"]["acc"] == 0.5
+    assert out["acc"] == pytest.approx(0.25) and out["acc_norm"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_lm_loss_is_token_weighted_mean_over_real_tokens(lm):
+    model, tok = lm
+    samples = encode(TEXTS, [str(i) for i in range(len(TEXTS))], tok, max_length=12)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row, n in zip(samples.input_ids, samples.lengths.tolist()):
+            ids = row[:n].unsqueeze(0)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+            total += -sum(float(logp[p - 1, ids[0, p]]) for p in range(1, n))
+            count += n - 1
+    assert lm_loss(model, samples, batch_size=2) == pytest.approx(total / count, rel=1e-5)
+
+
+def _write(tmp_path, lines):
+    path = tmp_path / "bench.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+GOOD = json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": 1})
+
+
+@pytest.mark.parametrize("bad,message", [
+    ('{"task": "t", "context": "c", "choices": ["a", "b"], "answer": 1', "not valid JSON"),
+    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": 2}), "answer"),
+    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": -1}), "answer"),
+    (json.dumps({"task": "t", "context": "c", "choices": ["a"], "answer": 0}), "at least 2"),
+    (json.dumps({"task": "t", "choices": ["a", "b"], "answer": 0}), "context"),
+    (json.dumps({"task": "t", "context": "c", "choices": ["a", ""], "answer": 0}), "non-empty"),
+    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": "a"}), "answer"),
+])
+def test_bad_benchmark_lines_name_file_and_line(tmp_path, bad, message):
+    path = _write(tmp_path, [GOOD, "", bad])
+    with pytest.raises(DataError, match=message) as err:
+        load_benchmark(path)
+    assert "bench.jsonl:3" in str(err.value)
+
+
+def test_load_benchmark_defaults_and_question_alias(tmp_path):
+    path = _write(tmp_path, [GOOD, json.dumps({"question": "q?", "choices": ["a", "b"], "answer": 0})])
+    items = load_benchmark(path)
+    assert items[0] == Item("1", "t", "c", ("a", "b"), 1)
+    assert items[1] == Item("2", "bench", "q?", ("a", "b"), 0)
+    with pytest.raises(DataError, match="no items"):
+        load_benchmark(_write(tmp_path, [""]))
+    with pytest.raises(DataError, match="does not exist"):
+        load_benchmark(tmp_path / "missing.jsonl")
+
+
+def test_lm_eval_is_skipped_honestly_when_not_installed(lm):
+    if importlib.util.find_spec("lm_eval") is not None:
+        pytest.skip("lm_eval is installed here; its tasks need network data sets")
+    model, tok = lm
+    assert run_lm_eval_tasks(model, tok, ["arc_easy"]) == {"skipped": "lm_eval is not installed"}
