@@ -59,7 +59,7 @@ def main() -> int:
         started = sorted(i.started_at for i in infos if i.started_at)
         try:
             summary = stats.summarize(ws.comparison_curves(cid), comparisons[-1].get("baseline"))
-            verdicts = summary["verdicts"]
+            verdicts = stats.summary_json(summary)["verdicts"]
         except Exception as exc:  # report what we have
             verdicts = {"error": str(exc)}
         print()

@@ -1,5 +1,6 @@
-"""Compare: overlay runs, aggregate seeds per ordering (mean ± 95% band), and state whether an
-ordering beats shuffle by more than seed noise. Exports curves (CSV) and the summary (JSON)."""
+"""Compare: overlay runs, aggregate seeds per ordering (mean ± 95% band), and give each arm a verdict
+against the baseline (better / worse / not resolved with n seeds: paired t-test over seeds, Holm-adjusted
+p-values, seeds needed). Exports curves (CSV) and the summary (JSON)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import polars as pl
 import streamlit as st
 
-from delt_engine.experiments import stats
+from delt_engine.experiments import stats, verdicts
 from ui import figures
 from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace.layout import Workspace, metrics_frame, read_metrics
@@ -16,11 +17,20 @@ from ui import state
 
 state.require_app("compare")
 ROOT = state.workspace_root()
-PREFERRED = ("val_loss", "target_loss", "train_loss", "bench_acc")
+PREFERRED = ("val_loss", "target_loss", "train_loss", "bench_acc_norm", "bench_acc")
+TABLE_METRICS = ("target_loss", "val_loss", "bench_acc_norm", "bench_acc", "train_loss")
+VERDICT_STYLE = {"better": st.success, "worse": st.warning, "unresolved": st.info}
 
 
 def runs_curves(ws: Workspace, run_ids: list[str]) -> pl.DataFrame:
-    """A curves frame (run, arm, seed, step, tokens, metrics) for hand-picked runs."""
+    """A curves frame (run, arm, seed, comparison, step, tokens, metrics) for hand-picked runs.
+
+    A run's arm is its label; the pairing unit of the verdicts is (comparison id, seed). Runs from two
+    comparisons that share an arm label and a seed stay two distinct replicates: each pairs only with
+    the baseline run of its own comparison and seed, so picking shuffle runs from two comparisons next
+    to the folding runs of one never pairs a folding seed twice (2 folding seeds are 2 pairs, not 4).
+    Runs outside any comparison form one group ("") and pair by seed among themselves.
+    """
     frames = []
     for info in ws.list_runs():
         if info.id not in run_ids:
@@ -29,7 +39,8 @@ def runs_curves(ws: Workspace, run_ids: list[str]) -> pl.DataFrame:
         if records:
             frames.append(metrics_frame(records).select(
                 pl.lit(info.id).alias("run"), pl.lit(str(info.arm or info.ordering or info.id)).alias("arm"),
-                pl.lit(int(info.seed or 0)).alias("seed"), pl.all()))
+                pl.lit(int(info.seed or 0)).alias("seed"), pl.lit(info.comparison or "").alias("comparison"),
+                pl.all()))
     if not frames:
         raise DataError("none of the chosen runs has recorded metrics yet; wait for them to start")
     return pl.concat(frames, how="diagonal_relaxed")
@@ -111,7 +122,7 @@ def summary_table(summary: dict) -> pl.DataFrame:
     """One row per arm: seeds, then per metric the final value (mean ± 95% CI over seeds) and the
     paired difference against the baseline (Δ, over matched seeds)."""
     deltas = {(d["arm"], d["metric"]): d for d in summary["deltas"]}
-    metrics = [m for m in ("target_loss", "val_loss", "bench_acc", "train_loss") if m in summary["metrics"]]
+    metrics = [m for m in TABLE_METRICS if m in summary["metrics"]]
     rows = []
     for arm, info in summary["arms"].items():
         row = {"arm": arm, "seeds": info["n_seeds"]}
@@ -128,10 +139,24 @@ def _cell(mean, ci, delta, is_baseline: bool) -> str:
     text = f"{mean:.3f}" + (f" ± {ci:.3f}" if ci else "")
     if is_baseline:
         return text + " (baseline)"
-    if delta and delta.get("mean_diff") is not None:
-        half = f" ± {delta['half_width']:.3f}" if delta.get("half_width") else ""
-        text += f" · Δ {delta['mean_diff']:+.3f}{half}"
+    if delta and delta.get("delta") is not None:
+        half = f" ± {(delta['ci_high'] - delta['ci_low']) / 2:.3f}" if delta.get("ci_low") is not None else ""
+        text += f" · Δ {delta['delta']:+.3f}{half}"
     return text
+
+
+def verdict_table(found: list[verdicts.Verdict]) -> pl.DataFrame:
+    """One row per verdict: arm, metric, seeds, Δ and its interval, p, Holm-adjusted p, seeds needed."""
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    return pl.DataFrame([{"arm": v.arm, "metric": stats.metric_label(v.metric), "seeds": v.n_seeds,
+                          "Δ": num(v.delta, "+.4f"),
+                          f"{v.level:.0%} CI": "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}",
+                          "p": num(v.p, ".3g"), "Holm-adjusted p": num(v.p_adjusted, ".3g"),
+                          "seeds needed": "-" if v.seeds_needed is None else str(v.seeds_needed),
+                          "verdict": v.verdict if v.verdict != "unresolved" else f"not resolved ({v.n_seeds} seeds)"}
+                         for v in found])
 
 
 def summary_panel(curves: pl.DataFrame) -> dict | None:
@@ -142,11 +167,19 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
         st.info(f"No summary yet: {exc}")
         return None
     st.dataframe(summary_table(summary), hide_index=True, key="compare.summary")
-    for label, verdict in summary["verdicts"].items():
-        (st.success if " beats " in verdict else st.info)(verdict)
-    if not summary["verdicts"]:
-        st.caption(f"Verdicts compare each ordering with {summary['baseline']} over matched seeds "
-                   "(target loss, benchmark accuracy); run two or more arms to see them.")
+    found = summary["verdicts"]
+    if not found:
+        st.caption(f"Verdicts compare each arm with {summary['baseline']} over matched seeds "
+                   f"({', '.join(map(stats.metric_label, stats.VERDICT_METRICS))}); run two or more arms "
+                   "to see them.")
+        return summary
+    st.dataframe(verdict_table(found), hide_index=True, key="compare.verdicts")
+    for v in found:
+        VERDICT_STYLE[v.verdict](v.text)  # colour from the verdict field, never from the wording
+    st.caption(f"Paired t-test over seeds; p-values Holm-adjusted across every arm × metric "
+               f"({sum(v.p is not None for v in found)} tests); better/worse when the adjusted p < "
+               f"{summary['alpha']}. Seeds needed: total seeds for {verdicts.POWER:.0%} power to resolve the observed "
+               "difference, from the observed paired spread (a rough guide).")
     return summary
 
 
@@ -156,7 +189,7 @@ def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None
     c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
                        file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
     if summary is not None:
-        c2.download_button("Download summary (JSON)", json.dumps(summary, indent=2, default=str),
+        c2.download_button("Download summary (JSON)", json.dumps(stats.summary_json(summary), indent=2),
                            file_name="summary.json", mime="application/json", key="compare.dl_summary")
     cid = st.session_state.get("compare.comparison")
     if st.session_state.get("compare.source") == "A comparison" and cid:

@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.experiments import stats
+
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.workspace.layout import Workspace
@@ -16,6 +17,7 @@ from ui import scenarios, state
 
 state.require_app("learn")
 ROOT = state.workspace_root()
+UNRESOLVED = "not resolved with these seeds"  # the prediction that no ordering wins clearly
 
 
 def intro() -> None:
@@ -101,7 +103,7 @@ def latest_summary() -> dict | None:
 def predict() -> None:
     st.header("5 · Predict, then reveal")
     st.markdown("Before you look at the curves: which ordering will reach the **lowest target loss**?")
-    options = ["shuffle", "sorting", "folding", "no difference beyond seed noise"]
+    options = ["shuffle", "sorting", "folding", UNRESOLVED]
     if st.session_state.get("learn.prediction") not in options:
         st.session_state["learn.prediction"] = None  # no answer is pre-selected
     guess = st.radio("My prediction", options, key="learn.prediction", persist_state="session", horizontal=True)
@@ -123,14 +125,14 @@ def reveal(summary: dict, locked: str) -> None:
     means = {arm: info[metric]["mean"] for arm, info in summary["arms"].items()
              if info.get(metric, {}).get("mean") is not None}
     best = min(means, key=means.get) if stats.lower_is_better(metric) else max(means, key=means.get)
-    verdicts = [v for k, v in summary["verdicts"].items() if k.endswith(metric)]
-    noise = bool(verdicts) and all("no difference" in v or "1 seed" in v for v in verdicts)
-    right = (locked == "no difference beyond seed noise" and noise) or (not noise and best.split()[0] == locked)
+    verdicts = [v for v in summary["verdicts"] if v.metric == metric]
+    noise = bool(verdicts) and all(v.verdict == "unresolved" for v in verdicts)
+    right = (locked == UNRESOLVED and noise) or (not noise and best.split()[0] == locked)
     (st.success if right else st.warning)(
         f"You predicted **{locked}**. Lowest {stats.metric_label(metric)}: **{best}** ({means[best]:.4f})." +
-        (" The gaps are within seed noise." if noise else ""))
+        (" None of the gaps is resolved with these seeds." if noise else ""))
     for v in verdicts:
-        st.caption(v)
+        st.caption(v.text)
     st.page_link("pages/compare.py", label="See the curves on Compare", icon=":material/compare_arrows:")
 
 

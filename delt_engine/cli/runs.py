@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
     p.add_argument("comparison_id")
     _workspace_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object: per-arm table, deltas and a \"verdicts\" list "
+                   "(arm, baseline, metric, n_seeds, delta, ci_low, ci_high, p, p_adjusted, seeds_needed, verdict)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
     p.add_argument("run_ids", nargs="*")
@@ -213,7 +214,7 @@ def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
     unfinished = [i.id for i in ws.list_runs(comparison=comparison_id) if i.state != "done"]
     summary = stats.summarize(curves, baseline=manifest.get("baseline"))
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(stats.summary_json(summary), indent=2))
         return
     finals = stats.final_metrics(curves, summary["metrics"])
     shown = [m for m in ("target_loss", "val_loss", "bench_acc", "bench_acc_norm", "train_loss") if m in summary["metrics"]]
@@ -223,8 +224,25 @@ def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
         print(f"note: {len(unfinished)} of {len(manifest['runs'])} runs are not done; their latest values are used")
     print(stats.format_table(stats.arm_table(finals, shown, summary["level"]), shown))
     print()
-    for verdict in summary["verdicts"].values():
-        print(f"- {verdict}")
+    _print_verdicts(summary)
+
+
+def _print_verdicts(summary: dict) -> None:
+    from ..experiments import stats
+    from ..experiments.verdicts import format_verdicts
+
+    verdicts = summary["verdicts"]
+    if not verdicts:
+        print(f"no verdicts: they need an arm besides {summary['baseline']} and one of "
+              f"{', '.join(stats.VERDICT_METRICS)} recorded")
+        return
+    n_tests = sum(v.p is not None for v in verdicts)
+    print(f"verdicts vs {summary['baseline']}: paired t-test over seeds, p Holm-adjusted across {n_tests} "
+          f"test{'s' if n_tests != 1 else ''} (arms x metrics), better/worse when adjusted p < {summary['alpha']}")
+    print(format_verdicts(verdicts))
+    print()
+    for verdict in verdicts:
+        print(f"- {verdict.text}")
 
 
 # ----------------------------------------------------------------------------- runs

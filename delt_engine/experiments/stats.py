@@ -7,14 +7,15 @@ not carry that metric). ``workspace.Workspace.comparison_curves`` builds it from
 
 Statistics: seeds are the unit of replication. A 95% interval is the Student t interval with n-1
 degrees of freedom (t quantile computed here; scipy is not a dependency). Two orderings are compared
-*paired* over matched seeds (same seed = same model init), which removes the init noise they share.
+*paired* over matched seeds (same seed = same model init), which removes the init noise they share;
+the tests, Holm's correction and the verdicts are in ``verdicts.py``. An optional ``comparison``
+column (runs hand-picked from several comparisons) makes the replicate (comparison, seed).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,12 +26,16 @@ import polars as pl
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_text, write_json
 
-ID_COLUMNS = ("run", "arm", "seed", "step", "tokens")
+ID_COLUMNS = ("run", "arm", "seed", "step", "tokens", "comparison")
 LOWER_IS_BETTER = {"train_loss": True, "val_loss": True, "target_loss": True,
                    "bench_acc": False, "bench_acc_norm": False}
 LABELS = {"train_loss": "train loss", "val_loss": "validation loss", "target_loss": "target loss",
           "bench_acc": "benchmark accuracy", "bench_acc_norm": "benchmark accuracy (norm)"}
-VERDICT_METRICS = ("target_loss", "bench_acc")
+# The metrics that get a verdict (tested, Holm-adjusted together): the held-out target loss the ordering
+# aims at, and benchmark acc_norm, the accuracy the paper reports. bench_acc (nearly the same question
+# as acc_norm), val_loss and train_loss stay descriptive (paired Δ without a test): each extra tested
+# metric makes Holm's correction stricter for all of them.
+VERDICT_METRICS = ("target_loss", "bench_acc_norm")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -221,14 +226,16 @@ def final_metrics(curves: pl.DataFrame, metrics: Iterable[str] | None = None) ->
     """The last recorded value of each metric per run (the final evaluation).
 
     Returns:
-        Frame (run, arm, seed, tokens, <metrics>...), one row per run; tokens = the run's last count.
+        Frame (run, arm, seed, [comparison,] tokens, <metrics>...), one row per run; tokens = the run's
+        last count; ``comparison`` when the curves have it.
     """
     _require(curves, ("run", "arm", "seed", "step", "tokens"))
     metrics = list(metrics) if metrics is not None else metric_columns(curves)
     ordered = curves.sort(["run", "step"])
+    keys = ["run", "arm", "seed"] + (["comparison"] if "comparison" in curves.columns else [])
     aggs = [pl.col("tokens").drop_nulls().last().alias("tokens")]
     aggs += [pl.col(m).cast(pl.Float64).drop_nulls().last().alias(m) for m in metrics if m in curves.columns]
-    return ordered.group_by(["run", "arm", "seed"], maintain_order=True).agg(aggs)
+    return ordered.group_by(keys, maintain_order=True).agg(aggs)
 
 
 def arm_table(finals: pl.DataFrame, metrics: Sequence[str], level: float = 0.95) -> pl.DataFrame:
@@ -243,80 +250,6 @@ def arm_table(finals: pl.DataFrame, metrics: Sequence[str], level: float = 0.95)
         half = t_half_widths(table[f"{m}_std"].fill_null(np.nan).to_numpy(), table[f"{m}_n"].to_numpy(), level)
         table = table.with_columns(pl.Series(f"{m}_ci", half).fill_nan(None)).drop(f"{m}_std", f"{m}_n")
     return table
-
-
-@dataclass(frozen=True)
-class PairedResult:
-    """Paired difference ``arm - baseline`` of one final metric over matched seeds."""
-
-    metric: str
-    arm: str
-    baseline: str
-    n: int
-    mean_diff: float
-    half_width: float
-    lower_is_better: bool
-    significant: bool  # the t interval excludes zero
-    winner: str | None  # arm, baseline, or None (no difference beyond seed noise)
-    verdict: str
-
-    def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
-
-
-def paired_comparison(finals: pl.DataFrame, arm: str, baseline: str, metric: str,
-                      level: float = 0.95) -> PairedResult:
-    """Compare ``arm`` with ``baseline`` on a final metric, paired by seed.
-
-    Args:
-        finals: output of ``final_metrics`` (run, arm, seed, metric).
-        arm, baseline: arm labels, e.g. "folding L=3" and "shuffle".
-        metric: e.g. "target_loss" (lower is better) or "bench_acc" (higher is better).
-    Returns:
-        PairedResult with the mean difference, its t half-width and a plain verdict.
-    """
-    _require(finals, ("arm", "seed", metric))
-    a = finals.filter(pl.col("arm") == arm).select("seed", pl.col(metric).alias("a"))
-    b = finals.filter(pl.col("arm") == baseline).select("seed", pl.col(metric).alias("b"))
-    pairs = a.join(b, on="seed", how="inner").drop_nulls()
-    diff, half, n = mean_ci((pairs["a"] - pairs["b"]).to_numpy(), level)
-    low = lower_is_better(metric)
-    # identical differences in every seed (ties are common for accuracy on a small benchmark) leave no
-    # spread to build an interval from: a zero-width interval is not evidence
-    no_spread = n >= 2 and half <= 1e-9 * max(abs(diff), 1e-12)  # float noise of equal differences
-    significant = n >= 2 and math.isfinite(half) and not no_spread and abs(diff) > half
-    winner = None
-    if significant:
-        winner = arm if (diff < 0) == low else baseline
-    return PairedResult(metric, arm, baseline, n, diff, half, low, significant, winner,
-                        _verdict(arm, baseline, metric, n, diff, half, winner, no_spread))
-
-
-def _verdict(arm: str, baseline: str, metric: str, n: int, diff: float, half: float, winner: str | None,
-             no_spread: bool = False) -> str:
-    label = metric_label(metric)
-    if n == 0:
-        return f"{arm} vs {baseline}: no matched seeds with {label}"
-    if n == 1:
-        return (f"{arm} vs {baseline} on {label}: {diff:+.4f} from 1 seed; "
-                "run 2 or more seeds to tell it from seed noise")
-    if no_spread:
-        return (f"{arm} vs {baseline} on {label}: {diff:+.4f} in each of the {n} seeds; with no spread between "
-                "seeds there is no interval to judge it by, run more seeds")
-    if winner is None:
-        return f"{arm} vs {baseline} on {label}: no difference beyond seed noise ({diff:+.4f} ± {half:.4f}, {n} seeds)"
-    loser = baseline if winner == arm else arm
-    return f"{winner} beats {loser} on {label} by {abs(diff):.4f} ± {half:.4f} ({n} seeds)"
-
-
-def compare_arms(finals: pl.DataFrame, baseline: str, metrics: Sequence[str] = VERDICT_METRICS,
-                 level: float = 0.95) -> list[PairedResult]:
-    """Paired comparison of every other arm with ``baseline`` on each of ``metrics`` that was recorded."""
-    arms = finals["arm"].unique(maintain_order=True).to_list()
-    if baseline not in arms:
-        raise DataError(f"baseline arm {baseline!r} has no finished runs; arms present: {', '.join(arms)}")
-    present = [m for m in metrics if m in finals.columns and finals[m].drop_nulls().len() > 0]
-    return [paired_comparison(finals, arm, baseline, m, level) for arm in arms if arm != baseline for m in present]
 
 
 def pick_baseline(arms: Sequence[str]) -> str:
@@ -345,8 +278,23 @@ def format_table(table: pl.DataFrame, metrics: Sequence[str]) -> str:
 
 
 def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequence[str] | None = None,
-              level: float = 0.95) -> dict:
-    """JSON-ready summary: per-arm final metrics (mean, CI), paired deltas vs the baseline, verdicts."""
+              level: float = 0.95, alpha: float = 0.05, verdict_metrics: Sequence[str] = VERDICT_METRICS) -> dict:
+    """Per-arm final metrics (mean, CI), paired deltas vs the baseline, and verdicts.
+
+    Args:
+        curves: curves frame (see the module docstring).
+        baseline: the baseline arm; default ``pick_baseline``.
+        metrics: metrics to report; default every loss and accuracy recorded.
+        level: coverage of the intervals.
+        alpha: family-wise error rate of the verdicts (Holm across every arm x verdict metric).
+        verdict_metrics: the metrics that get a verdict, default ``VERDICT_METRICS``.
+    Returns:
+        {"baseline", "level", "alpha", "metrics", "verdict_metrics", "arms": {arm: {...}}, "deltas": [paired
+        Δ of every loss/accuracy, descriptive], "verdicts": [verdicts.Verdict]}; ``summary_json`` makes it
+        JSON-ready.
+    """
+    from .verdicts import compare_arms, paired_delta
+
     metrics = [m for m in (metrics or quality_metrics(curves)) if m in curves.columns]
     finals = final_metrics(curves, metrics)
     arms = finals["arm"].unique(maintain_order=True).to_list()
@@ -356,13 +304,25 @@ def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequen
     for r in table.iter_rows(named=True):
         runs = finals.filter(pl.col("arm") == r["arm"])
         per_arm[r["arm"]] = {"n_seeds": r["n_seeds"], "runs": runs["run"].to_list(), "seeds": runs["seed"].to_list(),
+                             **({"comparisons": runs["comparison"].to_list()} if "comparison" in runs.columns else {}),
                              **{m: {"mean": _num(r[f"{m}_mean"]), "ci_half_width": _num(r[f"{m}_ci"]),
                                     "values": [_num(v) for v in runs[m].to_list()]} for m in metrics}}
-    deltas = compare_arms(finals, baseline, [m for m in metrics if m in LOWER_IS_BETTER], level)
-    return {"baseline": baseline, "level": level, "metrics": metrics, "arms": per_arm,
-            "deltas": [d.to_dict() for d in deltas],
-            "verdicts": {f"{d.arm} vs {d.baseline}: {d.metric}": d.verdict for d in deltas
-                         if d.metric in VERDICT_METRICS}}
+    if baseline not in arms:
+        raise DataError(f"baseline arm {baseline!r} has no runs with metrics; arms present: {', '.join(arms)}")
+    deltas = [paired_delta(finals, arm, baseline, m, level) for arm in arms if arm != baseline
+              for m in metrics if m in LOWER_IS_BETTER]
+    tested = [m for m in verdict_metrics if m in metrics]
+    return {"baseline": baseline, "level": level, "alpha": alpha, "metrics": metrics, "verdict_metrics": tested,
+            "arms": per_arm, "deltas": deltas, "verdicts": compare_arms(finals, baseline, tested, level, alpha)}
+
+
+def summary_json(summary: dict) -> dict:
+    """``summarize``'s output as plain JSON values: each verdict becomes its ``to_dict()`` entry (exactly
+    the keys of ``verdicts.JSON_KEYS``), the sentences go to ``verdict_texts``, non-finite numbers to None."""
+    out = {k: v for k, v in summary.items() if k != "verdicts"}
+    out["verdicts"] = [v.to_dict() for v in summary["verdicts"]]
+    out["verdict_texts"] = [v.text for v in summary["verdicts"]]
+    return json.loads(json.dumps(out, default=_num), parse_constant=lambda _: None)
 
 
 def export_comparison(curves: pl.DataFrame, out_dir: str | Path, baseline: str | None = None,
@@ -386,7 +346,7 @@ def export_comparison(curves: pl.DataFrame, out_dir: str | Path, baseline: str |
             continue  # a metric no run has recorded yet
         bands.append(agg.select(pl.lit(m).alias("metric"), pl.all()))
     atomic_write_text(paths["curves_by_arm"], pl.concat(bands).write_csv() if bands else "")
-    write_json(paths["summary"], json.loads(json.dumps(summarize(curves, baseline, None, level), default=_num)))
+    write_json(paths["summary"], summary_json(summarize(curves, baseline, None, level)))
     return paths
 
 

@@ -34,7 +34,8 @@ def _run(ws, run_id, arm, seed, cmp_id, shift):
         append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": tokens, "train_loss": 7 - step + shift})
         append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": tokens, "val_loss": 7.2 - step + shift,
                                            "target_loss": 7.5 - step + shift + 0.05 * seed,
-                                           "bench_acc": 0.3 - shift / 10, "bench": {"t": {"acc": 0.3}}})
+                                           "bench_acc": 0.3 - shift / 10, "bench_acc_norm": 0.32 - shift / 10,
+                                           "bench": {"t": {"acc": 0.3}}})
     write_json(d / "summary.json", {"state": "done", "steps": 3})
 
 
@@ -88,9 +89,10 @@ def test_runs_report_and_export(workspace, tmp_path):
     out = cli("runs", "report", "cmp-1", "--workspace", workspace)
     assert out.returncode == 0, out.stderr
     assert "folding L=3" in out.stdout and "target loss" in out.stdout
-    # folding is lower by exactly 0.25 on both seeds: a zero-variance paired difference, no interval
-    assert ("- folding L=3 vs shuffle on target loss: -0.2500 in each of the 2 seeds; with no spread between "
-            "seeds there is no interval to judge it by, run more seeds") in out.stdout
+    # folding is lower by exactly 0.25 on both seeds: a zero-variance paired difference, no test
+    assert ("- folding L=3 vs shuffle on target loss: not resolved with 2 seeds; the difference is -0.2500 in each "
+            "of the 2 seeds; with no spread between seeds there is no test, run more seeds") in out.stdout
+    assert "no difference" not in out.stdout and " beats " not in out.stdout
     exp = cli("runs", "export", "cmp-1", "--out", tmp_path / "exp", "--workspace", workspace)
     assert exp.returncode == 0, exp.stderr
     curves = pl.read_csv(tmp_path / "exp" / "curves.csv")
@@ -100,6 +102,61 @@ def test_runs_report_and_export(workspace, tmp_path):
     assert (tmp_path / "exp" / "curves_by_arm.csv").exists()
     bad = cli("runs", "export", "cmp-nope", "--out", tmp_path / "x", "--workspace", workspace)
     assert bad.returncode == 2 and "comparison 'cmp-nope' not found" in bad.stderr
+
+
+def _three_seed_comparison(ws):
+    """cmp-3: folding lower than shuffle on every seed (resolved), sorting within its spread (unresolved)."""
+    runs = []
+    shifts = {"shuffle": (0.0, 0.0, 0.0), "folding L=3": (-0.25, -0.23, -0.26), "sorting": (0.1, -0.1, 0.05)}
+    for arm, per_seed in shifts.items():
+        for seed, shift in enumerate(per_seed):
+            run_id = f"run-3-{arm.split()[0]}-{seed}"
+            _run(ws, run_id, arm, seed, "cmp-3", shift)
+            runs.append({"id": run_id, "arm": arm, "seed": seed})
+    write_json(ws / "comparisons" / "cmp-3" / "comparison.json",
+               {"id": "cmp-3", "name": "three seeds", "baseline": "shuffle", "runs": runs})
+    return shifts
+
+
+def test_runs_report_json_verdicts(tmp_path):
+    from delt_engine.experiments.verdicts import JSON_KEYS, holm
+
+    ws = tmp_path / "ws"
+    shifts = _three_seed_comparison(ws)
+    out = cli("runs", "report", "cmp-3", "--workspace", ws, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # one JSON object, nothing else on stdout
+    assert report["baseline"] == "shuffle" and set(report["arms"]) == set(shifts)
+    found = {(v["arm"], v["metric"]): v for v in report["verdicts"]}
+    assert set(found) == {(a, m) for a in ("folding L=3", "sorting") for m in ("target_loss", "bench_acc_norm")}
+    assert all(list(v) == list(JSON_KEYS) for v in report["verdicts"])
+    assert all(v["verdict"] in ("better", "worse", "unresolved") and v["baseline"] == "shuffle" and v["n_seeds"] == 3
+               for v in report["verdicts"])
+    # folding: target-loss differences -0.25, -0.23, -0.26 (the seed terms cancel); t on 2 dof
+    d = [-0.25, -0.23, -0.26]
+    mean, sd = sum(d) / 3, (sum((x - sum(d) / 3) ** 2 for x in d) / 2) ** 0.5
+    t = mean / (sd / 3 ** 0.5)
+    p = 1 - abs(t) / (2 + t * t) ** 0.5
+    fold = found[("folding L=3", "target_loss")]
+    assert fold["delta"] == pytest.approx(mean) and fold["p"] == pytest.approx(p, rel=1e-6)
+    assert fold["ci_low"] < mean < fold["ci_high"] < 0
+    # the accuracy differences are the same numbers / -10, so the same p; four tests in the Holm family
+    assert found[("folding L=3", "bench_acc_norm")]["p"] == pytest.approx(p, rel=1e-6)
+    assert fold["p_adjusted"] == pytest.approx(4 * p, rel=1e-6)
+    assert [v["p_adjusted"] for v in report["verdicts"]] == pytest.approx(holm([v["p"] for v in report["verdicts"]]))
+    assert fold["verdict"] == "better" and found[("folding L=3", "bench_acc_norm")]["verdict"] == "better"
+    assert fold["seeds_needed"] is None
+    sort = found[("sorting", "target_loss")]
+    assert sort["verdict"] == "unresolved" and sort["p"] > 0.05 and sort["p_adjusted"] >= sort["p"]
+    assert sort["seeds_needed"] == ">1000" or sort["seeds_needed"] > 3
+    assert not any("no difference" in t for t in report["verdict_texts"])
+
+    text = cli("runs", "report", "cmp-3", "--workspace", ws)
+    assert text.returncode == 0, text.stderr
+    assert "Holm-adjusted across 4 tests" in text.stdout and "seeds needed" in text.stdout
+    assert "- folding L=3 is better than shuffle on target loss (Δ -0.2467" in text.stdout
+    assert "- sorting vs shuffle on target loss: not resolved with 3 seeds (Δ +0.0167" in text.stdout
+    assert "no difference" not in text.stdout and " beats " not in text.stdout
 
 
 def test_runs_cancel_running_job(workspace):

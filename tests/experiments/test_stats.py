@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from delt_engine.experiments import stats
+from delt_engine.experiments import stats, verdicts
 from delt_engine.errors import ConfigError, DataError
 
 # Two-sided 95% / 99% Student t critical values from printed tables.
@@ -115,61 +115,217 @@ def _finals(arm_values):
     return stats.final_metrics(pl.DataFrame(rows), [k for k in rows[0] if k not in stats.ID_COLUMNS])
 
 
-def test_paired_comparison_detects_a_consistent_gain():
+def _verdict(finals, arm, baseline, metric):
+    (v,) = verdicts.compare_arms(finals, baseline, [metric])
+    assert v.arm == arm
+    return v
+
+
+def _p_df2(t):
+    # Student t with 2 dof: P(|T| < t) = t / sqrt(2 + t^2)
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def _p_df1(t):
+    # Cauchy: P(|T| < t) = (2 / pi) atan(t)
+    return 1 - 2 / math.pi * math.atan(abs(t))
+
+
+def test_paired_verdict_detects_a_consistent_gain():
     # folding is lower by 0.10, 0.12, 0.11 on matched seeds although seeds differ by a lot
     finals = _finals({"shuffle": [{"target_loss": 5.0}, {"target_loss": 5.5}, {"target_loss": 4.7}],
                       "folding L=3": [{"target_loss": 4.9}, {"target_loss": 5.38}, {"target_loss": 4.59}]})
-    r = stats.paired_comparison(finals, "folding L=3", "shuffle", "target_loss")
+    v = _verdict(finals, "folding L=3", "shuffle", "target_loss")
     diffs = np.array([-0.10, -0.12, -0.11])
-    half = 4.302653 * diffs.std(ddof=1) / math.sqrt(3)
-    assert r.n == 3 and r.mean_diff == pytest.approx(-0.11) and r.half_width == pytest.approx(half, rel=1e-5)
-    assert r.significant and r.winner == "folding L=3"
-    assert r.verdict == f"folding L=3 beats shuffle on target loss by 0.1100 ± {half:.4f} (3 seeds)"
+    se = diffs.std(ddof=1) / math.sqrt(3)
+    half = 4.302653 * se
+    assert v.n_seeds == 3 and v.delta == pytest.approx(-0.11)
+    assert (v.ci_low, v.ci_high) == pytest.approx((-0.11 - half, -0.11 + half), rel=1e-5)
+    assert v.p == pytest.approx(_p_df2(-0.11 / se), rel=1e-9) and v.p_adjusted == v.p  # one test: Holm = raw
+    assert v.verdict == "better" and v.seeds_needed is None
+    assert v.text == (f"folding L=3 is better than shuffle on target loss (Δ -0.1100, 95% CI {-0.11 - half:+.4f} to "
+                      f"{-0.11 + half:+.4f}, p = {v.p:.2g}, Holm-adjusted p = {v.p:.2g}, 3 seeds)")
+    assert v.to_dict() == {"arm": "folding L=3", "baseline": "shuffle", "metric": "target_loss", "n_seeds": 3,
+                           "delta": v.delta, "ci_low": v.ci_low, "ci_high": v.ci_high, "p": v.p,
+                           "p_adjusted": v.p_adjusted, "seeds_needed": None, "verdict": "better"}
 
 
-def test_paired_comparison_higher_is_better_for_accuracy():
-    finals = _finals({"shuffle": [{"bench_acc": 0.30}, {"bench_acc": 0.40}],
-                      "sorting": [{"bench_acc": 0.25}, {"bench_acc": 0.351}]})
-    r = stats.paired_comparison(finals, "sorting", "shuffle", "bench_acc")
-    # diffs -0.05, -0.049: half = 12.706 * 0.001/sqrt(2)/sqrt(2) = 0.00635 < 0.0495
-    assert r.winner == "shuffle" and r.verdict.startswith("shuffle beats sorting on benchmark accuracy by 0.0495 ± ")
+def test_paired_verdict_higher_is_better_for_accuracy():
+    finals = _finals({"shuffle": [{"bench_acc_norm": 0.30}, {"bench_acc_norm": 0.40}],
+                      "sorting": [{"bench_acc_norm": 0.25}, {"bench_acc_norm": 0.351}]})
+    v = _verdict(finals, "sorting", "shuffle", "bench_acc_norm")
+    # diffs -0.05, -0.049: mean -0.0495, sd 0.001/sqrt(2), se 0.0005, t = -99 on 1 dof
+    assert v.p == pytest.approx(_p_df1(99.0), rel=1e-6) and v.p < 0.05
+    assert v.verdict == "worse" and v.text.startswith("sorting is worse than shuffle on benchmark accuracy (norm)")
 
 
-def test_paired_comparison_within_noise_and_single_seed():
+def test_paired_verdict_unresolved_says_so_and_estimates_seeds():
     finals = _finals({"shuffle": [{"target_loss": 5.0}, {"target_loss": 5.0}],
                       "sorting": [{"target_loss": 4.9}, {"target_loss": 5.2}]})
-    r = stats.paired_comparison(finals, "sorting", "shuffle", "target_loss")
-    assert not r.significant and r.winner is None
-    assert "no difference beyond seed noise (+0.0500 ± " in r.verdict and "2 seeds" in r.verdict
+    v = _verdict(finals, "sorting", "shuffle", "target_loss")
+    # diffs -0.1, +0.2: mean 0.05, sd 0.3/sqrt(2), se 0.15, t = 1/3 on 1 dof
+    assert v.p == pytest.approx(_p_df1(1 / 3), rel=1e-9) and v.verdict == "unresolved"
+    assert v.seeds_needed == verdicts.seeds_needed(0.05, 0.3 / math.sqrt(2), 0.05) and v.seeds_needed > 2
+    assert v.text.startswith("sorting vs shuffle on target loss: not resolved with 2 seeds (Δ +0.0500, 95% CI ")
+    assert v.text.endswith(f"about {v.seeds_needed} seeds would resolve a difference this size")
     one = _finals({"shuffle": [{"target_loss": 5.0}], "sorting": [{"target_loss": 4.0}]})
-    r1 = stats.paired_comparison(one, "sorting", "shuffle", "target_loss")
-    assert r1.n == 1 and r1.winner is None and "from 1 seed" in r1.verdict
+    v1 = _verdict(one, "sorting", "shuffle", "target_loss")
+    assert (v1.n_seeds, v1.delta, v1.p, v1.p_adjusted, v1.seeds_needed, v1.verdict) == (1, -1.0, None, None, None,
+                                                                                          "unresolved")
+    assert v1.text == ("sorting vs shuffle on target loss: not resolved with 1 seed; 1 seed leaves no spread to "
+                       "test against; run 2 or more seeds")
 
 
 def test_identical_differences_in_every_seed_are_not_called_a_win():
     # accuracy on a small benchmark moves in steps: 5 more right answers in both seeds is no interval
-    finals = _finals({"shuffle": [{"bench_acc": 0.38}, {"bench_acc": 0.40}],
-                      "folding L=3": [{"bench_acc": 0.38 + 5 / 300}, {"bench_acc": 0.40 + 5 / 300}]})
-    r = stats.paired_comparison(finals, "folding L=3", "shuffle", "bench_acc")
-    assert r.n == 2 and r.half_width == pytest.approx(0.0, abs=1e-12)
-    assert not r.significant and r.winner is None
-    assert r.verdict == ("folding L=3 vs shuffle on benchmark accuracy: +0.0167 in each of the 2 seeds; with no "
-                         "spread between seeds there is no interval to judge it by, run more seeds")
+    finals = _finals({"shuffle": [{"bench_acc_norm": 0.38}, {"bench_acc_norm": 0.40}],
+                      "folding L=3": [{"bench_acc_norm": 0.38 + 5 / 300}, {"bench_acc_norm": 0.40 + 5 / 300}]})
+    v = _verdict(finals, "folding L=3", "shuffle", "bench_acc_norm")
+    assert v.n_seeds == 2 and v.p is None and v.verdict == "unresolved" and v.seeds_needed is None
+    assert v.text == ("folding L=3 vs shuffle on benchmark accuracy (norm): not resolved with 2 seeds; the "
+                      "difference is +0.0167 in each of the 2 seeds; with no spread between seeds there is no test, "
+                      "run more seeds")
 
 
-def test_paired_comparison_matches_seeds_only():
+def test_paired_verdict_matches_seeds_only():
     rows = [{"run": "s0", "arm": "shuffle", "seed": 0, "target_loss": 5.0},
             {"run": "s1", "arm": "shuffle", "seed": 1, "target_loss": 6.0},
             {"run": "f1", "arm": "folding L=3", "seed": 1, "target_loss": 5.0},
             {"run": "f7", "arm": "folding L=3", "seed": 7, "target_loss": 1.0}]
-    r = stats.paired_comparison(pl.DataFrame(rows), "folding L=3", "shuffle", "target_loss")
-    assert r.n == 1 and r.mean_diff == pytest.approx(-1.0)
+    v = _verdict(pl.DataFrame(rows), "folding L=3", "shuffle", "target_loss")
+    assert v.n_seeds == 1 and v.delta == pytest.approx(-1.0)
+
+
+def test_pairing_keys_on_comparison_and_seed():
+    """2 folding seeds vs 4 shuffle runs from two comparisons (same seeds 0, 1): 2 pairs, never 4."""
+    rows = [{"run": f"f{s}", "arm": "folding L=3", "comparison": "cmp-a", "seed": s, "target_loss": 4.0 + s - 0.1 * s}
+            for s in (0, 1)]
+    rows += [{"run": f"{c}-s{s}", "arm": "shuffle", "comparison": c, "seed": s, "target_loss": 4.2 + s + off}
+             for c, off in (("cmp-a", 0.0), ("cmp-b", 5.0)) for s in (0, 1)]
+    curves = pl.DataFrame([{**r, "step": 1, "tokens": 100} for r in rows])
+    summary = stats.summarize(curves, baseline="shuffle", metrics=["target_loss"])
+    (v,) = summary["verdicts"]
+    assert v.n_seeds == 2  # keyed by seed alone it would pair each folding seed with two shuffle runs: 4
+    assert v.delta == pytest.approx(np.mean([-0.2, -0.3]))  # cmp-b's shuffle runs (+5) do not enter
+    assert summary["arms"]["shuffle"]["n_seeds"] == 4  # four distinct runs of the arm, none merged
+    assert summary["arms"]["shuffle"]["comparisons"] == ["cmp-a", "cmp-a", "cmp-b", "cmp-b"]
+    # a rerun of one (arm, comparison, seed) is one replicate: averaged, counted once
+    rerun = pl.concat([curves, pl.DataFrame([{"run": "f0-again", "arm": "folding L=3", "comparison": "cmp-a",
+                                              "seed": 0, "target_loss": 3.6, "step": 1, "tokens": 100}])])
+    (v2,) = stats.summarize(rerun, baseline="shuffle", metrics=["target_loss"])["verdicts"]
+    assert v2.n_seeds == 2 and v2.delta == pytest.approx(np.mean([(4.0 + 3.6) / 2 - 4.2, -0.3]))
 
 
 def test_compare_arms_requires_baseline():
     finals = _finals({"sorting": [{"target_loss": 5.0}]})
     with pytest.raises(DataError, match="baseline"):
-        stats.compare_arms(finals, "shuffle")
+        verdicts.compare_arms(finals, "shuffle", ["target_loss"])
+
+
+def test_t_test_p_by_hand():
+    for t in (0.0, 0.5, 1.0, 3.0, 12.706):
+        assert verdicts.t_test_p(t, 1) == pytest.approx(_p_df1(t), abs=1e-12)
+        assert verdicts.t_test_p(-t, 2) == pytest.approx(_p_df2(t), abs=1e-12)
+        # df = 4: P(|T| < t) = sin(th) (1 + cos^2(th) / 2), th = atan(t / 2)
+        th = math.atan(t / 2)
+        assert verdicts.t_test_p(t, 4) == pytest.approx(1 - math.sin(th) * (1 + math.cos(th) ** 2 / 2), abs=1e-12)
+    # the 95% critical values of the t table sit at p = 0.05
+    for df, crit in T_TABLE_95.items():
+        assert verdicts.t_test_p(crit, df) == pytest.approx(0.05, abs=2e-4)
+    with pytest.raises(ConfigError):
+        verdicts.t_test_p(1.0, 0)
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert verdicts.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert verdicts.holm([0.5, None, 0.6]) == [1.0, None, 1.0]  # capped at 1; an untested pair is not counted
+    assert verdicts.holm([0.02, None]) == [0.02, None]  # one test: no adjustment
+    assert verdicts.holm([0.01, 0.01, 0.04]) == pytest.approx([0.03, 0.03, 0.04])  # ties share a value
+    assert verdicts.holm([]) == []
+
+
+def test_seeds_needed_by_hand():
+    # d = 1: n = 9 fails, (t.975,8 + t.80,8)^2 = (2.306 + 0.889)^2 = 10.21 > 9; n = 10 holds,
+    # (t.975,9 + t.80,9)^2 = (2.262 + 0.883)^2 = 9.89 <= 10 (exact noncentral-t power at n = 10 is 0.80)
+    assert (2.306 + 0.889) ** 2 > 9 and (2.262 + 0.883) ** 2 <= 10
+    assert verdicts.seeds_needed(1.0, 1.0) == 10 and verdicts.seeds_needed(-2.0, 2.0) == 10
+    # d = 0.5: n = 33 fails, ((2.0369 + 0.8530) / 0.5)^2 = 33.41; n = 34 holds, ((2.0345 + 0.8527) / 0.5)^2 = 33.34
+    assert ((2.0369 + 0.8530) / 0.5) ** 2 > 33 and ((2.0345 + 0.8527) / 0.5) ** 2 <= 34
+    assert verdicts.seeds_needed(0.5, 1.0) == 34
+    # the issue's default comparison: +0.28 with paired spread about 0.1, two tests (alpha 0.025 each):
+    # n = 3 fails, ((t.9875,2 + t.80,2) / 2.8)^2 = ((6.205 + 1.061) / 2.8)^2 = 6.73; n = 4 holds, (4.177 + 0.978)^2 /
+    # 2.8^2 = 3.39
+    assert ((6.205 + 1.061) / 2.8) ** 2 > 3 and ((4.177 + 0.978) / 2.8) ** 2 <= 4
+    assert verdicts.seeds_needed(0.28, 0.1, alpha=0.025) == 4
+    assert verdicts.seeds_needed(1e-3, 1.0) == ">1000" and verdicts.seeds_needed(0.0, 1.0) == ">1000"
+    assert verdicts.seeds_needed(0.3, 0.0) is None and verdicts.seeds_needed(math.nan, 1.0) is None
+    with pytest.raises(ConfigError):
+        verdicts.seeds_needed(1.0, 1.0, power=0.3)
+
+
+def test_holm_runs_across_every_arm_and_metric():
+    # two arms x two verdict metrics; each raw p is about 0.02-0.04 (3 seeds), so no pair survives Holm
+    spread = {"target_loss": (0.0, 0.11, -0.05), "bench_acc_norm": (0.0, 0.004, -0.002)}
+    shift = {"sorting": {"target_loss": -0.2, "bench_acc_norm": 0.01},
+             "folding L=3": {"target_loss": -0.15, "bench_acc_norm": 0.008}}
+    table = {"shuffle": [{"target_loss": 5.0 + s, "bench_acc_norm": 0.3} for s in range(3)]}
+    for arm, sh in shift.items():
+        table[arm] = [{m: table["shuffle"][s][m] + sh[m] + spread[m][s] for m in spread} for s in range(3)]
+    found = verdicts.compare_arms(_finals(table), "shuffle", ["target_loss", "bench_acc_norm"])
+    assert sorted((v.arm, v.metric) for v in found) == sorted((a, m) for a in shift for m in spread)
+    raw = []
+    for v in found:
+        d = np.array([shift[v.arm][v.metric] + spread[v.metric][s] for s in range(3)])
+        raw.append(_p_df2(d.mean() / (d.std(ddof=1) / math.sqrt(3))))
+    assert [v.p for v in found] == pytest.approx(raw, rel=1e-9)
+    assert min(raw) < 0.05  # significant alone ...
+    assert [v.p_adjusted for v in found] == pytest.approx(verdicts.holm(raw))
+    assert all(v.verdict == "unresolved" for v in found)  # ... but not once four tests are corrected for
+    for v in found:  # seeds needed at the Bonferroni level alpha / m, m = 4
+        d = np.array([shift[v.arm][v.metric] + spread[v.metric][s] for s in range(3)])
+        assert v.seeds_needed == verdicts.seeds_needed(d.mean(), d.std(ddof=1), 0.05 / 4) and v.seeds_needed > 3
+
+
+def test_wording_never_claims_no_difference():
+    def arms(base, other):
+        return {"shuffle": [{"target_loss": b} for b in base], "x": [{"target_loss": o} for o in other]}
+
+    cases = [arms([5.0, 5.0], [4.9, 5.2]), arms([5.0, 5.0], [5.0, 5.0]),
+             arms([5.0, 6.0], [5.0 + 1e-6, 6.0 - 1e-6]), arms([5.0], [5.0])]
+    for table in cases:
+        (v,) = verdicts.compare_arms(_finals(table), "shuffle", ["target_loss"])
+        assert v.verdict == "unresolved" and "not resolved with" in v.text
+        assert "no difference" not in v.text.lower() and " beats " not in v.text and "noise" not in v.text
+    # a mean difference of about 0 needs more seeds than the cap
+    (v,) = verdicts.compare_arms(_finals(cases[2]), "shuffle", ["target_loss"])
+    assert v.seeds_needed == ">1000" and "more than 1000 seeds would resolve" in v.text
+
+
+def test_p_values_and_power_against_scipy():
+    """Dev-only cross-check with scipy (not a runtime dependency: add scipy to requirements-dev.txt)."""
+    stats = pytest.importorskip("scipy.stats", reason="scipy not installed; add scipy to requirements-dev.txt "
+                                                      "to cross-check the p-values")
+    for df in (1, 2, 3, 4, 5, 9, 30, 120):
+        for t in (0.1, 0.7, 1.5, 2.5, 4.0, 9.0):
+            assert verdicts.t_test_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-14)
+    rng = np.random.default_rng(0)
+    base = rng.normal(5.0, 0.5, size=(6, 5))
+    for i in range(6):
+        arm = base[i] + rng.normal(-0.1, 0.1, size=5)
+        finals = _finals({"shuffle": [{"target_loss": b} for b in base[i]],
+                          "folding L=3": [{"target_loss": a} for a in arm]})
+        v = _verdict(finals, "folding L=3", "shuffle", "target_loss")
+        ref = stats.ttest_rel(arm, base[i])
+        assert v.p == pytest.approx(ref.pvalue, rel=1e-8)
+        lo, hi = ref.confidence_interval(0.95)
+        assert (v.ci_low, v.ci_high) == pytest.approx((lo, hi), rel=1e-8)
+    # the seeds-needed formula against the exact power of the paired t-test (noncentral t)
+    for d, alpha in ((1.0, 0.05), (0.5, 0.05), (2.8, 0.025), (0.3, 0.0125)):
+        n = verdicts.seeds_needed(d, 1.0, alpha)
+        crit = stats.t.ppf(1 - alpha / 2, n - 1)
+        power = stats.nct.sf(crit, n - 1, d * math.sqrt(n)) + stats.nct.cdf(-crit, n - 1, d * math.sqrt(n))
+        assert 0.75 <= power <= 0.9, (d, alpha, n, power)
 
 
 def _synthetic_comparison():
@@ -183,7 +339,8 @@ def _synthetic_comparison():
                              "train_loss": 6.0 - step * 0.5 + shift, "lr": 0.001})
                 rows.append({"run": f"{arm}-{seed}", "arm": arm, "seed": seed, "step": step, "tokens": tokens,
                              "target_loss": 6.5 - step * 0.5 + shift + 0.01 * seed + 0.001 * seed ** 2,
-                             "bench_acc": 0.25 + 0.01 * step - shift / 10 + 0.001 * seed})
+                             "bench_acc": 0.25 + 0.01 * step - shift / 10 + 0.001 * seed,
+                             "bench_acc_norm": 0.26 + 0.01 * step - shift / 10 + 0.001 * seed})
     return pl.DataFrame(rows)
 
 
@@ -194,7 +351,7 @@ def test_summarize_and_export(tmp_path):
     assert exported.columns[:5] == ["run", "arm", "seed", "step", "tokens"]
     assert exported.height == curves.height and "target_loss" in exported.columns
     by_arm = pl.read_csv(paths["curves_by_arm"])
-    assert set(by_arm["metric"].unique()) == {"train_loss", "target_loss", "bench_acc"}
+    assert set(by_arm["metric"].unique()) == {"train_loss", "target_loss", "bench_acc", "bench_acc_norm"}
     assert set(by_arm["arm"].unique()) == {"shuffle", "sorting", "folding L=3"}
     summary = json.loads(paths["summary"].read_text())
     assert summary["baseline"] == "shuffle" and "lr" not in summary["metrics"]
@@ -204,10 +361,25 @@ def test_summarize_and_export(tmp_path):
     assert got["ci_half_width"] == pytest.approx(4.302653 * np.std(final_shuffle, ddof=1) / math.sqrt(3), rel=1e-5)
     delta = next(d for d in summary["deltas"] if d["arm"] == "folding L=3" and d["metric"] == "target_loss")
     # seed effects cancel in the pairing: the differences are -0.21, -0.20, -0.19
-    assert delta["mean_diff"] == pytest.approx(-0.2) and delta["winner"] == "folding L=3"
-    assert delta["half_width"] == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-5)
-    assert summary["verdicts"]["sorting vs shuffle: target_loss"].startswith("shuffle beats sorting on target loss by 0.3000")
-    assert summary["verdicts"]["folding L=3 vs shuffle: bench_acc"].startswith("folding L=3 beats shuffle")
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert delta["delta"] == pytest.approx(-0.2) and delta["n_seeds"] == 3
+    assert (delta["ci_low"], delta["ci_high"]) == pytest.approx((-0.2 - half, -0.2 + half), rel=1e-5)
+    assert {d["metric"] for d in summary["deltas"]} == {"train_loss", "target_loss", "bench_acc", "bench_acc_norm"}
+    # verdicts: every non-baseline arm x verdict metric, each entry exactly the report's keys
+    assert summary["verdict_metrics"] == ["target_loss", "bench_acc_norm"]
+    got = {(v["arm"], v["metric"]): v for v in summary["verdicts"]}
+    assert set(got) == {(a, m) for a in ("sorting", "folding L=3") for m in ("target_loss", "bench_acc_norm")}
+    assert all(set(v) == set(verdicts.JSON_KEYS) for v in summary["verdicts"])
+    t = -0.2 / (0.01 / math.sqrt(3))
+    fold = got[("folding L=3", "target_loss")]
+    assert fold["p"] == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), rel=1e-6)
+    adjusted = verdicts.holm([v["p"] for v in summary["verdicts"]])
+    assert fold["p_adjusted"] == pytest.approx(adjusted[summary["verdicts"].index(fold)])
+    assert fold["verdict"] == "better" and fold["seeds_needed"] is None
+    assert got[("sorting", "target_loss")]["verdict"] == "worse"
+    assert got[("folding L=3", "bench_acc_norm")]["verdict"] == "better"  # higher accuracy is better
+    assert "sorting is worse than shuffle on target loss (Δ +0.3000" in " ".join(summary["verdict_texts"])
+    assert len(summary["verdict_texts"]) == 4
 
 
 def test_format_table_lists_each_arm():
