@@ -10,7 +10,7 @@ import sys
 
 from ..errors import DeltError
 
-COMMAND_MODULES = ("data", "score", "organize", "train", "runs")
+COMMAND_MODULES = ("data", "score", "organize", "train", "runs", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

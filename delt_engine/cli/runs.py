@@ -1,4 +1,4 @@
-"""``compare`` and ``runs list|show|cancel|export|report|launch``: comparisons of orderings and the run registry.
+"""``compare`` and ``runs list|show|cancel|export|report|launch|eval``: comparisons of orderings and the run registry.
 
     python -m delt_engine compare --demo --workspace ws
     python -m delt_engine compare --spec spec.json --max-concurrent 2 --no-wait
@@ -6,6 +6,7 @@
     python -m delt_engine runs show RUN_ID
     python -m delt_engine runs cancel RUN_ID
     python -m delt_engine runs export COMPARISON_ID --out DIR
+    python -m delt_engine runs eval RUN --include-path DIR --tasks delt_benchmark
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     cmp.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     cmp.set_defaults(func=cmd_compare)
 
-    runs = subparsers.add_parser("runs", help="list, show, cancel and export training runs")
+    runs = subparsers.add_parser("runs", help="list, show, cancel, export and evaluate training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="every run of the workspace with its state and last metrics")
     _workspace_arg(p)
@@ -71,6 +72,19 @@ def register(subparsers) -> None:
                    help="runs at once (default: one per GPU when there are several, else 1)")
     _workspace_arg(p)
     p.set_defaults(func=cmd_launch)
+    p = sub.add_parser("eval", help="evaluate a run's kept model with lm-evaluation-harness (lm_eval.json)",
+                       description="Evaluate the model a run kept (--save-model) through lm-eval's Hugging Face "
+                                   "backend, offline, and store lm-eval's results in <run>/lm_eval.json. Needs "
+                                   "lm-eval: pip install 'delt-studio[eval]'.")
+    p.add_argument("run", metavar="RUN", help="run id or run folder")
+    p.add_argument("--tasks", required=True, help="lm-eval tasks or groups, comma-separated (e.g. delt_benchmark "
+                                                  "after `benchmark export --format lm-eval --out DIR`)")
+    p.add_argument("--include-path", default=None, metavar="DIR", help="folder of extra task YAMLs (an export)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N documents per task (the first)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, default=16, help="requests per forward pass (default 16)")
+    _workspace_arg(p)
+    p.set_defaults(func=cmd_eval)
 
 
 def _workspace_arg(parser) -> None:
@@ -344,6 +358,27 @@ def cmd_launch(args) -> int:
         raise ConfigError("give run ids or --comparison ID to launch")
     ok = _launch_and_wait(dirs, args.max_concurrent) if dirs else True
     return 0 if ok else 1
+
+
+def cmd_eval(args) -> int:
+    from ..training.harness import eval_run
+
+    run_dir = _run_folder(_workspace(args), args.run)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    path, record = eval_run(run_dir, tasks, include_path=args.include_path, limit=args.limit, device=args.device,
+                            batch_size=args.batch_size)
+    rows = [[name, _fmt(res.get("acc,none")), _fmt(res.get("acc_norm,none")), str(res.get("sample_len", "-"))]
+            for name, res in record["results"].items()]
+    print(_table(["task", "acc", "acc_norm", "n"], rows))
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_folder(ws, run: str) -> Path:
+    """A run of the workspace by id, else ``run`` as a folder (``./my-run`` too, which looks like an id)."""
+    if (ws.root / "runs" / run).is_dir() or not Path(run).is_dir():
+        return ws.run_dir(run)
+    return Path(run)
 
 
 def _fmt(value) -> str:

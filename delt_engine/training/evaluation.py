@@ -4,17 +4,20 @@
 Scoring one item: every choice is a continuation of the context; its log-likelihood is the sum of the
 log-probabilities of the continuation's tokens given the context (and the earlier continuation tokens).
 - ``acc``: the choice with the highest log-likelihood is the answer.
-- ``acc_norm``: the highest log-likelihood divided by the choice's length. lm-eval divides by the
-  length of the choice string; we use its UTF-8 byte length (the same for ASCII text, and independent
-  of the tokenizer, which is the point of the normalisation).
-Context/continuation split, as lm-eval: the continuation is ``" " + choice`` when the context is
-non-empty and does not end in whitespace, else ``choice``; trailing whitespace of the context is then
-moved to the front of the continuation (so "Q: " + "A" is scored as "Q:" | " A"). Context and
-continuation are encoded separately and concatenated, so the continuation tokens scored are exactly
-the continuation's own encoding (lm-eval encodes the whole string and splits it; with byte-level BPE,
-whose pre-tokenizer splits before a space, both give the same tokens). An empty context is replaced by
-the EOS token, which serves as BOS. Sequences longer than ``max_length`` are cut from the left.
-Tasks are reported separately and as their unweighted mean.
+- ``acc_norm``: the highest log-likelihood divided by the choice's length in characters, as lm-eval's
+  ``acc_norm`` (the choice without its delimiter; characters and UTF-8 bytes agree on ASCII text).
+Requests are the ones lm-eval builds for a ``multiple_choice`` task with ``doc_to_text: context``,
+``doc_to_choice: choices`` and ``target_delimiter: " "`` (what ``lm_eval_bridge.export_task`` writes),
+so both give the same log-likelihood for every choice:
+- the continuation is ``" " + choice``, also after an empty context;
+- trailing whitespace of the context moves to the front of the continuation ("Q:\n" + " A" is scored
+  as "Q:" | "\n A"); a context should therefore not end in a space;
+- a non-empty context is encoded with the tokenizer's default special tokens, then context +
+  continuation as one string; the continuation tokens are what follows the context's tokens;
+- an empty context is replaced by the prefix token (BOS, else EOS) and the continuation is encoded
+  alone without special tokens (if it already starts with the prefix token, that token is the context).
+Sequences longer than ``max_length`` + 1 are cut from the left. Tasks are reported separately and as
+their unweighted mean.
 """
 
 from __future__ import annotations
@@ -83,11 +86,45 @@ def _parse_item(line: str, where: str, default_id: str, default_task: str) -> It
     return Item(str(rec.get("id", default_id)), task, context, tuple(choices), answer)
 
 
+TARGET_DELIMITER = " "  # between context and choice, as lm-eval's default target_delimiter
+
+
 def split_pair(context: str, choice: str) -> tuple[str, str]:
     """The (context, continuation) strings scored for one choice (lm-eval's rules; see module doc)."""
-    continuation = " " + choice if context and not context[-1].isspace() else choice
     stripped = context.rstrip()
-    return stripped, context[len(stripped):] + continuation
+    return stripped, context[len(stripped):] + TARGET_DELIMITER + choice
+
+
+def prefix_token_id(tokenizer) -> int:
+    """The token that stands in for an empty context: BOS when the tokenizer has one, else EOS."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode_pair(tokenizer, context: str, choice: str) -> tuple[list[int], list[int]]:
+    """Context and continuation token ids for one choice, as lm-eval's Hugging Face backend encodes them.
+
+    Raises:
+        DataError when the choice adds no token of its own (it merged into the context's last token).
+    """
+    ctx, cont = split_pair(context, choice)
+    if not ctx:
+        prefix = prefix_token_id(tokenizer)
+        cont_ids = list(tokenizer(cont, add_special_tokens=False)["input_ids"])
+        ctx_ids, cont_ids = (cont_ids[:1], cont_ids[1:]) if cont_ids[0] == prefix else ([prefix], cont_ids)
+    else:
+        ctx_ids = _encode_default(tokenizer, ctx)
+        cont_ids = _encode_default(tokenizer, ctx + cont)[len(ctx_ids):]
+    if not cont_ids:
+        raise DataError(f"choice {choice!r} after context {context!r} encodes to no tokens of its own")
+    return ctx_ids, cont_ids
+
+
+def _encode_default(tokenizer, text: str) -> list[int]:
+    """The tokenizer's default encoding (special tokens as it adds them), except that a text already
+    starting with the prefix token's string gets no second one (lm-eval's rule)."""
+    prefix = tokenizer.decode([prefix_token_id(tokenizer)])
+    specials = {"add_special_tokens": False} if prefix and text.startswith(prefix) else {}
+    return list(tokenizer(text, **specials)["input_ids"])
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None):
@@ -99,14 +136,11 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 def _encode_requests(items: Sequence[Item], tokenizer, max_length: int):
     """Per (item, choice): input token ids and how many of the last positions are scored."""
-    eos = tokenizer.eos_token_id
     requests = []
     for i, item in enumerate(items):
         for j, choice in enumerate(item.choices):
-            ctx, cont = split_pair(item.context, choice)
-            ctx_ids = tokenizer(ctx, add_special_tokens=False)["input_ids"] if ctx else [eos]
-            cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
-            full = (list(ctx_ids) + list(cont_ids))[-(max_length + 1):]
+            ctx_ids, cont_ids = encode_pair(tokenizer, item.context, choice)
+            full = (ctx_ids + cont_ids)[-(max_length + 1):]
             n_cont = min(len(cont_ids), len(full) - 1)  # a continuation longer than the window is cut too
             requests.append((i, j, full, n_cont))
     return requests
@@ -176,7 +210,7 @@ def _argmax(values: Sequence[float]) -> int:
 def _accuracies(items: Sequence[Item], loglik: list[list[float]]) -> dict:
     per_task: dict[str, list[tuple[bool, bool]]] = {}
     for item, ll in zip(items, loglik):
-        normed = [v / len(c.encode("utf-8")) for v, c in zip(ll, item.choices)]
+        normed = [v / len(c) for v, c in zip(ll, item.choices)]  # characters, as lm-eval's acc_norm
         per_task.setdefault(item.task, []).append((_argmax(ll) == item.answer, _argmax(normed) == item.answer))
     tasks = {t: {"acc": sum(a for a, _ in r) / len(r), "acc_norm": sum(b for _, b in r) / len(r), "n": len(r)}
              for t, r in per_task.items()}
@@ -213,21 +247,3 @@ def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.d
     if count == 0:
         raise DataError("held-out samples have no token pairs to score (every sample is one token long)")
     return total / count
-
-
-def run_lm_eval_tasks(model, tokenizer, tasks: Sequence[str], device: str = "cpu", batch_size: int = 32,
-                      limit: int | None = None) -> dict:
-    """Standard benchmarks (e.g. "arc_easy", "piqa") through lm-evaluation-harness, when it is installed.
-
-    Returns:
-        {"skipped": reason} when ``lm_eval`` cannot be imported (it is optional and not a dependency;
-        its tasks also download their data sets), else {"results": lm-eval's per-task results}.
-    """
-    try:
-        import lm_eval
-        from lm_eval.models.huggingface import HFLM
-    except ImportError:
-        return {"skipped": "lm_eval is not installed"}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
-    out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit)
-    return {"results": out["results"]}

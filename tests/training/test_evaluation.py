@@ -1,13 +1,11 @@
 """Multiple-choice scoring against a brute-force log-likelihood on a tiny model; loader errors; lm_loss."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 
-from delt_engine.training.evaluation import (Item, _accuracies, evaluate, lm_loss, load_benchmark, run_lm_eval_tasks,
-                                    split_pair)
+from delt_engine.training.evaluation import Item, _accuracies, evaluate, lm_loss, load_benchmark, split_pair
 from delt_engine.errors import DataError
 from delt_engine.models.presets import build_model
 from delt_engine.data.tokenizer import encode, train_tokenizer
@@ -39,10 +37,19 @@ def _items():
 
 
 def _brute_loglik(model, tok, context: str, choice: str, max_length: int | None = None) -> float:
-    """One full forward of context + continuation; sum of log-softmax at the continuation's tokens."""
-    ctx, cont = split_pair(context, choice)
-    ctx_ids = tok(ctx, add_special_tokens=False)["input_ids"] if ctx else [tok.eos_token_id]
-    cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
+    """One full forward of context + continuation; sum of log-softmax at the continuation's tokens.
+
+    Requests as lm-eval builds them: continuation " " + choice (trailing whitespace of the context moved
+    in front of it); a context is encoded alone and with the continuation, the continuation's tokens are
+    the rest; an empty context is the BOS (= EOS here) token before the continuation encoded alone.
+    """
+    stripped = context.rstrip()
+    cont = context[len(stripped):] + " " + choice
+    if stripped:
+        ctx_ids = tok(stripped)["input_ids"]
+        cont_ids = tok(stripped + cont)["input_ids"][len(ctx_ids):]
+    else:
+        ctx_ids, cont_ids = [tok.bos_token_id], tok(cont, add_special_tokens=False)["input_ids"]
     full = ctx_ids + cont_ids
     n_cont = len(cont_ids)
     if max_length is not None and len(full) > max_length + 1:
@@ -59,7 +66,7 @@ def _brute_loglik(model, tok, context: str, choice: str, max_length: int | None 
 def _hand_accuracies(items, loglik):
     by_task = {}
     for item, ll in zip(items, loglik):
-        norm = [v / len(c.encode("utf-8")) for v, c in zip(ll, item.choices)]
+        norm = [v / len(c) for v, c in zip(ll, item.choices)]
         acc = float(max(range(len(ll)), key=lambda k: (ll[k], -k)) == item.answer)
         acc_norm = float(max(range(len(norm)), key=lambda k: (norm[k], -k)) == item.answer)
         by_task.setdefault(item.task, []).append((acc, acc_norm))
@@ -69,9 +76,18 @@ def _hand_accuracies(items, loglik):
 
 def test_split_pair_follows_lm_eval():
     assert split_pair("Q:", "A") == ("Q:", " A")
-    assert split_pair("Q: ", "A") == ("Q:", " A")  # trailing space moves to the continuation
-    assert split_pair("Q:\n", "A") == ("Q:", "\nA")
-    assert split_pair("", "A") == ("", "A")
+    assert split_pair("Q: ", "A") == ("Q:", "  A")  # trailing whitespace moves to the continuation
+    assert split_pair("Q:\n", "A") == ("Q:", "\n A")
+    assert split_pair("", "A") == ("", " A")  # the delimiter also after an empty context
+
+
+def test_empty_context_is_the_bos_token_then_the_delimited_choice(lm):
+    from delt_engine.training.evaluation import encode_pair
+
+    _, tok = lm
+    assert encode_pair(tok, "", "green trees") == ([tok.bos_token_id], tok(" green trees")["input_ids"])
+    ctx, cont = encode_pair(tok, "the cat sat on", "the mat")
+    assert ctx + cont == tok("the cat sat on the mat")["input_ids"] and ctx == tok("the cat sat on")["input_ids"]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32])
@@ -98,15 +114,15 @@ def test_evaluate_truncates_from_the_left(lm):
         assert got == pytest.approx(want, abs=1e-4)
 
 
-def test_acc_norm_divides_by_utf8_bytes_and_tasks_are_unweighted():
+def test_acc_norm_divides_by_characters_as_lm_eval_and_tasks_are_unweighted():
     items = [Item("1", "a", "q", ("éé", "abc"), 0), Item("2", "b", "q", ("x", "y"), 1),
              Item("3", "b", "q", ("x", "y"), 1)]
-    # Item 1: raw -4.4 < -3.6 picks "abc" (wrong); per byte -1.1 > -1.2 picks "éé" (right; per char
-    # it would not: -2.2 < -1.2).
-    out = _accuracies(items, [[-4.4, -3.6], [-1.0, -2.0], [-2.0, -1.0]])
-    assert out["tasks"]["a"] == {"acc": 0.0, "acc_norm": 1.0, "n": 1}
-    assert out["tasks"]["b"]["acc"] == 0.5
-    assert out["acc"] == pytest.approx(0.25) and out["acc_norm"] == pytest.approx((1.0 + 0.5) / 2)
+    # Item 1: raw -3.0 > -4.0 picks "éé" (right); per character -1.5 < -1.33 picks "abc" (wrong), while
+    # per UTF-8 byte ("éé" is 4 bytes) -0.75 would pick "éé".
+    out = _accuracies(items, [[-3.0, -4.0], [-1.0, -2.0], [-2.0, -1.0]])
+    assert out["tasks"]["a"] == {"acc": 1.0, "acc_norm": 0.0, "n": 1}
+    assert out["tasks"]["b"]["acc"] == 0.5 and out["tasks"]["b"]["acc_norm"] == 0.5
+    assert out["acc"] == pytest.approx((1.0 + 0.5) / 2) and out["acc_norm"] == pytest.approx(0.25)
 
 
 def test_lm_loss_is_token_weighted_mean_over_real_tokens(lm):
@@ -156,10 +172,3 @@ def test_load_benchmark_defaults_and_question_alias(tmp_path):
         load_benchmark(_write(tmp_path, [""]))
     with pytest.raises(DataError, match="does not exist"):
         load_benchmark(tmp_path / "missing.jsonl")
-
-
-def test_lm_eval_is_skipped_honestly_when_not_installed(lm):
-    if importlib.util.find_spec("lm_eval") is not None:
-        pytest.skip("lm_eval is installed here; its tasks need network data sets")
-    model, tok = lm
-    assert run_lm_eval_tasks(model, tok, ["arc_easy"]) == {"skipped": "lm_eval is not installed"}
