@@ -32,7 +32,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if path.is_dir():
         raise DataError(f"{path}: is an existing folder, not a file; write to another file name, or remove the folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # the parent "folder" is an existing file
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from exc
         fd, tmp = _create_temp(path)
     except OSError as exc:
         raise _naming(exc, path) from exc

@@ -252,6 +252,13 @@ def test_cli_unwritable_output(tmp_path):
     assert list((tmp_path / "locked").iterdir()) == []
 
 
+def test_cli_output_under_a_file_says_the_path_holds_a_file(tmp_path):
+    src = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
+    for out in (src / "out.jsonl", src / "deeper" / "out.jsonl"):
+        line = one_error_line(cli("import", "--input", src, "--output", out))
+        assert line == f"error: {out}: a part of this path is a file, not a folder; check the path"
+
+
 def test_cli_full_disk_names_the_output_and_leaves_no_temp_file(tmp_path, monkeypatch, capsys):
     src = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
     real_fsync = os.fsync
