@@ -2,36 +2,97 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import DataError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+# errno values of a folder fsync that the file system does not support (the rename itself succeeded)
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, errno.EACCES, errno.EPERM, getattr(errno, "ENOTSUP", -1),
+                          getattr(errno, "EOPNOTSUPP", -1)}
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (never half-written)."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (never half-written).
+
+    The file is flushed to disk before the rename and the folder after it, so after a crash ``path``
+    holds either the old or the new content. The new file gets the permissions of any new file
+    (0666 less the process umask, applied by the kernel; the umask is never read or changed here).
+
+    Raises:
+        DataError: ``path`` is an existing folder.
+        OSError: the write failed (no permission, disk full, ...); ``filename`` is ``path``, and no
+            temp file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise DataError(f"{path}: is an existing folder, not a file; write to another file name, or remove the folder")
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # the parent "folder" is an existing file
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from exc
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
+    _fsync_folder(path.parent)
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty, exclusively created temp file beside ``path``: (descriptor, its path).
+
+    Created with mode 0666 so the kernel applies the umask, as for any new file (mkstemp's 0600
+    would need the umask to be read, and reading it with os.umask changes it for every thread).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "could not create a temp file", str(path.parent))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is on disk)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # platforms where a folder cannot be opened (Windows) make renames durable themselves
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise _naming(exc, folder) from exc
+    finally:
+        os.close(fd)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` as raised for ``path`` (a failed write on a descriptor, or a rename of the temp file,
+    would otherwise name no file or the temp file), so a message can say which file and why."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))  # the errno's subclass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -44,12 +105,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    """Read a JSON file; return ``default`` when it does not exist."""
+    """Read a JSON file; return ``default`` when it does not exist.
+
+    Raises:
+        DataError: the file is empty, not UTF-8 or not valid JSON, naming the file and the fix.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return default
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte offset {exc.start})"
+    except json.JSONDecodeError as exc:
+        problem = ("empty" if not raw.strip() else
+                   f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
+    raise DataError(f"{path}: damaged file: {problem}; restore it from a copy, or delete it (or the folder "
+                    f"holding it) if that entry is no longer needed")
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

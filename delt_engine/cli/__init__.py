@@ -5,7 +5,9 @@ Heavy imports (torch, transformers) happen inside the command functions, not her
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from ..errors import DeltError
@@ -32,3 +34,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"error: a file this command read is not UTF-8 text ({exc.reason} at byte offset {exc.start}); "
+              "re-save it as UTF-8", file=sys.stderr)
+        return 2
+
+
+# What to do about the usual file errors, by errno.
+OS_ERROR_FIXES = {
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.EISDIR: "is a folder, not a file; give a file path (or remove the folder if it is in the way)",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; check the path",
+    errno.EACCES: "permission denied; choose a path you may read (or write), or change its permissions",
+    errno.EPERM: "operation not permitted; choose another path, or change its permissions",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.ENOSPC: "no space left on the device; free some space or write somewhere else",
+    errno.EDQUOT: "disk quota exceeded; free some space or write somewhere else",
+    errno.ELOOP: "symbolic link loop (a link points back to itself); fix or remove the link",
+    errno.ENAMETOOLONG: "the file name is too long; choose a shorter path",
+    errno.EEXIST: "already exists; choose another path or remove it",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the path, what went wrong and what to do."""
+    fix = OS_ERROR_FIXES.get(exc.errno) or f"{exc.strerror or exc}; check the path and try again"
+    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
+    if exc.errno in (errno.EISDIR, errno.EEXIST) and len(names) == 2:
+        names = names[1:]  # a rename onto a folder: the destination is the one in the way
+    return f"{' -> '.join(names)}: {fix}" if names else fix

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
                      help="replace undecodable bytes with U+FFFD (counted) instead of failing")
     imp.add_argument("--dedup", action="store_true", help="drop exact duplicate texts, keeping the first")
     imp.add_argument("--split", default="train", help="split of a dataset folder or Hub dataset (default: train)")
+    imp.add_argument("--max-decompressed-bytes", default=None, metavar="SIZE",
+                     help="the most a .gz input may expand to, e.g. 4GB or 8GiB (default: "
+                          "$DELT_MAX_DECOMPRESSED_BYTES, else 1GB; a guard against gzip bombs)")
     imp.set_defaults(func=cmd_import)
 
 
@@ -71,12 +74,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..errors import DataError
 
     records_format(args.output)  # a wrong suffix fails now, not after a long load
+    if args.output.is_dir():
+        raise DataError(f"{args.output}: is an existing folder, not a file; choose another --output file name, "
+                        "or remove the folder")
     source = Path(args.input)
     if source.exists() and args.output.exists() and source.resolve() == args.output.resolve():
         raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
     loaded = load_corpus(args.input, text_field=args.text_field, id_field=args.id_field, fmt=args.fmt,
                          skip_bad_lines=args.skip_bad_lines, replace_invalid_utf8=args.replace_invalid_utf8,
-                         dedup=args.dedup, split=args.split, text_mode=args.text_mode)
+                         dedup=args.dedup, split=args.split, text_mode=args.text_mode,
+                         max_decompressed_bytes=args.max_decompressed_bytes)
     write_records(loaded.frame, args.output)
     print(loaded.report.summary())
     print(f"wrote {loaded.frame.height} documents to {args.output}")

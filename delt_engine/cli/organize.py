@@ -69,14 +69,23 @@ def _io_arguments(parser: argparse.ArgumentParser, scored: bool = True) -> None:
                             help="field holding the score (default: score)")
 
 
-def _read_input(args: argparse.Namespace):
+def _read_input(args: argparse.Namespace, action: str | None = None):
+    """The input records; with ``action`` ("select", "order") their ids must be unique (the message
+    names the input file and some repeated ids)."""
     from ..data.corpus import read_records, records_format
     from ..errors import DataError
+    from ..organize.selection import check_unique_ids
 
     records_format(args.output)  # a wrong output suffix fails before any work
+    if args.output.is_dir():
+        raise DataError(f"{args.output}: is an existing folder, not a file; choose another --output file name, "
+                        "or remove the folder")
     if args.input.exists() and args.output.exists() and args.input.resolve() == args.output.resolve():
         raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
-    return read_records(args.input)
+    frame = read_records(args.input)
+    if action:
+        check_unique_ids(frame, action=action, where=str(args.input))
+    return frame
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
@@ -98,7 +107,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..data.corpus import write_records
     from ..organize.selection import select, summarize_selection
 
-    frame = _read_input(args)
+    frame = _read_input(args, action="select")
     options = dict(k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field,
                    higher_is_better=not args.lower_is_better)
     kept = select(frame, args.method, **options)
@@ -113,7 +122,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     from ..data.corpus import write_records
     from ..organize.ordering import LAYERED, order
 
-    frame = _read_input(args)
+    frame = _read_input(args, action="order")
     ordered = order(frame, args.method, layers=args.layers, descending=args.descending, window=args.window,
                     seed=args.seed, score_field=args.score_field)
     write_records(ordered, args.output)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from .formats import (FILE_FORMATS, FORMATS, RawTable, detect_format, ensure_utf8, read_jsonl,
+from .formats import (DEFAULT_MAX_DECOMPRESSED_BYTES, FILE_FORMATS, FORMATS, MAX_DECOMPRESSED_ENV, RawTable,
+                             decompression_cap, detect_format, ensure_utf8, missing_source_error, read_jsonl,
                              read_parquet, read_source)
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_bytes
@@ -75,7 +76,8 @@ class LoadedCorpus:
 
 def load_corpus(source: str | Path, text_field: str = "text", id_field: str | None = None,
                 fmt: str | None = None, skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
-                dedup: bool = False, split: str = "train", text_mode: str = "lines") -> LoadedCorpus:
+                dedup: bool = False, split: str = "train", text_mode: str = "lines",
+                max_decompressed_bytes: int | str | None = None) -> LoadedCorpus:
     """Load a training corpus into a frame with ``id`` (Utf8) first, ``text`` next, then metadata.
 
     Args:
@@ -91,6 +93,8 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         dedup: drop exact duplicate texts, keeping the first.
         split: the split to take from a DatasetDict folder or a ``load_dataset`` source.
         text_mode: for .txt, "lines" (one document per line) or "paragraphs" (blank-line separated).
+        max_decompressed_bytes: the most bytes a .gz source may expand to (an int, or "2GB", "4GiB");
+            None takes ``$DELT_MAX_DECOMPRESSED_BYTES``, else 1 GB. A guard against gzip bombs.
 
     Returns:
         LoadedCorpus(frame, report). Documents whose text is empty or whitespace are dropped and
@@ -98,14 +102,17 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         keeps its id whatever else is dropped. ``report.id_field`` says where ids came from.
 
     Raises:
-        DataError: unreadable or malformed input (the message names file, line or byte offset),
-            a missing text/id column (listing the columns there are), duplicate ids, or an empty
-            result.
+        DataError: a missing path (or symbolic link loop), unreadable or malformed input (the message
+            names file, line or byte offset), a .gz file expanding past the cap, a missing text/id
+            column (listing the columns there are), duplicate ids, or an empty result.
     """
     _check_args(text_field, id_field, fmt)
+    if max_decompressed_bytes is not None:
+        decompression_cap(max_decompressed_bytes)  # a bad value fails now, whatever the format
     fmt = fmt or detect_format(source)
     raw = read_source(source, fmt, text_field=text_field, id_field=id_field, skip_bad_lines=skip_bad_lines,
-                      replace_invalid_utf8=replace_invalid_utf8, split=split, text_mode=text_mode)
+                      replace_invalid_utf8=replace_invalid_utf8, split=split, text_mode=text_mode,
+                      max_decompressed_bytes=max_decompressed_bytes)
     where = str(source)
     if raw.frame.height == 0:
         skipped = f" ({raw.n_bad_lines_skipped} bad lines skipped)" if raw.n_bad_lines_skipped else ""
@@ -284,7 +291,7 @@ def read_records(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     fmt = records_format(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the path")
+        raise missing_source_error(path)
     if fmt == "parquet":
         return read_parquet(path).frame
     data, _ = ensure_utf8(path, path.read_bytes(), replace=False)
@@ -309,5 +316,6 @@ def write_records(frame: pl.DataFrame, path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-__all__ = ["FILE_FORMATS", "FORMATS", "LoadReport", "LoadedCorpus", "corpus_hash", "detect_format",
-           "load_corpus", "read_records", "records_format", "row_ids", "write_records"]
+__all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "FILE_FORMATS", "FORMATS", "MAX_DECOMPRESSED_ENV", "LoadReport",
+           "LoadedCorpus", "corpus_hash", "detect_format", "load_corpus", "read_records", "records_format",
+           "row_ids", "write_records"]

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import gzip
 import io
+import os
+import re
 import zlib
 import json
 from dataclasses import dataclass, field
@@ -35,6 +38,16 @@ GZIP_SUFFIX = ".gz"  # any text format may be gzip-compressed: corpus.jsonl.gz, 
 TEXT_MODES = ("lines", "paragraphs")
 MAX_LISTED = 10  # how many bad line numbers a report keeps
 JSON_BLANK = " \t\r"  # JSON whitespace that may pad a line (\n is the separator)
+# Decompressed bytes a .gz source may expand to. Parsing a text of N bytes holds a few times N in memory
+# (in the app: inside the server process), and a gzip bomb turns 1 MB into 1 GB; past the cap the read
+# stops with a DataError. Raise it with the environment variable or the max_decompressed_bytes argument.
+MAX_DECOMPRESSED_ENV = "DELT_MAX_DECOMPRESSED_BYTES"
+DEFAULT_MAX_DECOMPRESSED_BYTES = 1_000_000_000  # 1 GB
+READ_CHUNK = 1 << 20  # bytes decompressed per step
+SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+              "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+# A Hugging Face Hub dataset id: owner/name, each part starting with a letter or digit, one slash.
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -52,13 +65,20 @@ def detect_format(source: str | Path) -> str:
     """Guess the format of ``source`` from its suffix or directory contents.
 
     Args:
-        source: a file, a directory, or a Hugging Face dataset id.
+        source: a file, a directory, or a Hugging Face dataset id (``owner/name``).
 
     Returns:
         One of ``FORMATS``. A directory written by ``save_to_disk`` is "hf-disk", any other
-        directory and anything that is not a local path is "hf" (``datasets.load_dataset``).
+        directory and a source that is not a local path but looks like a Hub id is "hf"
+        (``datasets.load_dataset``).
+
+    Raises:
+        DataError: a path that does not exist (and is not shaped like a Hub id), a symbolic link
+            loop or a broken link, or a file whose suffix names no format.
     """
     path = Path(source)
+    if _stat_errno(path) == errno.ELOOP:
+        raise missing_source_error(path)
     if path.is_dir():
         if any((path / name).exists() for name in ("dataset_dict.json", "state.json")):
             return "hf-disk"
@@ -72,33 +92,92 @@ def detect_format(source: str | Path) -> str:
         suffix = inner
     if suffix in SUFFIX_FORMATS:
         if not path.exists():
-            raise DataError(f"{path}: file not found; check the path")
+            raise missing_source_error(path)
         return SUFFIX_FORMATS[suffix]
     if path.exists():
         raise DataError(f"{path}: cannot tell the format from the suffix '{suffix}'; name the file "
                         f"with one of {', '.join(SUFFIX_FORMATS)} or pass the format "
                         f"(--format {'|'.join(FORMATS)})")
-    return "hf"
+    if looks_like_hub_id(source):
+        return "hf"
+    raise missing_source_error(path)
+
+
+def looks_like_hub_id(source: str | Path) -> bool:
+    """True when ``source`` has the shape of a Hugging Face Hub dataset id and is no local path.
+
+    The shape: ``owner/name`` with exactly one slash, not starting with '.', '/' or '~', and no file
+    suffix (a suffix with a letter, like ``.jsonl`` or ``.xyz``; a version like ``v1.2`` is fine).
+    A source whose ``owner`` is a local folder is a path (``data/corpus`` with no such file), not an id.
+    Only such sources are ever handed to ``datasets.load_dataset`` as a Hub id, so a mistyped path
+    is reported as missing instead of being looked up on the Hub.
+    """
+    text = str(source)
+    if not HUB_ID.fullmatch(text) or os.path.lexists(text) or os.path.isdir(text.split("/")[0]):
+        return False
+    suffix = Path(text).suffix
+    return not any(c.isalpha() for c in suffix)
+
+
+def _stat_errno(path: Path) -> int | None:
+    """None when ``path`` can be stat'ed (it exists), else the errno that stat gave."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno or errno.ENOENT
+    except ValueError:  # an embedded NUL byte
+        return errno.EINVAL
+    return None
+
+
+def missing_source_error(path: Path) -> DataError:
+    """The DataError for a source path that cannot be read as a file: a symbolic link loop, a broken
+    link, a part of the path that is a file, a folder, or a path that does not exist."""
+    code = _stat_errno(path)
+    if code is None and os.path.isdir(path):
+        return DataError(f"{path}: is a folder, not a file; give the file itself (a dataset folder needs "
+                         f"--format hf-disk or hf)")
+    if code == errno.ELOOP:
+        return DataError(f"{path}: symbolic link loop (too many levels of symbolic links); a link in this path "
+                         f"points back to itself: fix or remove the link")
+    if os.path.islink(path):
+        return DataError(f"{path}: broken symbolic link to {os.readlink(path)} (the target does not exist); "
+                         f"fix the link or give the file itself")
+    if code == errno.ENOTDIR:
+        return DataError(f"{path}: a part of this path is a file, not a folder; check the path")
+    if code in (errno.EACCES, errno.EPERM):
+        return DataError(f"{path}: permission denied; make the file readable or copy it somewhere readable")
+    hint = "" if os.path.isabs(path) else f" (relative to {Path.cwd()})"
+    return DataError(f"{path}: file not found{hint}; check the path (a Hugging Face Hub dataset id looks "
+                     f"like owner/name)")
 
 
 def read_source(source: str | Path, fmt: str, *, text_field: str = "text", id_field: str | None = None,
                 skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
-                split: str = "train", text_mode: str = "lines") -> RawTable:
-    """Read ``source`` in format ``fmt`` into a RawTable (see the module docstring)."""
+                split: str = "train", text_mode: str = "lines",
+                max_decompressed_bytes: int | str | None = None) -> RawTable:
+    """Read ``source`` in format ``fmt`` into a RawTable (see the module docstring).
+
+    ``max_decompressed_bytes`` caps what a ``.gz`` file may expand to (see ``decompression_cap``).
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown corpus format '{fmt}'; use one of {', '.join(FORMATS)}")
     if text_mode not in TEXT_MODES:
         raise ConfigError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got '{text_mode}'")
-    if fmt == "hf":
-        return read_hf(source, split)
     path = Path(source)
+    if fmt == "hf":
+        if _stat_errno(path) is not None and not looks_like_hub_id(source):
+            raise missing_source_error(path)  # neither a local dataset folder/script nor a Hub id
+        return read_hf(source, split)
+    if _stat_errno(path) is not None:
+        raise missing_source_error(path)
     if fmt == "hf-disk":
         return read_hf_disk(path, split)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the path")
+        raise missing_source_error(path)
     if fmt == "parquet":
         return read_parquet(path)
-    raw, where = read_bytes(path)
+    raw, where = read_bytes(path, max_decompressed_bytes)
     data, n_replaced = ensure_utf8(where, raw, replace_invalid_utf8)
     if fmt == "jsonl":
         table = read_jsonl(path, data, skip_bad_lines, string_fields=(text_field,))
@@ -112,17 +191,80 @@ def read_source(source: str | Path, fmt: str, *, text_field: str = "text", id_fi
     return table
 
 
-def read_bytes(path: Path) -> tuple[bytes, str]:
+def read_bytes(path: Path, max_decompressed_bytes: int | str | None = None) -> tuple[bytes, str]:
     """The file's bytes, gunzipped for a ``.gz`` name, and how to name them in an error (byte offsets
-    and line numbers of a compressed file count in its decompressed text)."""
-    raw = path.read_bytes()
+    and line numbers of a compressed file count in its decompressed text).
+
+    A ``.gz`` file is decompressed a chunk at a time and the read stops as soon as the text grows past
+    ``decompression_cap(max_decompressed_bytes)`` bytes, so a gzip bomb never fills the memory.
+    """
     if path.suffix.lower() != GZIP_SUFFIX:
-        return raw, str(path)
-    try:
-        return gzip.decompress(raw), f"{path} (decompressed)"
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a complete gzip file ({exc}); re-compress it, or drop the .gz suffix "
-                        "if it is plain text") from None
+        return path.read_bytes(), str(path)
+    cap = decompression_cap(max_decompressed_bytes)
+    out = io.BytesIO()
+    with open(path, "rb") as packed:  # an unreadable file is an OSError here, not "not a gzip file"
+        try:
+            with gzip.GzipFile(fileobj=packed, mode="rb") as unpacked:
+                while chunk := unpacked.read(min(READ_CHUNK, cap + 1 - out.tell())):
+                    out.write(chunk)
+                    if out.tell() > cap:
+                        raise _over_cap_error(path, cap)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: not a complete gzip file ({exc}); re-compress it, or drop the .gz suffix "
+                            "if it is plain text") from None
+    return out.getvalue(), f"{path} (decompressed)"
+
+
+def decompression_cap(value: int | str | None = None) -> int:
+    """Bytes a compressed source may expand to: ``value``, else ``$DELT_MAX_DECOMPRESSED_BYTES``,
+    else ``DEFAULT_MAX_DECOMPRESSED_BYTES`` (1 GB).
+
+    Args:
+        value: a byte count, or a size such as "2GB", "4GiB", "500MB" (None: the environment or default).
+
+    Returns:
+        The cap in bytes (>= 1).
+
+    Raises:
+        ConfigError: a value that is not a positive size, naming where it came from.
+    """
+    if value is not None:
+        return parse_size(value, "max_decompressed_bytes (--max-decompressed-bytes)")
+    env = os.environ.get(MAX_DECOMPRESSED_ENV, "").strip()
+    if env:
+        return parse_size(env, f"the environment variable {MAX_DECOMPRESSED_ENV}")
+    return DEFAULT_MAX_DECOMPRESSED_BYTES
+
+
+def parse_size(value: int | str, where: str) -> int:
+    """A positive byte count from an int or a string like "1500000", "2GB", "4 GiB", "0.5G"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
+        unit = match.group(2).upper() if match else None
+        if unit not in SIZE_UNITS:
+            raise ConfigError(f"{where}: {value!r} is not a size; give bytes or a number with a unit, "
+                              f"e.g. 2000000000, 2GB or 4GiB")
+        number = int(float(match.group(1)) * SIZE_UNITS[unit])
+    if number < 1:
+        raise ConfigError(f"{where}: the size must be at least 1 byte, got {value!r}")
+    return number
+
+
+def format_size(n_bytes: int) -> str:
+    """A byte count for messages: "1 GB", "1.5 MB", "512 bytes"."""
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def _over_cap_error(path: Path, cap: int) -> DataError:
+    return DataError(f"{path}: decompresses to more than {format_size(cap)} ({cap:,} bytes), the cap on "
+                     f"decompressed input that guards against gzip bombs; if the file is genuine, raise the cap: "
+                     f"set {MAX_DECOMPRESSED_ENV} (e.g. {MAX_DECOMPRESSED_ENV}=8GB) or pass "
+                     f"--max-decompressed-bytes (max_decompressed_bytes=), or convert the corpus to Parquet")
 
 
 def ensure_utf8(path: Path | str, raw: bytes, replace: bool) -> tuple[bytes, int]:
@@ -337,7 +479,7 @@ def _read_csv_as_text(path: Path, data: bytes, separator: str = ",") -> pl.DataF
 def read_parquet(path: Path) -> RawTable:
     """Read a Parquet file; rows are labelled "row N" (1-based)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the path")
+        raise missing_source_error(path)
     try:
         frame = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:

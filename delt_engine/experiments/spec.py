@@ -133,6 +133,11 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
             source = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"spec file {path} does not exist; write one or use `compare --demo`") from None
+        except IsADirectoryError:
+            raise ConfigError(f"spec file {path} is a folder; give the path of the spec's JSON file itself") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it "
+                              f"as UTF-8 JSON") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
         base = path.resolve().parent

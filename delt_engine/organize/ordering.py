@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigError, DataError
-from .selection import MethodInfo, check_scores, score_array, scores_of
+from .selection import MethodInfo, check_scores, check_unique_ids, score_array, scores_of
 
 ORDERINGS: dict[str, MethodInfo] = {
     "shuffle": MethodInfo("shuffle", "random order from a seed: the conventional baseline", "paper"),
@@ -61,11 +61,12 @@ def order(frame: pl.DataFrame, method: str = "shuffle", layers: int = 3, descend
 
     Raises:
         ConfigError: unknown method, bad layers/window/seed.
-        DataError: empty frame, missing/non-numeric score field, null/NaN/inf scores.
+        DataError: empty frame, repeated ids, missing/non-numeric score field, null/NaN/inf scores.
     """
     _check_config(method, layers, window, seed)
     if not isinstance(frame, pl.DataFrame):
         raise DataError(f"expected a polars DataFrame of samples, got {type(frame).__name__}")
+    check_unique_ids(frame, action="order")
     if method == "shuffle":
         if frame.height == 0:
             raise DataError("there are no samples to order: the input has no rows")

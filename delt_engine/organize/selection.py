@@ -95,9 +95,11 @@ def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, 
 
     Raises:
         ConfigError: unknown method, missing/extra/out-of-range parameter, a count that rounds to 0.
-        DataError: empty frame, missing or non-numeric score field, null/NaN/inf scores, nothing kept.
+        DataError: empty frame, repeated ids, missing or non-numeric score field, null/NaN/inf scores,
+            nothing kept.
     """
     _check_config(method, k, ratio, threshold)
+    check_unique_ids(frame, action="select")
     scores = score_array(frame, score_field, action="select")
     kept, _ = _select(scores, method, k, ratio, threshold, higher_is_better)
     _require_kept(kept, method, threshold, scores.size)
@@ -177,6 +179,31 @@ def score_array(frame: pl.DataFrame, score_field: str = "score", action: str = "
     if not column.dtype.is_numeric():
         raise DataError(f"score field {score_field!r} holds {column.dtype}, not numbers; pick a numeric field")
     return check_scores(column.cast(pl.Float64).to_numpy(), frame=frame, action=action)
+
+
+def check_unique_ids(frame: pl.DataFrame, action: str = "select", where: Optional[str] = None) -> None:
+    """Refuse a frame whose ``id`` column repeats a value (a sample twice would be trained twice and
+    every later join by id would be ambiguous). A frame without an ``id`` column passes.
+
+    Args:
+        frame: the samples.
+        action: the verb for the message ("select", "order").
+        where: the file the frame came from, for the message.
+
+    Raises:
+        DataError: naming the first few repeated ids, how many there are, and the fix.
+    """
+    if not isinstance(frame, pl.DataFrame) or "id" not in frame.columns:
+        return
+    ids = frame.get_column("id")
+    repeated = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
+    if repeated.len():
+        shown = ", ".join(repr(v) for v in repeated.head(N_EXAMPLES).to_list())
+        more = f" and {repeated.len() - N_EXAMPLES} more" if repeated.len() > N_EXAMPLES else ""
+        prefix = f"{where}: " if where else ""
+        raise DataError(f"{prefix}{repeated.len()} id(s) appear more than once: {shown}{more}; every sample needs "
+                        f"a unique id to {action}: remove the repeated records or give them new ids (importing the "
+                        f"file again without --id-field numbers the documents by row)")
 
 
 def scores_of(frame_or_scores, score_field: str = "score", action: str = "select") -> np.ndarray:

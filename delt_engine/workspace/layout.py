@@ -9,6 +9,7 @@ Listing reads only the small JSON files and the tail of metrics.jsonl; it never 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
@@ -25,6 +26,9 @@ from ..jobs.protocol import FINAL_STATES, pid_alive, read_progress, read_status,
 SUBDIRS = ("datasets", "scores", "runs", "comparisons", "cache")
 METRICS_FILE = "metrics.jsonl"
 TAIL_BYTES = 16384  # enough for the last train record and the last eval record
+# A run id, comparison id or dataset name: one plain folder name (never '..', a '/' or an absolute path).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+DAMAGED_STATE = "unknown"  # the registry state of a run whose status.json cannot be read
 
 
 def default_workspace() -> "Workspace":
@@ -45,6 +49,22 @@ def new_id(prefix: str = "run") -> str:
         _LAST_MS[0] = ms
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ms / 1000))
     return f"{prefix}-{stamp}-{ms % 1000:03d}{secrets.token_hex(2)}"
+
+
+def check_id(value: Any, kind: str = "run id") -> str:
+    """``value`` when it is a plain id usable as one folder name (``ID_PATTERN``), else DataError.
+
+    Args:
+        value: a run id, comparison id or dataset name from a user, a URL or a manifest.
+        kind: what it is, for the message ("run id", "comparison id", "dataset name").
+
+    Returns:
+        ``value`` unchanged.
+    """
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise DataError(f"{kind} {value!r} is not valid: it must be 1-128 letters, digits, '.', '_' or '-', "
+                        f"starting with a letter or digit (no '/', no '..'); give the id as `runs list` shows it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -114,13 +134,30 @@ class Workspace:
         """Create and return an empty comparison directory with a fresh unique id."""
         return _new_dir(self.comparisons, prefix)
 
-    def run_dir(self, run_id: str) -> Path:
-        """The directory of run ``run_id`` (a run id or a path to a run directory)."""
-        path = Path(run_id)
-        if not (path.is_absolute() or len(path.parts) > 1):
-            path = self.root / "runs" / run_id
+    def run_dir(self, run_id: str | os.PathLike) -> Path:
+        """The directory of run ``run_id``: a run id, the path of a folder directly inside this
+        workspace's ``runs/`` (e.g. ``ws/runs/run-...``, as `runs list` shows it), or the path of a run
+        folder elsewhere (one holding a ``config.json``, e.g. made by ``train --run-dir``).
+
+        Raises:
+            DataError: an id that is not a plain folder name (``..``, ``/``), a path that is neither
+                inside ``<root>/runs`` nor a run folder, or a run that does not exist.
+        """
+        runs = self.root / "runs"
+        name = str(run_id)
+        path = Path(name)
+        if path.is_absolute() or len(path.parts) > 1:
+            if path.parent.resolve() != runs.resolve():
+                if path.is_dir() and (path / "config.json").is_file():
+                    return path
+                raise DataError(f"{name!r} is neither a run of this workspace ({runs}) nor a run folder (no "
+                                "config.json in it); give a run id as `runs list` shows it (or --workspace for "
+                                "another workspace)")
+            name = path.name
+        check_id(name, "run id")
+        path = runs / name
         if not path.is_dir():
-            raise DataError(f"run {run_id!r} not found in {self.root / 'runs'}; list runs with `runs list`")
+            raise DataError(f"run {name!r} not found in {runs}; list runs with `runs list`")
         return path
 
     def list_runs(self, comparison: str | None = None, reap: bool = True) -> list[RunInfo]:
@@ -155,7 +192,9 @@ class Workspace:
                          read_json(path / "summary.json", default={}) or {})
 
     def comparison_dir(self, comparison_id: str) -> Path:
-        """The folder of comparison ``comparison_id`` (DataError naming the known ones when missing)."""
+        """The folder of comparison ``comparison_id`` (DataError naming the known ones when missing,
+        and for an id that is not a plain folder name)."""
+        check_id(comparison_id, "comparison id")
         path = self.root / "comparisons" / comparison_id
         if not (path / "comparison.json").exists():
             known = ", ".join(c["id"] for c in self.list_comparisons()) or "none yet"
@@ -163,16 +202,43 @@ class Workspace:
         return path
 
     def load_comparison(self, comparison_id: str) -> dict:
-        """The comparison manifest (spec, run ids, arm labels)."""
-        return read_json(self.comparison_dir(comparison_id) / "comparison.json")
+        """The comparison manifest (spec, run ids, arm labels).
 
-    def list_comparisons(self) -> list[dict]:
-        """Every comparison manifest, oldest first."""
+        Raises:
+            DataError: an unknown id, or a damaged manifest (not JSON, or runs without a valid
+                id, arm and seed), naming the file.
+        """
+        path = self.comparison_dir(comparison_id) / "comparison.json"
+        manifest = read_json(path)
+        _check_manifest(manifest, path)
+        return manifest
+
+    def list_comparisons(self, include_damaged: bool = False) -> list[dict]:
+        """Every comparison manifest, oldest first.
+
+        Args:
+            include_damaged: also list comparisons whose manifest cannot be read, as
+                ``{"id": folder name, "damaged": message}`` (otherwise they are left out, so one damaged
+                file never hides the others).
+        """
         root = self.root / "comparisons"
         if not root.is_dir():
             return []
-        found = [read_json(p / "comparison.json") for p in sorted(root.iterdir()) if (p / "comparison.json").exists()]
-        return [m for m in found if m]
+        found = []
+        for folder in sorted(root.iterdir()):
+            path = folder / "comparison.json"
+            if not path.exists():
+                continue
+            try:
+                manifest = read_json(path)
+                _check_manifest(manifest, path)
+            except (DataError, OSError) as exc:
+                if include_damaged:
+                    found.append({"id": folder.name, "damaged": str(exc)})
+                continue
+            if manifest:
+                found.append(manifest)
+        return found
 
     def comparison_curves(self, comparison_id: str) -> pl.DataFrame:
         """The curves frame (run, arm, seed, step, tokens, metrics...) of every run of a comparison."""
@@ -192,6 +258,25 @@ class Workspace:
         return pl.concat(frames, how="diagonal_relaxed")
 
 
+def _check_manifest(manifest: Any, path: Path) -> None:
+    """DataError naming ``path`` unless it holds an object whose runs each have a plain run id, an arm
+    and an integer seed (the ids become folder names under runs/)."""
+    fix = "restore the file, or delete its comparison folder"
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: damaged manifest: expected a JSON object; {fix}")
+    runs = manifest.get("runs", [])
+    if not isinstance(runs, list):
+        raise DataError(f"{path}: damaged manifest: 'runs' is not a list; {fix}")
+    for number, run in enumerate(runs, start=1):
+        if not (isinstance(run, dict) and isinstance(run.get("id"), str) and "arm" in run and "seed" in run):
+            raise DataError(f"{path}: damaged manifest: run {number} lacks an id, arm or seed; {fix}")
+        try:
+            check_id(run["id"], "run id")
+            int(run["seed"])
+        except (DataError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: damaged manifest: run {number}: {exc}; {fix}") from None
+
+
 def _new_dir(parent: Path, prefix: str) -> Path:
     for _ in range(100):
         path = parent / new_id(prefix)
@@ -209,10 +294,19 @@ def refresh_status(run_dir: str | os.PathLike) -> dict:
     """Read status.json, first marking a job whose process is gone as failed (never 'running' forever).
 
     A running job whose ``pid`` is not alive, and a queued job whose job manager (``manager_pid``) is
-    not alive, can never finish: they are marked failed with the reason.
+    not alive, can never finish: they are marked failed with the reason. A status.json that cannot be
+    read (empty, not JSON) gives ``{"state": "unknown", "error": <file, problem and fix>}`` and is left
+    as it is, so a listing shows the damaged entry instead of failing.
     """
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
+    try:
+        status = read_status(run_dir)
+    except (DataError, OSError) as exc:
+        return {"state": DAMAGED_STATE, "error": f"unreadable status file: {exc}", "damaged": True}
+    if not isinstance(status, dict):
+        return {"state": DAMAGED_STATE, "error": f"unreadable status file: {run_dir / 'status.json'} holds a JSON "
+                f"{type(status).__name__}, not an object; delete the folder {run_dir} if it is no longer needed",
+                "damaged": True}
     state = status.get("state")
     if state == "running" and status.get("pid") and not pid_alive(int(status["pid"])):
         return write_status(run_dir, "failed", error=f"process {status['pid']} exited without finishing "

@@ -152,6 +152,7 @@ def test_cli_export_names_a_bad_input_line(tmp_path, capsys):
 
 def test_missing_lm_eval_names_the_extra(tmp_path, monkeypatch, capsys):
     (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")  # a run folder, as train --run-dir makes one
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval now raises ImportError
     with pytest.raises(DeltError, match=r"delt-studio\[eval\]"):
         run_lm_eval(tmp_path / "run" / "model", ["delt_facts"])
