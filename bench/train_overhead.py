@@ -34,7 +34,7 @@ from delt_engine.models.device import describe_device, resolve_device  # noqa: E
 from delt_engine.models.losses import token_mean_loss  # noqa: E402
 from delt_engine.models.presets import build_model  # noqa: E402
 from delt_engine.data.tokenizer import encode, load_tokenizer, trim_batch  # noqa: E402
-from delt_engine.training.loop import train  # noqa: E402
+from delt_engine.jobs.train_job import train  # noqa: E402
 from delt_engine.training.config import RunConfig  # noqa: E402
 
 WORDS = ("the a model data order score learn token train small large river stone city night light water "

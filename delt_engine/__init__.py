@@ -28,7 +28,7 @@ _EXPORTS = {
     "select": "organize.selection", "select_indices": "organize.selection", "summarize_selection": "organize.selection",
     "order": "organize.ordering", "order_indices": "organize.ordering", "layout": "organize.ordering",
     # training, evaluation, registry
-    "RunConfig": "training.config", "train": "training.loop", "train_run": "training.loop",
+    "RunConfig": "training.config", "train": "jobs.train_job", "train_run": "jobs.train_job", "train_model": "training.loop",
     "evaluate": "training.evaluation", "load_benchmark": "training.evaluation",
     "Workspace": "workspace.layout", "JobManager": "jobs.manager",
 }

@@ -24,7 +24,8 @@ from delt_engine.errors import ConfigError, DataError
 from delt_engine.fileio import read_json, write_json
 from delt_engine.organize.ordering import order
 from delt_engine.organize.selection import select
-from delt_engine.workspace.layout import Workspace, check_id, refresh_status
+from delt_engine.jobs.protocol import refresh_status
+from delt_engine.workspace.layout import Workspace, check_id
 from tests.conftest import ROOT
 
 

@@ -63,7 +63,7 @@ def submit_score(job_dir: Path) -> None:
 def submit_run(run_dir: Path) -> None:
     """Queue one training run (its run dir already holds config.json)."""
     if sync_mode():
-        from delt_engine.training.loop import train_run
+        from delt_engine.jobs.train_job import train_run
 
         try:
             train_run(run_dir)
@@ -95,7 +95,7 @@ def job_dirs(root: Path) -> list[Path]:
 
 def queue_summary(root: Path) -> dict[str, int]:
     """How many jobs are in each state (reads only status.json files; dead processes are reaped)."""
-    from delt_engine.workspace.layout import refresh_status
+    from delt_engine.jobs.protocol import refresh_status
 
     counts: dict[str, int] = {}
     for path in job_dirs(root):

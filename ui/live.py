@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from delt_engine.workspace.layout import METRICS_FILE, read_metrics
+from delt_engine.jobs.protocol import METRICS_FILE
+from delt_engine.workspace.layout import read_metrics
 
 from . import state
 

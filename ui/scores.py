@@ -16,7 +16,7 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.fileio import read_json
-from delt_engine.workspace.layout import refresh_status
+from delt_engine.jobs.protocol import refresh_status
 from ui import datasets
 
 

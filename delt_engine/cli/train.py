@@ -73,7 +73,7 @@ def run_train(args) -> int:
 
     from ..errors import ConfigError
     from ..jobs.protocol import StopFlag
-    from ..training.loop import train, train_run
+    from ..jobs.train_job import train, train_run
 
     stop = StopFlag(args.run_dir)
     bars = []  # created at the first step, once the total is known (after tokenizing and set-up)

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import JobError
-from .protocol import FINAL_STATES, now_iso, pid_alive, read_status, request_cancel, write_status
+from .protocol import (CANCEL_FILE, CONFIG_FILE, FINAL_STATES, LOG_FILE, STATUS_FILE, log_tail, now_iso, pid_alive,
+                       read_status, refresh_status, request_cancel, write_status)
 from ..fileio import write_json
-from ..workspace.layout import log_tail, refresh_status
+
 
 JOB_FLAGS = {"train": "--run-dir", "score": "--job-dir"}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m delt_engine` works from any cwd
@@ -94,7 +95,7 @@ class JobManager:
     def submit(self, job_dir: str | os.PathLike, kind: str = "train") -> Path:
         """Queue a job directory (it must hold config.json); status "queued" is written at once."""
         job_dir = Path(job_dir).resolve()
-        if not (job_dir / "config.json").exists():
+        if not (job_dir / CONFIG_FILE).exists():
             raise JobError(f"{job_dir} has no config.json; prepare the run before submitting it")
         self.command_builder(job_dir, kind)  # fail early on an unknown kind
         with self._lock:
@@ -103,8 +104,8 @@ class JobManager:
             old = refresh_status(job_dir)
             if old.get("state") == "running":
                 raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
-            (job_dir / "cancel").unlink(missing_ok=True)
-            write_json(job_dir / "status.json", {"state": "queued", "created_at": old.get("created_at") or now_iso(),
+            (job_dir / CANCEL_FILE).unlink(missing_ok=True)
+            write_json(job_dir / STATUS_FILE, {"state": "queued", "created_at": old.get("created_at") or now_iso(),
                                                  "queued_at": now_iso(), "manager_pid": os.getpid(), "kind": kind})
             self._queue.append((job_dir, kind))
             self._tick_locked()
@@ -197,7 +198,7 @@ class JobManager:
 
     def _launch(self, job_dir: Path, kind: str) -> None:
         status = read_status(job_dir)
-        if (job_dir / "cancel").exists() or status.get("state") != "queued":
+        if (job_dir / CANCEL_FILE).exists() or status.get("state") != "queued":
             if status.get("state") not in FINAL_STATES:
                 write_status(job_dir, "cancelled", message="cancelled before it started")
             return
@@ -206,7 +207,7 @@ class JobManager:
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         try:
-            with open(job_dir / "job.log", "ab") as log:
+            with open(job_dir / LOG_FILE, "ab") as log:
                 proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         except (OSError, JobError) as exc:
@@ -263,7 +264,7 @@ class JobManager:
         if job.cancelling:
             return
         job.cancelling = True
-        (job.dir / "cancel").touch()
+        (job.dir / CANCEL_FILE).touch()
         try:
             os.kill(job.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -307,7 +308,7 @@ class JobManager:
             self._ensure_thread()
             return "stopping"
         # queued by another manager, or never submitted: the cancel file stops its launch
-        (job_dir / "cancel").touch()
+        (job_dir / CANCEL_FILE).touch()
         write_status(job_dir, "cancelled", message="cancelled before it started")
         return "cancelled"
 

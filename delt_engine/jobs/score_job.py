@@ -58,24 +58,6 @@ def create_score_job(workspace_scores_dir, config: dict) -> Path:
     return job_dir
 
 
-class _JobProgress:
-    """on_progress for a job: writes progress.json (throttled; always at a phase change or end)."""
-
-    def __init__(self, job_dir: Path, extra: ProgressFn, min_interval_s: float = 0.5):
-        self.job_dir, self.extra, self.min_interval_s = job_dir, extra, min_interval_s
-        self.phase, self.last = None, 0.0
-
-    def __call__(self, progress) -> None:
-        from .protocol import write_progress
-
-        if self.extra is not None:
-            self.extra(progress)
-        now = time.monotonic()
-        if progress.phase != self.phase or progress.done >= progress.total or now - self.last >= self.min_interval_s:
-            self.phase, self.last = progress.phase, now
-            write_progress(self.job_dir, progress)
-
-
 def _run_job_config(config: dict, on_progress: ProgressFn, should_stop: StopFn) -> Optional[ScoreResult]:
     from ..data.corpus import load_corpus
 
@@ -116,7 +98,7 @@ def _restored_signal_handlers():
 
 
 def run_score_job(job_dir, on_progress: ProgressFn = None) -> Optional[ScoreResult]:
-    """Run the scoring job in ``job_dir`` (see ``jobstate`` for the protocol).
+    """Run the scoring job in ``job_dir`` (see ``protocol`` for the files).
 
     Writes status "running" (with pid), progress.json while it works, ``scores.parquet`` (id, score,
     components; atomic, only on success) and status "done" (n_scored, elapsed_s, direction). A cancel
@@ -125,39 +107,27 @@ def run_score_job(job_dir, on_progress: ProgressFn = None) -> Optional[ScoreResu
     rank 0 writes anything.
 
     Args:
-        job_dir: folder holding config.json (made by ``create_score_job`` or by hand).
+        job_dir: folder holding config.json (made by ``workspace.scorings.create_score_job`` or by hand).
         on_progress: optional extra progress callback (the CLI's progress bar).
 
     Returns:
         The ScoreResult on rank 0, None on other ranks.
     """
-    from ..errors import Cancelled, DeltError
     from ..fileio import read_json
-    from .protocol import StopFlag, write_status
+    from .protocol import CONFIG_FILE, JobRun, ProgressFile, StopFlag
 
     job_dir = Path(job_dir)
-    config = read_json(job_dir / "config.json")
+    config = read_json(job_dir / CONFIG_FILE)
     if not isinstance(config, dict):
         raise ConfigError(f"{job_dir} has no readable config.json; create the job with create_score_job")
     lead = rank() == 0
-    with _restored_signal_handlers():
-        try:
-            if lead:
-                write_status(job_dir, "running", pid=os.getpid(), error=None)
-            report = _JobProgress(job_dir, on_progress) if lead else on_progress
-            result = _run_job_config(config, report, StopFlag(job_dir))
-            if result is None or not lead:
-                return None
-            _save_scores(job_dir, result)
-            write_status(job_dir, "done", n_scored=result.scores.height, n_samples=result.frame.height,
-                         elapsed_s=round(result.elapsed_s, 3), direction=result.direction, method=result.method)
-            return result
-        except Cancelled:
-            if lead:
-                write_status(job_dir, "cancelled", error=None)
-            raise
-        except BaseException as exc:
-            if lead:
-                message = str(exc) if isinstance(exc, DeltError) else f"{type(exc).__name__}: {exc}"
-                write_status(job_dir, "failed", error=message)
-            raise
+    with _restored_signal_handlers(), JobRun(job_dir, lead=lead) as job:
+        report = ProgressFile(job_dir, also=on_progress) if lead else on_progress
+        result = _run_job_config(config, report, StopFlag(job_dir))
+        if result is None or not lead:
+            job.finish("done")
+            return None
+        _save_scores(job_dir, result)
+        job.finish("done", n_scored=result.scores.height, n_samples=result.frame.height,
+                   elapsed_s=round(result.elapsed_s, 3), direction=result.direction, method=result.method)
+        return result

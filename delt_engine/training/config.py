@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Optional
 
 from ..models.device import DEVICE_CHOICES
-from ..errors import ConfigError, DataError
-from ..fileio import json_object_line
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -170,35 +168,3 @@ def _check_float(name: str, value: Any, low: float, high: float, low_open: bool 
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         extra = " or null" if optional else ""
         raise ConfigError(f"{name}={value!r} is out of range; use a number in {lo}{low}, {high}{hi}{extra}")
-
-
-def read_rows(path: str | Path, what: str = "input") -> list[dict]:
-    """Rows of a JSONL or Parquet file, in file order (DataError naming file and line when malformed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file {path} does not exist; give a JSONL or Parquet file")
-    if path.suffix.lower() == ".parquet":
-        import polars as pl
-
-        try:
-            return pl.read_parquet(path).to_dicts()
-        except Exception as exc:  # polars raises several unrelated types for bad files
-            raise DataError(f"{what} file {path} is not a readable Parquet file: {exc}") from exc
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if line.strip():
-                rows.append(json_object_line(line, f"{path}:{line_no}", "a text field"))
-    return rows
-
-
-def read_texts(rows: list[dict], field_name: str, path, fallback: str = "text") -> list[str]:
-    """The ``field_name`` strings of ``rows`` (``fallback`` when the first row lacks ``field_name``)."""
-    key = field_name if not rows or field_name in rows[0] else fallback
-    out = []
-    for i, row in enumerate(rows):
-        text = row.get(key)
-        if not isinstance(text, str):
-            raise DataError(f"{path}: row {i + 1} has no string {key!r} field; set text_field to the text column")
-        out.append(text)
-    return out

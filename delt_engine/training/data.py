@@ -6,12 +6,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
-from . import evaluation
 from ..errors import ConfigError, DataError
-from .config import RunConfig, read_rows, read_texts
+from ..fileio import json_object_line
+from .config import RunConfig
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -77,46 +78,34 @@ def plan_steps(batches: SequentialBatches, config: RunConfig) -> int:
     return full_epochs * batches.per_epoch + bisect.bisect_left(batches.cum_tokens, rest) + 1
 
 
-# ----------------------------------------------------------------------------------------- eval
-@dataclass
-class EvalSets:
-    validation: object = None  # Samples
-    target: object = None  # Samples
-    items: list = field(default_factory=list)  # benchmark Items, capped per task
+# ----------------------------------------------------------------------------------------- files
+def read_rows(path: str | Path, what: str = "input") -> list[dict]:
+    """Rows of a JSONL or Parquet file, in file order (DataError naming file and line when malformed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {path} does not exist; give a JSONL or Parquet file")
+    if path.suffix.lower() == ".parquet":
+        import polars as pl
+
+        try:
+            return pl.read_parquet(path).to_dicts()
+        except Exception as exc:  # polars raises several unrelated types for bad files
+            raise DataError(f"{what} file {path} is not a readable Parquet file: {exc}") from exc
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                rows.append(json_object_line(line, f"{path}:{line_no}", "a text field"))
+    return rows
 
 
-def load_eval_sets(config: RunConfig, tokenizer) -> EvalSets:
-    """Held-out sets (first ``eval_max_samples`` rows) and benchmark items (first N per task)."""
-    from ..data.tokenizer import encode
-
-    sets = EvalSets()
-    for name in ("validation", "target"):
-        path = getattr(config, name)
-        if path:
-            rows = read_rows(path, what=name)[: config.eval_max_samples]
-            if not rows:
-                raise DataError(f"{name} file {path} has no rows; give held-out texts or leave {name} unset")
-            texts = read_texts(rows, config.text_field, path)
-            setattr(sets, name, encode(texts, [str(i) for i in range(len(texts))], tokenizer, config.max_length))
-    if config.benchmark:
-        per_task: dict[str, int] = {}
-        for item in evaluation.load_benchmark(config.benchmark):
-            per_task[item.task] = per_task.get(item.task, 0) + 1
-            if per_task[item.task] <= config.eval_max_samples:
-                sets.items.append(item)
-    return sets
-
-
-def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -> dict:
-    """One eval record's metrics: val_loss, target_loss, bench_acc(_norm) and per-task bench results."""
-    bs = config.eval_batch_size
-    out = {"val_loss": None, "target_loss": None, "bench_acc": None, "bench_acc_norm": None, "bench": {}}
-    if sets.validation is not None:
-        out["val_loss"] = evaluation.lm_loss(model, sets.validation, bs, device, amp)
-    if sets.target is not None:
-        out["target_loss"] = evaluation.lm_loss(model, sets.target, bs, device, amp)
-    if sets.items:
-        res = evaluation.evaluate(model, tokenizer, sets.items, device, bs, autocast_dtype=amp)
-        out.update(bench_acc=res["acc"], bench_acc_norm=res["acc_norm"],
-                   bench={t: {"acc": r["acc"], "acc_norm": r["acc_norm"]} for t, r in res["tasks"].items()})
+def read_texts(rows: list[dict], field_name: str, path, fallback: str = "text") -> list[str]:
+    """The ``field_name`` strings of ``rows`` (``fallback`` when the first row lacks ``field_name``)."""
+    key = field_name if not rows or field_name in rows[0] else fallback
+    out = []
+    for i, row in enumerate(rows):
+        text = row.get(key)
+        if not isinstance(text, str):
+            raise DataError(f"{path}: row {i + 1} has no string {key!r} field; set text_field to the text column")
+        out.append(text)
     return out

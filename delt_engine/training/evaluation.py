@@ -23,7 +23,7 @@ their unweighted mean.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +33,8 @@ from ..errors import DataError
 from ..fileio import json_object_line
 from ..models.losses import token_losses
 from ..data.tokenizer import Samples, trim_batch
+from .config import RunConfig
+from .data import read_rows, read_texts
 
 
 @dataclass(frozen=True)
@@ -247,3 +249,48 @@ def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.d
     if count == 0:
         raise DataError("held-out samples have no token pairs to score (every sample is one token long)")
     return total / count
+
+
+# ----------------------------------------------------------------------------------------- a run's evaluation
+@dataclass
+class EvalSets:
+    validation: object = None  # Samples
+    target: object = None  # Samples
+    items: list = field(default_factory=list)  # benchmark Items, capped per task
+
+
+def load_eval_sets(config: RunConfig, tokenizer) -> EvalSets:
+    """Held-out sets (first ``eval_max_samples`` rows) and benchmark items (first N per task)."""
+    from ..data.tokenizer import encode
+
+    sets = EvalSets()
+    for name in ("validation", "target"):
+        path = getattr(config, name)
+        if path:
+            rows = read_rows(path, what=name)[: config.eval_max_samples]
+            if not rows:
+                raise DataError(f"{name} file {path} has no rows; give held-out texts or leave {name} unset")
+            texts = read_texts(rows, config.text_field, path)
+            setattr(sets, name, encode(texts, [str(i) for i in range(len(texts))], tokenizer, config.max_length))
+    if config.benchmark:
+        per_task: dict[str, int] = {}
+        for item in load_benchmark(config.benchmark):
+            per_task[item.task] = per_task.get(item.task, 0) + 1
+            if per_task[item.task] <= config.eval_max_samples:
+                sets.items.append(item)
+    return sets
+
+
+def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -> dict:
+    """One eval record's metrics: val_loss, target_loss, bench_acc(_norm) and per-task bench results."""
+    bs = config.eval_batch_size
+    out = {"val_loss": None, "target_loss": None, "bench_acc": None, "bench_acc_norm": None, "bench": {}}
+    if sets.validation is not None:
+        out["val_loss"] = lm_loss(model, sets.validation, bs, device, amp)
+    if sets.target is not None:
+        out["target_loss"] = lm_loss(model, sets.target, bs, device, amp)
+    if sets.items:
+        res = evaluate(model, tokenizer, sets.items, device, bs, autocast_dtype=amp)
+        out.update(bench_acc=res["acc"], bench_acc_norm=res["acc_norm"],
+                   bench={t: {"acc": r["acc"], "acc_norm": r["acc_norm"]} for t, r in res["tasks"].items()})
+    return out

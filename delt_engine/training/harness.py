@@ -5,7 +5,7 @@
   ``target_delimiter: " "``, metrics acc and acc_norm) with its items in a JSONL beside it, plus a group
   over them whose acc / acc_norm are the unweighted mean over tasks (as the built-in ``bench_acc``).
   ``lm_eval --include_path DIR --tasks NAME`` finds them; their requests are the ones
-  ``benchmarks.evaluate`` scores, so both give the same log-likelihood for every choice.
+  ``evaluation.evaluate`` scores, so both give the same log-likelihood for every choice.
 - ``run_lm_eval`` / ``eval_run`` evaluate a kept model (a local Hugging Face folder, e.g. ``<run>/model``)
   through lm-eval's Hugging Face backend, offline, and keep its results as ``<run>/lm_eval.json``.
 
@@ -70,7 +70,7 @@ def export_task(items: Sequence, out_dir: str | Path, prefix: str = "delt_",
     """Write multiple-choice items as lm-eval tasks (one per ``item.task``) into ``out_dir``.
 
     Args:
-        items: ``benchmarks.Item`` objects (e.g. from ``load_benchmark``), in the order to keep.
+        items: ``evaluation.Item`` objects (e.g. from ``load_benchmark``), in the order to keep.
         out_dir: folder for the YAML and JSONL files (created; files of an earlier export there that
             this one does not rewrite are removed, other files are left alone). The YAMLs point at the
             JSONL files by absolute path (lm-eval reads ``data_files`` relative to the working

@@ -2,35 +2,33 @@
 
 The model sees the ordered data exactly in file order: the i-th batch is the i-th slice of the ordering
 (last partial batch kept, no reshuffle; later epochs replay the same order). AdamW, cosine schedule with
-linear warm-up down to ``min_lr_frac`` of the peak, gradient clipping, bf16 autocast on CUDA. Metrics
-stream to ``<run_dir>/metrics.jsonl`` (one flushed JSON line each) so a reader sees the run live.
+linear warm-up down to ``min_lr_frac`` of the peak, gradient clipping, bf16 autocast on CUDA.
 
-Run directory (docs/engine-contracts.md): config.json (RunConfig.to_dict), status.json and
-progress.json (jobstate), metrics.jsonl, summary.json.
+``train_model`` writes nothing: it reports every metrics record, its progress and each step through
+``TrainHooks`` (as minGPT's trainer fires callbacks). The job layer (``jobs.train_job``) turns those
+into a run directory's metrics.jsonl, progress.json, status.json and summary.json.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from . import evaluation
 from ..models.device import describe_device, resolve_device
-from ..errors import Cancelled, ConfigError, DataError
-from ..fileio import append_jsonl, read_json, write_json
-from ..jobs.protocol import write_progress, write_status
-from ..progress import Progress, StopFn
+from ..progress import Progress, ProgressFn, StopFn
+from . import evaluation
 from .config import RunConfig
-from .data import SequentialBatches, load_eval_sets, load_ordered, plan_steps, run_eval
+from .data import SequentialBatches, load_ordered, plan_steps
+from .metrics import EVAL_METRICS
 
 StepFn = Optional[Callable[[dict], None]]
 BatchFn = Optional[Callable[[int, list], None]]
+RecordFn = Optional[Callable[[dict], None]]
 
 
 # ---------------------------------------------------------------------------------- optimisation
@@ -89,103 +87,83 @@ class RunState:
     info: dict = field(default_factory=dict)  # device, n_params, tokenizer, n_samples
     started: float = field(default_factory=time.perf_counter)
 
+    def summary(self, state_name: str, error: str | None = None) -> dict[str, Any]:
+        """The run's summary.json: how far it got, its last train and eval figures, speed and set-up."""
+        return {
+            "state": state_name, "steps": self.steps, "total_steps": self.total_steps, "tokens": self.tokens,
+            "train_loss": self.last_train.get("train_loss"), "eval_step": self.last_eval.get("step"),
+            **{k: self.last_eval.get(k) for k in EVAL_METRICS}, "bench": self.last_eval.get("bench", {}),
+            "wall_s": round(time.perf_counter() - self.started, 3), "train_s": round(self.train_s, 3),
+            "tok_s": round(self.tokens / self.train_s, 1) if self.train_s > 0 else None,
+            "stopped_early": state_name != "done", "error": error, **self.info,
+        }
 
-def train(config: RunConfig, run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn = None,
-          on_batch: BatchFn = None) -> dict:
-    """Write ``config`` as ``run_dir/config.json`` and train the run (see ``train_run``).
 
-    Raises:
-        ConfigError when ``run_dir`` already holds metrics of an earlier run (choose a new run dir) or
-        the model is unknown; DataError when the input file is missing. Nothing is written then.
+@dataclass
+class TrainHooks:
+    """How ``train_model`` reports (every hook optional).
+
+    Attributes:
+        on_record: every metrics record, train and eval, in the order they are made.
+        on_progress: Progress of the "setup" and "train" phases (every step; throttle when writing).
+        on_step: after every optimizer step, {"step", "total_steps", "tokens", "lr", "train": the train
+            record when one was logged, "eval": the eval record when one was made}.
+        on_batch: ``on_batch(step, sample_ids)`` before each step (what the model sees).
+        should_stop: checked before every step; when true the run ends "cancelled".
     """
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists() and metrics.stat().st_size > 0:
-        raise ConfigError(f"run dir {run_dir} already has metrics from an earlier run; "
-                          "choose a new --run-dir (or delete that folder)")
-    if not Path(config.input).is_file():
-        raise DataError(f"input file {config.input} does not exist; give the ordered data JSONL/Parquet")
-    from ..models.presets import PRESETS
 
-    if config.model not in PRESETS and not Path(config.model).is_dir():
-        raise ConfigError(f"model={config.model!r} is neither a preset ({', '.join(PRESETS)}) "
-                          "nor a model directory")
-    write_json(run_dir / "config.json", config.to_dict())
-    return train_run(run_dir, on_step=on_step, should_stop=should_stop, on_batch=on_batch)
+    on_record: RecordFn = None
+    on_progress: ProgressFn = None
+    on_step: StepFn = None
+    on_batch: BatchFn = None
+    should_stop: StopFn = None
+
+    def record(self, record: dict) -> None:
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def progress(self, progress: Progress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
 
-def train_run(run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn = None,
-              on_batch: BatchFn = None) -> dict:
-    """Train the run described by ``run_dir/config.json``; the job entry point.
+@dataclass
+class TrainResult:
+    """How ``train_model`` ended ("done" or "cancelled") and what it trained."""
+
+    state: str
+    model: Any
+    tokenizer: Any
+
+
+def train_model(config: RunConfig, hooks: TrainHooks | None = None, state: RunState | None = None,
+                cache_root: str | Path | None = None) -> TrainResult:
+    """Train ``config`` on its ordered data, reporting through ``hooks``; writes no files itself.
 
     Args:
-        on_step: called after every optimizer step with {"step", "total_steps", "tokens", "lr",
-            "train": the train record when one was logged, "eval": the eval record when one was made}.
-        should_stop: checked before every step; when true the run ends "cancelled" with its metrics.
-        on_batch: called as ``on_batch(step, sample_ids)`` before each step (what the model sees).
+        config: the run (input file, model, budget, evaluation sets).
+        hooks: where records, progress and steps go.
+        state: filled in as the run goes (pass one to keep what was reached when it fails).
+        cache_root: where a tokenizer trained on the input is cached when ``config.cache_dir`` is unset.
 
     Returns:
-        The summary (also written to summary.json). An exception marks the run "failed" (with the
-        error, metrics kept, summary written) and is re-raised.
+        TrainResult: "done", or "cancelled" when ``hooks.should_stop`` became true.
     """
-    run_dir = Path(run_dir)
-    raw = read_json(run_dir / "config.json")
-    if raw is None:
-        raise ConfigError(f"run dir {run_dir} has no config.json; start a run with --input (or write config.json)")
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists() and metrics.stat().st_size > 0:  # left as it is: it belongs to an earlier run
-        raise ConfigError(f"run dir {run_dir} already has metrics; runs cannot resume, start a new run dir")
-    try:
-        config = RunConfig.from_dict(raw)
-    except ConfigError as exc:  # a queued job with a bad config.json ends failed, not stuck in "queued"
-        write_status(run_dir, "failed", error=f"config.json: {exc}")
-        raise
-    write_status(run_dir, "running", pid=os.getpid(), error=None)
-    state = RunState()
-    try:
-        state_name = _run(config, run_dir, state, on_step, should_stop, on_batch)
-    except Cancelled:  # a hook or helper that honours a stop flag by raising (progress.check_stop)
-        return _finish(run_dir, state, "cancelled")
-    except KeyboardInterrupt:
-        _finish(run_dir, state, "cancelled")
-        raise
-    except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            _finish(run_dir, state, "failed", error=message)
-        finally:
-            write_status(run_dir, "failed", error=message)
-        raise
-    return _finish(run_dir, state, state_name)
+    hooks, state = hooks or TrainHooks(), state if state is not None else RunState()
+    return _run(config, hooks, state, cache_root)
 
 
-def _finish(run_dir: Path, state: RunState, state_name: str, error: str | None = None) -> dict:
-    summary = {
-        "state": state_name, "steps": state.steps, "total_steps": state.total_steps, "tokens": state.tokens,
-        "train_loss": state.last_train.get("train_loss"), "eval_step": state.last_eval.get("step"),
-        **{k: state.last_eval.get(k) for k in ("val_loss", "target_loss", "bench_acc", "bench_acc_norm")},
-        "bench": state.last_eval.get("bench", {}),
-        "wall_s": round(time.perf_counter() - state.started, 3), "train_s": round(state.train_s, 3),
-        "tok_s": round(state.tokens / state.train_s, 1) if state.train_s > 0 else None,
-        "stopped_early": state_name != "done", "error": error, **state.info,
-    }
-    write_json(run_dir / "summary.json", summary)
-    if state_name != "failed":
-        write_status(run_dir, state_name, error=None)
-    return summary
-
-
-def _setup(config: RunConfig, run_dir: Path, state: RunState):
-    from ..models.presets import count_parameters
+def _setup(config: RunConfig, hooks: TrainHooks, state: RunState, cache_root):
     from ..data.tokenizer import encode
+    from ..models.presets import count_parameters
 
-    write_progress(run_dir, Progress("setup", 0, 1, None, "tokenizing the ordered data"))
+    hooks.progress(Progress("setup", 0, 1, None, "tokenizing the ordered data"))
     data = load_ordered(config)
-    tokenizer = load_run_tokenizer(config, data.texts, run_dir)
+    tokenizer = load_run_tokenizer(config, data.texts, cache_root)
     samples = encode(data.texts, data.ids, tokenizer, config.max_length)
     batches = SequentialBatches(len(samples), config.batch_size, samples.lengths.tolist())
     state.total_steps = plan_steps(batches, config)
-    sets = load_eval_sets(config, tokenizer)
+    sets = evaluation.load_eval_sets(config, tokenizer)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_run_model(config, tokenizer, device)
@@ -235,22 +213,23 @@ def _train_record(step: int, lr: float, state: RunState, window: _Window, per_ep
             "elapsed_s": round(now - loop_start, 3)}
 
 
-def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
-    """The training loop; returns "done" or "cancelled"."""
+def _run(config: RunConfig, hooks: TrainHooks, state: RunState, cache_root) -> TrainResult:
+    """The training loop."""
     from ..data.tokenizer import trim_batch
 
-    data, tokenizer, samples, batches, sets, device, model, amp = _setup(config, run_dir, state)
+    data, tokenizer, samples, batches, sets, device, model, amp = _setup(config, hooks, state, cache_root)
     optimizer = make_optimizer(model, config, device)
-    metrics, total = run_dir / "metrics.jsonl", state.total_steps
-    loop_start = last_progress = time.perf_counter()
+    total = state.total_steps
+    loop_start = time.perf_counter()
     window, eval_s = _Window(loop_start), 0.0
 
     def evaluate(step: int) -> dict:
         nonlocal eval_s
         eval_start = time.perf_counter()
-        record = {"step": step, "tokens": state.tokens, **run_eval(model, tokenizer, sets, config, device, amp)}
+        record = {"step": step, "tokens": state.tokens,
+                  **evaluation.run_eval(model, tokenizer, sets, config, device, amp)}
         record["elapsed_s"] = round(time.perf_counter() - loop_start, 3)
-        append_jsonl(metrics, record)
+        hooks.record(record)
         state.last_eval = record
         eval_s += time.perf_counter() - eval_start
         window.start = time.perf_counter()  # eval time is not training time (tok_s)
@@ -259,11 +238,11 @@ def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
     if config.eval_every and config.eval_at_start:
         evaluate(0)
     for index in range(total):
-        if should_stop is not None and should_stop():
-            return "cancelled"
+        if hooks.should_stop is not None and hooks.should_stop():
+            return TrainResult("cancelled", model, tokenizer)
         step, (_, rows) = index + 1, batches.rows(index)
-        if on_batch is not None:
-            on_batch(step, data.ids[rows])
+        if hooks.on_batch is not None:
+            hooks.on_batch(step, data.ids[rows])
         input_ids, mask = trim_batch(samples.input_ids[rows], samples.attention_mask[rows])
         lr = lr_at(index, total, config.lr, config.warmup_frac, config.min_lr_frac)
         window.loss = window.loss + _train_step(model, optimizer, input_ids, mask, lr, config, device, amp)
@@ -274,27 +253,22 @@ def _run(config, run_dir, state, on_step, should_stop, on_batch) -> str:
         record = eval_record = None
         if step % config.log_every == 0 or step == total:
             record = state.last_train = _train_record(step, lr, state, window, batches.per_epoch, loop_start)
-            append_jsonl(metrics, record)
+            hooks.record(record)
             window = _Window(time.perf_counter())
         if (config.eval_every and step % config.eval_every == 0) or step == total:
             eval_record = evaluate(step)
-        now = time.perf_counter()
-        state.train_s = now - loop_start - eval_s
-        if now - last_progress >= 0.5 or step == total:
-            eta = state.train_s / step * (total - step)
-            write_progress(run_dir, Progress("train", step, total, eta, f"{state.tokens} tokens"))
-            last_progress = now
-        if on_step is not None:
-            on_step({"step": step, "total_steps": total, "tokens": state.tokens, "lr": lr,
-                     "train": record, "eval": eval_record})
-    if config.save_model:
-        write_progress(run_dir, Progress("save", 0, 1, None, "saving the trained model"))
-        state.info["model_dir"] = str(save_trained(model, tokenizer, run_dir / "model"))
-    return "done"
+        state.train_s = time.perf_counter() - loop_start - eval_s
+        hooks.progress(Progress("train", step, total, state.train_s / step * (total - step),
+                                f"{state.tokens} tokens"))
+        if hooks.on_step is not None:
+            hooks.on_step({"step": step, "total_steps": total, "tokens": state.tokens, "lr": lr,
+                           "train": record, "eval": eval_record})
+    return TrainResult("done", model, tokenizer)
 
 
 def save_trained(model, tokenizer, out: Path) -> Path:
     """Save ``model`` (safetensors) and ``tokenizer`` to ``out`` atomically: written beside it, then renamed."""
+    import os
     import shutil
 
     out = Path(out)

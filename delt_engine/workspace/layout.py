@@ -21,14 +21,13 @@ import polars as pl
 
 from ..errors import DataError
 from ..fileio import iter_jsonl_tolerant, read_json
-from ..jobs.protocol import FINAL_STATES, pid_alive, read_progress, read_status, write_status
+from ..jobs.protocol import (DAMAGED_STATE, FINAL_STATES, METRICS_FILE, log_tail, read_progress, read_status,
+                             refresh_status)
 
 SUBDIRS = ("datasets", "scores", "runs", "comparisons", "cache")
-METRICS_FILE = "metrics.jsonl"
 TAIL_BYTES = 16384  # enough for the last train record and the last eval record
 # A run id, comparison id or dataset name: one plain folder name (never '..', a '/' or an absolute path).
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-DAMAGED_STATE = "unknown"  # the registry state of a run whose status.json cannot be read
 
 
 def default_workspace() -> "Workspace":
@@ -289,45 +288,6 @@ def _new_dir(parent: Path, prefix: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- status and reaping
-
-def refresh_status(run_dir: str | os.PathLike) -> dict:
-    """Read status.json, first marking a job whose process is gone as failed (never 'running' forever).
-
-    A running job whose ``pid`` is not alive, and a queued job whose job manager (``manager_pid``) is
-    not alive, can never finish: they are marked failed with the reason. A status.json that cannot be
-    read (empty, not JSON) gives ``{"state": "unknown", "error": <file, problem and fix>}`` and is left
-    as it is, so a listing shows the damaged entry instead of failing.
-    """
-    run_dir = Path(run_dir)
-    try:
-        status = read_status(run_dir)
-    except (DataError, OSError) as exc:
-        return {"state": DAMAGED_STATE, "error": f"unreadable status file: {exc}", "damaged": True}
-    if not isinstance(status, dict):
-        return {"state": DAMAGED_STATE, "error": f"unreadable status file: {run_dir / 'status.json'} holds a JSON "
-                f"{type(status).__name__}, not an object; delete the folder {run_dir} if it is no longer needed",
-                "damaged": True}
-    state = status.get("state")
-    if state == "running" and status.get("pid") and not pid_alive(int(status["pid"])):
-        return write_status(run_dir, "failed", error=f"process {status['pid']} exited without finishing "
-                            "(killed or crashed)", log_tail=log_tail(run_dir))
-    if state == "queued" and status.get("manager_pid") and not pid_alive(int(status["manager_pid"])):
-        return write_status(run_dir, "failed", error=f"the job manager (process {status['manager_pid']}) exited "
-                            "before launching this job; start it again")
-    return status
-
-
-def log_tail(job_dir: str | os.PathLike, n_lines: int = 20, max_bytes: int = 4096) -> str:
-    """The last lines of ``<job_dir>/job.log`` (stdout and stderr of the job), or ''."""
-    try:
-        with open(Path(job_dir) / "job.log", "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - max_bytes))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-n_lines:])
-
 
 def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
     """The registry entry of one run directory."""

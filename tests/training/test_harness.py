@@ -64,7 +64,7 @@ def no_network(monkeypatch, tmp_path):
 def kept_run(tmp_path_factory):
     """A tiny run trained on the demo corpus with --save-model, its benchmark (demo items of every task,
     the grammar task's empty contexts among them, plus EDGE_ITEMS) and that benchmark exported."""
-    from delt_engine.training.loop import train
+    from delt_engine.jobs.train_job import train
     from delt_engine.training.config import RunConfig
 
     root = tmp_path_factory.mktemp("lmeval")

@@ -15,7 +15,8 @@ from delt_engine.errors import ConfigError, DataError
 from delt_engine.fileio import iter_jsonl_tolerant, read_json, write_json
 from delt_engine.jobs.protocol import read_status
 from delt_engine.data.tokenizer import load_tokenizer
-from delt_engine.training.loop import lr_at, train
+from delt_engine.jobs.train_job import train
+from delt_engine.training.loop import lr_at
 from delt_engine.training.config import RunConfig
 from tests.conftest import ROOT
 
@@ -84,7 +85,7 @@ def test_same_config_gives_same_losses(data, tmp_path):
 
 def test_save_model_writes_a_loadable_model_with_the_runs_final_losses(data, tmp_path):
     from delt_engine.models.presets import load_model_dir
-    from delt_engine.training.data import load_eval_sets, run_eval
+    from delt_engine.training.evaluation import load_eval_sets, run_eval
 
     cfg = _config(data, steps=3, target=data["heldout"], save_model=True)
     summary = train(cfg, tmp_path / "run")
@@ -317,7 +318,7 @@ def test_unknown_model_is_refused_before_anything_is_written(data, tmp_path):
 
 
 def test_job_with_a_bad_config_json_ends_failed(tmp_path):
-    from delt_engine.training.loop import train_run
+    from delt_engine.jobs.train_job import train_run
 
     write_json(tmp_path / "config.json", {"input": "x.jsonl", "batch_size": 0})
     with pytest.raises(ConfigError, match="batch_size=0"):
