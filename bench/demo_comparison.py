@@ -32,7 +32,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from delt_engine.experiments import stats
-    from delt_engine.workspace.layout import Workspace, read_metrics
+    from delt_engine.workspace.layout import Workspace
+    from delt_engine.workspace.runs import read_metrics
 
     ws_dir = Path(args.workspace or tempfile.mkdtemp(prefix="delt-bench-"))
     load_start = os.getloadavg()[0]

@@ -12,7 +12,8 @@ import streamlit as st
 from delt_engine.experiments import stats, verdicts
 from ui import figures
 from delt_engine.errors import DataError, DeltError
-from delt_engine.workspace.layout import Workspace, metrics_frame, read_metrics
+from delt_engine.workspace.layout import Workspace
+from delt_engine.workspace.runs import metrics_frame, read_metrics
 from ui import state
 
 state.require_app("compare")

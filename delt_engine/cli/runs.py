@@ -287,7 +287,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from ..workspace.layout import last_metrics
+    from ..workspace.runs import last_metrics
 
     ws = _workspace(args)
     record = ws.load_run(args.run_id)

@@ -1,9 +1,10 @@
-"""The workspace on disk and its run registry (architecture.md, "The workspace").
+"""The workspace on disk (architecture.md, "The workspace"): its folders, its one id scheme, and the
+registries of runs and comparisons.
 
-Layout under the root: ``datasets/``, ``scores/``, ``runs/<id>/``, ``comparisons/<id>/``, ``cache/``.
+Layout under the root: ``datasets/``, ``scores/<id>/``, ``runs/<id>/``, ``comparisons/<id>/``, ``cache/``.
 A run directory is the single source of truth for a run (config.json, status.json, progress.json,
 metrics.jsonl, summary.json), so runs launched by the app, the CLI or another process all appear here.
-Listing reads only the small JSON files and the tail of metrics.jsonl; it never parses whole curves.
+Every new folder (run, comparison, scoring) gets an id from ``new_id``.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ..errors import DataError
-from ..fileio import iter_jsonl_tolerant, read_json
-from ..jobs.protocol import (DAMAGED_STATE, FINAL_STATES, METRICS_FILE, log_tail, read_progress, read_status,
-                             refresh_status)
+from ..fileio import read_json
+from ..jobs.protocol import read_progress, refresh_status
+from .runs import RunInfo, RunRecord, metrics_frame, read_metrics, run_info
 
 SUBDIRS = ("datasets", "scores", "runs", "comparisons", "cache")
-TAIL_BYTES = 16384  # enough for the last train record and the last eval record
 # A run id, comparison id or dataset name: one plain folder name (never '..', a '/' or an absolute path).
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -64,45 +63,6 @@ def check_id(value: Any, kind: str = "run id") -> str:
         raise DataError(f"{kind} {value!r} is not valid: it must be 1-128 letters, digits, '.', '_' or '-', "
                         f"starting with a letter or digit (no '/', no '..'); give the id as `runs list` shows it")
     return value
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One line of the run registry (cheap to build: no metrics parsing)."""
-
-    id: str
-    dir: Path
-    state: str  # queued|running|done|failed|cancelled, or "created" before it was submitted
-    created_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    error: str | None = None
-    model: str | None = None
-    ordering: str | None = None  # ordering label, e.g. "folding L=3"
-    seed: int | None = None
-    comparison: str | None = None
-    arm: str | None = None
-    progress: float | None = None  # fraction of the training steps done, 0..1
-    phase: str | None = None  # current phase of the job (e.g. "setup", "train")
-    gpu: str | None = None  # the CUDA device the job manager gave it, when jobs are spread over several
-    last_metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-
-@dataclass
-class RunRecord:
-    """Everything recorded for one run."""
-
-    id: str
-    dir: Path
-    config: dict
-    status: dict
-    progress: dict
-    metrics: pl.DataFrame
-    summary: dict
 
 
 class Workspace:
@@ -287,115 +247,3 @@ def _new_dir(parent: Path, prefix: str) -> Path:
     raise DataError(f"could not create a new directory under {parent}; check that it is writable")
 
 
-# ----------------------------------------------------------------------------- status and reaping
-
-def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
-    """The registry entry of one run directory."""
-    status = refresh_status(run_dir) if reap else read_status(run_dir)
-    config = read_json(run_dir / "config.json", default={}) or {}
-    prov = config.get("provenance") or {}
-    prog = read_progress(run_dir)
-    return RunInfo(
-        id=run_dir.name, dir=run_dir, state=status.get("state", "created"),
-        created_at=status.get("created_at"), started_at=status.get("started_at"), ended_at=status.get("ended_at"),
-        error=status.get("error"), gpu=status.get("gpu"), model=_pick(config, prov, "model"),
-        ordering=_ordering_label(prov.get("ordering")) or _ordering_label(config.get("ordering")),
-        seed=_pick(config, prov, "seed"), comparison=_pick(prov, config, "comparison"),
-        arm=_pick(prov, config, "arm"), progress=_fraction(status.get("state"), prog), phase=prog.get("phase"),
-        last_metrics=last_metrics(run_dir))
-
-
-def _fraction(state: str | None, progress: dict) -> float | None:
-    if state == "done":
-        return 1.0
-    if progress.get("phase") == "train":
-        return progress.get("fraction")
-    return 0.0 if state == "running" else None
-
-
-def _pick(first: dict, second: dict, *keys: str):
-    for key in keys:
-        for source in (first, second):
-            if isinstance(source, dict) and source.get(key) is not None:
-                return source[key]
-    return None
-
-
-def _ordering_label(ordering) -> str | None:
-    if isinstance(ordering, dict):
-        return ordering.get("label") or ordering.get("method")
-    return ordering if isinstance(ordering, str) else None
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def read_metrics(run_dir: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
-    """Complete metrics records from byte ``offset`` on, and the offset to resume from.
-
-    A live reader polls with the returned offset; an unfinished last line is left for the next call.
-    """
-    records, end = [], offset
-    for record, end in iter_jsonl_tolerant(Path(run_dir) / METRICS_FILE, offset):
-        if isinstance(record, dict):
-            records.append(record)
-    return records, end
-
-
-def last_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Latest value of every metric, from the tail of metrics.jsonl only (cheap for long runs)."""
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return {}
-    start = max(0, size - TAIL_BYTES)
-    if start > 0:  # resume at the first line boundary inside the tail, never mid-record
-        with open(path, "rb") as fh:
-            fh.seek(start - 1)
-            cut = fh.read(TAIL_BYTES).find(b"\n")
-        if cut < 0:
-            return {}
-        start += cut
-    merged: dict[str, Any] = {}
-    for record, _ in iter_jsonl_tolerant(path, start):
-        if isinstance(record, dict):
-            merged.update(record)
-    return merged
-
-
-def flatten_record(record: dict, sep: str = ".") -> dict:
-    """Nested dicts become ``parent.child`` keys (e.g. ``bench.arc_easy``)."""
-    flat = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            for sub, v in flatten_record(value, sep).items():
-                flat[f"{key}{sep}{sub}"] = v
-        else:
-            flat[key] = value
-    return flat
-
-
-def metrics_frame(records: list[dict]) -> pl.DataFrame:
-    """Metrics records as a frame: one row per record, nested ``bench`` flattened, missing -> null.
-
-    Columns holding only integers stay Int64 (step, tokens); other numbers become Float64.
-    """
-    if not records:
-        return pl.DataFrame({"step": pl.Series([], dtype=pl.Int64), "tokens": pl.Series([], dtype=pl.Int64)})
-    flat = [flatten_record(r) for r in records]
-    keys = list(dict.fromkeys(k for r in flat for k in r))
-    columns = {}
-    for key in keys:
-        values = [r.get(key) for r in flat]
-        present = [v for v in values if v is not None]
-        if not present:  # e.g. val_loss when the run has no validation set: a numeric column of nulls
-            columns[key] = pl.Series(key, values, dtype=pl.Float64)
-        elif all(isinstance(v, bool) for v in present):
-            columns[key] = pl.Series(key, values, dtype=pl.Boolean)
-        elif all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            columns[key] = pl.Series(key, values, dtype=pl.Int64)
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            columns[key] = pl.Series(key, [None if v is None else float(v) for v in values], dtype=pl.Float64)
-        else:
-            columns[key] = pl.Series(key, [None if v is None else str(v) for v in values], dtype=pl.Utf8)
-    return pl.DataFrame(columns)

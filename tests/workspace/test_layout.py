@@ -13,7 +13,9 @@ from delt_engine.workspace import layout as wsmod
 from delt_engine.errors import DataError
 from delt_engine.fileio import append_jsonl, write_json
 from delt_engine.jobs.protocol import read_status, write_status
-from delt_engine.workspace.layout import Workspace, default_workspace, read_metrics
+from delt_engine.workspace import runs as runsmod
+from delt_engine.workspace.layout import Workspace, default_workspace
+from delt_engine.workspace.runs import read_metrics
 
 
 def _make_run(ws, run_id, state="done", seed=0, arm="shuffle", comparison="cmp-a", n_metrics=3, **status):
@@ -71,7 +73,7 @@ def test_load_run_tolerates_partial_last_line(tmp_path):
     assert m.height == 4 and m["step"].to_list() == [1, 2, 3, 3]
     assert m.schema["tokens"] == pl.Int64 and m.schema["train_loss"] == pl.Float64
     assert m["bench.arc.acc"].to_list() == [None, None, None, 0.25]
-    assert wsmod.metrics_frame([{"step": 1, "val_loss": None}]).schema["val_loss"] == pl.Float64
+    assert runsmod.metrics_frame([{"step": 1, "val_loss": None}]).schema["val_loss"] == pl.Float64
     assert rec.status["state"] == "running" and rec.config["model"] == "cpu-demo"
 
 
@@ -99,8 +101,8 @@ def test_last_metrics_reads_only_the_tail(tmp_path):
     lines.insert(5, json.dumps({"step": 5, "target_loss": 9.0}))
     lines.append(json.dumps({"step": 1999, "target_loss": 3.25, "bench": {"t": {"acc": 0.5}}}))
     (d / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 2000, "trai')
-    assert (d / "metrics.jsonl").stat().st_size > wsmod.TAIL_BYTES
-    last = wsmod.last_metrics(d)
+    assert (d / "metrics.jsonl").stat().st_size > runsmod.TAIL_BYTES
+    last = runsmod.last_metrics(d)
     assert last["step"] == 1999 and last["target_loss"] == 3.25 and last["train_loss"] == pytest.approx(1000 / 1999)
 
 
