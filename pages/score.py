@@ -14,7 +14,10 @@ from delt_engine.errors import ConfigError, DeltError
 from delt_engine.models.presets import PRESETS
 from delt_engine.scoring import SCORERS
 from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
+from delt_engine.scoring import agreement as score_agreement
 from delt_engine.scoring import cost
+from delt_engine.workspace import scorings
+from delt_engine.workspace.scorings import latest_done, list_scorings
 from ui import datasets, jobs, scores, state, widgets
 
 state.require_app("score")
@@ -158,7 +161,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
 
 
 def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
-    from delt_engine.jobs.score_job import create_score_job
+    from delt_engine.workspace.scorings import create_score_job
 
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     model = cfg.get("model")
@@ -217,11 +220,11 @@ def import_panel(corpus: Path) -> None:
 
 def jobs_panel(corpus: Path) -> None:
     """Live list of this dataset's scoring jobs (a fragment that polls only while one is active)."""
-    active = any(jobs.is_active(j.status) for j in scores.list_jobs(ROOT, corpus))
+    active = any(jobs.is_active(j.status) for j in list_scorings(ROOT, corpus))
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
-        listed = scores.list_jobs(ROOT, corpus)[-6:][::-1]
+        listed = list_scorings(ROOT, corpus)[-6:][::-1]
         if not listed:
             return
         with st.container(border=True):
@@ -263,7 +266,7 @@ def data_map(table: pl.DataFrame, method: str, cats: list[str]) -> None:
 
 
 def explanation(table: pl.DataFrame, method: str, job) -> None:
-    lists = scores.list_components(table, method)
+    lists = scorings.list_components(table, method)
     if not lists:
         return
     st.subheader("Why this score? Per-step LQS factors of one sample")
@@ -309,14 +312,14 @@ def agreement(table: pl.DataFrame, methods: list[str]) -> None:
     k = int(st.number_input("k for top-k overlap", 1, max(table.height, 1), key="score.topk",
                             persist_state="session"))
     left, right = st.columns(2)
-    left.plotly_chart(figures.heatmap(scores.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
+    left.plotly_chart(figures.heatmap(score_agreement.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
                       key="score.spearman")
-    right.plotly_chart(figures.heatmap(scores.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
+    right.plotly_chart(figures.heatmap(score_agreement.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
                                      colorscale="Blues", title=f"Top-{k} overlap (Jaccard)"), key="score.jaccard")
 
 
 def results(frame: pl.DataFrame, corpus: Path) -> None:
-    done = scores.latest_done(scores.list_jobs(ROOT, corpus))
+    done = latest_done(list_scorings(ROOT, corpus))
     if not done:
         st.info("No scores for this dataset yet: pick a scorer above and press Start scoring (length takes seconds).")
         return
@@ -326,7 +329,7 @@ def results(frame: pl.DataFrame, corpus: Path) -> None:
     state.ensure_choice("score.view", methods)
     method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
                       format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})")
-    cats = datasets.category_columns(frame) + scores.category_components(table, method)
+    cats = datasets.category_columns(frame) + scorings.category_components(table, method)
     distribution(table, method, cats)
     data_map(table, method, cats)
     explanation(table, method, done[method])

@@ -1,35 +1,26 @@
-"""Datasets of the workspace: the demo corpus (generated on demand) and imported corpora.
-
-An imported dataset lives in ``<workspace>/datasets/<name>/`` as ``corpus.parquet`` plus
-``manifest.json`` (source, text field, counts, content hash, import report). Frames are cached per
-file path and modification time, so a re-import is picked up and an unchanged file is read once.
-(The engine has no dataset registry; this is the app's small one, documented in docs/app.md.)
-"""
+"""The app's view of the workspace's datasets (``delt_engine.workspace.datasets``): the demo folder and
+corpus frames cached per process (frames per file path and modification time, so a re-import is
+picked up and an unchanged file is read once), plus small display helpers."""
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import polars as pl
 import streamlit as st
 
-from delt_engine.errors import DataError
-from delt_engine.fileio import atomic_write_bytes, read_json, write_json
+from delt_engine.workspace import datasets as engine
+from delt_engine.workspace.datasets import DEMO, check_name, imported_names, manifest, names, save_import, set_eval_file
 
 from . import state
 
-DEMO = "demo"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+__all__ = ["DEMO", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load", "manifest",
+           "names", "save_import", "set_eval_file", "word_counts", "category_columns", "group_labels"]
 
 
 @st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
 def _demo_folder(root: str, n_docs: int | None) -> str:
-    from delt_engine.demo.generate import ensure_demo
-
-    kwargs = {"n_docs": n_docs} if n_docs else {}
-    return str(ensure_demo(root, **kwargs))
+    return str(engine.demo_folder(Path(root), n_docs))
 
 
 def demo_folder(root: Path) -> Path:
@@ -41,46 +32,14 @@ def demo_folder(root: Path) -> Path:
     return folder
 
 
-def imported_names(root: Path) -> list[str]:
-    base = root / "datasets"
-    if not base.is_dir():
-        return []
-    # The demo's own folders (datasets/demo-s*-n*/) hold JSONL, not corpus.parquet, so they are not listed.
-    return sorted(p.name for p in base.iterdir()
-                  if (p / "manifest.json").exists() and (p / "corpus.parquet").exists() and p.name != DEMO)
-
-
-def names(root: Path) -> list[str]:
-    """Every dataset the app can use, demo first."""
-    return [DEMO] + imported_names(root)
-
-
 def corpus_path(root: Path, name: str) -> Path:
     """The corpus file of dataset ``name``."""
-    if name == DEMO:
-        return demo_folder(root) / "corpus.jsonl"
-    path = root / "datasets" / name / "corpus.parquet"
-    if not path.exists():
-        raise DataError(f"dataset {name!r} has no corpus file at {path}; import it again on the Data page")
-    return path
-
-
-def manifest(root: Path, name: str) -> dict:
-    if name == DEMO:
-        return {"name": DEMO, "source": "generated demo corpus (planted structure: clean / noise / difficulty)"}
-    return read_json(root / "datasets" / name / "manifest.json", default={}) or {}
+    return engine.corpus_path(root, name, demo=demo_folder(root) if name == DEMO else None)
 
 
 def eval_paths(root: Path, name: str) -> dict[str, str | None]:
-    """Target set and benchmark for LQS and evaluation: the dataset's own, else the demo's."""
-    info = manifest(root, name)
-    folder = demo_folder(root)
-    fallback = {"target": folder / "target.jsonl", "benchmark": folder / "benchmark.jsonl"}
-    out = {}
-    for key, path in fallback.items():
-        own = info.get(key)
-        out[key] = own if own else (str(path) if path.exists() else None)
-    return out
+    """Target set and benchmark of dataset ``name`` (see the engine's ``eval_paths``)."""
+    return engine.eval_paths(root, name, demo=demo_folder(root))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -94,69 +53,6 @@ def load(root: Path, name: str) -> pl.DataFrame:
     """The corpus frame of dataset ``name`` (id, text, metadata); read once per file version."""
     path = corpus_path(root, name)
     return _read(str(path), path.stat().st_mtime_ns)
-
-
-def check_name(name: str, root: Path) -> str:
-    name = (name or "").strip()
-    if name == DEMO or not NAME_RE.match(name):
-        raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '-', '_' or '.' "
-                        "(at most 64, not 'demo')")
-    return name
-
-
-def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> Path:
-    """Store a loaded corpus as ``datasets/<name>/corpus.parquet`` + ``manifest.json``; returns the folder."""
-    from delt_engine.data.corpus import write_records
-
-    name = check_name(name, root)
-    folder = root / "datasets" / name
-    if (folder / "manifest.json").exists():  # scores and runs refer to it: never replace it in place
-        raise DataError(f"a dataset named {name!r} already exists; choose another name (or delete {folder})")
-    folder.mkdir(parents=True, exist_ok=True)
-    frame = loaded.frame
-    write_records(frame, folder / "corpus.parquet")
-    write_json(folder / "manifest.json", {"name": name, "source": source, "text_field": text_field,
-                                          "n_documents": frame.height, "columns": frame.columns,
-                                          "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                          "report": loaded.report.to_dict(), "summary": loaded.report.summary(),
-                                          "content_hash": loaded.report.content_hash})
-    return folder
-
-
-def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str = "text") -> Path:
-    """Give dataset ``name`` its own target set (``kind="target"``: clean text for LQS/PDS and
-    target_loss) or benchmark (``kind="benchmark"``: multiple-choice JSONL), checked and copied into the
-    dataset folder (the source file is only read); the manifest then points at the copy.
-
-    Raises:
-        DataError naming the file, line and fix (as corpus import and benchmark loading do).
-    """
-    from delt_engine.data.corpus import load_corpus, write_records
-
-    if name == DEMO:
-        raise DataError("the demo brings its own target set and benchmark; import a dataset to give it others")
-    folder = root / "datasets" / name
-    info = manifest(root, name)
-    if not info:
-        raise DataError(f"dataset {name!r} has no manifest in {folder}; import it again on the Data page")
-    if kind == "target":
-        frame = load_corpus(source, text_field=text_field or "text").frame.select("id", "text")
-        out = folder / "eval" / "target.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_records(frame, out)
-    elif kind == "benchmark":
-        from delt_engine.training.evaluation import load_benchmark
-
-        items = load_benchmark(source)  # raises DataError naming the line
-        if not items:
-            raise DataError(f"benchmark file {source} holds no items")
-        out = folder / "eval" / Path(source).name  # same file name: items without "task" keep its stem
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, Path(source).read_bytes())
-    else:
-        raise ValueError(f"kind must be 'target' or 'benchmark', not {kind!r}")
-    write_json(folder / "manifest.json", {**info, kind: str(out), f"{kind}_source": str(source)})
-    return out
 
 
 def word_counts(frame: pl.DataFrame) -> pl.Series:

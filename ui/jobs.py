@@ -48,7 +48,7 @@ def manager():
 
 
 def submit_score(job_dir: Path) -> None:
-    """Start the scoring job in ``job_dir`` (prepared by ``create_score_job``)."""
+    """Start the scoring job in ``job_dir`` (prepared by ``workspace.scorings.create_score_job``)."""
     if sync_mode():
         from delt_engine.jobs.score_job import run_score_job
 

@@ -1,61 +1,21 @@
 """Scoring as a background job (``python -m delt_engine score --job-dir DIR``, architecture.md "Jobs").
 
-``create_score_job`` writes ``<scores>/<id>/config.json`` and status "queued"; ``run_score_job``
-runs it with status/progress files, a cancel file or SIGTERM, and writes ``scores.parquet``
-atomically only on success.
+``workspace.scorings.create_score_job`` writes ``<scores>/<id>/config.json`` and status "queued";
+``run_score_job`` runs it with status/progress files, a cancel file or SIGTERM, and writes
+``scores.parquet`` atomically only on success.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..progress import ProgressFn, StopFn, check_stop
-from ..scoring import get_scorer
+from ..scoring.registry import JOB_DEFAULTS
 from ..scoring.runner import ScoreResult, rank, run_scoring
-
-JOB_DEFAULTS: dict[str, Any] = {"text_field": "text", "model": "cpu-demo", "tokenizer": None, "device": "auto",
-                                "seed": 0, "max_length": 128, "batch_size": 16, "target": None, "options": {},
-                                "cache_dir": None}
-
-
-def create_score_job(workspace_scores_dir, config: dict) -> Path:
-    """Make ``<workspace_scores_dir>/<id>/`` with ``config.json`` and status "queued".
-
-    Args:
-        workspace_scores_dir: the workspace ``scores/`` folder (created when missing).
-        config: {"input": path, "method": name} plus any of JOB_DEFAULTS' keys; paths are made absolute.
-
-    Returns:
-        The job directory; run it with ``python -m delt_engine score --job-dir DIR``.
-    """
-    import hashlib
-    import json
-
-    from ..fileio import write_json
-    from .protocol import write_status
-
-    if not config.get("input") or not config.get("method"):
-        raise ConfigError("a scoring job needs 'input' (a corpus file) and 'method' in its config")
-    get_scorer(config["method"])
-    config = {**JOB_DEFAULTS, **config}
-    for key in ("input", "target", "cache_dir", "tokenizer"):
-        if config.get(key):
-            config[key] = str(Path(config[key]).expanduser().absolute())
-    if not Path(config["input"]).exists():
-        raise DataError(f"input file {config['input']} does not exist")
-    salt = f"{json.dumps(config, sort_keys=True, default=str)}|{time.time_ns()}|{os.getpid()}"
-    job_id = f"{config['method']}-{time.strftime('%Y%m%d-%H%M%S')}-{hashlib.sha1(salt.encode()).hexdigest()[:6]}"
-    job_dir = Path(workspace_scores_dir) / job_id
-    job_dir.mkdir(parents=True, exist_ok=False)
-    write_json(job_dir / "config.json", config)
-    write_status(job_dir, "queued")
-    return job_dir
 
 
 def _run_job_config(config: dict, on_progress: ProgressFn, should_stop: StopFn) -> Optional[ScoreResult]:

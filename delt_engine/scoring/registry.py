@@ -49,6 +49,12 @@ class ScorerInfo:
 
 SCORERS: dict[str, ScorerInfo] = {}
 
+# A scoring job's config.json: these keys with these defaults, plus "input" and "method".
+JOB_DEFAULTS: dict[str, Any] = {"text_field": "text", "model": "cpu-demo", "tokenizer": None, "device": "auto",
+                                "seed": 0, "max_length": 128, "batch_size": 16, "target": None, "options": {},
+                                "cache_dir": None}
+
+
 
 def register(info: ScorerInfo) -> None:
     SCORERS[info.name] = info

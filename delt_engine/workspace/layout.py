@@ -87,11 +87,11 @@ class Workspace:
 
     def new_run_dir(self, prefix: str = "run") -> Path:
         """Create and return an empty run directory with a fresh unique id."""
-        return _new_dir(self.runs, prefix)
+        return new_dir(self.runs, prefix)
 
     def new_comparison_dir(self, prefix: str = "cmp") -> Path:
         """Create and return an empty comparison directory with a fresh unique id."""
-        return _new_dir(self.comparisons, prefix)
+        return new_dir(self.comparisons, prefix)
 
     def run_dir(self, run_id: str | os.PathLike) -> Path:
         """The directory of run ``run_id``: a run id, the path of a folder directly inside this
@@ -236,7 +236,8 @@ def _check_manifest(manifest: Any, path: Path) -> None:
             raise DataError(f"{path}: damaged manifest: run {number}: {exc}; {fix}") from None
 
 
-def _new_dir(parent: Path, prefix: str) -> Path:
+def new_dir(parent: Path, prefix: str) -> Path:
+    """Create and return ``parent/<new_id(prefix)>`` (a fresh, unique, time-sortable folder)."""
     for _ in range(100):
         path = parent / new_id(prefix)
         try:

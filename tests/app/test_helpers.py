@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from delt_engine.scoring import cost
+from delt_engine.scoring import agreement, cost
+from delt_engine.workspace import scorings
 from ui import comparisons, live, scores
 from ui.datasets import category_columns, group_labels
 
@@ -45,7 +46,7 @@ def test_spearman_matches_brute_force_with_ties():
     b = a + rng.normal(0, 1, 40)
     c = -a
     table = pl.DataFrame({"id": [str(i) for i in range(40)], "a": a, "b": b, "c": c})
-    got = scores.spearman_matrix(table, ["a", "b", "c"])
+    got = agreement.spearman_matrix(table, ["a", "b", "c"])
 
     def ranks(x):  # average ranks, by hand
         order = sorted(range(len(x)), key=lambda i: x[i])
@@ -67,12 +68,12 @@ def test_spearman_matches_brute_force_with_ties():
 
 def test_spearman_constant_column_is_nan():
     table = pl.DataFrame({"id": ["1", "2", "3"], "a": [1.0, 2.0, 3.0], "k": [1.0, 1.0, 1.0]})
-    assert np.isnan(scores.spearman_matrix(table, ["a", "k"])[0, 1])
+    assert np.isnan(agreement.spearman_matrix(table, ["a", "k"])[0, 1])
 
 
 def test_jaccard_top_k_by_hand():
     table = pl.DataFrame({"id": list("abcdef"), "x": [6.0, 5, 4, 3, 2, 1], "y": [1.0, 5, 6, 2, 3, 4]})
-    m = scores.jaccard_matrix(table, ["x", "y"], k=3)
+    m = agreement.jaccard_matrix(table, ["x", "y"], k=3)
     # top-3 of x = {a, b, c}; of y = {c, b, f}: overlap {b, c}, union {a, b, c, f}
     assert m[0, 1] == pytest.approx(2 / 4) and m[0, 0] == 1.0
 
@@ -169,7 +170,7 @@ def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
             "seeds": [0], "train": {"model": "tiny-test", "steps": 1}}
     prepare_comparison(spec, Workspace(tmp_path))
     corpus = ensure_demo(tmp_path) / "corpus.jsonl"
-    (job,) = scores.list_jobs(tmp_path, corpus)
+    (job,) = scorings.list_scorings(tmp_path, corpus)
     assert job.method == "length" and job.state == "done"
     table = scores.read_scores(job)
     assert 0.9 * 2000 <= table.height < 2000  # the corpus minus the validation hold-out
@@ -180,7 +181,7 @@ def test_latest_done_prefers_scorings_of_the_whole_dataset(tmp_path):
         d = tmp_path / name
         d.mkdir()
         (d / "scores.parquet").write_bytes(b"")
-        return scores.ScoreJob(name, d, method, "done", {"method": method, **config}, {"created_at": created})
+        return scorings.Scoring(name, d, method, "done", {"method": method, **config}, {"created_at": created})
 
     app = job("length-app", "length", "1")
     holdout = job("length-cmp", "length", "2", score_hash="abc")  # newer, but a comparison's partial scoring

@@ -12,7 +12,7 @@ from delt_engine.cli import main
 from delt_engine.cli.score import parse_settings
 from delt_engine.errors import ConfigError
 from delt_engine.jobs.protocol import read_status
-from delt_engine.jobs.score_job import create_score_job
+from delt_engine.workspace.scorings import create_score_job
 from tests.conftest import ROOT
 
 RECORDS = [

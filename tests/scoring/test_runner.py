@@ -11,7 +11,8 @@ from delt_engine.fileio import read_json
 from delt_engine.jobs.protocol import read_status
 from delt_engine.scoring import SCORERS, ScoreContext, ScorerInfo
 from delt_engine.scoring.runner import prepare_model, prepare_samples, prepare_tokenizer, run_scoring, score_frame
-from delt_engine.jobs.score_job import create_score_job, run_score_job
+from delt_engine.jobs.score_job import run_score_job
+from delt_engine.workspace.scorings import create_score_job
 from delt_engine.data.tokenizer import train_tokenizer
 
 TEXTS = [
