@@ -186,6 +186,9 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_START = _mix64(np.arange(64, dtype=np.uint64) ^ np.uint64(_WORD_SEED))
+
+
 def word_hashes(words: Sequence[str]) -> np.ndarray:
     """The uint64 hash of each word (see :func:`_byte_hashes`) of its UTF-8 bytes."""
     encoded = [w.encode("utf-8", "surrogatepass") for w in words]
@@ -201,9 +204,9 @@ def _byte_hashes(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nda
     """
     padded = data + bytes(8)
     at = np.ndarray(shape=(len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))  # 8 bytes at each offset
-    h = lengths.astype(np.uint64)
-    h ^= np.uint64(_WORD_SEED)
-    h = _mix64(h)
+    h = _START[np.minimum(lengths, len(_START) - 1)]  # mix64(length ^ seed), from a table for short words
+    longer = np.flatnonzero(lengths >= len(_START) - 1)
+    h[longer] = _mix64(lengths[longer].astype(np.uint64) ^ np.uint64(_WORD_SEED))
     h ^= at[starts] & _TAIL_MASKS[np.minimum(lengths, 8)]
     h = _mix64(h)
     long = np.flatnonzero(lengths > 8)  # words longer than one block: few, handled block by block
@@ -215,13 +218,15 @@ def _byte_hashes(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nda
 
 
 def _tokens(norm: Sequence[str]) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
-    """The UTF-8 bytes of the normalised texts joined by spaces, each word's start and length in them,
-    and each text's word count (a text's words are what ``text.split(" ")`` gives)."""
-    n_words = np.fromiter((t.count(" ") for t in norm), dtype=np.int64, count=len(norm)) + 1
-    data = " ".join(norm).encode("utf-8", "surrogatepass")
-    spaces = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 32)
-    starts = np.r_[0, spaces + 1]
-    return data, starts, np.r_[spaces, len(data)] - starts, n_words
+    """The UTF-8 bytes of the normalised texts joined by newlines (which they cannot contain), each
+    word's start and length in them, and each text's word count (its words: ``text.split(" ")``)."""
+    data = "\n".join(norm).encode("utf-8", "surrogatepass")
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero((raw == 32) | (raw == 10))
+    text_ends = np.r_[np.flatnonzero(raw[ends] == 10), len(ends)]  # index of each text's last word
+    ends = np.r_[ends, len(data)]
+    starts = np.r_[0, ends[:-1] + 1]
+    return data, starts, ends - starts, np.diff(np.r_[-1, text_ends])
 
 
 def _shingles(text: str, ngram: int) -> list[str]:

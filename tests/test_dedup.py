@@ -118,7 +118,8 @@ def test_normalize_is_the_regex_definition_for_every_whitespace_character():
 def test_word_and_shingle_hashes_follow_the_documented_formula():
     rng = random.Random(3)
     alphabet = "abcXYZ0é€Ω日本 \x00"
-    words = ["", "a", "hello", "naïve", "x" * 8, "y" * 9, "z" * 16, "w" * 17, "\ud800lone"]
+    words = ["", "a", "hello", "naïve", "x" * 8, "y" * 9, "z" * 16, "w" * 17, "\ud800lone", "q" * 63, "r" * 64,
+             "é" * 40, "long" * 100]
     words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
     assert word_hashes(words).tolist() == [ref_word_hash(w) for w in words]
     texts = ["the quick brown fox jumps over the lazy dog", "hi there", "", "one two three four five",
@@ -277,7 +278,8 @@ def test_edge_cases():
     assert empty.duplicate.tolist() == [False, True, False, True, False]
     # shorter than ngram: one shingle, the whole text; "a b" and "a b c" share no shingle
     assert find_duplicates(["a b", "a b c", "x"], "near", threshold=0.3).n_dropped == 0
-    uni = ["Ελληνικά κείμενα με πολλές λέξεις εδώ και εκεί πάντα", "ελληνικά ΚΕΊΜΕΝΑ με πολλές λέξεις εδώ και εκεί πάντα",
+    uni = ["Ελληνικά κείμενα με πολλές λέξεις εδώ και εκεί πάντα",
+           "ελληνικά ΚΕΊΜΕΝΑ με πολλές λέξεις εδώ και εκεί πάντα",
            "日本語 の テキスト です ね 本当 に そう です よ", "日本語 の テキスト です ね 本当 に そう です か"]
     res = find_duplicates(uni, "near", threshold=0.5, ngram=2)
     assert res.duplicate.tolist() == [False, True, False, True]  # case folded; 7 of 9 bigrams shared
