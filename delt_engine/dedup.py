@@ -31,6 +31,7 @@ paired, so a corpus whose documents mostly share bands costs time quadratic in t
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ _TAIL_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_M64], dtype=np
 _FP_WEIGHT = 0.05  # cost of a candidate pair below the threshold relative to a missed pair above it
 _MAX_THREADS = 4  # MinHash threads at most (one per CPU)
 _CHUNK = 4096  # shingles per MinHash block ([num_perm, _CHUNK] uint32: a few MB, in the CPU cache)
+_PAIR_BLOCK = 65536  # candidate pairs per signature comparison (two [block, num_perm] uint8 gathers)
+_MAX_CHECKS = 32  # exact checks per document at most (see _Check.first_passing)
+_BUCKET_WINDOW = 100  # a document in a crowded LSH bucket is paired with the 100 members before it
+_PAIR_BATCH = 4_000_000  # candidate pairs generated at a time (bounds the memory of crowded buckets)
 
 
 @dataclass(frozen=True)
@@ -355,22 +360,81 @@ def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-class _ShingleSets:
-    """Exact shingle sets of documents, built when first asked for (only candidates need them)."""
+class _Check:
+    """The check of candidate pairs: a signature filter, then the exact Jaccard of the shingle sets.
 
-    def __init__(self, hashes: np.ndarray, offsets: np.ndarray):
-        self.hashes, self.offsets, self.cache = hashes, offsets, {}
+    The filter drops a pair whose signatures agree in fewer than ``min_agree`` of their K values, the
+    count below which Binomial(K, t) falls with probability <= 1e-4: each value agrees with probability
+    J (being a candidate only raises the count), so a pair at the threshold is dropped at most that
+    often and one at t + 0.05 about a hundred times less (K = 128), while the many candidates well
+    below t, common in boilerplate-heavy corpora, cost a vector comparison instead of a set
+    intersection. Exact sets are built on first use."""
 
-    def get(self, i: int) -> set:
-        found = self.cache.get(i)
+    def __init__(self, sig: np.ndarray, hashes: np.ndarray, offsets: np.ndarray, threshold: float):
+        # [N, K] low bytes (a minimum's high bits are mostly zero, its low ones uniform), one document's side
+        # by side: a quarter of the memory traffic of the full values; unequal values that share their
+        # low byte (1 in 256) only make the filter more lenient
+        self.sig = np.ascontiguousarray(sig.astype(np.uint8).T)
+        self.min_agree = _min_agreements(sig.shape[0], threshold)
+        self.hashes, self.offsets, self.threshold, self.sets = hashes, offsets, threshold, {}
+
+    def first_passing(self, later: np.ndarray, before: np.ndarray) -> tuple[list[int], list[int]]:
+        """Pairs (later[k], before[k]) sorted by later then before: for each later document, the first
+        ``before`` that passes, as two lists (documents, matches). A document with more than
+        _MAX_CHECKS pairs through the filter gets the exact check on the _MAX_CHECKS whose signatures
+        agree most (a crowd of candidates all just below t would otherwise cost time quadratic in it)."""
+        agree = np.concatenate([self._agreements(later[k:k + _PAIR_BLOCK], before[k:k + _PAIR_BLOCK])
+                                for k in range(0, len(later), _PAIR_BLOCK)] or [np.zeros(0, dtype=np.int64)])
+        keep = agree >= self.min_agree
+        later, before, agree = later[keep], before[keep], agree[keep]
+        if len(later) and np.bincount(later).max() > _MAX_CHECKS:
+            later, before = self._most_agreeing(later, before, agree)
+        docs, matches, done = [], [], -1
+        for i, j in zip(later.tolist(), before.tolist()):
+            if i != done and self._similar(i, j):
+                docs.append(i)
+                matches.append(j)
+                done = i
+        return docs, matches
+
+    def _most_agreeing(self, later, before, agree) -> tuple[np.ndarray, np.ndarray]:
+        """Per document its _MAX_CHECKS pairs of highest agreement, back in (later, before) order."""
+        n, k = len(self.sig), self.sig.shape[1] + 1
+        code = np.sort((later * k + (k - 1 - agree)) * n + before)  # one sort of (later, -agree, before)
+        later, before = code // (k * n), code % n
+        starts = np.flatnonzero(np.r_[True, later[1:] != later[:-1]])
+        rank = np.arange(len(later)) - np.repeat(starts, np.diff(np.r_[starts, len(later)]))
+        kept = np.sort(later[rank < _MAX_CHECKS] * n + before[rank < _MAX_CHECKS])
+        return kept // n, kept % n
+
+    def _agreements(self, later: np.ndarray, before: np.ndarray) -> np.ndarray:
+        return (self.sig[later] == self.sig[before]).sum(axis=1, dtype=np.int64)
+
+    def _set(self, i: int) -> set:
+        found = self.sets.get(i)
         if found is None:
-            found = self.cache[i] = set(self.hashes[self.offsets[i]:self.offsets[i + 1]].tolist())
+            found = self.sets[i] = set(self.hashes[self.offsets[i]:self.offsets[i + 1]].tolist())
         return found
 
-    def similar(self, i: int, j: int, threshold: float) -> bool:
-        a, b = self.get(i), self.get(j)
+    def _similar(self, i: int, j: int) -> bool:
+        a, b = self._set(i), self._set(j)
         common = len(a & b)
-        return common / (len(a) + len(b) - common) >= threshold
+        return common / (len(a) + len(b) - common) >= self.threshold
+
+
+@lru_cache(maxsize=256)
+def _min_agreements(k: int, threshold: float, risk: float = 1e-4) -> int:
+    """Largest c with P(Binomial(k, threshold) < c) <= risk (0 when even c = 1 is too likely)."""
+    if threshold >= 1:
+        return k
+    log_p, log_q = math.log(threshold), math.log1p(-threshold)
+    below = 0.0  # P(X < c)
+    for c in range(k + 1):
+        below += math.exp(math.lgamma(k + 1) - math.lgamma(c + 1) - math.lgamma(k - c + 1)
+                          + c * log_p + (k - c) * log_q)
+        if below > risk:  # now P(X < c + 1): c + 1 is too many
+            return c
+    return k
 
 
 def _near(norm: list[str], of: np.ndarray, threshold: float, ngram: int, num_perm: int, seed: int) -> None:
@@ -379,60 +443,82 @@ def _near(norm: list[str], of: np.ndarray, threshold: float, ngram: int, num_per
     active = np.flatnonzero(of < 0)
     hashes, offsets = shingle_hashes([norm[i] for i in active], ngram)
     bands, rows = lsh_parameters(threshold, num_perm)
-    keys = _band_keys(signatures(hashes, offsets, bands * rows, seed), bands, rows)
-    sets = _ShingleSets(hashes, offsets)
-    match = _first_matches(keys, sets, threshold)
+    sig = signatures(hashes, offsets, num_perm, seed)  # LSH uses the first bands * rows, the filter all
+    buckets = [_buckets(k) for k in _band_keys(sig, bands, rows)]
+    match = _first_matches(buckets, _Check(sig, hashes, offsets, threshold), len(active))
     found = np.flatnonzero(match >= 0)
     for g, j in zip(active[found].tolist(), active[match[found]].tolist()):  # ascending: j's mark is final
         of[g] = of[j] if of[j] >= 0 else j
 
 
-def _first_matches(keys: np.ndarray, sets: _ShingleSets, threshold: float) -> np.ndarray:
-    """For each document, its earliest candidate that passes the exact check (-1: none).
+def _first_matches(buckets: list, check: _Check, n: int) -> np.ndarray:
+    """For each document, its earliest candidate that passes the check (-1: none).
 
     Most duplicates pass with their earliest candidate (the first member of a shared bucket), so that
-    one is checked for every document first; only the documents it fails for get all their pairs."""
-    n = keys.shape[1]
-    buckets = [_buckets(k) for k in keys]
+    one is checked for every document first; only the documents it fails for get their other pairs, a
+    batch of documents at a time so that memory stays bounded."""
     earliest = np.arange(n)
     for order, bucket, bounds in buckets:
         band = np.empty(n, dtype=np.int64)
-        band[order] = np.minimum.reduceat(order, bounds[:-1])[bucket]
+        band[order] = order[bounds[bucket]]  # buckets list their members in corpus order
         np.minimum(earliest, band, out=earliest)
     match = np.full(n, -1, dtype=np.int64)
     has = np.flatnonzero(earliest < np.arange(n))
-    for i, j in zip(has.tolist(), earliest[has].tolist()):
-        if sets.similar(i, j, threshold):
-            match[i] = j
-    retry = np.zeros(n, dtype=bool)
-    retry[has[match[has] < 0]] = True
-    if retry.any():
-        later, before = _all_pairs(buckets, retry, n)
-        done = -1
-        for i, j in zip(later.tolist(), before.tolist()):
-            if i != done and j != earliest[i] and sets.similar(i, j, threshold):
-                match[i], done = j, i
+    docs, matches = check.first_passing(has, earliest[has])
+    match[docs] = matches
+    retry = has[match[has] < 0]
+    for batch in _batches(retry, _pair_bounds(buckets, n)[retry]):
+        wanted = np.zeros(n, dtype=bool)
+        wanted[batch] = True
+        later, before = _pairs(buckets, wanted, n)
+        other = before != earliest[later]  # that one failed already
+        docs, matches = check.first_passing(later[other], before[other])
+        match[docs] = matches
     return match
 
 
 def _buckets(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One band's buckets: documents sorted by key (any order inside a bucket), the bucket of each sorted
-    position, and the bucket bounds in that order (bucket k is ``order[bounds[k]:bounds[k + 1]]``)."""
+    """One band's buckets: documents sorted by key and, within a bucket, by position in the corpus; the
+    bucket of each sorted position; the bucket bounds (bucket k is ``order[bounds[k]:bounds[k + 1]]``)."""
     order = np.argsort(key)
     sorted_key = key[order]
     new = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
-    return order, np.cumsum(new) - 1, np.r_[np.flatnonzero(new), len(key)]
+    bucket = np.cumsum(new) - 1
+    order = np.sort(bucket * len(key) + order) % len(key)  # corpus order inside each bucket
+    return order, bucket, np.r_[np.flatnonzero(new), len(key)]
 
 
-def _all_pairs(buckets, wanted: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (document, earlier bucket member) pair over all bands for the ``wanted`` documents, unique,
-    sorted by document then member."""
+def _window(buckets: list, n: int) -> list[np.ndarray]:
+    """Per band and sorted position, how many earlier bucket members are paired with it: all of them,
+    or the _BUCKET_WINDOW just before it in a crowded bucket."""
+    return [np.minimum(np.arange(n) - bounds[bucket], _BUCKET_WINDOW) for _, bucket, bounds in buckets]
+
+
+def _pair_bounds(buckets: list, n: int) -> np.ndarray:
+    """Per document, how many (not necessarily distinct) candidate pairs :func:`_pairs` gives it."""
+    bound = np.zeros(n, dtype=np.int64)
+    for (order, _, _), count in zip(buckets, _window(buckets, n)):
+        bound[order] += count
+    return bound
+
+
+def _batches(docs: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """``docs`` cut into consecutive batches of at most _PAIR_BATCH candidate pairs (by their bounds)."""
+    if len(docs) == 0:
+        return []
+    batch_of = np.cumsum(bounds) // _PAIR_BATCH
+    return np.split(docs, np.flatnonzero(np.diff(batch_of)) + 1)
+
+
+def _pairs(buckets: list, wanted: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (document, earlier bucket member) pairs of the ``wanted`` documents over all bands, unique,
+    sorted by document then member: all earlier members, or the _BUCKET_WINDOW just before it in a
+    crowded bucket (whose shared values mostly come from boilerplate shared by its members)."""
     codes = []
-    for order, bucket, bounds in buckets:
-        size = np.diff(bounds)[bucket]
-        pos = np.flatnonzero(wanted[order] & (size > 1))
-        members = order[_ranges(bounds[bucket[pos]], size[pos])]
-        docs = np.repeat(order[pos], size[pos])
-        codes.append((docs * n + members)[members < docs])
-    code = np.unique(np.concatenate(codes))
+    for (order, _, _), count in zip(buckets, _window(buckets, n)):
+        pos = np.flatnonzero(wanted[order] & (count > 0))
+        members = order[_ranges(pos - count[pos], count[pos])]
+        codes.append(np.repeat(order[pos], count[pos]) * n + members)
+    code = np.sort(np.concatenate(codes))
+    code = code[np.r_[True, code[1:] != code[:-1]]]
     return code // n, code % n

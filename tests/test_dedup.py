@@ -320,3 +320,35 @@ def test_bad_settings(kwargs, words):
         find_duplicates(["a", "b"], **kwargs)
     with pytest.raises(ConfigError, match="no text column 'body'"):
         drop_duplicates(pl.DataFrame({"text": ["a"]}), text_field="body")
+
+
+def test_signature_filter_cutoff_is_the_binomial_tail():
+    from delt_engine.dedup import _min_agreements
+
+    for k, t in ((128, 0.5), (128, 0.7), (81, 0.3), (126, 0.9), (8, 0.7)):
+        c = _min_agreements(k, t)
+        tail = sum(math.comb(k, x) * t ** x * (1 - t) ** (k - x) for x in range(c))
+        more = tail + math.comb(k, c) * t ** c * (1 - t) ** (k - c)
+        assert tail <= 1e-4 < more  # the largest count whose lower tail stays within the risk
+    assert _min_agreements(128, 1.0) == 128 and _min_agreements(4, 0.5) == 0
+
+
+def test_crowded_buckets_still_find_the_copies(monkeypatch):
+    """Documents sharing a long header crowd the LSH buckets: the bucket window and the cap on exact
+    checks bound the work, and planted copies are still found with nothing below the threshold marked."""
+    import delt_engine.dedup as dedup
+
+    monkeypatch.setattr(dedup, "_BUCKET_WINDOW", 8)
+    monkeypatch.setattr(dedup, "_MAX_CHECKS", 3)
+    rng = random.Random(12)
+    header = doc(rng, 40)
+    texts = [header + " " + " ".join(f"u{d}x{k}" for k in range(60)) for d in range(300)]  # J ~ 0.23
+    for src in rng.sample(range(300), 20):  # copies with 2 of 100 words changed (J ~ 0.8), later on
+        words = texts[src].split()
+        for i in rng.sample(range(40, 100), 2):
+            words[i] = "changed"
+        texts.insert(rng.randrange(texts.index(texts[src]) + 1, len(texts) + 1), " ".join(words))
+    planted = [i for i, text in enumerate(texts) if "changed" in text]
+    for t in (0.3, 0.5, 0.7):
+        res = find_duplicates(texts, "near", threshold=t)
+        assert res.n_dropped == 20 and all(res.duplicate[p] for p in planted), t
