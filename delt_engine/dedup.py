@@ -21,12 +21,18 @@ with numpy, polars or Python versions, nor with the platform):
 2. Candidates. LSH splits ``bands * rows <= num_perm`` signature values into bands; two documents are
    candidates when all ``rows`` values of some band agree, which for Jaccard ``s`` happens with
    probability ``S(s) = 1 - (1 - s^rows)^bands`` (see :func:`lsh_parameters` for the choice).
-3. Check. Each candidate pair is checked on its exact shingle sets (64-bit hashes), so nothing below
-   the threshold is ever marked (up to 64-bit collisions) and recall is what ``S`` promises.
+3. Check. A candidate pair whose ``num_perm`` signature values agree too rarely for Jaccard t (a
+   binomial test that drops a pair at the threshold with probability <= 1e-4) is dropped; the others
+   are checked on their exact shingle sets (64-bit hashes), so nothing below the threshold is marked
+   (up to 64-bit collisions) and recall is what ``S`` promises.
 
 A document is a near duplicate when some earlier candidate (itself kept or not) passes the check; it
-points at the kept document its earliest passing candidate points at. Documents sharing a band are all
-paired, so a corpus whose documents mostly share bands costs time quadratic in those groups.
+points at the kept document its earliest passing candidate points at. Two limits keep boilerplate-
+heavy corpora (many documents sharing a header, so sharing buckets) linear in time: in a bucket a
+document is paired with at most the 100 members just before it, and it gets at most 32 exact checks,
+on the candidates whose signatures agree most. Copies still share the buckets of the text they
+share beyond the boilerplate, so they are found (tests plant some); only a copy whose every shared
+bucket is crowded could be missed.
 """
 
 from __future__ import annotations
