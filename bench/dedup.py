@@ -305,7 +305,8 @@ def main() -> None:
     for t, row in table.items():
         print(f"{t:>4} {row['bands']:>7} x {row['rows']:<3} {row['s_curve']:>8.4f} "
               f"{rate(row['recall']):>9} ({row['pairs_above']:>4}) {rate(row['recall_edge']):>11} "
-              f"({row['pairs_edge']:>3}) {rate(row['fp_rate']):>9} ({row['pairs_below']:>4}) {row['marked_below_t']:>10}")
+              f"({row['pairs_edge']:>3}) {rate(row['fp_rate']):>9} ({row['pairs_below']:>4}) "
+              f"{row['marked_below_t']:>10}")
 
     rng = random.Random(args.seed)
     real = with_copies(list(chunks(args.docs * 80, 30, 120, rng, paragraphs=False)), args.docs, rng)

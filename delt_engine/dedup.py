@@ -235,17 +235,11 @@ def _tokens(norm: Sequence[str]) -> tuple[bytes, np.ndarray, np.ndarray, np.ndar
     raw = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero((raw == 32) | (raw == 10))
     text_ends = np.r_[np.flatnonzero(raw[ends] == 10), len(ends)]  # index of each text's last word
+    if len(text_ends) != len(norm):
+        raise ValueError("shingle_hashes needs normalised texts (see normalize): one had a line break")
     ends = np.r_[ends, len(data)]
     starts = np.r_[0, ends[:-1] + 1]
     return data, starts, ends - starts, np.diff(np.r_[-1, text_ends])
-
-
-def _shingles(text: str, ngram: int) -> list[str]:
-    """The word n-grams of a normalised text (the whole text when it has fewer than ``ngram`` words)."""
-    words = text.split(" ")
-    if len(words) <= ngram:
-        return [text]
-    return [" ".join(words[i:i + ngram]) for i in range(len(words) - ngram + 1)]
 
 
 def shingle_hashes(norm: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +253,8 @@ def shingle_hashes(norm: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndar
         (hashes uint64 [total shingles], offsets int64 [len(norm) + 1]): document i owns
         ``hashes[offsets[i]:offsets[i + 1]]`` (one per shingle position, repeats included).
     """
+    if len(norm) == 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
     data, word_start, word_len, n_words = _tokens(norm)
     w = _byte_hashes(data, word_start, word_len)
     ends = np.cumsum(n_words)
@@ -321,6 +317,8 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     a, b = (v[:, None] for v in permutations(num_perm, seed))
     keys = (hashes >> np.uint64(32)).astype(np.uint32)
     sig = np.empty((num_perm, len(offsets) - 1), dtype=np.uint32)
+    if sig.size == 0:
+        return sig
     # blocks of whole documents, about _CHUNK shingles each; threads take runs of blocks (numpy releases
     # the GIL inside each operation)
     cuts = np.unique(np.r_[np.searchsorted(offsets[:-1], np.arange(0, offsets[-1], _CHUNK)), len(offsets) - 1])

@@ -131,6 +131,14 @@ def test_word_and_shingle_hashes_follow_the_documented_formula():
         assert hashes[offsets[i]:offsets[i + 1]].tolist() == [ref_shingle_hash(g) for g in grams]
 
 
+def test_hash_helpers_on_empty_and_unnormalised_input():
+    hashes, offsets = shingle_hashes([], 5)
+    assert hashes.tolist() == [] and offsets.tolist() == [0]
+    assert signatures(hashes, offsets, 4).shape == (4, 0)
+    with pytest.raises(ValueError, match="normalised"):
+        shingle_hashes(["a\nb", "c"], 2)
+
+
 def test_pinned_hash_and_signature_values():
     """Known values: a change here silently changes which documents every saved spec drops."""
     assert [hex(v) for v in word_hashes(["hello", "", "naïve", "a" * 20, "Ω≈ç√"]).tolist()] == [
