@@ -123,7 +123,8 @@ def drop_duplicates(frame: pl.DataFrame, mode: str = "exact", text_field: str = 
 def _check(mode, threshold, ngram, num_perm, seed) -> None:
     if mode not in MODES:
         raise ConfigError(f"dedup mode {mode!r} is not one of {', '.join(MODES)}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+    number = isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(threshold, bool)
+    if not number or not 0 < threshold <= 1:
         raise ConfigError(f"dedup threshold={threshold!r} must be in (0, 1], e.g. 0.7")
     for name, value, example in (("ngram", ngram, "5 (words per shingle)"), ("num_perm", num_perm, "128")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
