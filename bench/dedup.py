@@ -46,7 +46,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delt_engine.data.dedup import find_duplicates, lsh_parameters, normalize  # noqa: E402
+from delt_engine.data.dedup import find_duplicates, normalize  # noqa: E402
+from delt_engine.data.minhash import lsh_parameters  # noqa: E402
 from delt_engine.demo.generate import generate_demo  # noqa: E402
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)

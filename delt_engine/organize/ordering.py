@@ -25,19 +25,9 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigError, DataError
-from .selection import MethodInfo, check_scores, check_unique_ids, score_array, scores_of
+from .registry import LAYERED, ORDERINGS, WINDOW_SHUFFLE
+from .selection import check_scores, check_unique_ids, score_array, scores_of
 
-ORDERINGS: dict[str, MethodInfo] = {
-    "shuffle": MethodInfo("shuffle", "random order from a seed: the conventional baseline", "paper"),
-    "sorting": MethodInfo("sorting", "by score, ascending (easy -> hard curriculum) or descending", "paper"),
-    "folding": MethodInfo("folding", "Folding Ordering: L ascending passes, each over every L-th sorted sample, "
-                                     "so the data is revisited from easy to hard L times", "paper"),
-    "zigzag": MethodInfo("zigzag", "folding with every odd layer reversed (easy -> hard -> easy ...)",
-                         "beyond the paper"),
-}
-WINDOW_SHUFFLE = MethodInfo("window", "shuffle within consecutive blocks of W training positions, on top of "
-                                      "any ordering (local noise, same coarse order)", "beyond the paper")
-LAYERED = ("folding", "zigzag")
 PACKED_SORT_MIN = 4096  # below this numpy's stable argsort is fast enough
 
 
@@ -63,7 +53,7 @@ def order(frame: pl.DataFrame, method: str = "shuffle", layers: int = 3, descend
         ConfigError: unknown method, bad layers/window/seed.
         DataError: empty frame, repeated ids, missing/non-numeric score field, null/NaN/inf scores.
     """
-    _check_config(method, layers, window, seed)
+    check_order_config(method, layers, window, seed)
     if not isinstance(frame, pl.DataFrame):
         raise DataError(f"expected a polars DataFrame of samples, got {type(frame).__name__}")
     check_unique_ids(frame, action="order")
@@ -89,7 +79,7 @@ def order_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "shu
     Returns:
         int64 permutation of 0..N-1.
     """
-    _check_config(method, layers, window, seed)
+    check_order_config(method, layers, window, seed)
     arr = np.asarray(scores) if method == "shuffle" else check_scores(scores, action="order")
     if arr.ndim != 1 or arr.size == 0:
         raise DataError(f"there are no samples to order: expected one score per sample, got shape {arr.shape}")
@@ -164,7 +154,7 @@ def layout(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], me
     Returns:
         A ``Layout``.
     """
-    _check_config(method, layers, window, seed)
+    check_order_config(method, layers, window, seed)
     scores = scores_of(frame_or_scores, score_field, action="order")
     perm, layer = _order(scores, method, layers, descending, window, seed)
     sizes = layer_sizes(scores.size, method, layers)
@@ -172,7 +162,8 @@ def layout(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], me
     return Layout(method, perm, scores[perm], layer, starts)
 
 
-def _check_config(method: str, layers, window, seed) -> None:
+def check_order_config(method: str, layers, window, seed) -> None:
+    """ConfigError unless ``method`` is a known ordering and its layers, window and seed are in range."""
     if method not in ORDERINGS:
         raise ConfigError(f"ordering method {method!r} is not known; use one of {', '.join(ORDERINGS)}")
     if method in LAYERED and not _is_int(layers, 1):

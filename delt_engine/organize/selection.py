@@ -24,22 +24,9 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigError, DataError
+from .registry import SELECTIONS
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """One selection or ordering method, for menus and help text."""
-
-    name: str
-    description: str
-    source: str  # "paper" or "beyond the paper"
-
-
-SELECTIONS: dict[str, MethodInfo] = {
-    "top-k": MethodInfo("top-k", "keep the k best-scored samples (k is a count)", "paper"),
-    "top-r": MethodInfo("top-r", "keep the best floor(r * N) samples (r is a share in (0, 1])", "paper"),
-    "threshold": MethodInfo("threshold", "keep samples scored strictly better than t", "paper"),
-}
 N_EXAMPLES = 5  # how many offending ids an error message lists
 
 
@@ -98,7 +85,7 @@ def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, 
         DataError: empty frame, repeated ids, missing or non-numeric score field, null/NaN/inf scores,
             nothing kept.
     """
-    _check_config(method, k, ratio, threshold)
+    check_select_config(method, k, ratio, threshold)
     check_unique_ids(frame, action="select")
     scores = score_array(frame, score_field, action="select")
     kept, _ = _select(scores, method, k, ratio, threshold, higher_is_better)
@@ -121,7 +108,7 @@ def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "to
     Raises:
         ConfigError / DataError: as in ``select`` (positions name the bad scores).
     """
-    _check_config(method, k, ratio, threshold)
+    check_select_config(method, k, ratio, threshold)
     arr = check_scores(scores, action="select")
     kept, _ = _select(arr, method, k, ratio, threshold, higher_is_better)
     _require_kept(kept, method, threshold, arr.size)
@@ -144,7 +131,7 @@ def summarize_selection(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequenc
     Returns:
         A ``SelectionSummary``.
     """
-    _check_config(method, k, ratio, threshold)
+    check_select_config(method, k, ratio, threshold)
     scores = scores_of(frame_or_scores, score_field, action="select")
     _, summary = _select(scores, method, k, ratio, threshold, higher_is_better)
     return summary
@@ -251,10 +238,11 @@ def _names(frame: Optional[pl.DataFrame], where: np.ndarray) -> str:
     return ", ".join(names) + (", ..." if where.size > N_EXAMPLES else "")
 
 
-def _check_config(method: str, k, ratio, threshold) -> None:
+def check_select_config(method: str, k, ratio, threshold) -> None:
+    """ConfigError unless ``method`` is a known selection given exactly its one parameter, in range."""
     if method not in SELECTIONS:
         raise ConfigError(f"selection method {method!r} is not known; use one of {', '.join(SELECTIONS)}")
-    needed = {"top-k": "k", "top-r": "ratio", "threshold": "threshold"}[method]
+    needed = SELECTIONS[method].params[0]
     given = {"k": k, "ratio": ratio, "threshold": threshold}
     extra = [name for name, value in given.items() if value is not None and name != needed]
     if extra:
@@ -274,7 +262,8 @@ def _is_real(value, finite: bool) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and (not finite or math.isfinite(value))
 
 
-def _top_count(n_total: int, method: str, k, ratio) -> int:
+def top_count(n_total: int, method: str, k, ratio) -> int:
+    """How many of ``n_total`` samples top-k / top-r keep (ConfigError when r rounds to 0)."""
     if method == "top-k":
         return min(int(k), n_total)
     # floor(r * N) on the decimal the user typed: float 0.29 is 0.28999..., and 0.29 * 100 must keep 29.
@@ -298,7 +287,7 @@ def _select(scores: np.ndarray, method: str, k, ratio, threshold,
     else:
         # "best" = largest key; negating lower-is-better scores keeps one code path.
         key = scores if higher_is_better else -scores
-        kept, cutoff_key, tied = _top_positions(key, _top_count(n, method, k, ratio))
+        kept, cutoff_key, tied = _top_positions(key, top_count(n, method, k, ratio))
         cutoff = float(cutoff_key if higher_is_better else -cutoff_key)
     summary = SelectionSummary(method, n, int(kept.size), cutoff, bool(higher_is_better), tied)
     return kept, summary
@@ -326,5 +315,5 @@ def _require_kept(kept: np.ndarray, method: str, threshold, n_total: int) -> Non
                         f"(or flip the score direction)")
 
 
-__all__ = ["MethodInfo", "SELECTIONS", "SelectionSummary", "check_scores", "score_array", "select",
+__all__ = ["SELECTIONS", "SelectionSummary", "check_select_config", "check_scores", "score_array", "select",
            "select_indices", "summarize_selection"]

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from delt_engine.data.dedup import (drop_duplicates, find_duplicates, lsh_parameters, normalize, permutations,
-                               shingle_hashes, signatures, word_hashes)
+from delt_engine.data.dedup import DedupConfig, drop_duplicates, find_duplicates, normalize
+from delt_engine.data.minhash import lsh_parameters, permutations, shingle_hashes, signatures, word_hashes
 from delt_engine.errors import ConfigError
 
 WORDS = [f"w{i}" for i in range(400)]
@@ -331,7 +331,7 @@ def test_bad_settings(kwargs, words):
 
 
 def test_signature_filter_cutoff_is_the_binomial_tail():
-    from delt_engine.data.dedup import _min_agreements
+    from delt_engine.data.minhash import _min_agreements
 
     for k, t in ((128, 0.5), (128, 0.7), (81, 0.3), (126, 0.9), (8, 0.7)):
         c = _min_agreements(k, t)
@@ -344,7 +344,7 @@ def test_signature_filter_cutoff_is_the_binomial_tail():
 def test_crowded_buckets_still_find_the_copies(monkeypatch):
     """Documents sharing a long header crowd the LSH buckets: the bucket window and the cap on exact
     checks bound the work, and planted copies are still found with nothing below the threshold marked."""
-    import delt_engine.data.dedup as dedup
+    import delt_engine.data.minhash as dedup
 
     monkeypatch.setattr(dedup, "_BUCKET_WINDOW", 8)
     monkeypatch.setattr(dedup, "_MAX_CHECKS", 3)
@@ -360,3 +360,17 @@ def test_crowded_buckets_still_find_the_copies(monkeypatch):
     for t in (0.3, 0.5, 0.7):
         res = find_duplicates(texts, "near", threshold=t)
         assert res.n_dropped == 20 and all(res.duplicate[p] for p in planted), t
+
+
+def test_dedup_config_reads_and_writes_the_spec_format():
+    near = DedupConfig.from_dict({"mode": "near", "threshold": 0.8, "ngram": 3})
+    assert near.to_dict() == {"mode": "near", "threshold": 0.8, "ngram": 3}
+    assert DedupConfig.from_dict({"mode": "exact"}).to_dict() == {"mode": "exact"}
+    with pytest.raises(ConfigError, match="unknown dedup key"):
+        DedupConfig.from_dict({"mode": "near", "treshold": 0.8})
+    with pytest.raises(ConfigError, match="threshold"):
+        DedupConfig(mode="near", threshold=1.5)
+    texts = ["the cat sat on the mat today", "The cat sat on the mat today", "a dog"]
+    frame = pl.DataFrame({"id": ["a", "b", "c"], "text": texts})
+    kept, result = DedupConfig("exact").apply(frame)
+    assert kept["id"].to_list() == ["a", "c"] and result.n_dropped == 1
