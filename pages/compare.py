@@ -10,6 +10,7 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.experiments import stats, verdicts
+from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
 from ui import figures
 from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace.layout import Workspace
@@ -19,7 +20,6 @@ from ui import state
 state.require_app("compare")
 ROOT = state.workspace_root()
 PREFERRED = ("val_loss", "target_loss", "train_loss", "bench_acc_norm", "bench_acc")
-TABLE_METRICS = ("target_loss", "val_loss", "bench_acc_norm", "bench_acc", "train_loss")
 VERDICT_STYLE = {"better": st.success, "worse": st.warning, "unresolved": st.info}
 
 
@@ -78,7 +78,7 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
 
 
 def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
-    metrics = [m for m in stats.metric_columns(curves) if m not in ("lr", "tok_s", "batch_score", "elapsed_s")]
+    metrics = [m for m in stats.metric_columns(curves) if m not in INFO_METRICS]
     metrics = sorted(metrics, key=lambda m: (PREFERRED.index(m) if m in PREFERRED else len(PREFERRED), m))
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])

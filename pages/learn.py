@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.experiments import stats
+from delt_engine.training import metrics
 
 from ui import figures
 from delt_engine.errors import DeltError
@@ -124,12 +125,12 @@ def reveal(summary: dict, locked: str) -> None:
     metric = "target_loss" if "target_loss" in summary["metrics"] else summary["metrics"][0]
     means = {arm: info[metric]["mean"] for arm, info in summary["arms"].items()
              if info.get(metric, {}).get("mean") is not None}
-    best = min(means, key=means.get) if stats.lower_is_better(metric) else max(means, key=means.get)
+    best = min(means, key=means.get) if metrics.lower_is_better(metric) else max(means, key=means.get)
     verdicts = [v for v in summary["verdicts"] if v.metric == metric]
     noise = bool(verdicts) and all(v.verdict == "unresolved" for v in verdicts)
     right = (locked == UNRESOLVED and noise) or (not noise and best.split()[0] == locked)
     (st.success if right else st.warning)(
-        f"You predicted **{locked}**. Lowest {stats.metric_label(metric)}: **{best}** ({means[best]:.4f})." +
+        f"You predicted **{locked}**. Lowest {metrics.label(metric)}: **{best}** ({means[best]:.4f})." +
         (" None of the gaps is resolved with these seeds." if noise else ""))
     for v in verdicts:
         st.caption(v.text)

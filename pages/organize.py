@@ -10,12 +10,11 @@ import streamlit as st
 
 from ui import figures
 from delt_engine.errors import DeltError
+from delt_engine.organize.registry import ORDERINGS, SELECTIONS
 from ui import scores, state
 
 state.require_app("organize")
 ROOT = state.workspace_root()
-SELECTIONS = ("none", "top-k", "top-r", "threshold")
-ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
 DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies"}
 
 
@@ -35,7 +34,7 @@ def pick_score(done: dict) -> tuple[str, bool]:
 
 def selection_widgets(work: pl.DataFrame) -> tuple[str, dict]:
     c1, c2 = st.columns([1, 3])
-    method = c1.radio("Selection", SELECTIONS, key="organize.method", persist_state="session")
+    method = c1.radio("Selection", ["none", *SELECTIONS], key="organize.method", persist_state="session")
     kwargs: dict = {}
     with c2:
         if method == "top-k":
@@ -129,7 +128,8 @@ def side_by_side(work: pl.DataFrame, kept: pl.DataFrame) -> None:
 def ordering_knobs() -> list[str]:
     st.subheader("Order")
     state.ensure_choice("organize.orderings", list(ORDERINGS), multi=True)
-    chosen = st.multiselect("Orderings to compare", ORDERINGS, key="organize.orderings", persist_state="session")
+    chosen = st.multiselect("Orderings to compare", list(ORDERINGS), key="organize.orderings", persist_state="session",
+                            help="; ".join(f"{m}: {info.description} ({info.source})" for m, info in ORDERINGS.items()))
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.slider("Folding layers L", 1, 8, key="organize.layers", persist_state="session")
     c2.checkbox("Sorting descending", key="organize.descending", persist_state="session")
@@ -142,19 +142,12 @@ def ordering_knobs() -> list[str]:
 
 def ordered_views(kept: pl.DataFrame, chosen: list[str]) -> dict[str, tuple[pl.DataFrame, object]]:
     """{arm label: (ordered frame, engine Layout)} for every chosen ordering."""
-    from delt_engine.experiments.spec import arm_label
-    from delt_engine.organize.ordering import layout, order
+    from ui.comparisons import orderings
 
-    from ui.comparisons import ordering_specs
-
-    out = {}
-    specs = ordering_specs(chosen, st.session_state["organize.layers"], st.session_state["organize.descending"],
-                           st.session_state["organize.window"])
-    for spec in specs:
-        kwargs = dict(layers=spec.get("layers", 3), descending=spec.get("descending", False),
-                      window=spec.get("window") or None, seed=int(st.session_state["organize.seed"]),
-                      score_field="score")
-        out[arm_label(spec)] = (order(kept, spec["method"], **kwargs), layout(kept, spec["method"], **kwargs))
+    ss, out = st.session_state, {}
+    seed = int(ss["organize.seed"])
+    for ordering in orderings(chosen, ss["organize.layers"], ss["organize.descending"], ss["organize.window"]):
+        out[ordering.name] = (ordering.apply(kept, seed), ordering.layout(kept, seed))
     return out
 
 

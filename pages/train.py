@@ -8,28 +8,24 @@ import streamlit as st
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.models.presets import PRESETS
+from delt_engine.organize.configs import describe_selection
+from delt_engine.organize.registry import ORDERINGS, SELECTIONS
+from delt_engine.training import metrics
 from delt_engine.workspace.layout import Workspace
 from ui import comparisons, datasets, jobs, live, scores, state, widgets
 
 state.require_app("train")
 ROOT = state.workspace_root()
-ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
-LIVE_METRICS = (("target_loss", "Target loss"), ("val_loss", "Validation loss"), ("bench_acc", "Benchmark accuracy"))
 
 
 def selection_choice() -> dict | None:
-    """The selection set on the Organize page, if the user applies it."""
+    """The selection set on the Organize page (None: keep every document), in the spec format."""
     method = st.session_state["organize.method"]
-    sel = {"method": method}
-    if method == "none":
+    if method not in SELECTIONS:
         return None
-    if method == "top-k":
-        sel["k"] = int(st.session_state["organize.k"])
-    elif method == "top-r":
-        sel["ratio"] = float(st.session_state["organize.ratio"])
-    else:
-        sel["threshold"] = float(st.session_state["organize.threshold"])
-    return sel
+    param = SELECTIONS[method].params[0]  # validated when the comparison is launched (the error names it)
+    value = st.session_state[f"organize.{param}"]
+    return {"method": method, param: int(value) if param == "k" else float(value)}
 
 
 def dedup_choice() -> dict | None:
@@ -39,12 +35,6 @@ def dedup_choice() -> dict | None:
     if mode != "near":
         return None if mode == "none" else {"mode": mode}
     return {"mode": mode, "ngram": int(ss["organize.dedup_ngram"]), "threshold": float(ss["organize.dedup_threshold"])}
-
-
-def describe_selection(sel: dict) -> str:
-    """E.g. "top-r, r = 0.8" (the Organize page's knob in the paper's words)."""
-    knob = {"top-k": ("k", "k"), "top-r": ("r", "ratio"), "threshold": ("t", "threshold")}[sel["method"]]
-    return f"{sel['method']}, {knob[0]} = {sel[knob[1]]}"
 
 
 def setup_form(frame, done: dict) -> None:
@@ -133,11 +123,9 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
     ss, name = st.session_state, st.session_state["data.dataset"]
     try:
         corpus = comparisons.scored_corpus(ROOT, name, frame, job)
-        orderings = comparisons.ordering_specs(arms, ss["organize.layers"], ss["organize.descending"],
-                                               ss["organize.window"])
+        orders = comparisons.orderings(arms, ss["organize.layers"], ss["organize.descending"], ss["organize.window"])
         spec = comparisons.build_spec(f"{name}-{job.method}", corpus, job, datasets.eval_paths(ROOT, name), sel,
-                                      orderings, ss["train.seeds"], train_settings(), frame.height,
-                                      ss["train.first_seed"], dedup)
+                                      orders, ss["train.seeds"], train_settings(), ss["train.first_seed"], dedup)
         token = comparisons.start(spec, ROOT)
     except DeltError as exc:
         st.error(f"Could not launch: {exc}")
@@ -189,8 +177,9 @@ def live_charts(infos) -> None:
         return
     st.plotly_chart(figures.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
                                             smoothing=0.6), key="train.chart.loss")
-    cols = st.columns(len(LIVE_METRICS))
-    for col, (metric, title) in zip(cols, LIVE_METRICS):
+    cols = st.columns(len(metrics.LIVE_METRICS))
+    for col, metric in zip(cols, metrics.LIVE_METRICS):
+        title = metrics.label(metric).capitalize()
         series = [figures.Series(f"{i.arm} s{i.seed}", *live.metric_series(r, metric), group=i.arm) for i, r in runs]
         with col:
             if any(len(s.x) for s in series):

@@ -11,7 +11,6 @@ its progress sits in a process-wide registry that every session can read.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -22,6 +21,8 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.errors import DeltError
+from delt_engine.organize.configs import OrderConfig
+from delt_engine.organize.registry import ORDERINGS
 
 from . import jobs
 
@@ -41,47 +42,30 @@ def scored_corpus(root: Path, dataset: str, frame: pl.DataFrame, job) -> Path:
     return path
 
 
-def ordering_specs(methods: list[str], layers: int, descending: bool, window: int) -> list[dict]:
-    """One ordering dict per chosen method, with the Organize page's knobs."""
-    out = []
-    for m in methods:
-        o: dict = {"method": m}
-        if m in ("folding", "zigzag"):
-            o["layers"] = int(layers)
-        if m == "sorting" and descending:
-            o["descending"] = True
-        if window and m != "shuffle":
-            o["window"] = int(window)
-        out.append(o)
-    return out
+def orderings(methods: list[str], layers: int, descending: bool, window: int) -> list[OrderConfig]:
+    """One ordering per chosen method, with the Organize page's knobs: L for the layered orderings, the
+    "sorting descending" box for sorting, the window shuffle for every ordering but shuffle itself."""
+    return [OrderConfig(m, layers=int(layers) if "layers" in ORDERINGS[m].params else 3,
+                        descending=bool(descending) and m == "sorting",
+                        window=int(window) if window and m != "shuffle" else None) for m in methods]
 
 
-def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dict | None, orderings: list[dict],
-               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0, dedup: dict | None = None) -> dict:
-    """A comparison spec (``comparison_spec.parse_spec`` input) for the app's choices.
+def build_spec(name: str, corpus: Path, scoring, targets: dict, selection: dict | None, orders: list[OrderConfig],
+               n_seeds: int, train: dict, first_seed: int = 0, dedup: dict | None = None) -> dict:
+    """A comparison spec (``experiments.spec.parse_spec`` input) for the app's choices: every arm gets the
+    same selection and duplicate removal (set on Organize) and its own ordering.
 
-    ``epochs`` is raised to cover the budget when the (selected) data is smaller than it (more
-    epochs than needed change nothing: the step or token budget ends the run).
+    A step or token budget trains as many passes as it needs (``epochs`` null), so a selection that
+    keeps few documents never runs out of data.
     """
     train = dict(train)
-    kept = n_docs
-    if selection:
-        if selection["method"] == "top-k":
-            kept = min(n_docs, int(selection["k"]))
-        elif selection["method"] == "top-r":
-            kept = max(1, int(math.floor(selection["ratio"] * n_docs)))
-    docs = max(kept * 0.9, 1)  # 0.9: the validation hold-out
-    if "epochs" in train:  # an epoch budget: the runs end after these passes, nothing to derive
-        pass
-    elif "tokens" in train:  # every sample has at least 2 real tokens (one + EOS): an upper bound on passes
-        train["epochs"] = max(1, math.ceil(train["tokens"] / (docs * 2)))
-    else:
-        train["epochs"] = max(1, math.ceil(train.get("steps", 1) * train.get("batch_size", 16) / docs))
+    if "steps" in train or "tokens" in train:
+        train["epochs"] = None
     return {"name": name, "corpus": str(corpus), "target": targets.get("target"),
             "benchmark": targets.get("benchmark"),
-            "scorer": {"score_field": "score", "direction": score_job.direction, "scores_job": score_job.id,
-                       "scorer_method": score_job.method},
-            "selection": selection, "dedup": dedup, "orderings": orderings,
+            "scorer": {"score_field": "score", "direction": scoring.direction, "scores_job": scoring.id,
+                       "scorer_method": scoring.method},
+            "selection": selection, "dedup": dedup, "orderings": [o.to_dict() for o in orders],
             "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train}
 
 
@@ -133,7 +117,7 @@ def registry() -> Preparations:
 def _prepare_and_launch(spec: dict, root: Path, token: str, reg: Preparations, submit) -> None:
     """Prepare the comparison, then queue its runs with ``submit(run_dir)`` (in a worker thread, or
     inline in tests). Everything it needs is passed in: it never calls Streamlit."""
-    from delt_engine.experiments.spec import prepare_comparison
+    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.workspace.layout import Workspace
 
     def on_progress(p) -> None:

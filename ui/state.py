@@ -74,7 +74,7 @@ DEFAULTS: dict[str, object] = {
     "train.score": None,
     "train.comparison": None,
     "train.orderings": ["shuffle", "folding"],
-    "train.seeds": 2,
+    "train.seeds": 3,
     "train.model": "cpu-demo",
     # One full epoch: every arm trains on the whole ordering (folding's layers are all seen) with the same tokens.
     "train.budget_kind": "epochs",

@@ -25,11 +25,14 @@ def register(subparsers) -> None:
                                             "through the job manager, wait, and print the table and verdicts.")
     src = cmp.add_mutually_exclusive_group(required=True)
     src.add_argument("--spec", help="comparison spec JSON (corpus, scorer, selection, orderings, seeds, train)")
-    src.add_argument("--demo", action="store_true", help="the demo: shuffle vs sorting vs folding L=3, 2 seeds")
+    src.add_argument("--demo", action="store_true", help="the demo: shuffle vs sorting vs folding L=3, 3 seeds")
     _workspace_arg(cmp)
     cmp.add_argument("--max-concurrent", type=int, default=None,
                      help="runs at once (default: one per GPU when there are several, else 1)")
     cmp.add_argument("--no-wait", action="store_true", help="return after launching; runs continue in the background")
+    cmp.add_argument("--prepare-only", action="store_true",
+                     help="prepare everything (scores, arms' ordered files, tokenizer, held-out sets, manifest), train "
+                          "nothing, and print one train command per run (to submit to any scheduler)")
     cmp.add_argument("--seeds", help="override the spec's seeds, e.g. 0,1,2")
     cmp.add_argument("--scorer", help="override the spec's scoring method, e.g. lqs (the demo uses length: "
                                       "LQS on the demo corpus takes minutes on a 2-core CPU)")
@@ -104,7 +107,8 @@ def cmd_compare(args) -> int:
 
     from tqdm import tqdm
 
-    from ..experiments.spec import demo_spec, parse_spec, prepare_comparison
+    from ..experiments.prepare import prepare_comparison
+    from ..experiments.spec import demo_spec, parse_spec
 
     ws = _workspace(args)
     spec = parse_spec(demo_spec() if args.demo else args.spec)
@@ -121,6 +125,11 @@ def cmd_compare(args) -> int:
     print(f"comparison {comparison.id}: {len(comparison.run_dirs)} runs ({arms}; seeds "
           f"{comparison.manifest['seeds']}) in {ws.root}; prepared in {time.perf_counter() - start:.1f} s",
           file=sys.stderr)
+    if args.prepare_only:
+        for run_dir in comparison.run_dirs:
+            print(f"{sys.executable} -m delt_engine train --run-dir {run_dir}")
+        print(f"then: python -m delt_engine runs report {comparison.id} --workspace {ws.root}", file=sys.stderr)
+        return 0
     if args.no_wait:
         pid = _spawn_launcher(ws, comparison.id, args.max_concurrent)
         print(f"launched in the background (launcher pid {pid}); follow with "
@@ -222,6 +231,7 @@ def _train_fraction(progress: dict) -> float:
 def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
     from ..experiments import stats
     from ..experiments.spec import describe_data
+    from ..training.metrics import TABLE_METRICS
 
     curves = ws.comparison_curves(comparison_id)
     manifest = ws.load_comparison(comparison_id)
@@ -231,7 +241,7 @@ def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
         print(json.dumps(stats.summary_json(summary), indent=2))
         return
     finals = stats.final_metrics(curves, summary["metrics"])
-    shown = [m for m in ("target_loss", "val_loss", "bench_acc", "bench_acc_norm", "train_loss") if m in summary["metrics"]]
+    shown = [m for m in TABLE_METRICS if m in summary["metrics"]]
     print(f"comparison {comparison_id} (final metrics, mean ± 95% CI over seeds)")
     print(f"data: {describe_data(manifest)}")
     if unfinished:

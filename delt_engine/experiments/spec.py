@@ -1,123 +1,181 @@
-"""Comparison specs: a set of runs that differ only in data ordering (and seed), prepared on disk.
+"""Comparison specs: what one comparison trains (arms x seeds) and on what data, validated.
 
-A spec (JSON) names the corpus, the scorer, an optional duplicate removal (``dedup``, dedup.py) and
-selection, the orderings, the seeds and the training settings (``RunConfig`` fields).
-``prepare_comparison`` does the shared work once: hold out a validation split (when none is given),
-score (or reuse cached scores), drop duplicates, select, train one tokenizer on
-the selected corpus, then writes one ordered data file per arm (per seed for shuffle) and one run
-directory per arm x seed, plus the manifest ``comparisons/<id>/comparison.json``. Launching the runs
-is the job manager's work (``cli/runs.py``: ``compare``).
+A spec (JSON) names the corpus, the scorer, the arms, the seeds and the training settings (``RunConfig``
+fields). An *arm* is a full recipe: optional duplicate removal, optional selection, an ordering with
+its own knobs, and a label::
 
-Validation split: without a ``validation`` file, a seeded ``validation_fraction`` (default 5%) of the
-corpus' clean documents (``is_noise`` false, when the corpus has that column) is held out before
-scoring; it is neither scored, selected nor trained on, and every run evaluates ``val_loss`` on it.
+    "arms": [{"label": "conventional", "selection": null, "ordering": "shuffle"},
+             {"label": "DELT", "selection": {"method": "top-r", "ratio": 0.8},
+              "ordering": {"method": "folding", "layers": 3}}]
+
+An arm that leaves out ``selection`` or ``dedup`` takes the spec's top-level one; ``"orderings": [...]``
+is shorthand for arms that differ only in their ordering. Arm labels must stay distinct once turned into
+file names. ``prepare.prepare_comparison`` turns a spec into run directories; the held-out data it
+makes (validation split, target split) is described in ``holdout``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
-from .stats import pick_baseline
-from .prepare import build_inputs, dedup_corpus, score_corpus, select_corpus, shared_tokenizer
+from ..data.dedup import DedupConfig
 from ..errors import ConfigError
-from ..fileio import write_json
-from ..progress import Progress, ProgressFn, StopFn, check_stop
-from ..workspace.layout import Workspace
+from ..organize.configs import OrderConfig, SelectConfig
+from ..organize.registry import BASELINE_ORDERING
+from .holdout import EVAL_TARGET_FRACTION
 
-ORDERING_METHODS = ("shuffle", "sorting", "folding", "zigzag")
-SELECTION_METHODS = ("top-k", "top-r", "threshold")
 RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field")
+DEMO_SEEDS = (0, 1, 2)  # with fewer, a paired t interval has 1 degree of freedom (t = 12.7) and resolves little
 
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo",
     "corpus": "demo",
-    # length, not LQS: LQS on the 1925 demo documents takes about 1.5 minutes on a 2-core CPU by
+    # length, not LQS: LQS on the demo documents takes about 1.5 minutes on a 2-core CPU by
     # itself, which would double the demo; `compare --demo --scorer lqs` runs it
     "scorer": {"method": "length"},
     "selection": None,
     "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],
-    "seeds": [0, 1],
-    # ~one epoch of the 1925 training documents (121 batches), evaluated 5 times (every 24 steps)
+    "seeds": list(DEMO_SEEDS),
+    # ~one epoch of the demo's training documents, evaluated 5 times (every 24 steps)
     "train": {"model": "cpu-demo", "device": "cpu", "batch_size": 16, "max_length": 128, "steps": 120,
               "eval_every": 24, "lr": 3e-3, "eval_max_samples": 100},
 }
 
 
 def demo_spec(**overrides: Any) -> dict:
-    """The default demo comparison: shuffle vs sorting vs folding L=3, 2 seeds, cpu-demo model."""
+    """The default demo comparison: shuffle vs sorting vs folding L=3, 3 seeds, cpu-demo model."""
     spec = json.loads(json.dumps(DEMO_SPEC))
     spec.update(overrides)
     return spec
 
 
+def slug(text: str) -> str:
+    """``text`` as a file-name part: lower-case letters, digits and single dashes (at most 40)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40]
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """How the comparison's documents get their scores: a registered ``method`` (scored once, cached in
+    the workspace), or a ``score_field`` the corpus already has (with its ``direction``).
+
+    ``scores_job`` / ``scorer_method`` record where an app-made scored corpus came from (provenance).
+    """
+
+    method: str | None = None
+    options: dict = field(default_factory=dict)
+    model: str | None = None
+    device: str | None = None
+    seed: int = 0
+    score_field: str | None = None
+    direction: str = "higher_better"
+    scores_job: str | None = None
+    scorer_method: str | None = None
+
+    def __post_init__(self):
+        if (self.method is None) == (self.score_field is None):
+            raise ConfigError("spec field 'scorer' must be {\"method\": NAME, \"options\": {...}} or, for a corpus "
+                              "that is already scored, {\"score_field\": COLUMN}")
+        if self.method is not None:
+            from ..scoring import get_scorer
+
+            get_scorer(self.method)
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"scorer options={self.options!r} must be an object of scorer settings")
+        if self.direction not in ("higher_better", "higher_harder"):
+            raise ConfigError(f"scorer direction={self.direction!r} must be 'higher_better' or 'higher_harder'")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ScorerSpec":
+        if not isinstance(data, dict):
+            raise ConfigError(f"spec field 'scorer' must be an object, got {data!r}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown scorer key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        """The spec format: the fields that differ from their defaults (and the direction of a score field)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if getattr(self, f.name) != (f.default if f.default is not MISSING else f.default_factory())}
+        if self.score_field is not None:
+            out["direction"] = self.direction
+        return out
+
+    @property
+    def label(self) -> str:
+        """What the scores are: the method, the app scoring's method, or the column."""
+        return self.method or self.scorer_method or self.score_field
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a comparison: the recipe that turns the scored corpus into its training order."""
+
+    label: str
+    ordering: OrderConfig
+    selection: SelectConfig | None = None
+    dedup: DedupConfig | None = None
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "ordering": self.ordering.to_dict(),
+                "selection": None if self.selection is None else self.selection.to_dict(),
+                "dedup": None if self.dedup is None else self.dedup.to_dict()}
+
+    @property
+    def data_key(self) -> tuple:
+        """Arms with equal keys train on the same documents (before ordering)."""
+        return (self.dedup, self.selection)
+
+
 @dataclass(frozen=True)
 class ComparisonSpec:
-    """A validated comparison spec (see the module docstring)."""
+    """A validated comparison spec (see the module docstring). Paths are absolute."""
 
     name: str = "comparison"
     corpus: str = "demo"
     text_field: str = "text"
     target: str | None = None
+    eval_target: str | None = None
+    eval_target_fraction: float = EVAL_TARGET_FRACTION
     benchmark: str | None = None
     validation: str | None = None
     validation_fraction: float = 0.05
-    scorer: dict = field(default_factory=lambda: {"method": "length"})
-    selection: dict | None = None
-    dedup: dict | None = None
-    orderings: tuple = ({"method": "shuffle"},)
-    seeds: tuple = (0,)
+    scorer: ScorerSpec = field(default_factory=lambda: ScorerSpec(method="length"))
+    selection: SelectConfig | None = None
+    dedup: DedupConfig | None = None
+    arms: tuple[Arm, ...] = (Arm("shuffle", OrderConfig("shuffle")),)
+    seeds: tuple[int, ...] = (0,)
+    baseline: str | None = None
     train: dict = field(default_factory=dict)
 
     @property
-    def arms(self) -> list[tuple[str, dict]]:
-        """(label, ordering) of every arm, e.g. ("folding L=3", {"method": "folding", "layers": 3})."""
-        return [(arm_label(o), o) for o in self.orderings]
+    def labels(self) -> list[str]:
+        return [arm.label for arm in self.arms]
+
+    @property
+    def baseline_label(self) -> str:
+        """The arm the others are tested against: ``baseline`` if given, else the first shuffle arm (the
+        paper's conventional baseline), else the first arm."""
+        if self.baseline:
+            return self.baseline
+        return next((a.label for a in self.arms if a.ordering.method == BASELINE_ORDERING), self.arms[0].label)
 
     def to_dict(self) -> dict:
+        """The spec as JSON (every arm written out in full), which ``parse_spec`` reads back unchanged."""
         return {"name": self.name, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
+                "eval_target": self.eval_target, "eval_target_fraction": self.eval_target_fraction,
                 "benchmark": self.benchmark, "validation": self.validation,
-                "validation_fraction": self.validation_fraction, "scorer": self.scorer, "selection": self.selection,
-                "dedup": self.dedup, "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
-
-
-def describe_data(manifest: dict) -> str:
-    """What a prepared comparison trained on, in one line (its manifest's counts and spec), e.g.
-    "1,925 training documents · scored by lqs · 70 exact duplicates dropped · top-r 0.8 kept 1,484"."""
-    spec = manifest.get("spec") or {}
-    scorer = spec.get("scorer") or {}
-    parts = [f"{manifest.get('n_train_docs', 0):,} training documents"]
-    by = scorer.get("method") or scorer.get("scorer_method") or scorer.get("score_field")
-    if by:
-        parts.append(f"scored by {by}")
-    if spec.get("dedup"):
-        parts.append(f"{manifest.get('n_duplicates', 0):,} {spec['dedup']['mode']} duplicates dropped")
-    sel = spec.get("selection")
-    if sel:
-        knob = next((sel[k] for k in ("k", "ratio", "threshold") if k in sel), "")
-        parts.append(f"{sel['method']} {knob} kept {manifest.get('n_selected', 0):,}".replace("  ", " "))
-    return " · ".join(parts)
-
-
-def arm_label(ordering: dict) -> str:
-    """A short label for an ordering: "shuffle", "sorting", "sorting desc", "folding L=3", "+ w=64"."""
-    if ordering.get("label"):
-        return str(ordering["label"])
-    method = ordering["method"]
-    label = method
-    if method in ("folding", "zigzag"):
-        label += f" L={ordering.get('layers', 3)}"
-    if method != "shuffle" and ordering.get("descending"):
-        label += " desc"
-    if ordering.get("window"):
-        label += f" w={ordering['window']}"
-    return label
+                "validation_fraction": self.validation_fraction, "scorer": self.scorer.to_dict(),
+                "selection": None if self.selection is None else self.selection.to_dict(),
+                "dedup": None if self.dedup is None else self.dedup.to_dict(),
+                "arms": [a.to_dict() for a in self.arms], "seeds": list(self.seeds), "baseline": self.baseline,
+                "train": self.train}
 
 
 def parse_spec(source: dict | str | Path) -> ComparisonSpec:
@@ -129,55 +187,101 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     base = Path.cwd()
     if not isinstance(source, dict):
         path = Path(source)
-        try:
-            source = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"spec file {path} does not exist; write one or use `compare --demo`") from None
-        except IsADirectoryError:
-            raise ConfigError(f"spec file {path} is a folder; give the path of the spec's JSON file itself") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it "
-                              f"as UTF-8 JSON") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
+        source = _read_spec_file(path)
         base = path.resolve().parent
     if not isinstance(source, dict):
         raise ConfigError("a comparison spec must be a JSON object")
-    known = set(ComparisonSpec.__dataclass_fields__)
+    known = {f.name for f in fields(ComparisonSpec)} | {"orderings"}
     unknown = sorted(set(source) - known)
     if unknown:
         raise ConfigError(f"unknown spec key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-    spec = ComparisonSpec(**{k: v for k, v in source.items()})
-    spec = replace(spec, orderings=tuple(_check_ordering(o) for o in _as_list(spec.orderings, "orderings")),
-                   seeds=tuple(_check_seeds(spec.seeds)), train=_check_train(spec.train),
-                   scorer=_check_scorer(spec.scorer), selection=_check_selection(spec.selection),
-                   dedup=_check_dedup(spec.dedup), **_resolve_paths(spec, base))
-    labels = [label for label, _ in spec.arms]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"orderings give duplicate arms {labels}; give each a distinct 'label'")
-    if not 0.0 <= float(spec.validation_fraction) < 0.5:
-        raise ConfigError(f"validation_fraction={spec.validation_fraction} must be in [0, 0.5) (e.g. 0.05)")
+    values = {k: v for k, v in source.items() if k not in ("orderings", "arms")}
+    selection = None if source.get("selection") is None else SelectConfig.from_dict(source["selection"])
+    dedup = None if source.get("dedup") is None else DedupConfig.from_dict(source["dedup"])
+    values.update(scorer=ScorerSpec.from_dict(source.get("scorer", {"method": "length"})), selection=selection,
+                  dedup=dedup, arms=_arms(source, selection, dedup), seeds=tuple(_check_seeds(source.get("seeds", [0]))),
+                  train=_check_train(source.get("train", {})), **_resolve_paths(source, base))
+    spec = ComparisonSpec(**values)
+    _check_labels(spec)
+    if not _is_number(spec.validation_fraction) or not 0.0 <= spec.validation_fraction < 0.5:
+        raise ConfigError(f"validation_fraction={spec.validation_fraction!r} must be in [0, 0.5) (e.g. 0.05)")
+    if not _is_number(spec.eval_target_fraction) or not 0.0 < spec.eval_target_fraction < 1.0:
+        raise ConfigError(f"eval_target_fraction={spec.eval_target_fraction!r} must be in (0, 1) (e.g. 0.5: half of "
+                          "the target set evaluates target_loss, the other half is what LQS/PDS aim at)")
+    if spec.baseline is not None and spec.baseline not in spec.labels:
+        raise ConfigError(f"baseline={spec.baseline!r} is not one of the arms ({', '.join(spec.labels)})")
     return spec
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_spec_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"spec file {path} does not exist; write one or use `compare --demo`") from None
+    except IsADirectoryError:
+        raise ConfigError(f"spec file {path} is a folder; give the path of the spec's JSON file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it "
+                          f"as UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
+
+
+def _arms(source: dict, selection: SelectConfig | None, dedup: DedupConfig | None) -> tuple[Arm, ...]:
+    if ("arms" in source) == ("orderings" in source):
+        raise ConfigError("a spec needs either 'arms' (recipes: label, selection, dedup, ordering) or 'orderings' "
+                          "(arms that differ only in their ordering), not both")
+    if "orderings" in source:
+        raw = [{"ordering": o} for o in _as_list(source["orderings"], "orderings")]
+    else:
+        raw = _as_list(source["arms"], "arms")
+    return tuple(_arm(item, selection, dedup) for item in raw)
+
+
+def _arm(item: Any, selection: SelectConfig | None, dedup: DedupConfig | None) -> Arm:
+    if not isinstance(item, dict) or "ordering" not in item:
+        raise ConfigError(f"arm {item!r} must be an object with an 'ordering' (and optional label, selection, dedup)")
+    unknown = sorted(set(item) - {"label", "ordering", "selection", "dedup"})
+    if unknown:
+        raise ConfigError(f"arm {item!r} has unknown key(s) {unknown}; allowed: label, ordering, selection, dedup")
+    raw_ordering = item["ordering"]
+    ordering = OrderConfig.from_dict(raw_ordering)
+    own_selection, own_dedup = "selection" in item, "dedup" in item
+    if own_selection:
+        selection = None if item["selection"] is None else SelectConfig.from_dict(item["selection"])
+    if own_dedup:
+        dedup = None if item["dedup"] is None else DedupConfig.from_dict(item["dedup"])
+    label = item.get("label")
+    if label is None:  # a default that says what this arm does differently
+        label = ordering.name
+        if own_selection:
+            label += f" · {selection.label if selection else 'all data'}"
+        if own_dedup and dedup:
+            label += f" · {dedup.mode} dedup"
+    if not isinstance(label, str) or not label.strip():
+        raise ConfigError(f"arm label {label!r} must be a non-empty string")
+    return Arm(label.strip(), ordering, selection, dedup)
+
+
+def _check_labels(spec: ComparisonSpec) -> None:
+    """Arm labels must differ, also once turned into file names (each arm's data file is named after it)."""
+    seen: dict[str, str] = {}
+    for label in spec.labels:
+        key = slug(label) or "arm"
+        if key in seen:
+            same = "the same label" if seen[key] == label else f"the same file name ({key!r})"
+            raise ConfigError(f"arms {seen[key]!r} and {label!r} have {same}; give each arm a distinct 'label'")
+        seen[key] = label
 
 
 def _as_list(value, name: str) -> list:
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(f"spec field {name!r} must be a non-empty list")
     return list(value)
-
-
-def _check_ordering(o) -> dict:
-    if isinstance(o, str):
-        o = {"method": o}
-    if not isinstance(o, dict) or o.get("method") not in ORDERING_METHODS:
-        raise ConfigError(f"ordering {o!r} needs a 'method' in {', '.join(ORDERING_METHODS)}")
-    allowed = {"method", "layers", "descending", "window", "label"}
-    if set(o) - allowed:
-        raise ConfigError(f"ordering {o!r} has unknown key(s) {sorted(set(o) - allowed)}; allowed: {sorted(allowed)}")
-    layers = o.get("layers", 3)
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-        raise ConfigError(f"ordering {o!r}: layers must be an integer >= 1 (the paper uses L=3)")
-    return dict(o)
 
 
 def _check_seeds(seeds) -> list[int]:
@@ -200,45 +304,10 @@ def _check_train(train) -> dict:
     return dict(train)
 
 
-def _check_scorer(scorer) -> dict:
-    if not isinstance(scorer, dict) or not (("method" in scorer) ^ ("score_field" in scorer)):
-        raise ConfigError("spec field 'scorer' must be {\"method\": NAME, \"options\": {...}} or, for a corpus "
-                          "that is already scored, {\"score_field\": COLUMN}")
-    if "method" in scorer:
-        from ..scoring import get_scorer
-
-        get_scorer(scorer["method"])
-    return dict(scorer)
-
-
-def _check_selection(selection) -> dict | None:
-    if selection is None:
-        return None
-    if not isinstance(selection, dict) or selection.get("method") not in SELECTION_METHODS:
-        raise ConfigError(f"selection {selection!r} needs a 'method' in {', '.join(SELECTION_METHODS)}, or null")
-    return dict(selection)
-
-
-def _check_dedup(dedup) -> dict | None:
-    """null, or {"mode": "exact" | "near", "threshold"?, "ngram"?, "num_perm"?} (see dedup.py)."""
-    from ..data.dedup import MODES, find_duplicates
-
-    if dedup is None:
-        return None
-    if not isinstance(dedup, dict) or dedup.get("mode") not in MODES:
-        raise ConfigError(f"dedup {dedup!r} needs a 'mode' in {', '.join(MODES)} (e.g. {{\"mode\": \"exact\"}}), "
-                          "or null to keep duplicates")
-    unknown = sorted(set(dedup) - {"mode", "threshold", "ngram", "num_perm"})
-    if unknown:
-        raise ConfigError(f"unknown dedup key(s) {', '.join(unknown)}; allowed: mode, threshold, ngram, num_perm")
-    find_duplicates([], **dedup)  # checks the values now, before anything is prepared
-    return dict(dedup)
-
-
-def _resolve_paths(spec: ComparisonSpec, base: Path) -> dict:
+def _resolve_paths(source: dict, base: Path) -> dict:
     out = {}
-    for name in ("corpus", "target", "benchmark", "validation"):
-        value = getattr(spec, name)
+    for name in ("corpus", "target", "eval_target", "benchmark", "validation"):
+        value = source.get(name)
         if value is None or (name == "corpus" and value == "demo"):
             continue
         if not isinstance(value, str) or not value:
@@ -248,123 +317,33 @@ def _resolve_paths(spec: ComparisonSpec, base: Path) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- preparing
-
-@dataclass
-class Comparison:
-    """A prepared comparison: its id, folder, manifest and run directories (arm x seed)."""
-
-    id: str
-    dir: Path
-    manifest: dict
-    run_dirs: list[Path]
-
-
-def prepare_comparison(spec: ComparisonSpec | dict | str | Path, workspace: Workspace,
-                       on_progress: ProgressFn = None, should_stop: StopFn = None) -> Comparison:
-    """Score once, select once, order per arm and write every run directory of the comparison.
-
-    Args:
-        spec: a ComparisonSpec, or a dict / JSON path for ``parse_spec``.
-        workspace: where scores, the tokenizer cache, runs and the manifest go.
-        on_progress: receives one Progress per preparation phase (and the scorer's own progress).
-        should_stop: stop flag; raises Cancelled between phases.
-    Returns:
-        The Comparison; its runs are ready to submit (``JobManager.submit(run_dir, "train")``).
-    """
-    spec = spec if isinstance(spec, ComparisonSpec) else parse_spec(spec)
-    cmp_dir = workspace.new_comparison_dir(_slug(spec.name))
-    try:
-        manifest = _prepare(spec, workspace, cmp_dir, _phase_reporter(on_progress), on_progress, should_stop)
-    except BaseException:
-        shutil.rmtree(cmp_dir, ignore_errors=True)  # no half-made comparison; cached scores stay
-        raise
-    return Comparison(cmp_dir.name, cmp_dir, manifest, [workspace.root / "runs" / r["id"] for r in manifest["runs"]])
+def describe_data(manifest: dict) -> str:
+    """What a prepared comparison trained on, in one line (its manifest's counts and spec), e.g.
+    "1,925 training documents · scored by lqs · top-r 0.8 kept 1,540" (per arm when the arms' data differ)."""
+    spec = manifest.get("spec") or {}
+    scorer = spec.get("scorer") or {}
+    parts = [f"{manifest.get('n_train_docs', 0):,} training documents"]
+    by = scorer.get("method") or scorer.get("scorer_method") or scorer.get("score_field")
+    if by:
+        parts.append(f"scored by {by}")
+    data = manifest.get("arm_data")
+    if not data:  # a manifest written before arms were recipes: one selection for every arm
+        data = {"": {"dedup": spec.get("dedup"), "selection": spec.get("selection"),
+                     "n_duplicates": manifest.get("n_duplicates", 0), "n_selected": manifest.get("n_selected", 0)}}
+    described = {label: _describe_arm_data(d) for label, d in data.items()}
+    if len(set(described.values())) == 1:
+        parts += [p for p in next(iter(described.values())).split(" · ") if p]
+    else:
+        parts += [f"{label}: {text or 'all documents'}" for label, text in described.items()]
+    return " · ".join(parts)
 
 
-def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, report, on_progress: ProgressFn,
-             should_stop: StopFn) -> dict:
-    data_dir = cmp_dir / "data"
-    report(0, "loading the corpus")
-    inputs = build_inputs(spec, workspace, data_dir)
-    check_stop(should_stop)
-    report(1, "scoring")
-    scored, score_info = score_corpus(spec, inputs, workspace, on_progress, should_stop)
-    report(2, "removing duplicates and selecting" if spec.dedup else "selecting")
-    unique, n_duplicates = dedup_corpus(spec, scored)
-    selected = select_corpus(spec, unique, score_info)
-    report(3, "training the shared tokenizer")
-    tokenizer_dir = shared_tokenizer(selected, spec, workspace)
-    check_stop(should_stop)
-    report(4, "ordering and writing run configs")
-    files = {(label, seed): order_arm(selected, ordering, seed, score_info["score_field"], data_dir)
-             for label, ordering in spec.arms for seed in spec.seeds}
-    runs = []
-    for label, ordering in spec.arms:
-        for seed in spec.seeds:
-            run_dir = _write_run(spec, workspace, cmp_dir.name, label, ordering, seed, files[label, seed],
-                                 tokenizer_dir, inputs, score_info, selected.height)
-            runs.append({"id": run_dir.name, "arm": label, "ordering": ordering, "seed": seed,
-                         "input": str(files[label, seed])})
-    labels = [label for label, _ in spec.arms]
-    manifest = {"id": cmp_dir.name, "name": spec.name, "spec": spec.to_dict(), "baseline": pick_baseline(labels),
-                "arms": labels, "seeds": list(spec.seeds), "runs": runs, "corpus_hash": inputs["corpus_hash"],
-                "scores": score_info, "tokenizer": str(tokenizer_dir), "n_train_docs": inputs["train"].height,
-                "n_duplicates": n_duplicates, "n_selected": selected.height,
-                "validation": inputs["validation"],
-                "validation_note": inputs["validation_note"]}
-    write_json(cmp_dir / "comparison.json", manifest)
-    report(5, f"{len(runs)} runs ready")
-    return manifest
-
-
-def load_comparison(workspace: Workspace, comparison_id: str) -> Comparison:
-    """A prepared comparison read back from its manifest."""
-    manifest = workspace.load_comparison(comparison_id)
-    cmp_dir = workspace.comparison_dir(comparison_id)
-    return Comparison(comparison_id, cmp_dir, manifest, [workspace.root / "runs" / r["id"] for r in manifest["runs"]])
-
-
-def _write_run(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, label: str, ordering: dict, seed: int,
-               data_file: Path, tokenizer_dir: Path, inputs: dict, score_info: dict, n_selected: int) -> Path:
-    from ..training.config import RunConfig
-
-    provenance = {"comparison": cmp_id, "arm": label, "ordering": {**ordering, "label": label}, "seed": seed,
-                  "corpus": inputs["corpus_source"], "corpus_hash": inputs["corpus_hash"],
-                  "scorer": score_info, "selection": spec.selection, "n_selected": n_selected,
-                  "validation_note": inputs["validation_note"]}
-    config = RunConfig.from_dict({**spec.train, "input": str(data_file), "text_field": "text",
-                                  "score_field": score_info["score_field"], "tokenizer": str(tokenizer_dir),
-                                  "cache_dir": str(workspace.cache.resolve()), "seed": int(seed),
-                                  "validation": inputs["validation"], "target": inputs["target"],
-                                  "benchmark": inputs["benchmark"], "provenance": provenance})
-    run_dir = workspace.new_run_dir()
-    write_json(run_dir / "config.json", config.to_dict())
-    return run_dir
-
-
-def _phase_reporter(on_progress: ProgressFn, total: int = 5):
-    def report(done: int, message: str) -> None:
-        if on_progress is not None:
-            on_progress(Progress("prepare", done, total, None, message))
-    return report
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:40] or "cmp"
-
-
-def order_arm(selected: pl.DataFrame, ordering: dict, seed: int, score_field: str, data_dir: Path) -> Path:
-    """Write the arm's ordered data; seed-independent orderings share one file across seeds."""
-    from ..data.corpus import write_records
-    from ..organize.ordering import order
-
-    per_seed = ordering["method"] == "shuffle" or bool(ordering.get("window"))
-    path = (data_dir / (_slug(arm_label(ordering)) + (f"-seed{seed}" if per_seed else "") + ".parquet")).resolve()
-    if not path.exists():
-        ordered = order(selected, ordering["method"], layers=ordering.get("layers", 3),
-                        descending=bool(ordering.get("descending", False)), window=ordering.get("window"),
-                        seed=seed, score_field=score_field)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_records(ordered, path)
-    return path
+def _describe_arm_data(data: dict) -> str:
+    parts = []
+    if data.get("dedup"):
+        parts.append(f"{data.get('n_duplicates', 0):,} {data['dedup']['mode']} duplicates dropped")
+    sel = data.get("selection")
+    if sel:
+        knob = next((sel[k] for k in ("k", "ratio", "threshold") if k in sel), "")
+        parts.append(f"{sel['method']} {knob} kept {data.get('n_selected', 0):,}".replace("  ", " "))
+    return " · ".join(parts)

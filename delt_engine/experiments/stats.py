@@ -25,28 +25,10 @@ import polars as pl
 
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_text, write_json
+from ..training.metrics import METRICS, VERDICT_METRICS, is_quality
+from ..training.metrics import label as metric_label
 
 ID_COLUMNS = ("run", "arm", "seed", "step", "tokens", "comparison")
-LOWER_IS_BETTER = {"train_loss": True, "val_loss": True, "target_loss": True,
-                   "bench_acc": False, "bench_acc_norm": False}
-LABELS = {"train_loss": "train loss", "val_loss": "validation loss", "target_loss": "target loss",
-          "bench_acc": "benchmark accuracy", "bench_acc_norm": "benchmark accuracy (norm)"}
-# The metrics that get a verdict (tested, Holm-adjusted together): the held-out target loss the ordering
-# aims at, and benchmark acc_norm, the accuracy the paper reports. bench_acc (nearly the same question
-# as acc_norm), val_loss and train_loss stay descriptive (paired Δ without a test): each extra tested
-# metric makes Holm's correction stricter for all of them.
-VERDICT_METRICS = ("target_loss", "bench_acc_norm")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses are lower-is-better; accuracies (``bench_acc*``, ``bench.<task>``) higher-is-better."""
-    if metric in LOWER_IS_BETTER:
-        return LOWER_IS_BETTER[metric]
-    return "loss" in metric
-
-
-def metric_label(metric: str) -> str:
-    return LABELS.get(metric, metric.replace("_", " "))
 
 
 # ----------------------------------------------------------------------------- Student t
@@ -219,7 +201,7 @@ def metric_columns(curves: pl.DataFrame) -> list[str]:
 
 def quality_metrics(curves: pl.DataFrame) -> list[str]:
     """The losses and accuracies (not lr, throughput or timing) a curves frame records."""
-    return [c for c in metric_columns(curves) if c in LOWER_IS_BETTER or c.startswith("bench.")]
+    return [c for c in metric_columns(curves) if is_quality(c)]
 
 
 def final_metrics(curves: pl.DataFrame, metrics: Iterable[str] | None = None) -> pl.DataFrame:
@@ -310,7 +292,7 @@ def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequen
     if baseline not in arms:
         raise DataError(f"baseline arm {baseline!r} has no runs with metrics; arms present: {', '.join(arms)}")
     deltas = [paired_delta(finals, arm, baseline, m, level) for arm in arms if arm != baseline
-              for m in metrics if m in LOWER_IS_BETTER]
+              for m in metrics if m in METRICS and is_quality(m)]
     tested = [m for m in verdict_metrics if m in metrics]
     return {"baseline": baseline, "level": level, "alpha": alpha, "metrics": metrics, "verdict_metrics": tested,
             "arms": per_arm, "deltas": deltas, "verdicts": compare_arms(finals, baseline, tested, level, alpha)}

@@ -25,7 +25,9 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from .stats import _t_central_prob, lower_is_better, metric_label, t_quantile
+from ..training.metrics import label as metric_label
+from ..training.metrics import lower_is_better
+from .stats import _t_central_prob, t_quantile
 from ..errors import ConfigError, DataError
 
 ALPHA = 0.05

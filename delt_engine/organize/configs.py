@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from ..errors import ConfigError
-from .registry import LAYERED, ORDERINGS, SELECTIONS
+from .registry import LAYERED, ORDERINGS, SELECTIONS, SYMBOLS
 
 
 def _from_dict(cls, data: Any, what: str, allowed_methods) -> dict:
@@ -26,6 +26,13 @@ def _from_dict(cls, data: Any, what: str, allowed_methods) -> dict:
     if unknown:
         raise ConfigError(f"{what} {data!r} has unknown key(s) {unknown}; allowed: {sorted(known)}")
     return dict(data)
+
+
+def describe_selection(selection: dict) -> str:
+    """A selection in the spec format in the paper's words, e.g. "top-r, r = 0.8" (not validated, so a
+    page can show what the user typed before the launch checks it)."""
+    param = SELECTIONS[selection["method"]].params[0]
+    return f"{selection['method']}, {SYMBOLS[param]} = {selection.get(param)}"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ ORDERINGS: dict[str, MethodInfo] = {m.name: m for m in (
                ("layers", "descending")),
 )}
 
+SYMBOLS = {"k": "k", "ratio": "r", "threshold": "t", "layers": "L", "window": "w"}  # the paper's letters
+
 WINDOW_SHUFFLE = MethodInfo("window", "shuffle within consecutive blocks of W training positions, on top of "
                                       "any ordering (local noise, same coarse order)", "beyond the paper",
                             ("window",), per_seed=True)

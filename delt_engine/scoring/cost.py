@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from delt_engine.scoring.lqs_config import default_chunk_size, keeps_every_step
+from .lqs_config import default_chunk_size, keeps_every_step
+from .registry import get_scorer
 
 FLOPS_PER_S = {"cpu": 6e10, "mps": 2e12, "cuda": 3e13}
 # Seconds per batched pass a GPU spends on launches and Python whatever the model size (the CPU constant
@@ -30,7 +31,7 @@ BYTES_PER_PARAM = 4  # float32
 
 def preset_parameters(name: str, vocab_size: int = 2048) -> int:
     """Parameters of a model preset (tied embeddings; Mistral blocks with full key/value heads)."""
-    from delt_engine.models.presets import PRESETS
+    from ..models.presets import PRESETS
 
     p = PRESETS[name]
     h, i = p.hidden_size, p.intermediate_size
@@ -55,13 +56,14 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     kind = device.split(":")[0].split(" ")[0]
     speed, per_pass = FLOPS_PER_S.get(kind, FLOPS_PER_S["cpu"]), PASS_OVERHEAD_S.get(kind, 0.0)
     tokens = n_docs * mean_tokens
-    if method in ("random", "length", "compression"):
+    kind_of_cost = get_scorer(method).cost  # ConfigError for an unknown scorer: never priced as another
+    if kind_of_cost == "text":
         return Estimate(0.5 + n_docs * 2e-5, int(tokens * 16), "no model: a single pass over the texts")
     params = preset_parameters(model) if _is_preset(model) else folder_parameters(model)
     weights = params * BYTES_PER_PARAM
     batch_tokens = batch_size * mean_tokens
     flops = 6 * params * batch_tokens * warmup_steps
-    if method == "perplexity":
+    if kind_of_cost == "forward":
         flops += 2 * params * tokens
         passes = warmup_steps + n_docs / batch_size
         return Estimate(2 + flops / speed + passes * per_pass, int(weights * 3 + tokens * 8),
@@ -89,7 +91,7 @@ def pass_bytes(model: str, chunk: int, mean_tokens: float, params: int) -> int:
     """Activation memory of one per-sample chunk (see the module docstring)."""
     shape = None
     if _is_preset(model):
-        from delt_engine.models.presets import PRESETS
+        from ..models.presets import PRESETS
 
         shape = PRESETS[model].num_layers, PRESETS[model].hidden_size
     else:
@@ -111,7 +113,7 @@ def folder_parameters(model: str, default: int = 10_000_000) -> int:
 
 
 def _is_preset(model: str) -> bool:
-    from delt_engine.models.presets import PRESETS
+    from ..models.presets import PRESETS
 
     return model in PRESETS
 

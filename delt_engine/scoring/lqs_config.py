@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
 
 from ..errors import ConfigError
-from . import ScoreContext
+from .registry import ScoreContext
+
+if TYPE_CHECKING:  # torch is imported only where tensors are made (the app's estimate reads this module)
+    import torch
 
 CHECKPOINTS = ("auto", "every", "delta")
 FINAL_NORMS = ("paper", "reference")
@@ -119,7 +121,7 @@ class LQSConfig:
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"LQS option device={self.device!r} must be a device name (auto, cpu, cuda, mps)")
 
-    def chunk_for(self, device: torch.device) -> int:
+    def chunk_for(self, device: "torch.device") -> int:
         """The chunk size to use on ``device``: the one set, else ``default_chunk_size``."""
         return self.chunk_size if self.chunk_size is not None else default_chunk_size(device.type)
 

@@ -34,14 +34,38 @@ class ScoreContext:
     should_stop: StopFn = None
 
 
+COSTS = ("text", "forward", "gradient")
+
+
 @dataclass(frozen=True)
 class ScorerInfo:
+    """One scorer, as the CLI's choices, the app's widgets, spec validation and the cost estimate see it.
+
+    Attributes:
+        name: the method name (``score --method NAME``).
+        direction: "higher_better" (keep / place late the high scores) or "higher_harder" (e.g. perplexity).
+        description: one line for menus and ``--help``.
+        needs_model: it runs a proxy model (the app shows the model settings).
+        module, function: where the scorer lives, imported on first use.
+        needs_target: it needs a clean target set (LQS, PDS).
+        cost: how ``cost.estimate`` prices it: "text" (one pass over the texts, no model), "forward"
+            (a forward pass per sample) or "gradient" (LQS/PDS: a proxy trajectory and per-sample gradients).
+    """
+
     name: str
-    direction: str  # "higher_better" | "higher_harder"
+    direction: str
     description: str
     needs_model: bool
-    module: str  # module path holding the function, imported on first use
+    module: str
     function: str
+    needs_target: bool = False
+    cost: str = "text"
+
+    def __post_init__(self):
+        if self.direction not in ("higher_better", "higher_harder"):
+            raise ValueError(f"scorer {self.name!r}: direction {self.direction!r} is not higher_better/higher_harder")
+        if self.cost not in COSTS:
+            raise ValueError(f"scorer {self.name!r}: cost {self.cost!r} is not one of {', '.join(COSTS)}")
 
     def load(self) -> Callable[[ScoreContext], Any]:
         return getattr(importlib.import_module(self.module), self.function)
@@ -80,10 +104,10 @@ for _info in (
     ScorerInfo("compression", "higher_better", "gzip compression ratio of the text (low = repetitive)", False,
                "delt_engine.scoring.baselines", "score_compression"),
     ScorerInfo("perplexity", "higher_harder", "perplexity under the proxy model", True,
-               "delt_engine.scoring.baselines", "score_perplexity"),
+               "delt_engine.scoring.baselines", "score_perplexity", cost="forward"),
     ScorerInfo("lqs", "higher_better", "Learnability-Quality Score (DELT): gradient consistency with a target set", True,
-               "delt_engine.scoring.lqs", "score_lqs"),
+               "delt_engine.scoring.lqs", "score_lqs", needs_target=True, cost="gradient"),
     ScorerInfo("pds", "higher_better", "PDS: un-normalised LQS numerator (Gu et al. 2025)", True,
-               "delt_engine.scoring.lqs", "score_pds"),
+               "delt_engine.scoring.lqs", "score_pds", needs_target=True, cost="gradient"),
 ):
     register(_info)

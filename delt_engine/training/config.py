@@ -24,7 +24,8 @@ class RunConfig:
     Budget: ``steps`` (optimizer steps) or ``tokens`` (stop once the real, non-padding tokens seen
     reach it); with neither, the run is ``epochs`` passes over the ordered data. Every epoch replays
     the same ordering (no reshuffle), so a curriculum repeats; a budget larger than ``epochs`` passes
-    is an error (raise ``epochs``).
+    is an error (raise ``epochs``), unless ``epochs`` is None: then the step or token budget alone
+    decides how many passes there are.
 
     Evaluation: every ``eval_every`` steps and always at the end, plus once before the first step
     (step 0, the untrained model: every ordering of one seed starts from that same point) when
@@ -54,7 +55,7 @@ class RunConfig:
     batch_size: int = 16
     steps: Optional[int] = None
     tokens: Optional[int] = None
-    epochs: int = 1
+    epochs: Optional[int] = 1
     lr: float = 3e-3
     warmup_frac: float = 0.05
     min_lr_frac: float = 0.1
@@ -92,7 +93,10 @@ class RunConfig:
         if self.steps is not None and self.tokens is not None:
             raise ConfigError(f"steps={self.steps} and tokens={self.tokens} were both given; "
                               "give one budget (steps or tokens), or neither for whole epochs")
-        _check_int("epochs", self.epochs, 1, 1_000_000)
+        _check_int("epochs", self.epochs, 1, 1_000_000, optional=True)
+        if self.epochs is None and self.steps is None and self.tokens is None:
+            raise ConfigError("epochs=null needs a steps or tokens budget (it means: as many passes as the budget "
+                              "needs); give one, or epochs >= 1")
         _check_float("lr", self.lr, 0.0, 10.0, low_open=True)
         _check_float("warmup_frac", self.warmup_frac, 0.0, 1.0, high_open=True)
         _check_float("min_lr_frac", self.min_lr_frac, 0.0, 1.0)

@@ -59,8 +59,9 @@ class SequentialBatches:
 
 def plan_steps(batches: SequentialBatches, config: RunConfig) -> int:
     """Total optimizer steps from ``steps`` / ``tokens`` (first step whose cumulative real tokens reach
-    the budget) / ``epochs``. Raises ConfigError when the budget needs more than ``epochs`` passes."""
-    available = config.epochs * batches.per_epoch
+    the budget) / ``epochs``. Raises ConfigError when the budget needs more than ``epochs`` passes
+    (``epochs`` None: no limit)."""
+    available = math.inf if config.epochs is None else config.epochs * batches.per_epoch
     if config.steps is not None:
         total = config.steps
         if total > available:
@@ -72,7 +73,7 @@ def plan_steps(batches: SequentialBatches, config: RunConfig) -> int:
     per_epoch_tokens = batches.cum_tokens[-1]
     full_epochs = (config.tokens - 1) // per_epoch_tokens
     rest = config.tokens - full_epochs * per_epoch_tokens
-    if full_epochs + 1 > config.epochs:
+    if config.epochs is not None and full_epochs + 1 > config.epochs:
         raise ConfigError(f"tokens={config.tokens} needs {full_epochs + 1} passes over the input "
                           f"({per_epoch_tokens} tokens each) but epochs={config.epochs}; raise epochs")
     return full_epochs * batches.per_epoch + bisect.bisect_left(batches.cum_tokens, rest) + 1

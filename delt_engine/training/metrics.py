@@ -41,9 +41,9 @@ class Metric:
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("target_loss", "target loss", True, "eval", verdict=True, table=True, live=True),
     Metric("val_loss", "validation loss", True, "eval", table=True, live=True),
-    Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),
     # the paper reports acc_norm (length-normalised log-likelihood), so verdicts use it
     Metric("bench_acc_norm", "benchmark accuracy (norm)", False, "eval", verdict=True, table=True),
+    Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),
     Metric("train_loss", "train loss", True, "train", table=True),
     Metric("lr", "learning rate", None, "train"),
     Metric("tok_s", "tokens per second", None, "train"),

@@ -16,28 +16,32 @@ class Job:
     id, method, direction = "length-1", "length", "higher_harder"
 
 
-def test_ordering_specs_apply_the_organize_knobs():
-    specs = comparisons.ordering_specs(["shuffle", "sorting", "folding", "zigzag"], layers=4, descending=True,
-                                       window=8)
-    assert specs == [{"method": "shuffle"}, {"method": "sorting", "descending": True, "window": 8},
-                     {"method": "folding", "layers": 4, "window": 8}, {"method": "zigzag", "layers": 4, "window": 8}]
+def test_orderings_apply_the_organize_knobs():
+    orders = comparisons.orderings(["shuffle", "sorting", "folding", "zigzag"], layers=4, descending=True, window=8)
+    assert [o.to_dict() for o in orders] == [
+        {"method": "shuffle"}, {"method": "sorting", "descending": True, "window": 8},
+        {"method": "folding", "layers": 4, "window": 8}, {"method": "zigzag", "layers": 4, "window": 8}]
 
 
-@pytest.mark.parametrize("train, selection, epochs", [
-    ({"steps": 10, "batch_size": 10}, None, 2),  # 100 samples over 90 documents (after the hold-out)
-    ({"steps": 10, "batch_size": 10}, {"method": "top-r", "ratio": 0.5}, 3),  # 45 documents
-    ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}, 10),  # 900 / (45 docs x 2 tokens)
+@pytest.mark.parametrize("train, selection", [
+    ({"steps": 10, "batch_size": 10}, None),
+    ({"steps": 500, "batch_size": 10}, {"method": "top-r", "ratio": 0.29}),  # far more steps than 29% of the data
+    ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}),
 ])
-def test_build_spec_covers_the_budget_and_is_valid(train, selection, epochs):
+def test_build_spec_lets_a_step_or_token_budget_run_as_many_passes_as_it_needs(train, selection):
     from delt_engine.experiments.spec import parse_spec
+    from delt_engine.organize.configs import OrderConfig
 
     spec = comparisons.build_spec("demo-length", "/tmp/c.parquet", Job(), {"target": None, "benchmark": None},
-                                  selection, [{"method": "shuffle"}, {"method": "folding", "layers": 3}], 2, train,
-                                  n_docs=100, first_seed=5)
-    assert spec["train"]["epochs"] == epochs
+                                  selection, [OrderConfig("shuffle"), OrderConfig("folding", layers=3)], 2, train,
+                                  first_seed=5)
+    assert spec["train"]["epochs"] is None  # no guess of the kept share or the hold-out: the budget decides
     assert spec["seeds"] == [5, 6]
     assert spec["scorer"]["score_field"] == "score" and spec["scorer"]["direction"] == "higher_harder"
-    assert [label for label, _ in parse_spec(spec).arms] == ["shuffle", "folding L=3"]
+    assert parse_spec(spec).labels == ["shuffle", "folding L=3"]
+    epochs = comparisons.build_spec("x", "/tmp/c.parquet", Job(), {}, None, [OrderConfig("shuffle")], 1,
+                                    {"epochs": 2}, first_seed=0)
+    assert epochs["train"]["epochs"] == 2
 
 
 def test_spearman_matches_brute_force_with_ties():
@@ -162,7 +166,7 @@ def test_scenarios_pin_what_they_compare():
 
 
 def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
-    from delt_engine.experiments.spec import prepare_comparison
+    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.demo.generate import ensure_demo
     from delt_engine.workspace.layout import Workspace
 

@@ -9,8 +9,7 @@ import time
 import polars as pl
 import pytest
 
-from delt_engine.experiments.prepare import holdout_ids
-from delt_engine.experiments.spec import arm_label, demo_spec, parse_spec
+from delt_engine.experiments.spec import demo_spec, parse_spec
 from delt_engine.errors import ConfigError
 from delt_engine.fileio import append_jsonl, write_json
 from delt_engine.jobs.protocol import read_status, write_status
@@ -207,22 +206,27 @@ def test_parse_spec_and_labels(tmp_path):
                                 "seeds": [0, 2], "train": {"steps": 10}}))
     spec = parse_spec(path)
     assert spec.corpus == str(tmp_path / "c.jsonl")  # relative to the spec file
-    assert [label for label, _ in spec.arms] == ["shuffle", "folding L=3", "sorting desc"]
-    assert spec.seeds == (0, 2) and spec.scorer == {"method": "length"}
-    assert arm_label({"method": "zigzag", "layers": 2, "window": 8}) == "zigzag L=2 w=8"
+    assert spec.labels == ["shuffle", "folding L=3", "sorting desc"]
+    assert spec.seeds == (0, 2) and spec.scorer.method == "length" and spec.scorer.to_dict() == {"method": "length"}
     demo = parse_spec(demo_spec())
-    assert [label for label, _ in demo.arms] == ["shuffle", "sorting", "folding L=3"] and demo.seeds == (0, 1)
+    assert demo.labels == ["shuffle", "sorting", "folding L=3"] and demo.seeds == (0, 1, 2)
 
 
 @pytest.mark.parametrize("bad,match", [
     ({"seeds": [0, 0]}, "distinct"),
     ({"seeds": []}, "non-empty"),
     ({"orderings": [{"method": "folding", "layers": 0}]}, "layers"),
-    ({"orderings": ["shuffle", "shuffle"]}, "duplicate arms"),
+    ({"orderings": ["shuffle", "shuffle"]}, "the same label"),
     ({"train": {"seed": 3}}, "train.seed is set by the comparison"),
     ({"scorer": {"method": "nope"}}, "not known"),
     ({"scorer": {}}, "score_field"),
     ({"selection": {"method": "best"}}, "top-k"),
+    ({"orderings": ["shuffle"], "arms": [{"ordering": "shuffle"}]}, "not both"),
+    ({"arms": [{"ordering": "shuffle", "label": "Arm A"}, {"ordering": "sorting", "label": "arm-a"}]},
+     "'Arm A' and 'arm-a' have the same file name"),
+    ({"arms": [{"ordering": "shuffle", "colour": "red"}]}, "unknown key"),
+    ({"orderings": ["shuffle"], "baseline": "folding"}, "baseline='folding' is not one of the arms"),
+    ({"eval_target_fraction": 1.0}, "eval_target_fraction"),
     ({"colour": "red"}, "unknown spec key"),
     ({"validation_fraction": 0.9}, "validation_fraction"),
     ({"train": {"stepz": 3}}, "unknown run config key"),
@@ -233,23 +237,24 @@ def test_parse_spec_and_labels(tmp_path):
 ])
 def test_parse_spec_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
-        parse_spec({"corpus": "demo", **bad})
+        parse_spec({"corpus": "demo", **({} if "arms" in bad else {"orderings": ["shuffle"]}), **bad})
 
 
 def test_failed_preparation_leaves_no_comparison(tmp_path):
-    from delt_engine.experiments.spec import prepare_comparison
     from delt_engine.errors import DataError
+    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.workspace.layout import Workspace
 
     ws = Workspace(tmp_path / "ws")
     with pytest.raises(DataError):
-        prepare_comparison({"corpus": str(tmp_path / "missing.jsonl")}, ws)
+        prepare_comparison({"corpus": str(tmp_path / "missing.jsonl"), "orderings": ["shuffle"]}, ws)
     assert list(ws.comparisons.iterdir()) == [] and ws.list_runs() == []
 
 
 def test_duplicates_are_dropped_before_selection(tmp_path):
-    from delt_engine.experiments.spec import describe_data, prepare_comparison
     from delt_engine.data.corpus import load_corpus
+    from delt_engine.experiments.prepare import prepare_comparison
+    from delt_engine.experiments.spec import describe_data
     from delt_engine.workspace.layout import Workspace
 
     texts = [f"document number {i} " + "word " * i for i in range(20)]
@@ -259,7 +264,8 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
     spec = {"corpus": str(tmp_path / "c.jsonl"), "validation_fraction": 0.0, "dedup": {"mode": "exact"},
             "selection": {"method": "top-k", "k": 10}, "orderings": ["sorting"], "train": {"steps": 1}}
     cmp = prepare_comparison(spec, Workspace(tmp_path / "ws"))
-    assert cmp.manifest["n_duplicates"] == 3 and cmp.manifest["n_selected"] == 10
+    data = cmp.manifest["arm_data"]["sorting"]
+    assert data["n_duplicates"] == 3 and data["n_selected"] == 10
     assert describe_data(cmp.manifest) == ("23 training documents · scored by length · 3 exact duplicates dropped"
                                            " · top-k 10 kept 10")
     ids = load_corpus(cmp.manifest["runs"][0]["input"]).frame["id"].to_list()
@@ -267,16 +273,7 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
     assert sorted(ids) == sorted(f"d{i}" for i in range(10))
     plain = prepare_comparison({**spec, "dedup": None}, Workspace(tmp_path / "ws"))
     ids = load_corpus(plain.manifest["runs"][0]["input"]).frame["id"].to_list()
-    assert plain.manifest["n_duplicates"] == 0 and {"copy3", "copy7"} <= set(ids)  # tied with d3, d7: kept
-
-
-def test_holdout_takes_seeded_clean_documents():
-    frame = pl.DataFrame({"id": [str(i) for i in range(100)], "text": ["t"] * 100,
-                          "is_noise": [i % 4 == 0 for i in range(100)]})
-    held = holdout_ids(frame, 0.05)
-    assert len(held) == 4 and held == holdout_ids(frame, 0.05)  # round(0.05 * 75) clean docs, reproducible
-    assert all(int(i) % 4 != 0 for i in held)
-    assert holdout_ids(frame, 0.0) == []
+    assert plain.manifest["arm_data"]["sorting"]["n_duplicates"] == 0 and {"copy3", "copy7"} <= set(ids)  # tied: kept
 
 
 # ----------------------------------------------------------------------------- end to end (real training)
@@ -297,7 +294,7 @@ def _tiny_corpus(folder):
 
 def test_compare_end_to_end_no_wait(tmp_path):
     """compare --no-wait prepares once, a detached launcher trains 2 orderings x 2 seeds, report reads them."""
-    from delt_engine.experiments.spec import prepare_comparison
+    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.fileio import read_json
     from delt_engine.workspace.layout import Workspace
 
@@ -316,14 +313,17 @@ def test_compare_end_to_end_no_wait(tmp_path):
     ws = Workspace(ws_dir)
     manifest = ws.load_comparison(cmp_id)
     assert manifest["arms"] == ["shuffle", "folding L=2"] and len(manifest["runs"]) == 4
-    assert manifest["n_train_docs"] == 60 - 3 and manifest["n_selected"] == int(0.8 * 57)  # 5% of 54 clean held out
+    held = set(pl.read_ndjson(manifest["validation"])["id"].to_list())
+    assert len(held) == 3  # 5% of the 54 clean documents, with any copies of theirs out of training too
+    n_train = 60 - 3 - manifest["n_copies_removed"]
+    assert manifest["n_train_docs"] == n_train and manifest["arm_data"]["shuffle"]["n_selected"] == int(0.8 * n_train)
+    assert manifest["overlap"]["validation"] == {"exact": 0, "near": 0}
     inputs = {(r["arm"], r["seed"]): r["input"] for r in manifest["runs"]}
     assert inputs[("folding L=2", 0)] == inputs[("folding L=2", 1)]  # deterministic order: one shared file
     assert inputs[("shuffle", 0)] != inputs[("shuffle", 1)]
     shuffled = [pl.read_parquet(inputs[("shuffle", s)])["id"].to_list() for s in (0, 1)]
     assert shuffled[0] != shuffled[1] and sorted(shuffled[0]) == sorted(shuffled[1])
-    held = set(pl.read_ndjson(manifest["validation"])["id"].to_list())
-    assert len(held) == 3 and not held & set(shuffled[0])
+    assert not held & set(shuffled[0])
     configs = [read_json(ws_dir / "runs" / r["id"] / "config.json") for r in manifest["runs"]]
     assert len({c["tokenizer"] for c in configs}) == 1 and [c["seed"] for c in configs] == [0, 1, 0, 1]
     assert configs[2]["provenance"]["arm"] == "folding L=2" and configs[2]["provenance"]["corpus_hash"]
@@ -382,5 +382,5 @@ def test_compare_interrupted_cancels_its_runs(tmp_path):
 
 def test_the_readme_example_spec_is_valid():
     spec = parse_spec(ROOT / "assets" / "example_comparison.json")
-    assert [label for label, _ in spec.arms] == ["shuffle", "sorting", "folding L=3", "folding L=3 + local shuffle"]
-    assert spec.seeds == (0, 1, 2) and spec.scorer["method"] == "lqs" and spec.selection["ratio"] == 0.9
+    assert spec.labels == ["shuffle", "sorting", "folding L=3", "folding L=3 + local shuffle"]
+    assert spec.seeds == (0, 1, 2) and spec.scorer.method == "lqs" and spec.selection.ratio == 0.9

@@ -1,0 +1,121 @@
+"""What a comparison holds out so that its verdicts are measured on data nothing else saw
+(delt-method.md section 7, "Judging an ordering honestly").
+
+- The validation split is duplicate-aware: documents are grouped with their exact and near copies
+  (word 3-gram Jaccard >= 0.4, deliberately loose: the demo's synonym-swapped copies go down to 0.40),
+  a seeded share of the clean documents is held out, and every member of a held-out document's group
+  leaves the training data, so no validation text has a copy in any arm's training data.
+- The target set is split into a scoring part (J, what LQS/PDS aim at) and an evaluation part
+  (``target_loss``), disjoint, by a hash of each text, so the same target file always splits the same
+  way (the app's scoring jobs and its comparisons agree without sharing state).
+- ``overlap`` counts, after preparation, how many held-out texts still have an exact or near copy in
+  a set of training texts; a comparison records these counts (they must be 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..data.dedup import find_duplicates, normalize
+
+HOLDOUT_SEED = 0  # the validation split does not depend on the run seeds: every arm sees the same one
+COPY_NGRAM = 3  # near copies for the hold-out: word 3-gram shingles ...
+COPY_THRESHOLD = 0.4  # ... with Jaccard >= 0.4 (loose on purpose: a false match only moves a document)
+EVAL_TARGET_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A validation split: the held-out documents (clean ones only) and every id that left training."""
+
+    validation: pl.DataFrame
+    removed_ids: list[str]
+
+    @property
+    def n_copies_removed(self) -> int:
+        """Documents that left training only because they copy a held-out one."""
+        return len(self.removed_ids) - self.validation.height
+
+
+def copy_groups(texts: list[str]) -> np.ndarray:
+    """The group of every text: the position of the earliest text its chain of (near) copies leads to,
+    else its own. Chains are followed to their end: an exact copy points at its first occurrence, which
+    may itself be a near copy of an earlier text."""
+    result = find_duplicates(texts, "near", threshold=COPY_THRESHOLD, ngram=COPY_NGRAM)
+    group = np.where(result.of >= 0, result.of, np.arange(len(texts)))
+    while True:
+        up = group[group]
+        if np.array_equal(up, group):
+            return group
+        group = up
+
+
+def validation_split(frame: pl.DataFrame, fraction: float, seed: int = HOLDOUT_SEED) -> Holdout:
+    """Hold out a seeded ``fraction`` of the clean documents together with their copy groups.
+
+    Args:
+        frame: the corpus (id, text, and ``is_noise`` when known: only clean documents are held out).
+        fraction: share of the clean documents to hold out, in [0, 0.5).
+        seed: seed of the draw.
+
+    Returns:
+        Holdout: the validation documents (clean, in corpus order) and the ids of every document that
+        must leave training (those and all members of their copy groups).
+    """
+    ids = frame["id"].cast(pl.Utf8).to_list()
+    clean = ~frame["is_noise"].fill_null(False) if "is_noise" in frame.columns else pl.Series([True] * frame.height)
+    pool = np.flatnonzero(clean.to_numpy())
+    n = int(round(fraction * pool.size))
+    if fraction > 0 and n == 0 and pool.size > 1:
+        n = 1
+    if n == 0:
+        return Holdout(frame.head(0), [])
+    picked = np.sort(np.random.default_rng(seed).choice(pool.size, size=n, replace=False))
+    texts = frame["text"].to_list()
+    groups = copy_groups(texts)
+    leaving = np.isin(groups, groups[pool[picked]])
+    held = leaving & clean.to_numpy()
+    # Copy groups follow each text's first match only, and "similar" is not transitive: a text can be
+    # grouped with an earlier training text yet also copy a held-out one. Matching the remaining texts
+    # against the held-out ones (held-out first, so they are the earliest candidates) finds those.
+    for _ in range(5):
+        rest = np.flatnonzero(~leaving)
+        found = copies_of([texts[i] for i in np.flatnonzero(held)], [texts[i] for i in rest])
+        if not found.size:
+            break
+        leaving[rest[found]] = True
+    return Holdout(frame.filter(pl.Series(held)), [i for i, out in zip(ids, leaving) if out])
+
+
+def copies_of(held: list[str], training: list[str]) -> np.ndarray:
+    """Positions in ``training`` of the texts that copy (exactly or nearly) one of ``held``."""
+    groups = copy_groups(list(held) + list(training))
+    return np.flatnonzero(groups[len(held):] < len(held))
+
+
+def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(scoring part, evaluation part) of a target set: each text goes to the evaluation part when a
+    hash of its normalised text falls below ``eval_fraction`` (a text and its copies on one side).
+
+    Raises ValueError when either part would be empty (a target set needs at least two texts)."""
+    keys = [int.from_bytes(hashlib.sha256(normalize(t).encode()).digest()[:8], "big") / 2**64
+            for t in frame["text"].to_list()]
+    to_eval = pl.Series([k < eval_fraction for k in keys])
+    score_part, eval_part = frame.filter(~to_eval), frame.filter(to_eval)
+    if score_part.height == 0 or eval_part.height == 0:
+        raise ValueError(f"a target set of {frame.height} text(s) cannot be split into a scoring part and an "
+                         "evaluation part; give more target texts or a separate evaluation file")
+    return score_part, eval_part
+
+
+def overlap(held: list[str], training: list[str]) -> dict[str, int]:
+    """How many ``held`` texts have an exact copy / a near copy (same rule as the hold-out) in ``training``."""
+    exact_train = {normalize(t) for t in training}
+    exact = sum(normalize(t) in exact_train for t in held)
+    groups = copy_groups(list(held) + list(training))
+    n = len(held)
+    return {"exact": int(exact), "near": len({int(g) for g in groups[n:] if g < n})}
