@@ -12,6 +12,7 @@ import json
 import sys
 
 from ..errors import Cancelled, ConfigError
+from .progress import ProgressLog
 
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
@@ -49,9 +50,11 @@ def register(subparsers) -> None:
                      help="the corpus file the scores belong to (the app's demo: "
                           "WORKSPACE/datasets/demo-s0-n2000/corpus.jsonl)")
     imp.add_argument("--name", required=True, help="method name shown in the app, e.g. lqs or lqs-cli")
-    imp.add_argument("--direction", default="higher_better", choices=("higher_better", "higher_harder"))
-    imp.add_argument("--id-field", default="id")
-    imp.add_argument("--score-field", default="score")
+    imp.add_argument("--direction", default=None, choices=("higher_better", "higher_harder"),
+                     help="which end is better: higher_better (e.g. lqs) or higher_harder (e.g. perplexity); "
+                          "default: the direction recorded in the scores file, else higher_better")
+    imp.add_argument("--id-field", default="id", help="field holding the sample ids (default: id)")
+    imp.add_argument("--score-field", default="score", help="field holding the scores (default: score)")
     imp.add_argument("--workspace", metavar="DIR", help="workspace folder (default: $DELT_WORKSPACE or ./workspace)")
     imp.set_defaults(func=run_import)
 
@@ -60,10 +63,16 @@ def run_import(args) -> int:
     from ..workspace.score_import import import_scores
     from ..workspace.layout import Workspace, default_workspace
 
+    from ..data.corpus import read_score_meta
+
     ws = Workspace(args.workspace) if args.workspace else default_workspace()
-    job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=args.direction,
+    direction, source = args.direction, "--direction"
+    if direction is None:
+        meta = read_score_meta(args.scores)
+        direction, source = (meta["direction"], "recorded in the file") if meta else ("higher_better", "default")
+    job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=direction,
                             id_field=args.id_field, score_field=args.score_field)
-    print(f"registered {args.scores} as {args.name!r} scores of {args.corpus} -> {job_dir}")
+    print(f"registered {args.scores} as {args.name!r} scores of {args.corpus} ({direction}, {source}) -> {job_dir}")
     return 0
 
 
@@ -81,38 +90,6 @@ def parse_settings(items: list[str]) -> dict:
             value = {"True": True, "False": False}.get(raw, raw)
         options[key] = value
     return options
-
-
-class ProgressBars:
-    """on_progress for the CLI: one tqdm bar per phase on stderr, the phase as its description."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.phase, self.bar = enabled, None, None
-
-    def __call__(self, progress) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if progress.phase != self.phase:
-            self.close()
-            self.phase = progress.phase
-            self.bar = tqdm(total=progress.total, initial=progress.done, desc=progress.phase, file=sys.stderr,
-                            dynamic_ncols=True)
-        elif self.bar is None:
-            return  # this phase already finished (its last report may come twice)
-        self.bar.total = progress.total
-        self.bar.n = progress.done
-        if progress.message:
-            self.bar.set_postfix_str(progress.message, refresh=False)
-        self.bar.refresh()
-        if progress.total and progress.done >= progress.total:
-            self.close()  # so the bar's time is the phase's, not the phase's plus whatever follows
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _check_args(args) -> None:
@@ -144,7 +121,7 @@ def run(args) -> int:
     _check_args(args)
     from ..scoring.runner import rank
 
-    bars = ProgressBars(enabled=rank() == 0)
+    bars = ProgressLog(enabled=rank() == 0)
     try:
         return _run_job(args, bars) if args.job_dir else _run_file(args, bars)
     except Cancelled:
@@ -155,7 +132,7 @@ def run(args) -> int:
         bars.close()
 
 
-def _run_job(args, bars: ProgressBars) -> int:
+def _run_job(args, bars: ProgressLog) -> int:
     from ..jobs.score_job import run_score_job
 
     result = run_score_job(args.job_dir, on_progress=bars)
@@ -166,10 +143,10 @@ def _run_job(args, bars: ProgressBars) -> int:
     return 0
 
 
-def _run_file(args, bars: ProgressBars) -> int:
+def _run_file(args, bars: ProgressLog) -> int:
     from ..data.corpus import load_corpus, write_records
     from ..scoring import get_scorer
-    from ..scoring.runner import rank, run_scoring
+    from ..scoring.runner import rank, run_scoring, score_metadata
 
     options = _options(args)
     get_scorer(args.method)  # fail on a bad name before reading anything
@@ -180,7 +157,7 @@ def _run_file(args, bars: ProgressBars) -> int:
                          target_texts=target, options=options, cache_dir=args.cache_dir, on_progress=bars)
     if result is None or rank() != 0:
         return 0  # a non-zero torchrun rank: rank 0 writes the output
-    write_records(result.frame, args.output)
+    write_records(result.frame, args.output, score_meta=score_metadata(result))
     bars.close()
     print(f"scored {result.scores.height} of {result.frame.height} samples with {result.method} "
           f"({result.direction}) in {result.elapsed_s:.1f}s -> {args.output}", file=sys.stderr)

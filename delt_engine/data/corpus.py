@@ -5,12 +5,18 @@ corpus_formats.py), checks it (text column present and textual, ids present and 
 empty texts and optionally exact duplicates, and reports every count so nothing is lost silently.
 ``read_records`` / ``write_records`` move stage outputs (scores, selections, orderings) between
 the CLI commands as JSONL or Parquet files that keep every field.
+
+Scored files carry their meaning (``read_score_meta``): which scorer made the scores, its direction
+("higher_better" | "higher_harder") and its settings. Parquet keeps them in the file's key-value
+metadata (key ``delt.score``); JSONL in a sidecar ``<file>.meta.json`` (JSON Lines has no place for
+them), which also records the data's sha256 so a file changed after scoring is noticed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +26,12 @@ from .formats import (DEFAULT_MAX_DECOMPRESSED_BYTES, FILE_FORMATS, FORMATS, MAX
                              decompression_cap, detect_format, ensure_utf8, missing_source_error, read_jsonl,
                              read_parquet, read_source)
 from ..errors import ConfigError, DataError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, write_json
 
 RECORD_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+SCORE_META_KEY = "delt.score"  # Parquet key-value metadata key of a scored file
+SCORE_META_SUFFIX = ".meta.json"  # JSONL sidecar: scored.jsonl -> scored.jsonl.meta.json
+SCORE_META_FORMAT = "delt-score-meta/1"
 ID_PREFIX = "doc-"
 HASH_CHUNK_ROWS = 10_000
 
@@ -298,7 +307,7 @@ def read_records(path: str | Path) -> pl.DataFrame:
     return read_jsonl(path, data).frame
 
 
-def write_records(frame: pl.DataFrame, path: str | Path) -> None:
+def write_records(frame: pl.DataFrame, path: str | Path, score_meta: dict | None = None) -> None:
     """Atomically write ``frame`` as JSONL (one object per line, all fields) or Parquet, by suffix.
 
     JSONL keeps nested lists/objects; float NaN becomes null (JSON has no NaN).
@@ -306,16 +315,76 @@ def write_records(frame: pl.DataFrame, path: str | Path) -> None:
     Args:
         frame: the records, e.g. a corpus with a ``score`` column.
         path: the output file, ending in .jsonl/.ndjson or .parquet.
+        score_meta: what the scores mean (``scoring.runner.score_metadata``: scorer, direction, settings),
+            kept in the Parquet metadata or, for JSONL, in ``<path>.meta.json``. Without it a JSONL
+            file's old sidecar is removed, so it cannot describe data it was not written for.
     """
     fmt = records_format(path)
     buffer = io.BytesIO()
     if fmt == "parquet":
-        frame.write_parquet(buffer)
-    else:
-        frame.write_ndjson(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+        metadata = {SCORE_META_KEY: json.dumps(score_meta, default=str)} if score_meta else None
+        frame.write_parquet(buffer, metadata=metadata)
+        atomic_write_bytes(path, buffer.getvalue())
+        return
+    frame.write_ndjson(buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    sidecar = score_meta_path(path)
+    if score_meta:
+        write_json(sidecar, {"format": SCORE_META_FORMAT, "file": Path(path).name, "n_records": frame.height,
+                             "sha256": hashlib.sha256(data).hexdigest(), "score": score_meta})
+    elif sidecar.is_file():
+        sidecar.unlink()
+
+
+def score_meta_path(path: str | Path) -> Path:
+    """The sidecar of a JSONL records file: ``scored.jsonl`` -> ``scored.jsonl.meta.json``."""
+    return Path(str(path) + SCORE_META_SUFFIX)
+
+
+def read_score_meta(path: str | Path) -> dict | None:
+    """What the scores of a records file mean, as ``write_records`` recorded them, or None.
+
+    Args:
+        path: a .jsonl/.ndjson file (its ``.meta.json`` sidecar is read) or a .parquet file.
+
+    Returns:
+        The recorded dict ({"scorer", "direction", "score_field", "settings", ...}) or None when the
+        file records nothing. For JSONL, ``"matches_file"`` says whether the file is still the one the
+        sidecar was written for (False: it was changed since; the direction may still hold).
+
+    Raises:
+        DataError: a damaged sidecar or metadata entry (not JSON, or no direction in it), with the fix.
+    """
+    path = Path(path)
+    if records_format(path) == "parquet":
+        try:
+            raw = pl.read_parquet_metadata(path).get(SCORE_META_KEY)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{path}: cannot read the Parquet metadata: {exc}") from None
+        return None if raw is None else _parse_score_meta(raw, f"{path} (Parquet metadata {SCORE_META_KEY!r})")
+    sidecar = score_meta_path(path)
+    if not sidecar.is_file():
+        return None
+    where = str(sidecar)
+    wrapper = _parse_score_meta(sidecar.read_text(encoding="utf-8", errors="replace"), where, key="score")
+    meta = dict(wrapper["score"])
+    meta["matches_file"] = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == wrapper.get("sha256")
+    return meta
+
+
+def _parse_score_meta(text: str, where: str, key: str | None = None) -> dict:
+    fix = "delete it (the scores stay usable; pass the direction with --higher-is-better or --lower-is-better)"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: damaged score metadata (not JSON: {exc.msg} at line {exc.lineno}); {fix}") from None
+    meta = value.get(key) if key and isinstance(value, dict) else value
+    if not isinstance(meta, dict) or meta.get("direction") not in ("higher_better", "higher_harder"):
+        raise DataError(f"{where}: damaged score metadata (no direction higher_better or higher_harder); {fix}")
+    return value
 
 
 __all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "FILE_FORMATS", "FORMATS", "MAX_DECOMPRESSED_ENV", "LoadReport",
-           "LoadedCorpus", "corpus_hash", "detect_format", "load_corpus", "read_records", "records_format",
-           "row_ids", "write_records"]
+           "LoadedCorpus", "SCORE_META_KEY", "corpus_hash", "detect_format", "load_corpus", "read_records",
+           "read_score_meta", "records_format", "row_ids", "score_meta_path", "write_records"]
