@@ -12,6 +12,7 @@ import json
 import sys
 
 from ..errors import Cancelled, ConfigError
+from .data import hf_arguments, hf_options
 from .progress import ProgressLog
 
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
@@ -25,6 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", metavar="NAME", help="scoring method: random, length, compression, perplexity, lqs, pds")
     p.add_argument("--output", metavar="OUT", help="output file, .jsonl or .parquet")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    hf_arguments(p)
     p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR", help="proxy model preset or local model dir")
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: trained on the corpus)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
@@ -150,7 +152,7 @@ def _run_file(args, bars: ProgressLog) -> int:
 
     options = _options(args)
     get_scorer(args.method)  # fail on a bad name before reading anything
-    frame = load_corpus(args.input, text_field=args.text_field).frame
+    frame = load_corpus(args.input, text_field=args.text_field, **hf_options(args)).frame
     target = load_corpus(args.target).frame["text"].to_list() if args.target else None
     result = run_scoring(frame, args.method, model=args.model, tokenizer=args.tokenizer, device=args.device,
                          seed=args.seed, max_length=args.max_length, batch_size=args.batch_size,

@@ -86,7 +86,8 @@ class LoadedCorpus:
 def load_corpus(source: str | Path, text_field: str = "text", id_field: str | None = None,
                 fmt: str | None = None, skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
                 dedup: bool = False, split: str = "train", text_mode: str = "lines",
-                max_decompressed_bytes: int | str | None = None) -> LoadedCorpus:
+                max_decompressed_bytes: int | str | None = None, name: str | None = None,
+                streaming: bool = False, limit: int | None = None) -> LoadedCorpus:
     """Load a training corpus into a frame with ``id`` (Utf8) first, ``text`` next, then metadata.
 
     Args:
@@ -100,10 +101,16 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         skip_bad_lines: skip (and count) JSONL lines that are not JSON objects instead of failing.
         replace_invalid_utf8: replace undecodable bytes with U+FFFD (counted) instead of failing.
         dedup: drop exact duplicate texts, keeping the first.
-        split: the split to take from a DatasetDict folder or a ``load_dataset`` source.
+        split: the split to take from a DatasetDict folder or a ``load_dataset`` source, optionally
+            sliced as ``load_dataset`` does: "train[:1000]", "train[10%:20%]", "train+test".
         text_mode: for .txt, "lines" (one document per line) or "paragraphs" (blank-line separated).
         max_decompressed_bytes: the most bytes a .gz source may expand to (an int, or "2GB", "4GiB");
             None takes ``$DELT_MAX_DECOMPRESSED_BYTES``, else 1 GB. A guard against gzip bombs.
+        name: the config of a ``load_dataset`` source (a Hub id or dataset folder with several
+            configs, e.g. "wikitext-2-raw-v1" of wikitext); None takes its default.
+        streaming: stream a ``load_dataset`` source instead of downloading and caching the whole
+            split (with ``limit``, only the first rows are read).
+        limit: keep only the first N rows of the source (before empty texts are dropped).
 
     Returns:
         LoadedCorpus(frame, report). Documents whose text is empty or whitespace are dropped and
@@ -121,13 +128,16 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
     fmt = fmt or detect_format(source)
     raw = read_source(source, fmt, text_field=text_field, id_field=id_field, skip_bad_lines=skip_bad_lines,
                       replace_invalid_utf8=replace_invalid_utf8, split=split, text_mode=text_mode,
-                      max_decompressed_bytes=max_decompressed_bytes)
+                      max_decompressed_bytes=max_decompressed_bytes, name=name, streaming=streaming, limit=limit)
+    if limit is not None and raw.frame.height > limit:
+        raw.frame = raw.frame.head(limit)
     where = str(source)
     if raw.frame.height == 0:
         skipped = f" ({raw.n_bad_lines_skipped} bad lines skipped)" if raw.n_bad_lines_skipped else ""
         raise DataError(f"{where}: no documents in this source{skipped}; check that it is the right file")
     text_field = "text" if fmt == "txt" else text_field  # plain text has no field names
     frame, notes, id_field = _normalise(raw, text_field, id_field, where)
+    notes = _source_notes(fmt, split, name, streaming, limit) + notes
     n_read = frame.height
     frame, n_empty, n_dups = _drop_empty_and_duplicates(frame, dedup)
     if frame.height == 0:
@@ -141,6 +151,18 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         bad_line_numbers=tuple(raw.bad_line_numbers), n_invalid_utf8_replaced=raw.n_invalid_utf8_replaced,
         content_hash=corpus_hash(frame), text_field=text_field, id_field=id_field, notes=tuple(notes))
     return LoadedCorpus(frame, report)
+
+
+def _source_notes(fmt: str, split: str, name: str | None, streaming: bool, limit: int | None) -> list[str]:
+    """What part of a dataset was read, for the report: config, split, streamed, row limit."""
+    notes = []
+    if fmt in ("hf", "hf-disk"):
+        notes.append(f"split {split}" + (f" of config {name}" if name else ""))
+    if streaming:
+        notes.append("streamed")
+    if limit is not None:
+        notes.append(f"first {limit} rows (limit)")
+    return notes
 
 
 def _drop_empty_and_duplicates(frame: pl.DataFrame, dedup: bool) -> tuple[pl.DataFrame, int, int]:
