@@ -27,8 +27,12 @@ def register(subparsers) -> None:
     p.add_argument("--output", metavar="OUT", help="output file, .jsonl or .parquet")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     hf_arguments(p)
-    p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR", help="proxy model preset or local model dir")
-    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: trained on the corpus)")
+    p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR|ID",
+                   help="proxy model: a preset (default cpu-demo), a local model folder, or a Hugging Face Hub id "
+                        "owner/name (fetched once into the HF cache: safetensors only, no remote code; "
+                        "HF_HUB_OFFLINE=1 uses the cache only)")
+    p.add_argument("--tokenizer", metavar="DIR|ID", help="tokenizer folder or Hub id (default: the model folder's "
+                                                          "own, else byte-level BPE trained on the corpus)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--max-length", type=int, default=128, metavar="N", help="tokens per sample (default: 128)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="samples per batch (default: 16)")
@@ -94,6 +98,22 @@ def parse_settings(items: list[str]) -> dict:
     return options
 
 
+def _resolve_hub_ids(args, needs_model: bool) -> tuple[str, str | None, dict]:
+    """--model / --tokenizer with Hub ids fetched to their cache folders (only for model-based methods),
+    and what to record about them ({"model_id", "model_revision", "tokenizer_id", ...})."""
+    if not needs_model:
+        return args.model, args.tokenizer, {}
+    from ..models.presets import resolve_model_spec, resolve_tokenizer_spec
+
+    tokenizer, tok_snapshot = resolve_tokenizer_spec(args.tokenizer)
+    model, snapshot = resolve_model_spec(args.model, with_tokenizer=tokenizer is None)
+    hub = {}
+    for key, snap in (("model", snapshot), ("tokenizer", tok_snapshot)):
+        if snap is not None:
+            hub.update({f"{key}_id": snap.repo_id, f"{key}_revision": snap.revision})
+    return model, tokenizer, hub
+
+
 def _check_args(args) -> None:
     if args.job_dir:
         if args.input or args.output:
@@ -151,15 +171,18 @@ def _run_file(args, bars: ProgressLog) -> int:
     from ..scoring.runner import rank, run_scoring, score_metadata
 
     options = _options(args)
-    get_scorer(args.method)  # fail on a bad name before reading anything
+    info = get_scorer(args.method)  # fail on a bad name before reading anything
+    model, tokenizer, hub = _resolve_hub_ids(args, info.needs_model)
     frame = load_corpus(args.input, text_field=args.text_field, **hf_options(args)).frame
     target = load_corpus(args.target).frame["text"].to_list() if args.target else None
-    result = run_scoring(frame, args.method, model=args.model, tokenizer=args.tokenizer, device=args.device,
+    result = run_scoring(frame, args.method, model=model, tokenizer=tokenizer, device=args.device,
                          seed=args.seed, max_length=args.max_length, batch_size=args.batch_size,
                          target_texts=target, options=options, cache_dir=args.cache_dir, on_progress=bars)
     if result is None or rank() != 0:
         return 0  # a non-zero torchrun rank: rank 0 writes the output
-    write_records(result.frame, args.output, score_meta=score_metadata(result))
+    meta = score_metadata(result)
+    meta["settings"].update(hub)  # the Hub ids and commits behind snapshot folders
+    write_records(result.frame, args.output, score_meta=meta)
     bars.close()
     print(f"scored {result.scores.height} of {result.frame.height} samples with {result.method} "
           f"({result.direction}) in {result.elapsed_s:.1f}s -> {args.output}", file=sys.stderr)

@@ -26,8 +26,11 @@ def register(subparsers) -> None:
                               description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", required=True, help="run directory (created); alone = job mode")
     p.add_argument("--input", help="ordered data JSONL/Parquet (id, text, optional score), trained in file order")
-    p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m) or model dir")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: byte-level BPE trained on the input)")
+    p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m), a local model "
+                   "folder, or a Hugging Face Hub id owner/name (fetched once into the HF cache: safetensors only, "
+                   "no remote code; HF_HUB_OFFLINE=1 uses the cache only)")
+    p.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model folder's own, else byte-level "
+                                       "BPE trained on the input)")
     p.add_argument("--cache-dir", help="where trained tokenizers are cached (default: the run dir)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps")
@@ -64,12 +67,39 @@ def _config_from_args(args):
 
     values = {"input": args.input}
     values.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
+    values.update(_resolve_hub_ids(values))
     for name in _PATHS:  # absolute, so the run dir's config.json works from any directory
         if values.get(name):
             values[name] = os.path.abspath(values[name])
     if values.get("model") and Path(values["model"]).is_dir():
         values["model"] = os.path.abspath(values["model"])
+        if not values.get("tokenizer") and any((Path(values["model"]) / f).is_file()
+                                               for f in ("tokenizer.json", "tokenizer_config.json")):
+            values["tokenizer"] = values["model"]  # the model's own tokenizer, not a BPE trained on the input
     return RunConfig(**values)
+
+
+def _resolve_hub_ids(values: dict) -> dict:
+    """Hub ids of --model / --tokenizer as the cache folders of their snapshots (config.json then holds
+    local paths, so the run never needs the network again); the ids and commits go into provenance."""
+    from ..models.presets import looks_like_hub_id, resolve_model_spec, resolve_tokenizer_spec
+
+    if not any(values.get(k) and looks_like_hub_id(values[k]) for k in ("model", "tokenizer")):
+        return {}
+    changed, provenance = {}, {}
+    tokenizer, tok_snapshot = resolve_tokenizer_spec(values.get("tokenizer"))
+    if tok_snapshot is not None:
+        changed["tokenizer"] = tokenizer
+        provenance.update(tokenizer_id=tok_snapshot.repo_id, tokenizer_revision=tok_snapshot.revision)
+    if values.get("model"):
+        model, snapshot = resolve_model_spec(values["model"], with_tokenizer=values.get("tokenizer") is None)
+        if snapshot is not None:
+            changed["model"] = model
+            provenance.update(model_id=snapshot.repo_id, model_revision=snapshot.revision)
+            if values.get("tokenizer") is None:
+                changed["tokenizer"] = model  # the model's own tokenizer, not a BPE trained on the input
+    changed["provenance"] = provenance
+    return changed
 
 
 def run_train(args) -> int:
