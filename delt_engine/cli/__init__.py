@@ -8,24 +8,36 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 
+from .. import __version__
 from ..errors import DeltError
 
-COMMAND_MODULES = ("data", "score", "organize", "train", "runs", "benchmark")
+COMMAND_MODULES = ("data", "score", "organize", "train", "runs", "benchmark", "app")
+DEFAULT_PROG = "python -m delt_engine"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m delt_engine",
+def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    """The whole CLI: one sub-command per ``register`` of ``COMMAND_MODULES``."""
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="DELT Studio engine: score, select, order, train, compare.")
+    parser.add_argument("--version", action="version", version=f"delt-studio {__version__}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def help_text(doc: str | None) -> str:
+    """A module docstring as plain text for ``--help`` (with RawDescriptionHelpFormatter): reST inline
+    literals (double backticks) become plain words, and the indentation of the examples is kept."""
+    return re.sub(r"``([^`]+)``", r"\1", doc or "").strip()
+
+
+def main(argv: list[str] | None = None, prog: str = DEFAULT_PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except DeltError as exc:
@@ -41,6 +53,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a file this command read is not UTF-8 text ({exc.reason} at byte offset {exc.start}); "
               "re-save it as UTF-8", file=sys.stderr)
         return 2
+
+
+def exit_with(code: int) -> None:
+    """Leave the process with ``code`` (used by ``python -m delt_engine`` and the ``delt`` script)."""
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        # Under torchrun the results are written and the process group is left by now. Skip the
+        # interpreter's teardown: gloo's background threads can abort it ("terminate called without an
+        # active exception"), which torchrun would report as a failed worker after a successful run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def console_main() -> None:
+    """Entry point of the ``delt`` console script."""
+    exit_with(main(prog="delt"))
 
 
 # What to do about the usual file errors, by errno.

@@ -2,6 +2,8 @@
 
     python -m delt_engine demo-data --out DIR [--seed S] [--n-docs N]
     python -m delt_engine import --input SRC --output OUT.jsonl|OUT.parquet [options]
+    python -m delt_engine import --input wikitext --subset wikitext-2-raw-v1 --split "train[:2000]" --output w.jsonl
+    python -m delt_engine import --input owner/big-corpus --streaming --limit 10000 --output sample.jsonl
 """
 
 from __future__ import annotations
@@ -39,11 +41,31 @@ def register(subparsers) -> None:
     imp.add_argument("--replace-invalid-utf8", action="store_true",
                      help="replace undecodable bytes with U+FFFD (counted) instead of failing")
     imp.add_argument("--dedup", action="store_true", help="drop exact duplicate texts, keeping the first")
-    imp.add_argument("--split", default="train", help="split of a dataset folder or Hub dataset (default: train)")
+    hf_arguments(imp)
     imp.add_argument("--max-decompressed-bytes", default=None, metavar="SIZE",
                      help="the most a .gz input may expand to, e.g. 4GB or 8GiB (default: "
                           "$DELT_MAX_DECOMPRESSED_BYTES, else 1GB; a guard against gzip bombs)")
     imp.set_defaults(func=cmd_import)
+
+
+def hf_arguments(parser: argparse.ArgumentParser) -> None:
+    """--split, --subset/--name, --streaming and --limit: read a Hugging Face dataset as its users call it."""
+    parser.add_argument("--split", default="train",
+                        help="split of a dataset folder or Hub dataset, optionally sliced like load_dataset's: "
+                             "train, 'train[:1000]', 'train[10%%:20%%]', 'train+test' (default: train)")
+    parser.add_argument("--subset", "--name", dest="subset", default=None, metavar="CONFIG",
+                        help="dataset config name, for datasets that have several (e.g. wikitext-2-raw-v1 of "
+                             "wikitext); default: the dataset's default config")
+    parser.add_argument("--streaming", action="store_true",
+                        help="stream a Hub dataset or dataset folder instead of downloading and caching the "
+                             "whole split (use with --limit to read only the first rows)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="keep only the first N rows of the input (a stream stops reading there)")
+
+
+def hf_options(args: argparse.Namespace) -> dict:
+    """The load_corpus keywords of ``hf_arguments``."""
+    return {"split": args.split, "name": args.subset, "streaming": args.streaming, "limit": args.limit}
 
 
 def _positive_int(value: str) -> int:
@@ -82,8 +104,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
     loaded = load_corpus(args.input, text_field=args.text_field, id_field=args.id_field, fmt=args.fmt,
                          skip_bad_lines=args.skip_bad_lines, replace_invalid_utf8=args.replace_invalid_utf8,
-                         dedup=args.dedup, split=args.split, text_mode=args.text_mode,
-                         max_decompressed_bytes=args.max_decompressed_bytes)
+                         dedup=args.dedup, text_mode=args.text_mode,
+                         max_decompressed_bytes=args.max_decompressed_bytes, **hf_options(args))
     write_records(loaded.frame, args.output)
     print(loaded.report.summary())
     print(f"wrote {loaded.frame.height} documents to {args.output}")

@@ -4,7 +4,10 @@
     python -m delt_engine select --input unique.jsonl --method top-r --ratio 0.5 --output kept.jsonl
     python -m delt_engine order --input kept.jsonl --method folding --layers 3 --output ordered.parquet
 
-All read and write JSONL or Parquet (by suffix) and print a one-line summary on stderr.
+All read and write JSONL or Parquet (by suffix) and print a one-line summary on stderr. A scored file
+records its scorer's direction (``score`` writes it): ``select`` keeps the better end by it (low
+perplexity, high LQS) unless --higher-is-better / --lower-is-better says otherwise, and ``order`` names
+the end that comes first. Outputs keep the input's score metadata.
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ def register(subparsers) -> None:
                      help="top-r: share to keep, in (0, 1]; keeps floor(R * N)")
     sel.add_argument("--threshold", type=float, default=None, metavar="T",
                      help="threshold: keep score > T (score < T with --lower-is-better)")
-    sel.add_argument("--lower-is-better", action="store_true",
-                     help="keep the lowest scores (e.g. perplexity, where higher = harder)")
-    sel.set_defaults(func=cmd_select)
+    side = sel.add_mutually_exclusive_group()
+    side.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
+                      help="keep the lowest scores (e.g. perplexity, where higher = harder); default: the direction "
+                           "the scored file records, else higher is better")
+    side.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True,
+                      help="keep the highest scores, whatever the file records")
+    sel.set_defaults(func=cmd_select, higher_is_better=None)
 
     order = subparsers.add_parser(
         "order", help="put samples in training order (shuffle, sorting, folding, zigzag)",
@@ -96,7 +103,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     frame = _read_input(args)
     options = {"threshold": args.threshold, "ngram": args.ngram} if args.mode == "near" else {}
     kept, result = drop_duplicates(frame, args.mode, text_field=args.text_field, **options)
-    write_records(kept, args.output)
+    write_records(kept, args.output, score_meta=_carried_meta(_read_meta(args.input)))
     print(f"dropped {result.n_dropped} of {frame.height} records as {args.mode} duplicates of earlier ones, "
           f"kept {kept.height}; wrote {args.output}", file=sys.stderr)
     return 0
@@ -108,11 +115,15 @@ def cmd_select(args: argparse.Namespace) -> int:
     from ..organize.selection import select, summarize_selection
 
     frame = _read_input(args, action="select")
+    meta = _read_meta(args.input)
+    higher, why = _direction(args, meta)
     options = dict(k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field,
-                   higher_is_better=not args.lower_is_better)
+                   higher_is_better=higher)
     kept = select(frame, args.method, **options)
     summary = summarize_selection(frame, args.method, **options)
-    write_records(kept, args.output)
+    write_records(kept, args.output, score_meta=_carried_meta(meta))
+    end = "highest" if higher else "lowest"
+    print(f"keeping the {end} {_score_name(args, meta)} ({why})", file=sys.stderr)
     print(f"{summary.describe()}; wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -125,7 +136,8 @@ def cmd_order(args: argparse.Namespace) -> int:
     frame = _read_input(args, action="order")
     ordered = order(frame, args.method, layers=args.layers, descending=args.descending, window=args.window,
                     seed=args.seed, score_field=args.score_field)
-    write_records(ordered, args.output)
+    meta = _read_meta(args.input)
+    write_records(ordered, args.output, score_meta=_carried_meta(meta))
     label = args.method
     if args.method in LAYERED:
         label += f" L={args.layers} ({int(ordered['layer'].max()) + 1} non-empty layers)"
@@ -135,5 +147,69 @@ def cmd_order(args: argparse.Namespace) -> int:
         label += " descending"
     if args.window and args.window > 1:
         label += f", window shuffle W={args.window} seed={args.seed}"
-    print(f"ordered {ordered.height} samples by {label}; wrote {args.output}", file=sys.stderr)
+    print(f"ordered {ordered.height} samples by {label}{_first_end(args, meta)}; wrote {args.output}",
+          file=sys.stderr)
     return 0
+
+
+# ----------------------------------------------------------------------------- score direction
+
+def _read_meta(path: Path) -> dict | None:
+    from ..data.corpus import read_score_meta
+
+    return read_score_meta(path)
+
+
+def _carried_meta(meta: dict | None) -> dict | None:
+    """The input's score metadata for the output (what the scores mean does not change)."""
+    return None if meta is None else {k: v for k, v in meta.items() if k != "matches_file"}
+
+
+def _recorded_direction(args, meta: dict | None) -> str | None:
+    """The direction the file records for the score field in use, or None."""
+    if meta is None or meta.get("score_field", "score") != args.score_field:
+        return None
+    return meta["direction"]
+
+
+def _score_name(args, meta: dict | None) -> str:
+    if _recorded_direction(args, meta) is not None and meta.get("scorer"):
+        return f"{meta['scorer']} scores"
+    return "scores" if args.score_field == "score" else f"{args.score_field!r} values"
+
+
+def _direction(args, meta: dict | None) -> tuple[bool, str]:
+    """Whether higher is better for ``select``, and why (for the message)."""
+    recorded = _recorded_direction(args, meta)
+    stale = "" if recorded is None or meta.get("matches_file", True) else \
+        f"; note: {args.input} changed after its scores were recorded, check that this still holds"
+    if args.higher_is_better is not None:
+        flag = "--higher-is-better" if args.higher_is_better else "--lower-is-better"
+        if recorded is not None and (recorded == "higher_better") != args.higher_is_better:
+            side = "higher" if recorded == "higher_better" else "lower"
+            return args.higher_is_better, f"{flag}; the scores record {side} = better for {meta.get('scorer')}"
+        return args.higher_is_better, flag
+    if recorded is not None:
+        side = "higher" if recorded == "higher_better" else "lower"
+        return recorded == "higher_better", f"{side} = better for this scorer{stale}"
+    why = f"no direction recorded for {args.score_field!r} in {args.input}" if meta is not None \
+        else f"no direction recorded in {args.input}"
+    return True, f"{why}: higher = better assumed; pass --lower-is-better for scores like perplexity"
+
+
+def _first_end(args, meta: dict | None) -> str:
+    """"; lowest perplexity scores first (lower = better for this scorer)" for the order message."""
+    if args.method == "shuffle":
+        return ""
+    recorded = _recorded_direction(args, meta)
+    name = _score_name(args, meta)
+    low, high = ("highest", "lowest") if args.descending else ("lowest", "highest")
+    if args.method == "sorting":
+        text = f"; {low} {name} first"
+    elif args.method == "folding":
+        text = f"; each layer from {low} to {high} {name}"
+    else:
+        text = f"; layers alternate from {low} to {high} {name} and back"
+    if recorded is not None:
+        text += f" ({'higher' if recorded == 'higher_better' else 'lower'} = better for this scorer)"
+    return text

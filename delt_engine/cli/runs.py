@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .progress import ProgressLog
+
 
 def register(subparsers) -> None:
     cmp = subparsers.add_parser("compare", help="train one run per ordering x seed and compare them",
@@ -49,27 +51,27 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="config, status, last metrics and summary of one run")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's id (see `runs list`)")
     _workspace_arg(p)
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("cancel", help="cancel a queued or running run (SIGTERM, SIGKILL after a grace period)")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's id (see `runs list`)")
     _workspace_arg(p)
     p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser("export", help="curves CSV and summary JSON of a comparison")
-    p.add_argument("comparison_id")
+    p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
     p.add_argument("--out", required=True, help="output folder")
     _workspace_arg(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
-    p.add_argument("comparison_id")
+    p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
     _workspace_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object: per-arm table, deltas and a \"verdicts\" list "
                    "(arm, baseline, metric, n_seeds, delta, ci_low, ci_high, p, p_adjusted, seeds_needed, verdict)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
-    p.add_argument("run_ids", nargs="*")
+    p.add_argument("run_ids", nargs="*", help="ids of runs to queue (or none, with --comparison)")
     p.add_argument("--comparison", help="launch every run of this comparison that has not finished")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="runs at once (default: one per GPU when there are several, else 1)")
@@ -105,8 +107,6 @@ def _workspace(args):
 def cmd_compare(args) -> int:
     import time
 
-    from tqdm import tqdm
-
     from ..experiments.prepare import prepare_comparison
     from ..experiments.spec import demo_spec, parse_spec
 
@@ -114,13 +114,15 @@ def cmd_compare(args) -> int:
     spec = parse_spec(demo_spec() if args.demo else args.spec)
     spec = _apply_overrides(spec, args)
     start = time.perf_counter()
-    with tqdm(total=5, desc="prepare", file=sys.stderr, leave=False) as bar:
-        def on_progress(p):
-            if p.phase == "prepare":
-                bar.n = p.done
-                bar.set_postfix_str(p.message)
-                bar.refresh()
+    progress = ProgressLog(leave=False)
+
+    def on_progress(p):
+        if p.phase == "prepare":
+            progress(p)
+    try:
         comparison = prepare_comparison(spec, ws, on_progress=on_progress)
+    finally:
+        progress.close()
     arms = ", ".join(comparison.manifest["arms"])
     print(f"comparison {comparison.id}: {len(comparison.run_dirs)} runs ({arms}; seeds "
           f"{comparison.manifest['seeds']}) in {ws.root}; prepared in {time.perf_counter() - start:.1f} s",
@@ -183,23 +185,20 @@ def _spawn_launcher(ws, comparison_id: str, max_concurrent: int | None) -> int:
 
 def _launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     """Submit every run, show progress on stderr, wait; Ctrl+C cancels them. True when all are done."""
-    from tqdm import tqdm
-
     from ..jobs.manager import JobManager, default_concurrency
     from ..jobs.protocol import read_progress
 
     manager = JobManager(max_concurrent=default_concurrency() if max_concurrent is None else max_concurrent)
     for d in run_dirs:
         manager.submit(d, "train")
-    bar = tqdm(total=len(run_dirs), desc="runs", file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 15.0,
-               bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+    bar = ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
 
     def on_tick(statuses):
         states = [s.get("state", "?") for s in statuses.values()]
         done = sum(1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
                    for d, s in statuses.items())
-        bar.set_postfix_str(" ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states)), refresh=False)
-        bar.update(done - bar.n)  # tqdm throttles the redraws (mininterval)
+        counts = " ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states))
+        bar.update("runs", float(done), len(run_dirs), counts)
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` on this command cancels its runs too
     try:

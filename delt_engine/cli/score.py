@@ -12,6 +12,8 @@ import json
 import sys
 
 from ..errors import Cancelled, ConfigError
+from .data import hf_arguments, hf_options
+from .progress import ProgressLog
 
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
@@ -24,8 +26,13 @@ def register(subparsers) -> None:
     p.add_argument("--method", metavar="NAME", help="scoring method: random, length, compression, perplexity, lqs, pds")
     p.add_argument("--output", metavar="OUT", help="output file, .jsonl or .parquet")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
-    p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR", help="proxy model preset or local model dir")
-    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: trained on the corpus)")
+    hf_arguments(p)
+    p.add_argument("--model", default="cpu-demo", metavar="PRESET|DIR|ID",
+                   help="proxy model: a preset (default cpu-demo), a local model folder, or a Hugging Face Hub id "
+                        "owner/name (fetched once into the HF cache: safetensors only, no remote code; "
+                        "HF_HUB_OFFLINE=1 uses the cache only)")
+    p.add_argument("--tokenizer", metavar="DIR|ID", help="tokenizer folder or Hub id (default: the model folder's "
+                                                          "own, else byte-level BPE trained on the corpus)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--max-length", type=int, default=128, metavar="N", help="tokens per sample (default: 128)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="samples per batch (default: 16)")
@@ -49,9 +56,11 @@ def register(subparsers) -> None:
                      help="the corpus file the scores belong to (the app's demo: "
                           "WORKSPACE/datasets/demo-s0-n2000/corpus.jsonl)")
     imp.add_argument("--name", required=True, help="method name shown in the app, e.g. lqs or lqs-cli")
-    imp.add_argument("--direction", default="higher_better", choices=("higher_better", "higher_harder"))
-    imp.add_argument("--id-field", default="id")
-    imp.add_argument("--score-field", default="score")
+    imp.add_argument("--direction", default=None, choices=("higher_better", "higher_harder"),
+                     help="which end is better: higher_better (e.g. lqs) or higher_harder (e.g. perplexity); "
+                          "default: the direction recorded in the scores file, else higher_better")
+    imp.add_argument("--id-field", default="id", help="field holding the sample ids (default: id)")
+    imp.add_argument("--score-field", default="score", help="field holding the scores (default: score)")
     imp.add_argument("--workspace", metavar="DIR", help="workspace folder (default: $DELT_WORKSPACE or ./workspace)")
     imp.set_defaults(func=run_import)
 
@@ -60,10 +69,16 @@ def run_import(args) -> int:
     from ..workspace.score_import import import_scores
     from ..workspace.layout import Workspace, default_workspace
 
+    from ..data.corpus import read_score_meta
+
     ws = Workspace(args.workspace) if args.workspace else default_workspace()
-    job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=args.direction,
+    direction, source = args.direction, "--direction"
+    if direction is None:
+        meta = read_score_meta(args.scores)
+        direction, source = (meta["direction"], "recorded in the file") if meta else ("higher_better", "default")
+    job_dir = import_scores(ws.scores, args.corpus, args.scores, name=args.name, direction=direction,
                             id_field=args.id_field, score_field=args.score_field)
-    print(f"registered {args.scores} as {args.name!r} scores of {args.corpus} -> {job_dir}")
+    print(f"registered {args.scores} as {args.name!r} scores of {args.corpus} ({direction}, {source}) -> {job_dir}")
     return 0
 
 
@@ -83,36 +98,20 @@ def parse_settings(items: list[str]) -> dict:
     return options
 
 
-class ProgressBars:
-    """on_progress for the CLI: one tqdm bar per phase on stderr, the phase as its description."""
+def _resolve_hub_ids(args, needs_model: bool) -> tuple[str, str | None, dict]:
+    """--model / --tokenizer with Hub ids fetched to their cache folders (only for model-based methods),
+    and what to record about them ({"model_id", "model_revision", "tokenizer_id", ...})."""
+    if not needs_model:
+        return args.model, args.tokenizer, {}
+    from ..models.presets import resolve_model_spec, resolve_tokenizer_spec
 
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.phase, self.bar = enabled, None, None
-
-    def __call__(self, progress) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if progress.phase != self.phase:
-            self.close()
-            self.phase = progress.phase
-            self.bar = tqdm(total=progress.total, initial=progress.done, desc=progress.phase, file=sys.stderr,
-                            dynamic_ncols=True)
-        elif self.bar is None:
-            return  # this phase already finished (its last report may come twice)
-        self.bar.total = progress.total
-        self.bar.n = progress.done
-        if progress.message:
-            self.bar.set_postfix_str(progress.message, refresh=False)
-        self.bar.refresh()
-        if progress.total and progress.done >= progress.total:
-            self.close()  # so the bar's time is the phase's, not the phase's plus whatever follows
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+    tokenizer, tok_snapshot = resolve_tokenizer_spec(args.tokenizer)
+    model, snapshot = resolve_model_spec(args.model, with_tokenizer=tokenizer is None)
+    hub = {}
+    for key, snap in (("model", snapshot), ("tokenizer", tok_snapshot)):
+        if snap is not None:
+            hub.update({f"{key}_id": snap.repo_id, f"{key}_revision": snap.revision})
+    return model, tokenizer, hub
 
 
 def _check_args(args) -> None:
@@ -144,7 +143,7 @@ def run(args) -> int:
     _check_args(args)
     from ..scoring.runner import rank
 
-    bars = ProgressBars(enabled=rank() == 0)
+    bars = ProgressLog(enabled=rank() == 0)
     try:
         return _run_job(args, bars) if args.job_dir else _run_file(args, bars)
     except Cancelled:
@@ -155,7 +154,7 @@ def run(args) -> int:
         bars.close()
 
 
-def _run_job(args, bars: ProgressBars) -> int:
+def _run_job(args, bars: ProgressLog) -> int:
     from ..jobs.score_job import run_score_job
 
     result = run_score_job(args.job_dir, on_progress=bars)
@@ -166,21 +165,24 @@ def _run_job(args, bars: ProgressBars) -> int:
     return 0
 
 
-def _run_file(args, bars: ProgressBars) -> int:
+def _run_file(args, bars: ProgressLog) -> int:
     from ..data.corpus import load_corpus, write_records
     from ..scoring import get_scorer
-    from ..scoring.runner import rank, run_scoring
+    from ..scoring.runner import rank, run_scoring, score_metadata
 
     options = _options(args)
-    get_scorer(args.method)  # fail on a bad name before reading anything
-    frame = load_corpus(args.input, text_field=args.text_field).frame
+    info = get_scorer(args.method)  # fail on a bad name before reading anything
+    model, tokenizer, hub = _resolve_hub_ids(args, info.needs_model)
+    frame = load_corpus(args.input, text_field=args.text_field, **hf_options(args)).frame
     target = load_corpus(args.target).frame["text"].to_list() if args.target else None
-    result = run_scoring(frame, args.method, model=args.model, tokenizer=args.tokenizer, device=args.device,
+    result = run_scoring(frame, args.method, model=model, tokenizer=tokenizer, device=args.device,
                          seed=args.seed, max_length=args.max_length, batch_size=args.batch_size,
                          target_texts=target, options=options, cache_dir=args.cache_dir, on_progress=bars)
     if result is None or rank() != 0:
         return 0  # a non-zero torchrun rank: rank 0 writes the output
-    write_records(result.frame, args.output)
+    meta = score_metadata(result)
+    meta["settings"].update(hub)  # the Hub ids and commits behind snapshot folders
+    write_records(result.frame, args.output, score_meta=meta)
     bars.close()
     print(f"scored {result.scores.height} of {result.frame.height} samples with {result.method} "
           f"({result.direction}) in {result.elapsed_s:.1f}s -> {args.output}", file=sys.stderr)

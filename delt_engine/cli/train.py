@@ -19,20 +19,26 @@ EXIT_CANCELLED = 130
 
 
 def register(subparsers) -> None:
+    """Add the train command to the top-level CLI."""
+    from . import help_text
+
     p = subparsers.add_parser("train", help="train a causal LM on ordered data (one run dir)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", required=True, help="run directory (created); alone = job mode")
     p.add_argument("--input", help="ordered data JSONL/Parquet (id, text, optional score), trained in file order")
-    p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m) or model dir")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: byte-level BPE trained on the input)")
+    p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m), a local model "
+                   "folder, or a Hugging Face Hub id owner/name (fetched once into the HF cache: safetensors only, "
+                   "no remote code; HF_HUB_OFFLINE=1 uses the cache only)")
+    p.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the model folder's own, else byte-level "
+                                       "BPE trained on the input)")
     p.add_argument("--cache-dir", help="where trained tokenizers are cached (default: the run dir)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps")
     budget.add_argument("--tokens", type=int, help="token budget: stop once this many real tokens were seen")
     p.add_argument("--epochs", type=int, help="passes over the ordered data, each in the same order (default 1)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-length", type=int, help="tokens per sample (longer documents are truncated)")
-    p.add_argument("--lr", type=float, help="peak learning rate (cosine to 10%% of it after warm-up)")
+    p.add_argument("--batch-size", type=int, help="samples per optimizer step, taken in file order (default 16)")
+    p.add_argument("--max-length", type=int, help="tokens per sample (longer documents are truncated; default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (cosine to 10%% of it after warm-up; default 0.003)")
     p.add_argument("--log-every", type=int, help="steps between train metric lines (default 1)")
     p.add_argument("--eval-every", type=int, help="steps between evaluations (default: only at the end); "
                    "with it, also one at step 0 (the untrained model)")
@@ -43,8 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--validation", help="held-out general text JSONL/Parquet -> val_loss")
     p.add_argument("--target", help="target set JSONL/Parquet -> target_loss")
     p.add_argument("--benchmark", help="multiple-choice benchmark JSONL -> bench_acc, bench_acc_norm")
-    p.add_argument("--eval-max-samples", type=int, help="cap per held-out set and per benchmark task")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-max-samples", type=int, help="cap per held-out set and per benchmark task (default 256)")
+    p.add_argument("--seed", type=int, help="seed of the model initialisation (presets) and the run (default 0); "
+                   "the data order is the file's, whatever the seed")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
     p.set_defaults(func=run_train)
 
@@ -60,32 +67,56 @@ def _config_from_args(args):
 
     values = {"input": args.input}
     values.update({name: getattr(args, name) for name in _FIELDS if getattr(args, name) is not None})
+    values.update(_resolve_hub_ids(values))
     for name in _PATHS:  # absolute, so the run dir's config.json works from any directory
         if values.get(name):
             values[name] = os.path.abspath(values[name])
     if values.get("model") and Path(values["model"]).is_dir():
         values["model"] = os.path.abspath(values["model"])
+        if not values.get("tokenizer") and any((Path(values["model"]) / f).is_file()
+                                               for f in ("tokenizer.json", "tokenizer_config.json")):
+            values["tokenizer"] = values["model"]  # the model's own tokenizer, not a BPE trained on the input
     return RunConfig(**values)
 
 
-def run_train(args) -> int:
-    from tqdm import tqdm
+def _resolve_hub_ids(values: dict) -> dict:
+    """Hub ids of --model / --tokenizer as the cache folders of their snapshots (config.json then holds
+    local paths, so the run never needs the network again); the ids and commits go into provenance."""
+    from ..models.presets import looks_like_hub_id, resolve_model_spec, resolve_tokenizer_spec
 
+    if not any(values.get(k) and looks_like_hub_id(values[k]) for k in ("model", "tokenizer")):
+        return {}
+    changed, provenance = {}, {}
+    tokenizer, tok_snapshot = resolve_tokenizer_spec(values.get("tokenizer"))
+    if tok_snapshot is not None:
+        changed["tokenizer"] = tokenizer
+        provenance.update(tokenizer_id=tok_snapshot.repo_id, tokenizer_revision=tok_snapshot.revision)
+    if values.get("model"):
+        model, snapshot = resolve_model_spec(values["model"], with_tokenizer=values.get("tokenizer") is None)
+        if snapshot is not None:
+            changed["model"] = model
+            provenance.update(model_id=snapshot.repo_id, model_revision=snapshot.revision)
+            if values.get("tokenizer") is None:
+                changed["tokenizer"] = model  # the model's own tokenizer, not a BPE trained on the input
+    changed["provenance"] = provenance
+    return changed
+
+
+def run_train(args) -> int:
     from ..errors import ConfigError
     from ..jobs.protocol import StopFlag
     from ..jobs.train_job import train, train_run
+    from .progress import ProgressLog
 
     stop = StopFlag(args.run_dir)
-    bars = []  # created at the first step, once the total is known (after tokenizing and set-up)
+    progress = ProgressLog(unit="step")
+    last = {"loss": None}
 
     def on_step(info: dict) -> None:
-        if not bars:
-            bars.append(tqdm(total=info["total_steps"], desc="train", unit="step", file=sys.stderr,
-                             dynamic_ncols=True))
-        bar = bars[0]
-        bar.update(info["step"] - bar.n)
         if info["train"] is not None:
-            bar.set_postfix(loss=f"{info['train']['train_loss']:.3f}", tokens=info["tokens"], refresh=False)
+            last["loss"] = info["train"]["train_loss"]
+        loss = "" if last["loss"] is None else f"loss={last['loss']:.3f} "
+        progress.update("train", info["step"], info["total_steps"], f"{loss}tokens={info['tokens']}")
 
     try:
         if args.input:
@@ -95,8 +126,7 @@ def run_train(args) -> int:
                 raise ConfigError("training flags need --input; job mode (--run-dir alone) reads config.json")
             summary = train_run(args.run_dir, on_step=on_step, should_stop=stop)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     print(_describe(summary), file=sys.stderr)
     return EXIT_CANCELLED if summary["state"] == "cancelled" else 0
 

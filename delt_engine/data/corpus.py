@@ -5,12 +5,18 @@ corpus_formats.py), checks it (text column present and textual, ids present and 
 empty texts and optionally exact duplicates, and reports every count so nothing is lost silently.
 ``read_records`` / ``write_records`` move stage outputs (scores, selections, orderings) between
 the CLI commands as JSONL or Parquet files that keep every field.
+
+Scored files carry their meaning (``read_score_meta``): which scorer made the scores, its direction
+("higher_better" | "higher_harder") and its settings. Parquet keeps them in the file's key-value
+metadata (key ``delt.score``); JSONL in a sidecar ``<file>.meta.json`` (JSON Lines has no place for
+them), which also records the data's sha256 so a file changed after scoring is noticed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +26,12 @@ from .formats import (DEFAULT_MAX_DECOMPRESSED_BYTES, FILE_FORMATS, FORMATS, MAX
                              decompression_cap, detect_format, ensure_utf8, missing_source_error, read_jsonl,
                              read_parquet, read_source)
 from ..errors import ConfigError, DataError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, write_json
 
 RECORD_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+SCORE_META_KEY = "delt.score"  # Parquet key-value metadata key of a scored file
+SCORE_META_SUFFIX = ".meta.json"  # JSONL sidecar: scored.jsonl -> scored.jsonl.meta.json
+SCORE_META_FORMAT = "delt-score-meta/1"
 ID_PREFIX = "doc-"
 HASH_CHUNK_ROWS = 10_000
 
@@ -77,7 +86,8 @@ class LoadedCorpus:
 def load_corpus(source: str | Path, text_field: str = "text", id_field: str | None = None,
                 fmt: str | None = None, skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
                 dedup: bool = False, split: str = "train", text_mode: str = "lines",
-                max_decompressed_bytes: int | str | None = None) -> LoadedCorpus:
+                max_decompressed_bytes: int | str | None = None, name: str | None = None,
+                streaming: bool = False, limit: int | None = None) -> LoadedCorpus:
     """Load a training corpus into a frame with ``id`` (Utf8) first, ``text`` next, then metadata.
 
     Args:
@@ -91,10 +101,16 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         skip_bad_lines: skip (and count) JSONL lines that are not JSON objects instead of failing.
         replace_invalid_utf8: replace undecodable bytes with U+FFFD (counted) instead of failing.
         dedup: drop exact duplicate texts, keeping the first.
-        split: the split to take from a DatasetDict folder or a ``load_dataset`` source.
+        split: the split to take from a DatasetDict folder or a ``load_dataset`` source, optionally
+            sliced as ``load_dataset`` does: "train[:1000]", "train[10%:20%]", "train+test".
         text_mode: for .txt, "lines" (one document per line) or "paragraphs" (blank-line separated).
         max_decompressed_bytes: the most bytes a .gz source may expand to (an int, or "2GB", "4GiB");
             None takes ``$DELT_MAX_DECOMPRESSED_BYTES``, else 1 GB. A guard against gzip bombs.
+        name: the config of a ``load_dataset`` source (a Hub id or dataset folder with several
+            configs, e.g. "wikitext-2-raw-v1" of wikitext); None takes its default.
+        streaming: stream a ``load_dataset`` source instead of downloading and caching the whole
+            split (with ``limit``, only the first rows are read).
+        limit: keep only the first N rows of the source (before empty texts are dropped).
 
     Returns:
         LoadedCorpus(frame, report). Documents whose text is empty or whitespace are dropped and
@@ -112,13 +128,16 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
     fmt = fmt or detect_format(source)
     raw = read_source(source, fmt, text_field=text_field, id_field=id_field, skip_bad_lines=skip_bad_lines,
                       replace_invalid_utf8=replace_invalid_utf8, split=split, text_mode=text_mode,
-                      max_decompressed_bytes=max_decompressed_bytes)
+                      max_decompressed_bytes=max_decompressed_bytes, name=name, streaming=streaming, limit=limit)
+    if limit is not None and raw.frame.height > limit:
+        raw.frame = raw.frame.head(limit)
     where = str(source)
     if raw.frame.height == 0:
         skipped = f" ({raw.n_bad_lines_skipped} bad lines skipped)" if raw.n_bad_lines_skipped else ""
         raise DataError(f"{where}: no documents in this source{skipped}; check that it is the right file")
     text_field = "text" if fmt == "txt" else text_field  # plain text has no field names
     frame, notes, id_field = _normalise(raw, text_field, id_field, where)
+    notes = _source_notes(fmt, split, name, streaming, limit) + notes
     n_read = frame.height
     frame, n_empty, n_dups = _drop_empty_and_duplicates(frame, dedup)
     if frame.height == 0:
@@ -132,6 +151,18 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
         bad_line_numbers=tuple(raw.bad_line_numbers), n_invalid_utf8_replaced=raw.n_invalid_utf8_replaced,
         content_hash=corpus_hash(frame), text_field=text_field, id_field=id_field, notes=tuple(notes))
     return LoadedCorpus(frame, report)
+
+
+def _source_notes(fmt: str, split: str, name: str | None, streaming: bool, limit: int | None) -> list[str]:
+    """What part of a dataset was read, for the report: config, split, streamed, row limit."""
+    notes = []
+    if fmt in ("hf", "hf-disk"):
+        notes.append(f"split {split}" + (f" of config {name}" if name else ""))
+    if streaming:
+        notes.append("streamed")
+    if limit is not None:
+        notes.append(f"first {limit} rows (limit)")
+    return notes
 
 
 def _drop_empty_and_duplicates(frame: pl.DataFrame, dedup: bool) -> tuple[pl.DataFrame, int, int]:
@@ -298,7 +329,7 @@ def read_records(path: str | Path) -> pl.DataFrame:
     return read_jsonl(path, data).frame
 
 
-def write_records(frame: pl.DataFrame, path: str | Path) -> None:
+def write_records(frame: pl.DataFrame, path: str | Path, score_meta: dict | None = None) -> None:
     """Atomically write ``frame`` as JSONL (one object per line, all fields) or Parquet, by suffix.
 
     JSONL keeps nested lists/objects; float NaN becomes null (JSON has no NaN).
@@ -306,16 +337,76 @@ def write_records(frame: pl.DataFrame, path: str | Path) -> None:
     Args:
         frame: the records, e.g. a corpus with a ``score`` column.
         path: the output file, ending in .jsonl/.ndjson or .parquet.
+        score_meta: what the scores mean (``scoring.runner.score_metadata``: scorer, direction, settings),
+            kept in the Parquet metadata or, for JSONL, in ``<path>.meta.json``. Without it a JSONL
+            file's old sidecar is removed, so it cannot describe data it was not written for.
     """
     fmt = records_format(path)
     buffer = io.BytesIO()
     if fmt == "parquet":
-        frame.write_parquet(buffer)
-    else:
-        frame.write_ndjson(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+        metadata = {SCORE_META_KEY: json.dumps(score_meta, default=str)} if score_meta else None
+        frame.write_parquet(buffer, metadata=metadata)
+        atomic_write_bytes(path, buffer.getvalue())
+        return
+    frame.write_ndjson(buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    sidecar = score_meta_path(path)
+    if score_meta:
+        write_json(sidecar, {"format": SCORE_META_FORMAT, "file": Path(path).name, "n_records": frame.height,
+                             "sha256": hashlib.sha256(data).hexdigest(), "score": score_meta})
+    elif sidecar.is_file():
+        sidecar.unlink()
+
+
+def score_meta_path(path: str | Path) -> Path:
+    """The sidecar of a JSONL records file: ``scored.jsonl`` -> ``scored.jsonl.meta.json``."""
+    return Path(str(path) + SCORE_META_SUFFIX)
+
+
+def read_score_meta(path: str | Path) -> dict | None:
+    """What the scores of a records file mean, as ``write_records`` recorded them, or None.
+
+    Args:
+        path: a .jsonl/.ndjson file (its ``.meta.json`` sidecar is read) or a .parquet file.
+
+    Returns:
+        The recorded dict ({"scorer", "direction", "score_field", "settings", ...}) or None when the
+        file records nothing. For JSONL, ``"matches_file"`` says whether the file is still the one the
+        sidecar was written for (False: it was changed since; the direction may still hold).
+
+    Raises:
+        DataError: a damaged sidecar or metadata entry (not JSON, or no direction in it), with the fix.
+    """
+    path = Path(path)
+    if records_format(path) == "parquet":
+        try:
+            raw = pl.read_parquet_metadata(path).get(SCORE_META_KEY)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{path}: cannot read the Parquet metadata: {exc}") from None
+        return None if raw is None else _parse_score_meta(raw, f"{path} (Parquet metadata {SCORE_META_KEY!r})")
+    sidecar = score_meta_path(path)
+    if not sidecar.is_file():
+        return None
+    where = str(sidecar)
+    wrapper = _parse_score_meta(sidecar.read_text(encoding="utf-8", errors="replace"), where, key="score")
+    meta = dict(wrapper["score"])
+    meta["matches_file"] = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == wrapper.get("sha256")
+    return meta
+
+
+def _parse_score_meta(text: str, where: str, key: str | None = None) -> dict:
+    fix = "delete it (the scores stay usable; pass the direction with --higher-is-better or --lower-is-better)"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: damaged score metadata (not JSON: {exc.msg} at line {exc.lineno}); {fix}") from None
+    meta = value.get(key) if key and isinstance(value, dict) else value
+    if not isinstance(meta, dict) or meta.get("direction") not in ("higher_better", "higher_harder"):
+        raise DataError(f"{where}: damaged score metadata (no direction higher_better or higher_harder); {fix}")
+    return value
 
 
 __all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "FILE_FORMATS", "FORMATS", "MAX_DECOMPRESSED_ENV", "LoadReport",
-           "LoadedCorpus", "corpus_hash", "detect_format", "load_corpus", "read_records", "records_format",
-           "row_ids", "write_records"]
+           "LoadedCorpus", "SCORE_META_KEY", "corpus_hash", "detect_format", "load_corpus", "read_records",
+           "read_score_meta", "records_format", "row_ids", "score_meta_path", "write_records"]

@@ -48,6 +48,8 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 10**6, "MB": 10**6, "G"
               "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 # A Hugging Face Hub dataset id: owner/name, each part starting with a letter or digit, one slash.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# A split with an optional row slice that a stream can serve: train, train[:1000], train[100:200]
+STREAM_SPLIT = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[\s*(\d*)\s*:\s*(\d*)\s*\])?\s*")
 
 
 @dataclass
@@ -155,20 +157,25 @@ def missing_source_error(path: Path) -> DataError:
 def read_source(source: str | Path, fmt: str, *, text_field: str = "text", id_field: str | None = None,
                 skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
                 split: str = "train", text_mode: str = "lines",
-                max_decompressed_bytes: int | str | None = None) -> RawTable:
+                max_decompressed_bytes: int | str | None = None, name: str | None = None,
+                streaming: bool = False, limit: int | None = None) -> RawTable:
     """Read ``source`` in format ``fmt`` into a RawTable (see the module docstring).
 
     ``max_decompressed_bytes`` caps what a ``.gz`` file may expand to (see ``decompression_cap``).
+    ``name`` (a dataset config, e.g. "wikitext-2-raw-v1") and ``streaming`` apply to ``load_dataset``
+    sources (fmt "hf"); ``split`` may slice rows ("train[:1000]", "train[10%:20%]") for "hf" and
+    "hf-disk"; ``limit`` keeps the first N rows of any source (a stream stops reading there).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown corpus format '{fmt}'; use one of {', '.join(FORMATS)}")
     if text_mode not in TEXT_MODES:
         raise ConfigError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got '{text_mode}'")
+    _check_hf_options(fmt, name, streaming, limit)
     path = Path(source)
     if fmt == "hf":
         if _stat_errno(path) is not None and not looks_like_hub_id(source):
             raise missing_source_error(path)  # neither a local dataset folder/script nor a Hub id
-        return read_hf(source, split)
+        return read_hf(source, split, name=name, streaming=streaming, limit=limit)
     if _stat_errno(path) is not None:
         raise missing_source_error(path)
     if fmt == "hf-disk":
@@ -509,39 +516,112 @@ def read_txt(data: bytes, text_mode: str = "lines") -> RawTable:
     return RawTable(frame, lambda i: f"line {starts[i]}")
 
 
+def _check_hf_options(fmt: str, name: str | None, streaming: bool, limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit={limit!r} must be a positive number of rows (--limit N)")
+    if fmt != "hf" and (name is not None or streaming):
+        given = " and ".join(o for o, v in (("a config name (--subset)", name), ("--streaming", streaming)) if v)
+        raise ConfigError(f"{given} applies to datasets loaded with datasets.load_dataset (a Hub id or a dataset "
+                          f"folder), not to {fmt} input; drop it (--limit N keeps the first N rows of any input)")
+
+
 def read_hf_disk(path: Path, split: str) -> RawTable:
-    """A folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk`` (takes ``split``)."""
+    """A folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk`` (takes ``split``,
+    which may slice rows like ``load_dataset``'s: "train[:100]", "train[10%:20%]", "train+test")."""
     import datasets
 
     try:
         loaded = datasets.load_from_disk(str(path))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read this datasets.save_to_disk folder: {exc}") from None
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise DataError(f"{path}: no split '{split}' in this dataset; available splits: "
-                            f"{', '.join(loaded)}; choose one with split= (--split)")
-        loaded = loaded[split]
-    return RawTable(loaded.to_polars(), lambda i: f"row {i + 1}")
+    if not isinstance(loaded, datasets.DatasetDict):
+        if "[" not in split:
+            return RawTable(loaded.to_polars(), lambda i: f"row {i + 1}")
+        # one saved Dataset: the slice applies to it whatever the split's name
+        loaded = datasets.DatasetDict({split.split("[")[0].strip(): loaded})
+    try:
+        instructions = datasets.ReadInstruction.from_spec(split).to_absolute({n: len(d) for n, d in loaded.items()})
+    except (ValueError, AssertionError) as exc:
+        raise DataError(f"{path}: split {split!r} does not fit this dataset ({exc}); available splits: "
+                        f"{', '.join(loaded)}; choose one with split= (--split), e.g. "
+                        f"{next(iter(loaded))} or {next(iter(loaded))}[:1000]") from None
+    parts = [loaded[i.splitname].select(range(i.from_, i.to)) for i in instructions]
+    chosen = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return RawTable(chosen.to_polars(), lambda i: f"row {i + 1}")
 
 
-def read_hf(source: str | Path, split: str) -> RawTable:
-    """A Hugging Face dataset id, or a local dataset folder/script, via ``datasets.load_dataset``."""
+def read_hf(source: str | Path, split: str, name: str | None = None, streaming: bool = False,
+            limit: int | None = None) -> RawTable:
+    """A Hugging Face dataset id, or a local dataset folder/script, via ``datasets.load_dataset``.
+
+    Args:
+        source: a Hub id ("wikitext", "owner/name") or a local dataset folder.
+        split: a split, optionally sliced ("train[:1000]", "train[10%:20%]"; a stream takes
+            "train[:N]" or "train[A:B]" only).
+        name: the dataset config ("wikitext-2-raw-v1"); None takes the dataset's default.
+        streaming: read rows as they come (no download of the whole split, no Arrow cache); with
+            ``limit`` it stops after that many rows.
+        limit: keep the first N rows.
+    """
     import datasets
 
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the engine never prints
     try:
-        loaded = datasets.load_dataset(str(source), split=split)
+        if streaming:
+            frame = _read_stream(source, split, name, limit)
+        else:
+            loaded = datasets.load_dataset(str(source), name=name, split=split)
+            if limit is not None and limit < len(loaded):
+                loaded = loaded.select(range(limit))
+            frame = loaded.to_polars()
+    except (ConfigError, DataError):
+        raise
     # datasets raises many unrelated types here (ConnectionError, FileNotFoundError, ValueError,
     # DatasetNotFoundError, ...); all of them mean "this source cannot be loaded".
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise DataError(f"could not load '{source}' with datasets.load_dataset(split='{split}'): "
-                        f"{type(exc).__name__}: {reason}. Offline, a Hugging Face Hub id loads only from the "
-                        f"local cache; otherwise save the data as a local .jsonl/.csv/.parquet file "
-                        f"(or a save_to_disk folder) and pass that path") from None
+        raise _load_dataset_error(source, split, name, streaming, exc) from None
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
-    return RawTable(loaded.to_polars(), lambda i: f"row {i + 1}")
+    return RawTable(frame, lambda i: f"row {i + 1}")
+
+
+def _read_stream(source: str | Path, split: str, name: str | None, limit: int | None) -> pl.DataFrame:
+    """Rows of a streamed split (a plain split name, or a slice of non-negative row numbers)."""
+    import datasets
+
+    match = STREAM_SPLIT.fullmatch(split)
+    if not match:
+        raise ConfigError(f"split {split!r} cannot be streamed: a stream reads rows in order, so give a split "
+                          f"name with an optional row range (train, train[:1000], train[100:200]; no percent), "
+                          f"or drop --streaming")
+    base, start, stop = match.group(1), int(match.group(2) or 0), match.group(3)
+    stream = datasets.load_dataset(str(source), name=name, split=base, streaming=True)
+    count = None if not stop else max(int(stop) - start, 0)
+    if limit is not None:
+        count = limit if count is None else min(count, limit)
+    if start:
+        stream = stream.skip(start)
+    if count is not None:
+        stream = stream.take(count)
+    rows = list(stream)
+    if not rows:
+        return pl.DataFrame()
+    return datasets.Dataset.from_list(rows, features=stream.features).to_polars()
+
+
+def _load_dataset_error(source, split: str, name: str | None, streaming: bool, exc: Exception) -> DataError:
+    reason = " ".join(str(exc).split())[:400]
+    call = f"split='{split}'" + (f", name='{name}'" if name else "") + (", streaming=True" if streaming else "")
+    hint = ""
+    if "config" in reason.lower():
+        hint = " Pick the dataset's config with --subset NAME (name=), e.g. wikitext-2-raw-v1 for wikitext."
+    elif "split" in reason.lower():
+        hint = " Choose an existing split with --split (split=), e.g. train or train[:1000]."
+    flags = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "") not in ("", "0")]
+    offline = f" ({' and '.join(f'{v}=1' for v in flags)} set here)" if flags else ""
+    return DataError(f"could not load '{source}' with datasets.load_dataset({call}): {type(exc).__name__}: "
+                     f"{reason}.{hint} Offline{offline}, a Hugging Face Hub id loads only from the local cache; "
+                     f"otherwise save the data as a local .jsonl/.csv/.parquet file (or a save_to_disk folder) "
+                     f"and pass that path")

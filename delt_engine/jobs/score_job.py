@@ -34,13 +34,11 @@ def _run_job_config(config: dict, on_progress: ProgressFn, should_stop: StopFn) 
 
 
 def _save_scores(job_dir: Path, result: ScoreResult) -> None:
-    import io
+    from ..data.corpus import write_records
+    from ..scoring.runner import score_metadata
 
-    from ..fileio import atomic_write_bytes
-
-    buf = io.BytesIO()
-    result.scores.write_parquet(buf)
-    atomic_write_bytes(job_dir / "scores.parquet", buf.getvalue())
+    # scorer, direction and settings travel inside the file (Parquet metadata), not only in status.json
+    write_records(result.scores, job_dir / "scores.parquet", score_meta=score_metadata(result))
 
 
 @contextlib.contextmanager

@@ -1,8 +1,18 @@
 """Causal-LM presets built from transformers configs (Mistral architecture, as in the paper),
-randomly initialised and deterministic from a seed, or any local Hugging Face causal-LM directory."""
+randomly initialised and deterministic from a seed, or any local Hugging Face causal-LM directory.
+
+A Hugging Face Hub id (``owner/name``) is accepted where a model or tokenizer directory is: the CLI
+resolves it with ``resolve_model_spec`` / ``resolve_tokenizer_spec`` to the folder of its snapshot in
+the Hugging Face cache (config, tokenizer files and safetensors weights only: never pickled ``.bin``
+weights, never repository code), which then loads like any local directory. Nothing is downloaded
+unless such an id is given, and with ``HF_HUB_OFFLINE=1`` only the cache is used.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +61,195 @@ def preset_config(name: str, vocab_size: int, eos_token_id: int = 0, pad_token_i
 
 def is_model_dir(spec: str) -> bool:
     return Path(spec).is_dir()
+
+
+# ---------------------------------------------------------------------------- Hugging Face Hub ids
+
+HUB_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")  # one of them anchors a tokenizer-only fetch
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """A Hub model or tokenizer fetched into the Hugging Face cache."""
+
+    repo_id: str
+    revision: str  # the commit the files come from
+    path: Path  # the snapshot folder: loads like a local model/tokenizer directory
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """True for ``owner/name`` that is neither a preset nor an existing local path."""
+    text = str(spec)
+    return bool(HUB_MODEL_ID.fullmatch(text)) and text not in PRESETS and not os.path.lexists(text) \
+        and not os.path.isdir(text.split("/")[0])
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` forbids downloads (then only the local cache is used)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def resolve_model_spec(spec: str, with_tokenizer: bool = True) -> tuple[str, HubSnapshot | None]:
+    """A model spec usable by ``build_model``: presets and local folders unchanged, a Hub id fetched.
+
+    Args:
+        spec: a preset name, a local model folder, or a Hub id ``owner/name``.
+        with_tokenizer: also fetch the repository's tokenizer (a tokenizer given separately needs none).
+
+    Returns:
+        (the spec or the snapshot folder, the HubSnapshot for a Hub id else None).
+
+    Raises:
+        ConfigError / DataError: not a preset, folder or fetchable Hub model (offline and not cached,
+            unknown id, not a causal LM, custom code required, no safetensors weights), with the fix.
+    """
+    if not looks_like_hub_id(spec):
+        return spec, None
+    snapshot = fetch_hub_model(spec, with_tokenizer=with_tokenizer)
+    return str(snapshot.path), snapshot
+
+
+def resolve_tokenizer_spec(spec: str | None) -> tuple[str | None, HubSnapshot | None]:
+    """A tokenizer spec: None and local folders unchanged, a Hub id fetched (tokenizer files only)."""
+    if spec is None or not looks_like_hub_id(spec):
+        return spec, None
+    snapshot = fetch_hub_tokenizer(spec)
+    return str(snapshot.path), snapshot
+
+
+def fetch_hub_model(repo_id: str, with_tokenizer: bool = True) -> HubSnapshot:
+    """Fetch a causal LM from the Hub into the cache: config.json, then (for a causal-LM architecture that
+    needs no custom code) its tokenizer through ``AutoTokenizer.from_pretrained`` and its safetensors
+    weights (one file or the shards of model.safetensors.index.json), all from one commit."""
+    from transformers import AutoConfig
+
+    config_file = _hub_file(repo_id, "config.json", None, "model")
+    folder, revision = config_file.parent, config_file.parent.name
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Hub model {repo_id}: its config cannot be used without running the repository's own "
+                        f"code (trust_remote_code), which DELT never does, or is not a transformers config: "
+                        f"{_first_line(exc)}; choose a model transformers supports natively") from None
+    archs = getattr(config, "architectures", None) or []
+    if archs and not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        raise DataError(f"Hub model {repo_id} is a {archs[0]}, not a causal LM; give a *ForCausalLM model")
+    if with_tokenizer:
+        _fetch_tokenizer_files(repo_id, revision)
+    _fetch_safetensors(repo_id, revision, folder)
+    return HubSnapshot(repo_id, revision, folder)
+
+
+def _fetch_safetensors(repo_id: str, revision: str, folder: Path) -> None:
+    """model.safetensors, or the shards model.safetensors.index.json names; never .bin weights."""
+    try:
+        index = _hub_file(repo_id, "model.safetensors.index.json", revision, "model")
+    except (_NotOnHub, _NotCached):
+        index = None  # a single-file checkpoint (offline: one fetched without an index)
+    if index is not None:
+        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+            _hub_file(repo_id, shard, revision, "model", strict=True)
+        return
+    try:
+        _hub_file(repo_id, "model.safetensors", revision, "model")
+    except _NotCached as exc:
+        if not list(folder.glob("*.bin")):
+            raise DataError(str(exc)) from None
+        raise DataError(f"the cached copy of Hub model {repo_id} ({folder}) has pickled .bin weights and no "
+                        "safetensors; DELT loads safetensors only: choose a repository with safetensors weights, or "
+                        "convert the checkpoint and give its local folder") from None
+    except _NotOnHub:
+        raise DataError(f"Hub model {repo_id} has no safetensors weights (model.safetensors or a sharded index); "
+                        "DELT loads safetensors only, never pickled .bin checkpoints: choose a repository with "
+                        "safetensors weights, or convert the checkpoint and give its local folder") from None
+
+
+def fetch_hub_tokenizer(repo_id: str) -> HubSnapshot:
+    """Fetch only a tokenizer from the Hub (``AutoTokenizer.from_pretrained``, no custom code)."""
+    anchor = None
+    for name in TOKENIZER_FILES:
+        try:
+            anchor = _hub_file(repo_id, name, None, "tokenizer")
+            break
+        except _NotOnHub:
+            continue
+        except _NotCached as exc:
+            if name == TOKENIZER_FILES[-1]:
+                raise DataError(str(exc)) from None
+    if anchor is None:
+        raise DataError(f"Hub repository {repo_id} has no tokenizer (no {' or '.join(TOKENIZER_FILES)}); "
+                        "give a tokenizer folder or another id with --tokenizer")
+    _fetch_tokenizer_files(repo_id, anchor.parent.name)
+    return HubSnapshot(repo_id, anchor.parent.name, anchor.parent)
+
+
+def _fetch_tokenizer_files(repo_id: str, revision: str) -> None:
+    """Let transformers fetch every file the tokenizer needs (they land in the snapshot folder)."""
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=False,
+                                      local_files_only=hub_offline())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Hub repository {repo_id}: its tokenizer cannot be loaded without custom code or is "
+                        f"missing ({_first_line(exc)}); give a tokenizer with --tokenizer (a folder or a Hub id)"
+                        + _offline_hint()) from None
+
+
+class _NotOnHub(Exception):
+    """The repository (reached online) has no such file."""
+
+
+class _NotCached(Exception):
+    """The file is not in the cache and cannot be downloaded (offline, or the Hub unreachable)."""
+
+
+def _hub_file(repo_id: str, filename: str, revision: str | None, what: str, strict: bool = False) -> Path:
+    """One file of a Hub repository, from the cache, downloaded first unless ``HF_HUB_OFFLINE`` is set.
+
+    Raises:
+        _NotOnHub / _NotCached (DataError instead with ``strict``, and always for config.json);
+        DataError: an unknown, gated or private repository, or an unknown revision.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    offline = hub_offline()
+    strict = strict or filename == "config.json"
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline))
+    except GatedRepoError:
+        raise DataError(f"Hub {what} {repo_id} is gated: accept its terms on the Hub and log in "
+                        "(hf auth login), or give a local folder") from None
+    except RepositoryNotFoundError:
+        raise DataError(f"{repo_id} is not a model preset ({', '.join(PRESETS)}), not a local folder, and not a "
+                        "Hugging Face Hub repository you can read; check the name") from None
+    except RevisionNotFoundError:
+        raise DataError(f"Hub {what} {repo_id} has no revision {revision}") from None
+    except LocalEntryNotFoundError:
+        reason = ("HF_HUB_OFFLINE=1 forbids downloading it; unset HF_HUB_OFFLINE where the Hub is reachable to "
+                  "fetch it once (it is cached after)" if offline
+                  else "the Hub could not be reached; check the network or proxy settings")
+        message = (f"{what} {repo_id!r} is not a preset or a local folder, and its {filename} is not in the "
+                   f"Hugging Face cache: {reason}; or give a local {what} folder")
+        if strict:
+            raise DataError(message) from None
+        raise _NotCached(message) from None
+    except EntryNotFoundError:  # reached online: the repository has no such file
+        if strict:
+            raise DataError(f"Hub {what} {repo_id} has no {filename}; is it a transformers {what}?") from None
+        raise _NotOnHub(filename) from None
+
+
+def _offline_hint() -> str:
+    return " (HF_HUB_OFFLINE=1: only cached files are used)" if hub_offline() else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def build_model(spec: str = DEFAULT_PRESET, vocab_size: int | None = None, seed: int = 0,

@@ -8,7 +8,8 @@ Methods (the paper's words):
 Rules that the reference implementation broke and we keep (section 6, defect 3):
 - survivors stay in their original corpus order (selection alone must not become a curriculum);
 - k = 0, or a ratio that rounds to 0, is an error, never "keep everything" (the ``x[-0:]`` bug);
-- the score direction is explicit (``higher_is_better``), e.g. low perplexity is "better".
+- the score direction is explicit (``higher_is_better``, or the scorer's ``direction`` as a scored file
+  records it: "higher_harder" keeps the low scores), e.g. low perplexity is "better".
 Ties at the cutoff are broken by original position: the earlier sample wins.
 """
 
@@ -28,6 +29,21 @@ from .registry import SELECTIONS
 
 
 N_EXAMPLES = 5  # how many offending ids an error message lists
+DIRECTIONS = ("higher_better", "higher_harder")  # a scorer's direction, as scored files record it
+
+
+def resolve_higher_is_better(higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> bool:
+    """Whether higher scores are better: ``higher_is_better`` when given, else from a scorer's
+    ``direction`` ("higher_better" -> True, "higher_harder" -> False, e.g. perplexity), else True.
+
+    Raises:
+        ConfigError: an unknown direction.
+    """
+    if direction is not None and direction not in DIRECTIONS:
+        raise ConfigError(f"direction {direction!r} is not known; use one of {', '.join(DIRECTIONS)}")
+    if higher_is_better is not None:
+        return bool(higher_is_better)
+    return direction != "higher_harder"
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class SelectionSummary:
 
 def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, ratio: Optional[float] = None,
            threshold: Optional[float] = None, score_field: str = "score",
-           higher_is_better: bool = True) -> pl.DataFrame:
+           higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> pl.DataFrame:
     """Keep the best-scored rows of ``frame`` (paper section 3), in their original order.
 
     Args:
@@ -76,6 +92,8 @@ def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, 
         threshold: keep score > threshold (or < threshold when ``higher_is_better`` is False).
         score_field: the column holding the scores.
         higher_is_better: False for "higher = harder" scores such as perplexity, to keep the low ones.
+        direction: the scorer's direction ("higher_better" | "higher_harder", e.g. from
+            ``read_score_meta``), used when ``higher_is_better`` is None; with neither, higher is better.
 
     Returns:
         The surviving rows, all columns, in their original order.
@@ -88,19 +106,19 @@ def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, 
     check_select_config(method, k, ratio, threshold)
     check_unique_ids(frame, action="select")
     scores = score_array(frame, score_field, action="select")
-    kept, _ = _select(scores, method, k, ratio, threshold, higher_is_better)
+    kept, _ = _select(scores, method, k, ratio, threshold, resolve_higher_is_better(higher_is_better, direction))
     _require_kept(kept, method, threshold, scores.size)
     return frame[kept]
 
 
 def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "top-k", k: Optional[int] = None,
                    ratio: Optional[float] = None, threshold: Optional[float] = None,
-                   higher_is_better: bool = True) -> np.ndarray:
+                   higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> np.ndarray:
     """Positions kept by a selection, sorted ascending (the vectorised core of ``select``).
 
     Args:
         scores: one finite score per sample (1-D).
-        method, k, ratio, threshold, higher_is_better: as in ``select``.
+        method, k, ratio, threshold, higher_is_better, direction: as in ``select``.
 
     Returns:
         int64 array of kept positions, ascending.
@@ -110,7 +128,7 @@ def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "to
     """
     check_select_config(method, k, ratio, threshold)
     arr = check_scores(scores, action="select")
-    kept, _ = _select(arr, method, k, ratio, threshold, higher_is_better)
+    kept, _ = _select(arr, method, k, ratio, threshold, resolve_higher_is_better(higher_is_better, direction))
     _require_kept(kept, method, threshold, arr.size)
     return kept
 
@@ -118,7 +136,7 @@ def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "to
 def summarize_selection(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], method: str = "top-k",
                         k: Optional[int] = None, ratio: Optional[float] = None,
                         threshold: Optional[float] = None, score_field: str = "score",
-                        higher_is_better: bool = True) -> SelectionSummary:
+                        higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> SelectionSummary:
     """How many samples a selection keeps and where its cutoff lies, without building the result.
 
     Unlike ``select`` this does not raise when a threshold keeps nothing (``n_kept`` is 0), so a page
@@ -126,14 +144,14 @@ def summarize_selection(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequenc
 
     Args:
         frame_or_scores: a frame with ``score_field`` or the scores themselves.
-        method, k, ratio, threshold, score_field, higher_is_better: as in ``select``.
+        method, k, ratio, threshold, score_field, higher_is_better, direction: as in ``select``.
 
     Returns:
         A ``SelectionSummary``.
     """
     check_select_config(method, k, ratio, threshold)
     scores = scores_of(frame_or_scores, score_field, action="select")
-    _, summary = _select(scores, method, k, ratio, threshold, higher_is_better)
+    _, summary = _select(scores, method, k, ratio, threshold, resolve_higher_is_better(higher_is_better, direction))
     return summary
 
 
@@ -315,5 +333,5 @@ def _require_kept(kept: np.ndarray, method: str, threshold, n_total: int) -> Non
                         f"(or flip the score direction)")
 
 
-__all__ = ["SELECTIONS", "SelectionSummary", "check_select_config", "check_scores", "score_array", "select",
-           "select_indices", "summarize_selection"]
+__all__ = ["DIRECTIONS", "SELECTIONS", "SelectionSummary", "check_select_config", "check_scores",
+           "resolve_higher_is_better", "score_array", "select", "select_indices", "summarize_selection"]

@@ -195,6 +195,23 @@ class ScoreResult:
     elapsed_s: float = 0.0
 
 
+def score_metadata(result: ScoreResult, score_field: str = "score") -> dict[str, Any]:
+    """What a scored file records about its scores (``write_records(..., score_meta=)``, scores.parquet).
+
+    Args:
+        result: the scoring run.
+        score_field: the column the scores are in.
+
+    Returns:
+        {"scorer", "direction" ("higher_better" | "higher_harder"), "score_field", "settings" (the run's
+        config: model, tokenizer, seed, max_length, options, ...), "n_scored", "elapsed_s", "created_at"}.
+    """
+    settings = {k: v for k, v in result.config.items() if k not in ("method", "direction", "n_scored")}
+    return {"scorer": result.method, "direction": result.direction, "score_field": score_field,
+            "settings": settings, "n_scored": result.scores.height, "elapsed_s": round(result.elapsed_s, 3),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 def check_frame(frame) -> pl.DataFrame:
     """Validate a corpus frame for scoring and return it with ``id`` as Utf8 (DataError otherwise)."""
     if not isinstance(frame, pl.DataFrame):

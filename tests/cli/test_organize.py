@@ -32,7 +32,9 @@ def test_select_then_order_round_trip(tmp_path):
     kept = tmp_path / "kept.jsonl"
     done = cli("select", "--input", src, "--method", "top-r", "--ratio", "0.6", "--output", kept)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("kept 6 of 10 samples (60.0%) by top-r; cutoff score 0.4")
+    first, second = done.stderr.splitlines()
+    assert first.startswith(f"keeping the highest scores (no direction recorded in {src}: higher = better assumed")
+    assert second.startswith("kept 6 of 10 samples (60.0%) by top-r; cutoff score 0.4")
     frame = read_records(kept)
     assert frame["id"].to_list() == ["d0", "d1", "d3", "d5", "d7", "d8"]  # original order
     assert frame.columns == ["id", "text", "score"]
