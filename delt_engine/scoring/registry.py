@@ -42,6 +42,7 @@ class ScorerInfo:
     needs_model: bool
     module: str  # module path holding the function, imported on first use
     function: str
+    needs_target: bool = False  # scores against a target set (ScoreContext.target_texts), e.g. LQS/PDS
 
     def load(self) -> Callable[[ScoreContext], Any]:
         return getattr(importlib.import_module(self.module), self.function)
@@ -49,11 +50,11 @@ class ScorerInfo:
 
 SCORERS: dict[str, ScorerInfo] = {}
 
-# A scoring job's config.json: these keys with these defaults, plus "input" and "method".
+# A scoring job's config.json: these keys with these defaults, plus "input" and "method" (and optionally
+# "methods": several scorers run by one job, see jobs/score_job.py).
 JOB_DEFAULTS: dict[str, Any] = {"text_field": "text", "model": "cpu-demo", "tokenizer": None, "device": "auto",
                                 "seed": 0, "max_length": 128, "batch_size": 16, "target": None, "options": {},
                                 "cache_dir": None}
-
 
 
 def register(info: ScorerInfo) -> None:
@@ -82,8 +83,8 @@ for _info in (
     ScorerInfo("perplexity", "higher_harder", "perplexity under the proxy model", True,
                "delt_engine.scoring.baselines", "score_perplexity"),
     ScorerInfo("lqs", "higher_better", "Learnability-Quality Score (DELT): gradient consistency with a target set", True,
-               "delt_engine.scoring.lqs", "score_lqs"),
+               "delt_engine.scoring.lqs", "score_lqs", needs_target=True),
     ScorerInfo("pds", "higher_better", "PDS: un-normalised LQS numerator (Gu et al. 2025)", True,
-               "delt_engine.scoring.lqs", "score_pds"),
+               "delt_engine.scoring.lqs", "score_pds", needs_target=True),
 ):
     register(_info)
