@@ -172,7 +172,11 @@ def _run_file(args, bars: ProgressBars) -> int:
     from ..scoring.runner import rank, run_scoring
 
     options = _options(args)
-    get_scorer(args.method)  # fail on a bad name before reading anything
+    if get_scorer(args.method).needs_target and not args.target:  # fail on a bad name before reading anything
+        raise ConfigError(f"--method {args.method} scores each sample by how much it helps a target set (the text "
+                          "the model should get good at), and none was given: add --target FILE (JSONL/Parquet "
+                          "with a text field, clean text like what you want the model to learn); a dataset "
+                          "imported without one has none")
     frame = load_corpus(args.input, text_field=args.text_field).frame
     target = load_corpus(args.target).frame["text"].to_list() if args.target else None
     result = run_scoring(frame, args.method, model=args.model, tokenizer=args.tokenizer, device=args.device,
