@@ -92,15 +92,19 @@ def _do_import(source: str, text_field: str, name: str) -> None:
 
 
 def eval_panel(name: str) -> None:
-    """An imported dataset's own target set (LQS, target loss) and benchmark; the demo's until set."""
+    """An imported dataset's own target set (LQS/PDS, target loss) and benchmark; none until set (the demo's
+    fictional-world ones say nothing about a user's data, so they are never lent)."""
     if name == datasets.DEMO:
         return
     paths, info = datasets.eval_paths(ROOT, name), datasets.manifest(ROOT, name)
-    with st.expander("Target set and benchmark for this dataset (LQS and evaluation)"):
-        for kind, what in (("target", "clean text the model should get good at (LQS's J, target loss)"),
-                           ("benchmark", "multiple-choice JSONL: task, context, choices, answer")):
+    with st.expander("Target set and benchmark for this dataset (LQS and evaluation)", expanded=not paths["target"]):
+        for kind, what, without in (
+                ("target", "clean text the model should get good at (LQS's J, target loss)",
+                 "none yet: LQS and PDS cannot run and comparisons report no target loss"),
+                ("benchmark", "multiple-choice JSONL: task, context, choices, answer",
+                 "none yet: comparisons report no benchmark accuracy")):
             own = info.get(kind)
-            origin = f"its own, from {info.get(kind + '_source', own)}" if own else "the demo's"
+            origin = f"its own, from {info.get(kind + '_source', own)}" if own else without
             st.caption(f"**{kind}**: {origin} ({what})")
         c1, c2, c3 = st.columns([3, 1, 1])
         path = c1.text_input("File on this machine", key="data.eval_path", placeholder="/data/my_target.jsonl")
@@ -114,7 +118,7 @@ def eval_panel(name: str) -> None:
                 return
             st.toast(f"{name} now uses its own {kind}")
             st.rerun()
-        st.caption(f"In use now: target {paths['target']}, benchmark {paths['benchmark']}")
+        st.caption(f"In use now: target {paths['target'] or '(none)'}, benchmark {paths['benchmark'] or '(none)'}")
 
 
 def summary(frame: pl.DataFrame, cats: list[str]) -> None:

@@ -19,11 +19,15 @@ DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near 
 
 
 def pick_score(done: dict) -> tuple[str, bool]:
+    """The score to organise by: the user's pick here or on Score, else LQS, PDS or the newest scoring."""
+    from delt_engine.workspace.scorings import preferred_method
+
     methods = list(done)
-    if st.session_state.get("organize.score") not in methods and st.session_state.get("score.view") in methods:
-        st.session_state["organize.score"] = st.session_state["score.view"]
-    state.ensure_choice("organize.score", methods)
-    method = st.selectbox("Organise by score", methods, key="organize.score", persist_state="session")
+    chosen_on_score = state.user_chose("score.view", methods)
+    state.default_choice("organize.score", methods,
+                         st.session_state["score.view"] if chosen_on_score else preferred_method(done))
+    method = st.selectbox("Organise by score", methods, key="organize.score", persist_state="session",
+                          on_change=state.mark_chosen, args=("organize.score",))
     higher_better = done[method].direction == "higher_better"
     st.caption(f"{method}: " + ("higher = better, so selection keeps the highest scores and sorting puts them last."
                                 if higher_better else

@@ -17,14 +17,15 @@ from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
 from delt_engine.scoring import agreement as score_agreement
 from delt_engine.scoring import cost
 from delt_engine.workspace import scorings
-from delt_engine.workspace.scorings import latest_done, list_scorings
+from delt_engine.workspace.scorings import latest_done, list_scorings, preferred_method
 from ui import datasets, jobs, scores, state, widgets
 
 state.require_app("score")
 ROOT = state.workspace_root()
 DIRECTION = {"higher_better": "higher = better", "higher_harder": "higher = harder"}
 MODEL_BASED = tuple(n for n, info in SCORERS.items() if info.needs_model)
-GRADIENT = ("lqs", "pds")
+GRADIENT = ("lqs", "pds")  # the LQS settings; chosen together they run as one job (PDS is LQS's numerator)
+NEEDS_TARGET = tuple(n for n, info in SCORERS.items() if info.needs_target)
 PRECISIONS = {"float32": "float32 (exact)", "bfloat16": "bfloat16 (faster)"}
 
 
@@ -37,12 +38,16 @@ def knobs(methods: list[str]) -> dict:
     """Widgets for the settings the chosen methods use; returns the job config fields."""
     cfg: dict = {"seed": int(st.session_state["score.seed"])}
     if any(m in MODEL_BASED for m in methods):
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4, c5 = st.columns(5)
         c1.selectbox("Proxy model", list(PRESETS), key="score.model", persist_state="session",
                      help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()))
         c2.number_input("Max tokens per sample", 8, 2048, step=8, key="score.max_length", persist_state="session")
         c3.number_input("Batch size", 1, 512, key="score.batch_size", persist_state="session")
         c4.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
+        c5.number_input("Warm-up steps", 0, 100_000, key="score.warmup_steps", persist_state="session",
+                        help="Steps of training on this corpus before scoring (perplexity, LQS, PDS), so scores "
+                             "come from a model that has seen the data, not from random weights; 0 = score "
+                             "with the model as it is (e.g. a trained model folder)")
         st.text_input("…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
                       key="score.model_dir", persist_state="session",
                       placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')")
@@ -57,12 +62,11 @@ def knobs(methods: list[str]) -> dict:
         st.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
     if any(m in GRADIENT for m in methods):
         st.caption("LQS / PDS: proxy SGD trajectory of T steps, contributions every Δ steps (delt-method §2).")
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3 = st.columns(3)
         c1.number_input("T (proxy steps)", 1, 10_000, key="score.lqs_steps", persist_state="session")
         c2.number_input("Δ (steps between contributions)", 1, 10_000, key="score.lqs_delta", persist_state="session")
         c3.number_input("η (SGD learning rate)", 1e-4, 10.0, format="%.4f", key="score.lqs_eta",
                         persist_state="session")
-        c4.number_input("Warm-up steps", 0, 100_000, key="score.warmup_steps", persist_state="session")
         d1, d2 = st.columns([3, 1])
         d1.checkbox("Large corpus: score a random subset exactly, distil the rest (the paper's route)",
                     key="score.distill", persist_state="session",
@@ -93,6 +97,8 @@ def advanced_lqs_knobs() -> None:
 
 def options_for(method: str) -> dict:
     bf16 = widgets.device_kind() == "cuda" and st.session_state["score.precision"] == "bfloat16"
+    if method == "perplexity":
+        return {"warmup_steps": int(st.session_state["score.warmup_steps"]), **({"bf16": True} if bf16 else {})}
     if method in GRADIENT:
         return {"steps": int(st.session_state["score.lqs_steps"]), "delta": int(st.session_state["score.lqs_delta"]),
                 "eta": float(st.session_state["score.lqs_eta"]),
@@ -100,7 +106,7 @@ def options_for(method: str) -> dict:
                 **({"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
                    if st.session_state["score.distill"] else {}),
                 **({"dtype": "bfloat16"} if bf16 else {}), **advanced_options()}
-    return {"bf16": True} if bf16 and method == "perplexity" else {}
+    return {}
 
 
 def advanced_options() -> dict:
@@ -123,31 +129,58 @@ def target_docs() -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def job_groups(methods: list[str]) -> list[list[str]]:
+    """The jobs to start: LQS and PDS chosen together are one job (one proxy trajectory gives both),
+    every other method a job of its own."""
+    gradient = [m for m in GRADIENT if m in methods]  # LQS first: the job's folder and row carry its name
+    groups, placed = [], False
+    for m in methods:
+        if m not in GRADIENT:
+            groups.append([m])
+        elif not placed:
+            groups.append(gradient)
+            placed = True
+    return groups
+
+
 def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     words = datasets.word_counts(frame)
     mean_tokens = min(float(words.mean() or 0) * 1.3 + 1, float(st.session_state["score.max_length"]))
     device = widgets.device_kind()
     rows = []
-    for m in methods:
+    for group in job_groups(methods):
+        m = group[0]
         e = cost.estimate(m, frame.height, mean_tokens, proxy_model(), device,
                               steps=int(st.session_state["score.lqs_steps"]),
                               delta=int(st.session_state["score.lqs_delta"]),
                               batch_size=int(st.session_state["score.batch_size"]),
-                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in GRADIENT else 0,
+                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in MODEL_BASED else 0,
                               target_docs=target_docs(),
                               proxy_size=int(st.session_state["score.proxy_size"])
                               if m in GRADIENT and st.session_state["score.distill"] else None,
                               chunk_size=int(st.session_state["score.chunk_size"]),
                               checkpoint=st.session_state["score.checkpoint"])
-        rows.append({"scorer": m, "time": cost.human_seconds(e.seconds),
-                     "memory": cost.human_bytes(e.memory_bytes), "why": e.note})
+        why = e.note + ("; one job: PDS comes from the same proxy run" if len(group) > 1 else "")
+        rows.append({"scorer": " + ".join(group), "time": cost.human_seconds(e.seconds),
+                     "memory": cost.human_bytes(e.memory_bytes), "why": why})
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")
     st.dataframe(pl.DataFrame(rows), hide_index=True, key="score.estimate")
+
+
+def target_missing() -> bool:
+    """The active dataset has no target set (an imported one without its own): LQS/PDS cannot run."""
+    return not datasets.eval_paths(ROOT, st.session_state["data.dataset"]).get("target")
 
 
 def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
     st.subheader("Run scorers")
     names = list(SCORERS)
+    if target_missing():
+        names = [n for n in names if n not in NEEDS_TARGET]
+        st.warning(f"{' and '.join(m.upper() for m in NEEDS_TARGET)} are not available for this dataset: they "
+                   "score each document by how much it helps the model on a target set (clean text like what "
+                   f"you want it to get good at), and this dataset has none. To use them, {datasets.TARGET_HELP}.")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/dataset:")
     state.ensure_choice("score.methods", names, multi=True)
     methods = st.multiselect("Scorers", names, key="score.methods", persist_state="session",
                              format_func=lambda n: f"{n} ({SCORERS[n].description})")
@@ -170,19 +203,27 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
                  "with safetensors weights, or clear the field to use the preset.")
         return
     try:
-        for m in methods:
-            config = {**cfg, "input": str(corpus), "method": m, "device": "auto", "options": options_for(m),
-                      "cache_dir": str(ROOT / "cache")}
-            if m in GRADIENT:
+        for group in job_groups(methods):
+            config = {**cfg, "input": str(corpus), "method": group[0], "device": "auto",
+                      "options": options_for(group[0]), "cache_dir": str(ROOT / "cache")}
+            if len(group) > 1:
+                config["methods"] = group
+            if any(m in NEEDS_TARGET for m in group):
                 if not targets["target"]:
-                    raise ConfigError(f"{m} needs a target set (clean text); the demo folder has none here")
+                    raise ConfigError(f"{' and '.join(group)} need a target set; {datasets.TARGET_HELP}")
                 config["target"] = targets["target"]
             jobs.submit_score(create_score_job(ROOT / "scores", config))
     except DeltError as exc:
         st.error(f"Could not start scoring: {exc}")
         return
-    st.session_state["score.view"] = methods[-1]
+    show_next(next((m for m in scorings.PREFERRED_METHODS if m in methods), methods[-1]))
     st.rerun()
+
+
+def show_next(method: str) -> None:
+    """Show ``method``'s scores once they exist (what the user just started or added), until they pick another."""
+    st.session_state[state.JUST_SCORED] = method
+    st.session_state.get(state.USER_CHOSEN, set()).discard("score.view")
 
 
 def import_panel(corpus: Path) -> None:
@@ -214,7 +255,7 @@ def import_panel(corpus: Path) -> None:
         except DeltError as exc:
             st.error(f"Could not add the scores: {exc}")
             return
-        st.session_state["score.view"] = name.strip()
+        show_next(name.strip())
         st.rerun()
 
 
@@ -277,6 +318,9 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.metric(f"{method} score", f"{row[method]:.4g}")
+        if row.get(f"{method}.exact_score") is not None:  # distilled scoring: every score is the regressor's
+            st.caption(f"Exact {method} {row[f'{method}.exact_score']:.4g}; the score above is the distilled "
+                       "regressor's prediction, as for every sample, so exact and distilled samples share one scale.")
         meta = ", ".join(f"{k}={row[k]}" for k in ("kind", "is_noise", "difficulty") if k in row)
         st.caption(meta)
         st.text(row["text"][:1500])
@@ -326,9 +370,11 @@ def results(frame: pl.DataFrame, corpus: Path) -> None:
     table = scores.score_table(frame, done)
     methods = list(done)
     st.divider()
-    state.ensure_choice("score.view", methods)
+    just = st.session_state.get(state.JUST_SCORED)
+    state.default_choice("score.view", methods, just if just in done else preferred_method(done))
     method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
-                      format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})")
+                      format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})",
+                      on_change=state.mark_chosen, args=("score.view",))
     cats = datasets.category_columns(frame) + scorings.category_components(table, method)
     distribution(table, method, cats)
     data_map(table, method, cats)

@@ -37,15 +37,41 @@ def dedup_choice() -> dict | None:
     return {"mode": mode, "ngram": int(ss["organize.dedup_ngram"]), "threshold": float(ss["organize.dedup_threshold"])}
 
 
+def default_score(done: dict) -> None:
+    """The score to organise by: the user's pick here, on Organize or on Score, else LQS, PDS or the newest."""
+    from delt_engine.workspace.scorings import preferred_method
+
+    methods = list(done)
+    picked = next((st.session_state[k] for k in ("organize.score", "score.view") if state.user_chose(k, methods)),
+                  None)
+    state.default_choice("train.score", methods, picked or preferred_method(done))
+
+
+def eval_caption() -> None:
+    """What the comparison evaluates on: an imported dataset has only the target set and benchmark it was given."""
+    if st.session_state["data.dataset"] == datasets.DEMO:
+        return
+    paths = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
+    used = [what for key, what in (("target", "target loss on this dataset's target set"),
+                                   ("benchmark", "benchmark accuracy on its benchmark")) if paths[key]]
+    missing = [what for key, what in (("target", "target loss (it has no target set)"),
+                                      ("benchmark", "benchmark accuracy (it has no benchmark)")) if not paths[key]]
+    text = "Validation loss uses a held-out 5% of this dataset" + "".join(f"; {u}" for u in used) + "."
+    if not missing:
+        st.caption(text)
+        return
+    st.info(f"{text} This comparison will report no {' and no '.join(missing)}: the demo's fictional-world ones "
+            "say nothing about your data. To get them, set your own on the Data page (\"Target set and benchmark "
+            "for this dataset\") before launching.")
+
+
 def setup_form(frame, done: dict) -> None:
     st.subheader("Set up a comparison")
+    default_score(done)
     methods = list(done)
-    preferred = st.session_state.get("organize.score")
-    if st.session_state.get("train.score") not in methods and preferred in methods:
-        st.session_state["train.score"] = preferred
-    state.ensure_choice("train.score", methods)
     c1, c2, c3, c4 = st.columns([2, 3, 1, 1])
-    c1.selectbox("Organise by score", methods, key="train.score", persist_state="session")
+    c1.selectbox("Organise by score", methods, key="train.score", persist_state="session",
+                 on_change=state.mark_chosen, args=("train.score",))
     state.ensure_choice("train.orderings", list(ORDERINGS), multi=True)
     c2.multiselect("Orderings (arms)", ORDERINGS, key="train.orderings", persist_state="session")
     c3.number_input("Seeds per arm", 1, 10, key="train.seeds", persist_state="session")
@@ -58,11 +84,7 @@ def setup_form(frame, done: dict) -> None:
                (f" · window shuffle w = {st.session_state['organize.window']}"
                 if st.session_state["organize.window"] else ""))
     budget_form()
-    if st.session_state["data.dataset"] != datasets.DEMO:
-        info = datasets.manifest(ROOT, st.session_state["data.dataset"])
-        used = {k: "this dataset's" if info.get(k) else "the demo's" for k in ("target", "benchmark")}
-        st.caption(f"Target loss uses {used['target']} target set and benchmark accuracy {used['benchmark']} "
-                   "benchmark (set your own on the Data page); validation loss uses a held-out 5% of this dataset.")
+    eval_caption()
     arms = st.session_state["train.orderings"]
     n_runs = len(arms) * int(st.session_state["train.seeds"])
     at_once = jobs.max_jobs()
@@ -178,15 +200,30 @@ def live_charts(infos) -> None:
     st.plotly_chart(figures.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
                                             smoothing=0.6), key="train.chart.loss")
     cols = st.columns(len(metrics.LIVE_METRICS))
+    unmeasured = not_measured(infos)
     for col, metric in zip(cols, metrics.LIVE_METRICS):
         title = metrics.label(metric).capitalize()
         series = [figures.Series(f"{i.arm} s{i.seed}", *live.metric_series(r, metric), group=i.arm) for i, r in runs]
         with col:
-            if any(len(s.x) for s in series):
+            if metric in unmeasured:
+                st.caption(f"{title}: not measured ({unmeasured[metric]})")
+            elif any(len(s.x) for s in series):
                 fig = figures.curves(series, title=title).update_layout(showlegend=False)  # legend: big chart
                 st.plotly_chart(fig, key=f"train.chart.{metric}")
             else:
                 st.caption(f"{title}: no evaluation yet")
+
+
+def not_measured(infos) -> dict[str, str]:
+    """Evaluation metrics the runs cannot report (their config has no target set / benchmark), with why."""
+    from delt_engine.fileio import read_json
+
+    configs = [read_json(i.dir / "config.json", default={}) or {} for i in infos[:1]]
+    if not configs:
+        return {}
+    why = {"target_loss": ("target", "this comparison has no target set"),
+           "bench_acc": ("benchmark", "this comparison has no benchmark")}
+    return {metric: text for metric, (key, text) in why.items() if not configs[0].get(key)}
 
 
 def live_panel() -> None:

@@ -14,8 +14,12 @@ from delt_engine.workspace.datasets import DEMO, check_name, imported_names, man
 
 from . import state
 
-__all__ = ["DEMO", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load", "manifest",
-           "names", "save_import", "set_eval_file", "word_counts", "category_columns", "group_labels"]
+__all__ = ["DEMO", "TARGET_HELP", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load",
+           "manifest", "names", "save_import", "set_eval_file", "word_counts", "category_columns", "group_labels"]
+
+# How a user gives an imported dataset its own target set (the Data page's control), for messages elsewhere.
+TARGET_HELP = ("give this dataset a target set on the Data page: open \"Target set and benchmark for this "
+               "dataset\", enter the file, choose \"Use as: target\" and press Set")
 
 
 @st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
@@ -38,7 +42,8 @@ def corpus_path(root: Path, name: str) -> Path:
 
 
 def eval_paths(root: Path, name: str) -> dict[str, str | None]:
-    """Target set and benchmark of dataset ``name`` (see the engine's ``eval_paths``)."""
+    """Target set and benchmark of dataset ``name`` (see the engine's ``eval_paths``): None for an
+    imported dataset that was not given its own."""
     return engine.eval_paths(root, name, demo=demo_folder(root))
 
 

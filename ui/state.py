@@ -26,6 +26,8 @@ PREP_TOKEN = "prep_token"  # the comparison preparation this session started las
 APP_READY = "app_ready"  # app.py has run in this session (set before its first page runs)
 PENDING_PAGE = "pending_page"  # (url_path, query params) a page asked for before app.py had run
 PREP_APPLIED = "prep_applied"  # that preparation's comparison was already selected on the Train page
+USER_CHOSEN = "user_chosen"  # widget keys whose value the user picked (kept; others follow their default)
+JUST_SCORED = "just_scored"  # the method the Score page shows after the user started or added it
 
 # ---------------------------------------------------------------- widget defaults (persisted)
 DEFAULTS: dict[str, object] = {
@@ -127,6 +129,25 @@ def ensure_choice(key: str, options: list, multi: bool = False) -> None:
             st.session_state[key] = kept
     elif value not in options:
         st.session_state[key] = options[0] if options else None
+
+
+def mark_chosen(key: str) -> None:
+    """``on_change`` of a choice widget: the user picked this value, so ``default_choice`` keeps it."""
+    st.session_state.setdefault(USER_CHOSEN, set()).add(key)
+
+
+def user_chose(key: str, options: list) -> bool:
+    """Whether the user picked ``key``'s value in this session and it is still one of ``options``."""
+    return key in st.session_state.get(USER_CHOSEN, set()) and st.session_state.get(key) in options
+
+
+def default_choice(key: str, options: list, preferred) -> None:
+    """Give a selectbox/radio ``key`` its default ``preferred`` unless the user picked a value that is still
+    valid; draw the widget with ``on_change=mark_chosen, args=(key,)``. Unlike ``ensure_choice`` the
+    default follows ``preferred`` as it changes (e.g. to LQS once a scoring of it exists)."""
+    if user_chose(key, options):
+        return
+    st.session_state[key] = preferred if preferred in options else (options[0] if options else None)
 
 
 def require_app(url_path: str) -> None:

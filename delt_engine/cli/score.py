@@ -172,6 +172,11 @@ def _run_file(args, bars: ProgressLog) -> int:
 
     options = _options(args)
     info = get_scorer(args.method)  # fail on a bad name before reading anything
+    if info.needs_target and not args.target:
+        raise ConfigError(f"--method {args.method} scores each sample by how much it helps a target set (the text "
+                          "the model should get good at), and none was given: add --target FILE (JSONL/Parquet "
+                          "with a text field, clean text like what you want the model to learn); a dataset "
+                          "imported without one has none")
     model, tokenizer, hub = _resolve_hub_ids(args, info.needs_model)
     frame = load_corpus(args.input, text_field=args.text_field, **hf_options(args)).frame
     target = load_corpus(args.target).frame["text"].to_list() if args.target else None

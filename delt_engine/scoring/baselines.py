@@ -19,6 +19,8 @@ from . import ScoreContext
 from .runner import prepare_model, prepare_samples, prepare_tokenizer
 
 CHUNK = 256  # documents between progress reports / stop checks for the cheap scorers
+# Perplexity's proxy warm-up: LQS's (LQSConfig's defaults), so both score with an equally trained proxy.
+PERPLEXITY_WARMUP = {"warmup_steps": 100, "warmup_lr": 3e-3}
 
 
 def _table(ids, score, **components) -> pl.DataFrame:
@@ -136,13 +138,20 @@ def sample_mean_losses(model, samples, *, batch_size: int = 16, bf16: bool = Fal
     return out
 
 
+def perplexity_options(ctx: ScoreContext) -> dict:
+    """``ctx.options`` with the proxy warm-up defaults (``PERPLEXITY_WARMUP``) filled in where not set."""
+    return {**PERPLEXITY_WARMUP, **ctx.options}
+
+
 def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     """Perplexity ``exp(mean next-token CE)`` of each sample under the proxy model (higher = harder).
 
     The sample is the document truncated to ``ctx.max_length`` tokens with EOS appended (as in
-    training). Model: ``prepare_model`` (a seeded random preset unless ``options["warmup_steps"] > 0``
-    warms it up on the corpus, or a local model directory). Options: ``bf16`` (CUDA autocast, default
-    False), ``attn_implementation`` (default "sdpa").
+    training). Model: ``prepare_model`` (a seeded preset, or a local model directory), first warmed up
+    on the corpus as LQS's proxy is (options ``warmup_steps`` and ``warmup_lr``, defaults in
+    ``PERPLEXITY_WARMUP``), since a random preset's perplexity says nothing about the text;
+    ``warmup_steps=0`` scores with the model as it is (e.g. a trained model directory). Options:
+    ``bf16`` (CUDA autocast, default False), ``attn_implementation`` (default "sdpa").
 
     Under ``torchrun`` the samples are sharded across the processes and rank 0 returns the merged
     table (other ranks return None), as for LQS.
@@ -157,7 +166,7 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
 
     device = local_device(resolve_device(ctx.device))
     world = init_world(device)  # under torchrun every rank scores a share of the samples
-    ctx = dataclasses.replace(ctx, device=str(device))
+    ctx = dataclasses.replace(ctx, device=str(device), options=perplexity_options(ctx))
     tokenizer = prepare_tokenizer(ctx)
     samples = prepare_samples(ctx, tokenizer)
     model = prepare_model(ctx, tokenizer, samples=samples,

@@ -27,6 +27,7 @@ FLOPS_PER_S = {"cpu": 6e10, "mps": 2e12, "cuda": 3e13}
 # FLOPs alone put at ~3 s; its ~500 passes (warm-up, trajectory, co-state, contribution chunks) add ~8 s.
 PASS_OVERHEAD_S = {"cpu": 0.0, "mps": 0.02, "cuda": 0.016}
 BYTES_PER_PARAM = 4  # float32
+DEFAULT_WARMUP_STEPS = 100  # the proxy warm-up perplexity and LQS/PDS run unless told otherwise (LQSConfig)
 
 
 def preset_parameters(name: str, vocab_size: int = 2048) -> int:
@@ -47,18 +48,21 @@ class Estimate:
 
 
 def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: str = "cpu",
-             steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int = 0,
+             steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int | None = None,
              target_docs: int = 200, proxy_size: int | None = None, distill_epochs: int = 8,
              chunk_size: int = 0, checkpoint: str = "auto") -> Estimate:
     """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set
     size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest; ``chunk_size``
-    (0 = by device) and ``checkpoint`` as the LQS options of those names)."""
+    (0 = by device) and ``checkpoint`` as the LQS options of those names; ``warmup_steps``: the proxy's
+    warm-up before perplexity or LQS/PDS, None = the engine's default, ``DEFAULT_WARMUP_STEPS``)."""
     kind = device.split(":")[0].split(" ")[0]
     speed, per_pass = FLOPS_PER_S.get(kind, FLOPS_PER_S["cpu"]), PASS_OVERHEAD_S.get(kind, 0.0)
     tokens = n_docs * mean_tokens
     kind_of_cost = get_scorer(method).cost  # ConfigError for an unknown scorer: never priced as another
     if kind_of_cost == "text":
         return Estimate(0.5 + n_docs * 2e-5, int(tokens * 16), "no model: a single pass over the texts")
+    if warmup_steps is None:
+        warmup_steps = DEFAULT_WARMUP_STEPS
     params = preset_parameters(model) if _is_preset(model) else folder_parameters(model)
     weights = params * BYTES_PER_PARAM
     batch_tokens = batch_size * mean_tokens
@@ -66,8 +70,8 @@ def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: s
     if kind_of_cost == "forward":
         flops += 2 * params * tokens
         passes = warmup_steps + n_docs / batch_size
-        return Estimate(2 + flops / speed + passes * per_pass, int(weights * 3 + tokens * 8),
-                        "one forward pass per sample")
+        note = "one forward pass per sample" + (f", after {warmup_steps} warm-up steps" if warmup_steps else "")
+        return Estimate(2 + flops / speed + passes * per_pass, int(weights * 3 + tokens * 8), note)
     checkpoints = len(range(0, steps, max(delta, 1))) + 1
     flops += 6 * params * batch_tokens * steps * 3  # trajectory + co-state (HVPs ~2x a backward)
     flops += 6 * params * target_docs * mean_tokens * (steps + 1)  # grad J over the target set, every step

@@ -3,9 +3,12 @@
 Exact LQS (or PDS) on a seeded proxy subset trains a small regressor: the warmed-up proxy LM as
 encoder, mean-pooled last hidden states over real tokens, a linear head, MSE against the z-scored
 labels clipped to [-3, 3]; the epoch with the best validation Spearman is kept. The regressor
-then scores the rest of the corpus; its predictions are mapped back to the label scale
-(``mean + std * z``) so exact and distilled scores share one axis. Rank statistics (Spearman,
-AUROC) are implemented here with numpy.
+then scores every sample of the corpus, the exactly scored ones included, and its predictions are
+mapped back to the label scale (``mean + std * z``): the score of a distilled corpus is one scorer's
+output throughout. Keeping the exact subset's raw scores instead would mix two scales (raw exact
+scores spread wider than the shrunk predictions), so exact samples would crowd both tails and be
+kept or sorted first; the raw scores stay in their own column (``exact_score``) for inspection.
+Rank statistics (Spearman, AUROC) are implemented here with numpy.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ class Regressor(torch.nn.Module):
     def __init__(self, lm):
         super().__init__()
         self.lm = lm
-        self.head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=next(lm.parameters()).dtype,
-                                    device=next(lm.parameters()).device)
+        # made on the CPU (seeded by the CPU generator, see train_regressor), then moved to the LM's device
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=next(lm.parameters()).dtype).to(
+            next(lm.parameters()).device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.lm.base_model(input_ids=ids).last_hidden_state
@@ -112,7 +116,9 @@ def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, e
     mean, std = float(labels[train].mean()), float(labels[train].std())
     std = std if std > 0 else 1.0
     z = torch.as_tensor(np.clip((labels - mean) / std, -3.0, 3.0))
-    reg = Regressor(copy.deepcopy(lm))
+    with torch.random.fork_rng(devices=[]):  # the head's init from ``seed``, not from what ran before
+        torch.manual_seed(seed)
+        reg = Regressor(copy.deepcopy(lm))
     device = next(reg.parameters()).device
     optimizer = torch.optim.AdamW(reg.parameters(), lr=lr, weight_decay=0.01)
     per_epoch = -(-len(train) // batch_size)
@@ -145,7 +151,7 @@ def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, e
 
 def distill_scores(exact, table: pl.DataFrame, method: str, cfg, on_progress: ProgressFn = None,
                    should_stop: StopFn = None) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Exact rows of ``table`` plus distilled scores for every other corpus sample, in corpus order.
+    """Every corpus sample scored by a regressor trained on the exact rows of ``table``, in corpus order.
 
     Args:
         exact: lqs.ExactLQS (samples of the whole corpus, positions of the exact rows, the proxy LM).
@@ -154,7 +160,13 @@ def distill_scores(exact, table: pl.DataFrame, method: str, cfg, on_progress: Pr
         cfg: LQSConfig (distill_epochs, distill_lr, distill_val_fraction, batch_size, seed).
 
     Returns:
-        (table with ``exact``/``source`` and a constant ``distill_val_spearman`` column, distillation facts).
+        (table, distillation facts). In the table ``score`` and the ``method`` column are the regressor's
+        prediction for every sample; ``exact_score`` holds the exact (raw) ``method`` score of the exactly
+        scored samples (null for the others), whose other components (the other method, quality,
+        learnability, per-step lists) stay as computed; ``exact``/``source`` mark the two kinds; a
+        constant ``distill_val_spearman`` column holds the regressor's validation Spearman. The facts
+        add ``exact_spearman``: Spearman of prediction and exact score over the exact subset (mostly
+        the regressor's own training samples, so it flatters; ``val_spearman`` is the honest figure).
     """
     positions = np.asarray(exact.parts.positions)
     if len(positions) < MIN_PROXY:
@@ -164,17 +176,19 @@ def distill_scores(exact, table: pl.DataFrame, method: str, cfg, on_progress: Pr
     reg, facts = train_regressor(exact.flm.model, exact.samples, positions, labels, epochs=cfg.distill_epochs,
                                  lr=cfg.distill_lr, batch_size=cfg.batch_size, val_fraction=cfg.distill_val_fraction,
                                  seed=cfg.seed, on_progress=on_progress, should_stop=should_stop)
-    rest = np.setdiff1d(np.arange(len(exact.samples)), positions)
-    timer = PhaseTimer("distill-score", len(rest), on_progress)
-    z = _predict(reg, exact.samples, rest, cfg.batch_size, next(reg.parameters()).device, timer, should_stop)
+    everything = np.arange(len(exact.samples))
+    timer = PhaseTimer("distill-score", len(everything), on_progress)
+    z = _predict(reg, exact.samples, everything, cfg.batch_size, next(reg.parameters()).device, timer, should_stop)
     predicted = facts["label_mean"] + facts["label_std"] * z
+    facts["exact_spearman"] = spearman(predicted[positions], labels)
+    rest = np.setdiff1d(everything, positions)
     distilled = pl.DataFrame({"id": pl.Series([exact.samples.ids[p] for p in rest], dtype=pl.Utf8),
-                              "score": pl.Series(predicted, dtype=pl.Float64),
-                              method: pl.Series(predicted, dtype=pl.Float64),
                               "exact": pl.Series([False] * len(rest), dtype=pl.Boolean),
                               "source": pl.Series(["distilled"] * len(rest), dtype=pl.Utf8)})
-    merged = pl.concat([table, distilled], how="diagonal_relaxed")
+    kept = table.with_columns(pl.col(method).alias("exact_score"))
+    merged = pl.concat([kept, distilled], how="diagonal_relaxed")
     order = np.argsort(np.concatenate([positions, rest]), kind="stable")
-    merged = merged[order.tolist()]
-    merged = merged.with_columns(pl.lit(facts["val_spearman"], dtype=pl.Float64).alias("distill_val_spearman"))
-    return merged, facts
+    merged = merged[order.tolist()]  # corpus order, as ``predicted``
+    return merged.with_columns(pl.Series("score", predicted, dtype=pl.Float64),
+                               pl.Series(method, predicted, dtype=pl.Float64),
+                               pl.lit(facts["val_spearman"], dtype=pl.Float64).alias("distill_val_spearman")), facts

@@ -2,8 +2,10 @@
 
 ``score_lqs(ctx)`` / ``score_pds(ctx)`` return one row per scored sample: id, score (LQS or PDS),
 lqs, pds, quality, learnability, per-contribution-step lists (contribution, cos, ratio,
-lambda_norm, grad_norm), exact and source ("exact" | "distilled"). Both share one computation per
-process (cached by config and data). Options (``ctx.options``) are the fields of ``LQSConfig``.
+lambda_norm, grad_norm), exact and source ("exact" | "distilled"). With ``distill`` every sample's
+score is the regressor's prediction and ``exact_score`` keeps the exact subset's raw scores (see
+``distill``). Both share one computation per process (cached by config and data), so a job that asks
+for LQS and then PDS computes the trajectory once. Options (``ctx.options``) are the fields of ``LQSConfig``.
 The settings live in ``lqs_config``, the numerics in ``lqs_core``, the scale-out in ``distributed`` and
 ``distill``.
 """

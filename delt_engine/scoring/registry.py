@@ -73,11 +73,11 @@ class ScorerInfo:
 
 SCORERS: dict[str, ScorerInfo] = {}
 
-# A scoring job's config.json: these keys with these defaults, plus "input" and "method".
+# A scoring job's config.json: these keys with these defaults, plus "input" and "method" (and optionally
+# "methods": several scorers run by one job, see jobs/score_job.py).
 JOB_DEFAULTS: dict[str, Any] = {"text_field": "text", "model": "cpu-demo", "tokenizer": None, "device": "auto",
                                 "seed": 0, "max_length": 128, "batch_size": 16, "target": None, "options": {},
                                 "cache_dir": None}
-
 
 
 def register(info: ScorerInfo) -> None:

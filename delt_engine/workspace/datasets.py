@@ -62,15 +62,22 @@ def manifest(root: Path, name: str) -> dict:
 
 
 def eval_paths(root: Path, name: str, demo: Path | None = None) -> dict[str, str | None]:
-    """Target set and benchmark for LQS and evaluation: the dataset's own, else the demo's."""
+    """Target set and benchmark of dataset ``name`` for LQS/PDS and evaluation.
+
+    The demo has its own (``target.jsonl``, ``benchmark.jsonl`` in its folder). An imported dataset has
+    only what was given it on the Data page (``set_eval_file``); the demo's fictional-world target and
+    benchmark say nothing about a user's data, so they are never lent to it.
+
+    Returns:
+        {"target": path or None, "benchmark": path or None}. With no target, LQS/PDS cannot run and a
+        comparison reports no ``target_loss``; with no benchmark it reports no benchmark accuracy.
+    """
     info = manifest(root, name)
+    if name != DEMO:
+        return {key: info.get(key) or None for key in ("target", "benchmark")}
     folder = demo or demo_folder(root)
-    fallback = {"target": folder / "target.jsonl", "benchmark": folder / "benchmark.jsonl"}
-    out = {}
-    for key, path in fallback.items():
-        own = info.get(key)
-        out[key] = own if own else (str(path) if path.exists() else None)
-    return out
+    return {key: str(folder / f"{key}.jsonl") if (folder / f"{key}.jsonl").exists() else None
+            for key in ("target", "benchmark")}
 
 
 def check_name(name: str, root: Path | None = None) -> str:

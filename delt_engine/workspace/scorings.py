@@ -5,6 +5,12 @@ A scoring belongs to a dataset when its ``config.json`` input is that dataset's 
 table* of a dataset has the corpus columns plus, for the newest finished scoring of each method, a
 column ``<method>`` (the score) and ``<method>.<component>`` columns (e.g. ``lqs.quality``, list
 columns for per-step factors).
+
+Every ``scores/<id>/`` folder holds one method's scores (``score`` is that method's). A job that runs
+several methods at once (config ``"methods": ["lqs", "pds"]``: PDS is LQS's numerator, so both come
+from one proxy trajectory) keeps the first method's scores in its own folder and writes each other
+method's as a finished scoring folder of its own (config ``"made_by": <job id>``), so every reader of
+one-method folders, old workspaces included, keeps working unchanged.
 """
 
 from __future__ import annotations
@@ -72,6 +78,28 @@ def latest_done(jobs: list[Scoring]) -> dict[str, Scoring]:
     return {**partial, **whole}
 
 
+# The scorings a newcomer most likely wants a page to start from: the paper's method, then its numerator.
+PREFERRED_METHODS = ("lqs", "pds")
+
+
+def preferred_method(done: dict[str, Scoring]) -> str | None:
+    """The method pages should default to among ``done`` (from ``latest_done``).
+
+    Args:
+        done: method -> its newest finished scoring.
+
+    Returns:
+        "lqs" when it is scored, else "pds", else the method of the newest scoring (by creation time);
+        None when nothing is scored.
+    """
+    for method in PREFERRED_METHODS:
+        if method in done:
+            return method
+    if not done:
+        return None
+    return max(done.values(), key=lambda s: (s.status.get("created_at") or "", s.id)).method
+
+
 def read_scores(scoring: Scoring) -> pl.DataFrame:
     """The scores table (id as text, score, components) of a finished scoring."""
     return pl.read_parquet(scoring.dir / SCORES_FILE).with_columns(pl.col("id").cast(pl.Utf8))
@@ -115,14 +143,30 @@ def create_score_job(workspace_scores_dir, config: dict) -> Path:
     Args:
         workspace_scores_dir: the workspace ``scores/`` folder (created when missing).
         config: {"input": path, "method": name} plus any of JOB_DEFAULTS' keys; paths are made absolute.
+            ``"methods": [name, ...]`` instead runs several scorers in one job (one scores folder each,
+            see the module docstring); ``method`` is then the first of them.
 
     Returns:
         The job directory; run it with ``python -m delt_engine score --job-dir DIR``.
+
+    Raises:
+        ConfigError when the input or method is missing, a method is unknown, or a method that needs a
+        target set (LQS, PDS) has none.
     """
-    if not config.get("input") or not config.get("method"):
+    methods = list(dict.fromkeys(config.get("methods") or ([config["method"]] if config.get("method") else [])))
+    if not config.get("input") or not methods:
         raise ConfigError("a scoring job needs 'input' (a corpus file) and 'method' in its config")
-    get_scorer(config["method"])
-    config = {**JOB_DEFAULTS, **config}
+    if config.get("method") and config["method"] != methods[0]:
+        raise ConfigError(f"method {config['method']!r} must be the first of methods {methods}")
+    for method in methods:
+        if get_scorer(method).needs_target and not config.get("target"):
+            raise ConfigError(f"{method} needs a target set (clean text the model should get good at): give "
+                              "'target' (a JSONL/Parquet file with a text field) in the job config")
+    config = {**JOB_DEFAULTS, **config, "method": methods[0]}
+    if len(methods) > 1:
+        config["methods"] = methods
+    else:
+        config.pop("methods", None)
     for key in ("input", "target", "cache_dir", "tokenizer"):
         if config.get(key):
             config[key] = str(Path(config[key]).expanduser().absolute())

@@ -103,6 +103,13 @@ def test_estimates_grow_with_the_method_cost():
     gpu = cost.estimate("lqs", 2000, 64, "cpu-demo", "cuda", steps=20, delta=10, warmup_steps=100)
     assert 11.6 / 3 < gpu.seconds < 11.6 * 3  # measured on an H200
     assert cost.human_seconds(90) == "~2 min" and cost.human_bytes(2048) == "2 KB"
+    # perplexity's proxy is warmed up as LQS's is (by default 100 steps): the estimate counts those steps
+    cold = cost.estimate("perplexity", 2000, 60, "gpu-160m", warmup_steps=0)
+    warm = cost.estimate("perplexity", 2000, 60, "gpu-160m", warmup_steps=100)
+    assert cost.estimate("perplexity", 2000, 60, "gpu-160m").seconds == warm.seconds
+    step_flops = 6 * cost.preset_parameters("gpu-160m") * 16 * 60
+    assert warm.seconds - cold.seconds == pytest.approx(100 * step_flops / cost.FLOPS_PER_S["cpu"])
+    assert "100 warm-up steps" in warm.note and "warm-up" not in cold.note
     # fewer parameter copies with checkpoint=delta, less per-sample memory with a smaller chunk
     big = dict(n_docs=2000, mean_tokens=64, model="gpu-160m", device="cuda", steps=40, delta=10)
     every = cost.estimate("lqs", **big, checkpoint="every")
@@ -137,6 +144,9 @@ def test_score_page_lqs_defaults_are_the_engines():
     cfg = LQSConfig()
     assert (DEFAULTS["score.lqs_steps"], DEFAULTS["score.lqs_delta"], DEFAULTS["score.lqs_eta"],
             DEFAULTS["score.warmup_steps"]) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
+    from delt_engine.scoring.baselines import PERPLEXITY_WARMUP
+
+    assert cost.DEFAULT_WARMUP_STEPS == PERPLEXITY_WARMUP["warmup_steps"] == cfg.warmup_steps
 
 
 @pytest.mark.parametrize("raw, expected, problem", [(None, 1, False), ("2", 2, False), ("0", 1, True),

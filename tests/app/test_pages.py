@@ -66,10 +66,10 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     at.button(key="data.import").click().run()  # the same name again: refused, the first import is kept
     assert any("already exists" in t for t in texts(at, "error"))
 
-    # its own target set and benchmark (else the demo's): checked, copied, used by the eval paths
+    # its own target set and benchmark (never the demo's): checked, copied, used by the eval paths
     from ui.datasets import eval_paths
 
-    assert "demo-s" in eval_paths(workspace, "mini")["target"]
+    assert eval_paths(workspace, "mini") == {"target": None, "benchmark": None}
     bench = tmp_path / "mybench.jsonl"
     bench.write_text(json.dumps({"context": "the cat", "choices": ["sat"], "answer": 0}) + "\n")
     at.text_input(key="data.eval_path").set_value(str(bench))
@@ -153,7 +153,7 @@ def test_score_precision_choice_on_a_gpu(workspace, monkeypatch):
     new = {d.name.split("-")[0]: d for d in set((workspace / "scores").iterdir()) - before}
     assert sorted(new) == ["lqs", "perplexity"]
     options = {m: json.loads((d / "config.json").read_text())["options"] for m, d in new.items()}
-    assert options["perplexity"] == {"bf16": True} and options["lqs"]["dtype"] == "bfloat16"
+    assert options["perplexity"] == {"warmup_steps": 2, "bf16": True} and options["lqs"]["dtype"] == "bfloat16"
     for d in new.values():
         assert json.loads((d / "status.json").read_text())["state"] == "done"
         shutil.rmtree(d)  # later tests count their own perplexity/lqs jobs

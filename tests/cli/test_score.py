@@ -104,6 +104,8 @@ def test_bad_input_exits_2_with_one_line_error(tmp_path):
     (["--input", "x.jsonl", "--method", "length", "--output", "o.csv"], ".jsonl or .parquet"),
     (["--job-dir", "d", "--input", "x.jsonl"], "drop --input"),
     (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl", "--proxy-size", "0"], "--proxy-size"),
+    (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl"], "add --target FILE"),  # before reading
+    (["--input", "x.jsonl", "--method", "pds", "--output", "o.jsonl"], "add --target FILE"),
 ])
 def test_argument_errors(capsys, argv, message):
     assert main(["score", *argv]) == 2

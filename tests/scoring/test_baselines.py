@@ -10,8 +10,8 @@ import torch
 from delt_engine.errors import Cancelled
 from delt_engine.models.presets import build_model
 from delt_engine.scoring import SCORERS, ScoreContext
-from delt_engine.scoring.baselines import (compression_ratio, score_compression, score_length, score_perplexity,
-                                           score_random)
+from delt_engine.scoring.baselines import (PERPLEXITY_WARMUP, compression_ratio, score_compression, score_length,
+                                           score_perplexity, score_random)
 from delt_engine.data.tokenizer import train_tokenizer
 
 PROSE = [
@@ -27,6 +27,7 @@ PROSE = [
 ]
 BOILERPLATE = ["Click here to subscribe! " * 12, "Cookie policy. Accept all. " * 10]
 TEXTS = PROSE + BOILERPLATE
+COLD = {"warmup_steps": 0}  # the random proxy: tests of the scoring pass itself
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def brute_force_perplexity(model, tokenizer, text, max_length):
 
 def test_perplexity_matches_brute_force(tokenizer):
     max_length = 24
-    out = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=max_length, batch_size=4, seed=5))
+    out = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=max_length, batch_size=4, seed=5, options=COLD))
     model = build_model("tiny-test", vocab_size=len(tokenizer), seed=5, device="cpu",
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).eval()
     assert out["id"].to_list() == [f"s{i}" for i in range(len(TEXTS))]
@@ -111,23 +112,24 @@ def test_perplexity_matches_brute_force(tokenizer):
 
 
 def test_perplexity_independent_of_batch_size_and_padding(tokenizer):
-    base = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, batch_size=1))
+    base = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, batch_size=1, options=COLD))
     for bs in (3, 16):
-        other = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, batch_size=bs))
+        other = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, batch_size=bs, options=COLD))
         assert other["score"].to_list() == pytest.approx(base["score"].to_list(), rel=1e-5)
     # A much longer neighbour widens every batch it joins (more padding); nobody else's score moves.
-    padded = score_perplexity(make_ctx(TEXTS + [" ".join(PROSE)], tokenizer=tokenizer, max_length=32, batch_size=16))
+    padded = score_perplexity(make_ctx(TEXTS + [" ".join(PROSE)], tokenizer=tokenizer, max_length=32, batch_size=16,
+                                       options=COLD))
     assert padded["score"].to_list()[:-1] == pytest.approx(base["score"].to_list(), rel=1e-5)
 
 
 def test_perplexity_of_a_one_token_sample_is_null(tokenizer):
-    out = score_perplexity(make_ctx(["", PROSE[0]], tokenizer=tokenizer))
+    out = score_perplexity(make_ctx(["", PROSE[0]], tokenizer=tokenizer, options=COLD))
     assert out["score"][0] is None and out["loss"][0] is None and out["n_tokens"][0] == 1
     assert out["score"][1] > 1.0
 
 
 def test_warmup_trains_the_proxy_on_the_corpus(tokenizer):
-    cold = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, seed=1))
+    cold = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, seed=1, options=COLD))
     opts = {"warmup_steps": 10, "warmup_lr": 2e-2}
     warm = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, seed=1, options=opts))
     again = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, seed=1, options=dict(opts)))
@@ -135,11 +137,30 @@ def test_warmup_trains_the_proxy_on_the_corpus(tokenizer):
     assert warm["score"].to_list() == pytest.approx(again["score"].to_list(), rel=1e-6)
 
 
+def test_perplexity_warms_the_proxy_up_by_default_as_lqs_does(tokenizer):
+    """Without options the proxy gets LQS's warm-up: the scores equal a brute-force pass over a model
+    warmed up by hand with LQS's default steps and learning rate, and beat the random proxy's."""
+    from delt_engine.scoring.lqs_config import LQSConfig
+    from delt_engine.scoring.runner import prepare_samples, warm_up
+
+    assert PERPLEXITY_WARMUP == {"warmup_steps": LQSConfig.warmup_steps, "warmup_lr": LQSConfig.warmup_lr}
+    default = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=24, batch_size=4, seed=2))
+    cold = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=24, batch_size=4, seed=2, options=COLD))
+    model = build_model("tiny-test", vocab_size=len(tokenizer), seed=2, device="cpu",
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    samples = prepare_samples(make_ctx(tokenizer=tokenizer, max_length=24), tokenizer)
+    warm_up(model, samples, steps=LQSConfig.warmup_steps, lr=LQSConfig.warmup_lr, batch_size=4, seed=2)
+    model.eval()
+    for text, loss in zip(TEXTS, default["loss"]):
+        assert loss == pytest.approx(brute_force_perplexity(model, tokenizer, text, 24)[0], abs=1e-4)
+    assert default["loss"].mean() < cold["loss"].mean() - 1.0
+
+
 def test_progress_reports_phases_and_stop_flag_cancels(tokenizer):
     events = []
     score_perplexity(make_ctx(tokenizer=tokenizer, batch_size=4, on_progress=events.append))
     phases = [e.phase for e in events]
-    assert "encode" in phases and "perplexity" in phases
+    assert "encode" in phases and "warm-up" in phases and "perplexity" in phases
     last = [e for e in events if e.phase == "perplexity"][-1]
     assert last.done == last.total == len(TEXTS)
     calls = []

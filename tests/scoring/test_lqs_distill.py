@@ -35,7 +35,7 @@ def make_ctx(tokenizer, **options):
                         batch_size=4, target_texts=TARGET, options={**OPTIONS, **options})
 
 
-def test_distilled_table_keeps_exact_scores_and_marks_sources(tokenizer):
+def test_distilled_table_rescores_every_sample_and_keeps_exact_scores_aside(tokenizer):
     lqs_module._CACHE.clear()
     proxy_only = score_lqs(make_ctx(tokenizer))
     result = run_lqs(make_ctx(tokenizer, distill=True, distill_epochs=3), "lqs")
@@ -44,22 +44,48 @@ def test_distilled_table_keeps_exact_scores_and_marks_sources(tokenizer):
     exact = t.filter(pl.col("source") == "exact")
     assert exact.height == 12 and exact["exact"].all() and not t.filter(~pl.col("exact"))["exact"].any()
     assert (t["source"] == "distilled").sum() == len(TEXTS) - 12
+    # the raw exact scores stay in their own column; components of exact samples are kept as computed
     joined = proxy_only.join(exact, on="id", suffix="_d")
-    assert joined.height == 12 and joined["lqs"].to_list() == joined["lqs_d"].to_list()  # exact scores kept
-    distilled = t.filter(pl.col("source") == "distilled")
-    assert distilled["score"].is_not_null().all() and distilled["score"].to_list() == distilled["lqs"].to_list()
-    assert distilled["pds"].is_null().all() and distilled["cos"].is_null().all()
+    assert joined.height == 12 and joined["lqs"].to_list() == joined["exact_score"].to_list()
+    assert joined["quality"].to_list() == joined["quality_d"].to_list()
+    assert t.filter(pl.col("source") == "distilled")["exact_score"].is_null().all()
+    # every score, the exact samples' included, is the regressor's prediction (on the label scale)
+    reg = regressor_of(tokenizer, "lqs", proxy_only, epochs=3)
+    samples = encode(TEXTS, [f"d{i}" for i in range(len(TEXTS))], tokenizer, max_length=24)
     facts = result.meta["distill"]
+    with torch.no_grad():
+        expected = [facts["label_mean"] + facts["label_std"] * float(reg(samples.input_ids[i:i + 1],
+                                                                         samples.attention_mask[i:i + 1]))
+                    for i in range(len(TEXTS))]
+    assert t["score"].to_list() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert t["lqs"].to_list() == t["score"].to_list()
+    assert exact["score"].to_list() != exact["exact_score"].to_list()  # the raw scores are no longer used
+    distilled = t.filter(pl.col("source") == "distilled")
+    assert distilled["pds"].is_null().all() and distilled["cos"].is_null().all()
     assert facts["n_train"] + facts["n_val"] == 12 and 1 <= facts["best_epoch"] <= 3
-    assert len(facts["val_spearman_by_epoch"]) == 3
+    assert len(facts["val_spearman_by_epoch"]) == 3 and -1 <= facts["exact_spearman"] <= 1
     assert t["distill_val_spearman"].n_unique() == 1
     assert t["distill_val_spearman"][0] == facts["val_spearman"] == max(facts["val_spearman_by_epoch"])
 
 
+def regressor_of(tokenizer, method, proxy_only, epochs):
+    """The regressor distillation trains, rebuilt by hand from the cached exact computation's proxy LM."""
+    exact = next(iter(lqs_module._CACHE.values()))
+    positions = np.asarray(exact.parts.positions)
+    by_id = dict(zip(proxy_only["id"].to_list(), proxy_only[method].to_list()))
+    labels = np.array([by_id[exact.samples.ids[p]] for p in positions])
+    reg, _ = train_regressor(exact.flm.model, exact.samples, positions, labels, epochs=epochs, lr=1e-3,
+                             batch_size=4, val_fraction=0.2, seed=0)
+    return reg.eval()
+
+
 def test_pds_distils_its_own_column(tokenizer):
     t = run_lqs(make_ctx(tokenizer, distill=True, distill_epochs=1), "pds").frame
+    assert t["score"].to_list() == t["pds"].to_list() and t["score"].is_not_null().all()
     distilled = t.filter(pl.col("source") == "distilled")
-    assert distilled["score"].to_list() == distilled["pds"].to_list() and distilled["lqs"].is_null().all()
+    assert distilled["lqs"].is_null().all()
+    exact = t.filter(pl.col("exact"))
+    assert exact["exact_score"].is_not_null().all() and exact["lqs"].is_not_null().all()
 
 
 def test_distill_needs_a_proxy_of_useful_size(tokenizer):
