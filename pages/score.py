@@ -3,7 +3,6 @@ per-sample explanation, top/bottom samples, scorer agreement)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +17,8 @@ from delt_engine.scoring import agreement as score_agreement
 from delt_engine.scoring import cost
 from delt_engine.workspace import scorings
 from delt_engine.workspace.scorings import latest_done, list_scorings
-from ui import datasets, jobs, scores, state, widgets
+from ui import damaged, datasets, jobs, scores, state, widgets
+from ui.safe import md
 
 state.require_app("score")
 ROOT = state.workspace_root()
@@ -150,7 +150,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
     names = list(SCORERS)
     state.ensure_choice("score.methods", names, multi=True)
     methods = st.multiselect("Scorers", names, key="score.methods", persist_state="session",
-                             format_func=lambda n: f"{n} ({SCORERS[n].description})")
+                             format_func=lambda n: f"{n} ({SCORERS[n].description})")  # options: plain text
     if not methods:
         st.info("Pick at least one scorer (length is instant; LQS is the paper's).")
         return
@@ -166,8 +166,8 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     model = cfg.get("model")
     if model and model not in PRESETS and not (Path(model).expanduser() / "config.json").is_file():
-        st.error(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
-                 "with safetensors weights, or clear the field to use the preset.")
+        st.error(md(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
+                    "with safetensors weights, or clear the field to use the preset."))
         return
     try:
         for m in methods:
@@ -178,8 +178,8 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
                     raise ConfigError(f"{m} needs a target set (clean text); the demo folder has none here")
                 config["target"] = targets["target"]
             jobs.submit_score(create_score_job(ROOT / "scores", config))
-    except DeltError as exc:
-        st.error(f"Could not start scoring: {exc}")
+    except (DeltError, OSError) as exc:
+        st.error(md(f"Could not start scoring: {exc}"))
         return
     st.session_state["score.view"] = methods[-1]
     st.rerun()
@@ -190,9 +190,9 @@ def import_panel(corpus: Path) -> None:
     from delt_engine.workspace.score_import import import_scores
 
     with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
-        st.caption(f"The ids must be this dataset's (its file: `{corpus}`); other columns are kept as components. "
-                   "From a terminal: `python -m delt_engine import-scores --scores FILE --corpus "
-                   f"{corpus} --name NAME`.")
+        st.caption(md(f"The ids must be this dataset's (its file: {corpus}); other columns are kept as components. "
+                      "From a terminal: python -m delt_engine import-scores --scores FILE --corpus "
+                      f"{corpus} --name NAME"))
         upload = st.file_uploader("Scores file", type=["jsonl", "parquet"], key="score.import_file")
         path = st.text_input("…or a path on this machine", key="score.import_path")
         c1, c2 = st.columns(2)
@@ -203,16 +203,14 @@ def import_panel(corpus: Path) -> None:
             return
         try:
             source = Path(path).expanduser() if path.strip() else None
-            if upload is not None:
-                source = ROOT / "cache" / "uploads" / f"{time.time_ns()}-{Path(upload.name).name}"
-                source.parent.mkdir(parents=True, exist_ok=True)
-                source.write_bytes(upload.getvalue())
+            if upload is not None:  # a file of its own, written atomically (see datasets.save_upload)
+                source = datasets.save_upload(ROOT, upload.name, upload.getvalue())
             if source is None:
                 st.info("Choose a file or give a path first.")
                 return
             import_scores(ROOT / "scores", corpus, source, name=name.strip(), direction=direction)
-        except DeltError as exc:
-            st.error(f"Could not add the scores: {exc}")
+        except (DeltError, OSError, UnicodeDecodeError) as exc:
+            st.error(md(f"Could not add the scores: {exc}"))
             return
         st.session_state["score.view"] = name.strip()
         st.rerun()
@@ -276,9 +274,9 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
     row = table.filter(pl.col("id") == sid).row(0, named=True)
     left, right = st.columns([2, 3])
     with left:
-        st.metric(f"{method} score", f"{row[method]:.4g}")
+        st.metric(f"{md(method)} score", f"{row[method]:.4g}")
         meta = ", ".join(f"{k}={row[k]}" for k in ("kind", "is_noise", "difficulty") if k in row)
-        st.caption(meta)
+        st.caption(md(meta))
         st.text(row["text"][:1500])
     with right:
         comps = {c.split(".", 1)[1]: list(row[c] or []) for c in lists}
@@ -298,9 +296,9 @@ def extremes(table: pl.DataFrame, method: str) -> None:
     ranked = table.select(cols).drop_nulls(method).sort(method, descending=True)
     view = lambda f: f.with_columns(pl.col("text").str.slice(0, 140))  # noqa: E731
     left, right = st.columns(2)
-    left.caption(f"Highest {method}")
+    left.caption(f"Highest {md(method)}")
     left.dataframe(view(ranked.head(10)), hide_index=True, key="score.top")
-    right.caption(f"Lowest {method}")
+    right.caption(f"Lowest {md(method)}")
     right.dataframe(view(ranked.tail(10).reverse()), hide_index=True, key="score.bottom")
 
 
@@ -328,7 +326,7 @@ def results(frame: pl.DataFrame, corpus: Path) -> None:
     st.divider()
     state.ensure_choice("score.view", methods)
     method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
-                      format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})")
+                      format_func=lambda m: md(f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})"))
     cats = datasets.category_columns(frame) + scorings.category_components(table, method)
     distribution(table, method, cats)
     data_map(table, method, cats)
@@ -341,13 +339,16 @@ def main() -> None:
     st.title("Score")
     st.caption("Give every sample a score (LQS and baselines). Scoring runs as a background job.")
     name = st.session_state["data.dataset"]
+    damaged.panel(ROOT, ("scoring",), key="score.damaged")
     try:
         frame = datasets.load(ROOT, name)
         corpus = datasets.corpus_path(ROOT, name)
-    except DeltError as exc:
-        st.error(f"{exc}")
+        datasets.manifest(ROOT, name)  # its target set is read from it
+    except (DeltError, OSError) as exc:
+        st.error(md(exc))
+        damaged.panel(ROOT, ("dataset",), key="score.damaged")
         return
-    st.caption(f"Dataset **{name}** · {frame.height:,} documents")
+    st.caption(f"Dataset **{md(name)}** · {frame.height:,} documents")
     launch_panel(frame, corpus)
     import_panel(corpus)
     jobs_panel(corpus)

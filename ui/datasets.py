@@ -10,12 +10,13 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.workspace import datasets as engine
-from delt_engine.workspace.datasets import DEMO, check_name, imported_names, manifest, names, save_import, set_eval_file
+from delt_engine.workspace.datasets import (DEMO, check_name, imported_names, manifest, names, save_import,
+                                            save_upload, set_eval_file)
 
 from . import state
 
 __all__ = ["DEMO", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load", "manifest",
-           "names", "save_import", "set_eval_file", "word_counts", "category_columns", "group_labels"]
+           "names", "save_import", "save_upload", "set_eval_file", "word_counts", "category_columns", "group_labels"]
 
 
 @st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
