@@ -32,7 +32,8 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
     state_ = status.get("state", "created")
     c1, c2, c3 = st.columns([3, 5, 1])
     gpu = status.get("gpu")  # set when jobs are spread over several GPUs
-    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}" + (f" · GPU {md(gpu)}" if gpu else ""))
+    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}"
+                + (f" · GPU {md(gpu)}" if gpu else ""))
     if state_ == DAMAGED_STATE:  # the page's damaged-entries panel offers to delete it
         c2.error(md(status.get("error") or f"{job_dir}: unreadable status file"))
         return

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -237,7 +235,8 @@ def test_processes_racing_on_transitions_never_replace_a_final_state(tmp_path):
     time.sleep(1.0)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * 4
-    wins = [(d, state, k, seq) for k in range(4) for d, state, seq in json.loads((tmp_path / f"out{k}.json").read_text())]
+    wins = [(d, state, k, seq) for k in range(4)
+            for d, state, seq in json.loads((tmp_path / f"out{k}.json").read_text())]
     for d in dirs:
         status = read_status(d)
         mine = [w for w in wins if w[0] == str(d)]
