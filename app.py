@@ -1,14 +1,17 @@
 """DELT Studio: score, select, order, train and compare, in the browser.
 
 Page config, navigation over pages/ and the shared sidebar; nothing else (pages do the work).
-Run with ``./studio.sh app`` or ``streamlit run app.py``.
+Run with ``./studio.sh app`` or ``streamlit run app.py``. On an address other machines can reach it
+shows only a page saying why it refuses to serve there, unless ``DELT_ALLOW_REMOTE=1`` (ui/serving.py).
 """
 
 import streamlit as st
 
-from ui import scenarios, sidebar, state
+from ui import scenarios, serving, sidebar, state
 
 st.set_page_config(page_title="DELT Studio", page_icon="assets/logo.svg", layout="wide")
+if not serving.may_serve():
+    serving.refuse()  # stops here: no navigation, no page, no sidebar
 state.init_state()
 scenarios.restore_from_url()
 

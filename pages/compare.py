@@ -15,7 +15,8 @@ from ui import figures
 from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace.layout import Workspace
 from delt_engine.workspace.runs import metrics_frame, read_metrics
-from ui import state
+from ui import damaged, state
+from ui.safe import md
 
 state.require_app("compare")
 ROOT = state.workspace_root()
@@ -64,7 +65,7 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
                            format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})")
         from delt_engine.experiments.spec import describe_data
 
-        st.caption("Data: " + describe_data(ws.load_comparison(cid)))
+        st.caption(md("Data: " + describe_data(ws.load_comparison(cid))))
         return ws.comparison_curves(cid)
     infos = ws.list_runs()
     labels = {i.id: f"{i.arm or i.ordering or '?'} · seed {i.seed} · {i.state} · {i.id}" for i in infos}
@@ -106,7 +107,7 @@ def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
     try:
         agg = stats.aggregate_seeds(stats.align_by_tokens(curves, metric, n_points=60))
     except DeltError as exc:
-        st.info(f"No seed bands: {exc}")
+        st.info(md(f"No seed bands: {exc}"))
         return
     items = []
     for (arm,), part in agg.group_by(["arm"], maintain_order=True):
@@ -165,18 +166,18 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     try:
         summary = stats.summarize(curves)
     except DeltError as exc:
-        st.info(f"No summary yet: {exc}")
+        st.info(md(f"No summary yet: {exc}"))
         return None
     st.dataframe(summary_table(summary), hide_index=True, key="compare.summary")
     found = summary["verdicts"]
     if not found:
-        st.caption(f"Verdicts compare each arm with {summary['baseline']} over matched seeds "
+        st.caption(f"Verdicts compare each arm with {md(summary['baseline'])} over matched seeds "
                    f"({', '.join(map(stats.metric_label, stats.VERDICT_METRICS))}); run two or more arms "
                    "to see them.")
         return summary
     st.dataframe(verdict_table(found), hide_index=True, key="compare.verdicts")
     for v in found:
-        VERDICT_STYLE[v.verdict](v.text)  # colour from the verdict field, never from the wording
+        VERDICT_STYLE[v.verdict](md(v.text))  # colour from the verdict field, never from the wording
     st.caption(f"Paired t-test over seeds; p-values Holm-adjusted across every arm × metric "
                f"({sum(v.p is not None for v in found)} tests); better/worse when the adjusted p < "
                f"{summary['alpha']}. Seeds needed: total seeds for {verdicts.POWER:.0%} power to resolve the observed "
@@ -206,10 +207,11 @@ def main() -> None:
     st.title("Compare")
     st.caption("Same data, different orders: did the ordering matter more than the seed?")
     ws = Workspace(ROOT)
+    damaged.panel(ROOT, ("run", "comparison"), key="compare.damaged")
     try:
         curves = pick_source(ws)
     except DeltError as exc:  # nothing recorded yet: information, not a failure
-        st.info(f"{exc}")
+        st.info(md(exc))
         return
     if curves is None:
         return

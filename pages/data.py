@@ -10,7 +10,8 @@ import streamlit as st
 
 from ui import figures
 from delt_engine.errors import DeltError
-from ui import datasets, state
+from ui import damaged, datasets, state
+from ui.safe import md
 
 state.require_app("data")
 ROOT = state.workspace_root()
@@ -42,21 +43,21 @@ def import_panel() -> None:
         if go:
             source = _import_source(upload, path, hub)
             if source is not None:
-                _do_import(source, text_field, name or _default_name(source))
+                _do_import(source, text_field, name or _default_name(upload.name if upload is not None else source))
         if st.session_state.get(state.IMPORT_ERROR):
-            st.error(st.session_state[state.IMPORT_ERROR])
+            st.error(md(st.session_state[state.IMPORT_ERROR]))
             if st.button("Dismiss", key="data.import_dismiss"):  # else it stays until an import succeeds
                 st.session_state[state.IMPORT_ERROR] = None
                 st.rerun()
 
 
 def _import_source(upload, path: str, hub: str) -> str | None:
-    if upload is not None:
-        folder = ROOT / "cache" / "uploads"  # the original upload is kept beside the workspace, never edited
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / Path(upload.name).name
-        target.write_bytes(upload.getvalue())
-        return str(target)
+    if upload is not None:  # kept in the workspace under a name of its own (never replaced), never edited
+        try:
+            return str(datasets.save_upload(ROOT, upload.name, upload.getvalue()))
+        except (DeltError, OSError) as exc:
+            st.session_state[state.IMPORT_ERROR] = f"Could not store the upload {upload.name!r}: {exc}"
+            return None
     if path.strip():
         return path.strip()
     if hub.strip():
@@ -82,12 +83,12 @@ def _do_import(source: str, text_field: str, name: str) -> None:
         with st.spinner(f"Importing {source}…"):  # reading a file: I/O, not training; usually a second or two
             loaded = load_corpus(source, text_field=text_field or "text", split=split)
             datasets.save_import(ROOT, name, loaded, source, text_field)
-    except DeltError as exc:
+    except (DeltError, OSError, UnicodeDecodeError) as exc:
         st.session_state[state.IMPORT_ERROR] = f"Import failed: {exc}"
         return
     st.session_state[state.IMPORT_ERROR] = None
     st.session_state[state.PENDING_DATASET] = name  # applied before the selectbox is drawn (next run)
-    st.toast(f"Imported {loaded.frame.height} documents as '{name}'")
+    st.toast(md(f"Imported {loaded.frame.height} documents as '{name}'"))
     st.rerun()
 
 
@@ -105,7 +106,7 @@ def eval_panel(name: str) -> None:
                  "none yet: comparisons report no benchmark accuracy")):
             own = info.get(kind)
             origin = f"its own, from {info.get(kind + '_source', own)}" if own else without
-            st.caption(f"**{kind}**: {origin} ({what})")
+            st.caption(f"**{kind}**: {md(origin)} ({what})")
         c1, c2, c3 = st.columns([3, 1, 1])
         path = c1.text_input("File on this machine", key="data.eval_path", placeholder="/data/my_target.jsonl")
         kind = c2.selectbox("Use as", ["target", "benchmark"], key="data.eval_kind")
@@ -113,12 +114,12 @@ def eval_panel(name: str) -> None:
         if c3.button("Set", key="data.eval_set") and path.strip():
             try:
                 datasets.set_eval_file(ROOT, name, kind, path.strip(), st.session_state["data.text_field"] or "text")
-            except DeltError as exc:
-                st.error(f"Could not set the {kind}: {exc}")
+            except (DeltError, OSError, UnicodeDecodeError) as exc:
+                st.error(md(f"Could not set the {kind}: {exc}"))
                 return
-            st.toast(f"{name} now uses its own {kind}")
+            st.toast(md(f"{name} now uses its own {kind}"))
             st.rerun()
-        st.caption(f"In use now: target {paths['target'] or '(none)'}, benchmark {paths['benchmark'] or '(none)'}")
+        st.caption(md(f"In use now: target {paths['target'] or '(none)'}, benchmark {paths['benchmark'] or '(none)'}"))
 
 
 def summary(frame: pl.DataFrame, cats: list[str]) -> None:
@@ -159,7 +160,7 @@ def browser(frame: pl.DataFrame, cats: list[str]) -> None:
         view = view.filter(pl.col("text").str.contains(query, literal=True))
     for col, widget_col in zip(cats[:3], cols[1:]):
         values = sorted({str(v) for v in frame[col].to_list()})
-        chosen = widget_col.multiselect(col, values, key=f"data.filter_{col}", placeholder="all")
+        chosen = widget_col.multiselect(md(col), values, key=f"data.filter_{col}", placeholder="all")
         if chosen:
             view = view.filter(pl.col(col).cast(pl.Utf8).is_in(chosen))
     size = st.session_state["data.page_size"]
@@ -179,11 +180,11 @@ def browser(frame: pl.DataFrame, cats: list[str]) -> None:
                          selection_mode="single-row", width="stretch")
     picked = [i for i in getattr(getattr(event, "selection", None), "rows", None) or [] if i < rows.height]
     doc = rows.row(picked[0] if picked else 0, named=True)
-    with st.expander(f"Full text of {doc['id']}" + ("" if picked else " (click a row to pick another)"),
+    with st.expander(f"Full text of {md(doc['id'])}" + ("" if picked else " (click a row to pick another)"),
                      expanded=True):
         meta = ", ".join(f"{k}={v}" for k, v in doc.items() if k not in ("id", "text"))
         if meta:
-            st.caption(meta)
+            st.caption(md(meta))
         st.text(doc["text"])
 
 
@@ -198,13 +199,14 @@ def main() -> None:
     st.selectbox("Dataset", options, key="data.dataset", persist_state="session",
                  format_func=lambda n: "demo (generated, planted structure)" if n == datasets.DEMO else n)
     import_panel()
+    damaged.panel(ROOT, ("dataset",), key="data.damaged")
     try:
         frame = datasets.load(ROOT, st.session_state["data.dataset"])
-    except DeltError as exc:
-        st.error(f"{exc}")
+        info = datasets.manifest(ROOT, st.session_state["data.dataset"])
+    except (DeltError, OSError) as exc:
+        st.error(md(exc))
         return
-    info = datasets.manifest(ROOT, st.session_state["data.dataset"])
-    st.caption(f"Source: {info.get('source', '?')}")
+    st.caption(md(f"Source: {info.get('source', '?')}"))
     eval_panel(st.session_state["data.dataset"])
     cats = datasets.category_columns(frame)
     summary(frame, cats)

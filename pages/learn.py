@@ -15,6 +15,7 @@ from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.workspace.layout import Workspace
 from ui import scenarios, state
+from ui.safe import md
 
 state.require_app("learn")
 ROOT = state.workspace_root()
@@ -130,10 +131,10 @@ def reveal(summary: dict, locked: str) -> None:
     noise = bool(verdicts) and all(v.verdict == "unresolved" for v in verdicts)
     right = (locked == UNRESOLVED and noise) or (not noise and best.split()[0] == locked)
     (st.success if right else st.warning)(
-        f"You predicted **{locked}**. Lowest {metrics.label(metric)}: **{best}** ({means[best]:.4f})." +
+        f"You predicted **{md(locked)}**. Lowest {metrics.label(metric)}: **{md(best)}** ({means[best]:.4f})." +
         (" None of the gaps is resolved with these seeds." if noise else ""))
     for v in verdicts:
-        st.caption(v.text)
+        st.caption(md(v.text))
     st.page_link("pages/compare.py", label="See the curves on Compare", icon=":material/compare_arrows:")
 
 

@@ -12,6 +12,7 @@ from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.organize.registry import ORDERINGS, SELECTIONS
 from ui import scores, state
+from ui.safe import md
 
 state.require_app("organize")
 ROOT = state.workspace_root()
@@ -29,7 +30,7 @@ def pick_score(done: dict) -> tuple[str, bool]:
     method = st.selectbox("Organise by score", methods, key="organize.score", persist_state="session",
                           on_change=state.mark_chosen, args=("organize.score",))
     higher_better = done[method].direction == "higher_better"
-    st.caption(f"{method}: " + ("higher = better, so selection keeps the highest scores and sorting puts them last."
+    st.caption(f"{md(method)}: " + ("higher = better, so selection keeps the highest scores and sorting puts them last."
                                 if higher_better else
                                 "higher = harder, so selection keeps the lowest scores (the easiest) and sorting "
                                 "ascending goes from easy to hard."))
@@ -106,7 +107,7 @@ def selection(work: pl.DataFrame, higher_better: bool) -> pl.DataFrame:
         cutoff = summary.cutoff
         kept = select(work, method, score_field="score", higher_is_better=higher_better, **kwargs) \
             if summary.n_kept else work.head(0)
-        st.caption(summary.describe())
+        st.caption(md(summary.describe()))
     share = kept.height / max(work.height, 1)
     st.metric("Kept", f"{kept.height:,} of {work.height:,}", f"{share:.0%} kept", delta_color="off", delta_arrow="off")
     kept_ids = set(kept["id"].to_list())
@@ -204,7 +205,7 @@ def main() -> None:
             return
         views = ordered_views(kept, chosen)
     except DeltError as exc:
-        st.error(f"{exc}")
+        st.error(md(exc))
         return
     show_layout(views)
     export(views, name, method)

@@ -3,7 +3,6 @@ per-sample explanation, top/bottom samples, scorer agreement)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +17,8 @@ from delt_engine.scoring import agreement as score_agreement
 from delt_engine.scoring import cost
 from delt_engine.workspace import scorings
 from delt_engine.workspace.scorings import latest_done, list_scorings, preferred_method
-from ui import datasets, jobs, scores, state, widgets
+from ui import damaged, datasets, jobs, scores, state, widgets
+from ui.safe import md
 
 state.require_app("score")
 ROOT = state.workspace_root()
@@ -183,7 +183,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
         st.page_link("pages/data.py", label="Go to Data", icon=":material/dataset:")
     state.ensure_choice("score.methods", names, multi=True)
     methods = st.multiselect("Scorers", names, key="score.methods", persist_state="session",
-                             format_func=lambda n: f"{n} ({SCORERS[n].description})")
+                             format_func=lambda n: f"{n} ({SCORERS[n].description})")  # options: plain text
     if not methods:
         st.info("Pick at least one scorer (length is instant; LQS is the paper's).")
         return
@@ -199,8 +199,8 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     model = cfg.get("model")
     if model and model not in PRESETS and not (Path(model).expanduser() / "config.json").is_file():
-        st.error(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
-                 "with safetensors weights, or clear the field to use the preset.")
+        st.error(md(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
+                    "with safetensors weights, or clear the field to use the preset."))
         return
     try:
         for group in job_groups(methods):
@@ -213,8 +213,8 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
                     raise ConfigError(f"{' and '.join(group)} need a target set; {datasets.TARGET_HELP}")
                 config["target"] = targets["target"]
             jobs.submit_score(create_score_job(ROOT / "scores", config))
-    except DeltError as exc:
-        st.error(f"Could not start scoring: {exc}")
+    except (DeltError, OSError) as exc:
+        st.error(md(f"Could not start scoring: {exc}"))
         return
     show_next(next((m for m in scorings.PREFERRED_METHODS if m in methods), methods[-1]))
     st.rerun()
@@ -231,9 +231,9 @@ def import_panel(corpus: Path) -> None:
     from delt_engine.workspace.score_import import import_scores
 
     with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
-        st.caption(f"The ids must be this dataset's (its file: `{corpus}`); other columns are kept as components. "
-                   "From a terminal: `python -m delt_engine import-scores --scores FILE --corpus "
-                   f"{corpus} --name NAME`.")
+        st.caption(md(f"The ids must be this dataset's (its file: {corpus}); other columns are kept as components. "
+                      "From a terminal: python -m delt_engine import-scores --scores FILE --corpus "
+                      f"{corpus} --name NAME"))
         upload = st.file_uploader("Scores file", type=["jsonl", "parquet"], key="score.import_file")
         path = st.text_input("…or a path on this machine", key="score.import_path")
         c1, c2 = st.columns(2)
@@ -244,16 +244,14 @@ def import_panel(corpus: Path) -> None:
             return
         try:
             source = Path(path).expanduser() if path.strip() else None
-            if upload is not None:
-                source = ROOT / "cache" / "uploads" / f"{time.time_ns()}-{Path(upload.name).name}"
-                source.parent.mkdir(parents=True, exist_ok=True)
-                source.write_bytes(upload.getvalue())
+            if upload is not None:  # a file of its own, written atomically (see datasets.save_upload)
+                source = datasets.save_upload(ROOT, upload.name, upload.getvalue())
             if source is None:
                 st.info("Choose a file or give a path first.")
                 return
             import_scores(ROOT / "scores", corpus, source, name=name.strip(), direction=direction)
-        except DeltError as exc:
-            st.error(f"Could not add the scores: {exc}")
+        except (DeltError, OSError, UnicodeDecodeError) as exc:
+            st.error(md(f"Could not add the scores: {exc}"))
             return
         show_next(name.strip())
         st.rerun()
@@ -317,12 +315,13 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
     row = table.filter(pl.col("id") == sid).row(0, named=True)
     left, right = st.columns([2, 3])
     with left:
-        st.metric(f"{method} score", f"{row[method]:.4g}")
+        st.metric(f"{md(method)} score", f"{row[method]:.4g}")
         if row.get(f"{method}.exact_score") is not None:  # distilled scoring: every score is the regressor's
-            st.caption(f"Exact {method} {row[f'{method}.exact_score']:.4g}; the score above is the distilled "
-                       "regressor's prediction, as for every sample, so exact and distilled samples share one scale.")
+            st.caption(md(f"Exact {method} {row[f'{method}.exact_score']:.4g}; the score above is the distilled "
+                          "regressor's prediction, as for every sample, so exact and distilled samples share one "
+                          "scale."))
         meta = ", ".join(f"{k}={row[k]}" for k in ("kind", "is_noise", "difficulty") if k in row)
-        st.caption(meta)
+        st.caption(md(meta))
         st.text(row["text"][:1500])
     with right:
         comps = {c.split(".", 1)[1]: list(row[c] or []) for c in lists}
@@ -342,9 +341,9 @@ def extremes(table: pl.DataFrame, method: str) -> None:
     ranked = table.select(cols).drop_nulls(method).sort(method, descending=True)
     view = lambda f: f.with_columns(pl.col("text").str.slice(0, 140))  # noqa: E731
     left, right = st.columns(2)
-    left.caption(f"Highest {method}")
+    left.caption(f"Highest {md(method)}")
     left.dataframe(view(ranked.head(10)), hide_index=True, key="score.top")
-    right.caption(f"Lowest {method}")
+    right.caption(f"Lowest {md(method)}")
     right.dataframe(view(ranked.tail(10).reverse()), hide_index=True, key="score.bottom")
 
 
@@ -373,7 +372,7 @@ def results(frame: pl.DataFrame, corpus: Path) -> None:
     just = st.session_state.get(state.JUST_SCORED)
     state.default_choice("score.view", methods, just if just in done else preferred_method(done))
     method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
-                      format_func=lambda m: f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})",
+                      format_func=lambda m: md(f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})"),
                       on_change=state.mark_chosen, args=("score.view",))
     cats = datasets.category_columns(frame) + scorings.category_components(table, method)
     distribution(table, method, cats)
@@ -387,13 +386,16 @@ def main() -> None:
     st.title("Score")
     st.caption("Give every sample a score (LQS and baselines). Scoring runs as a background job.")
     name = st.session_state["data.dataset"]
+    damaged.panel(ROOT, ("scoring",), key="score.damaged")
     try:
         frame = datasets.load(ROOT, name)
         corpus = datasets.corpus_path(ROOT, name)
-    except DeltError as exc:
-        st.error(f"{exc}")
+        datasets.manifest(ROOT, name)  # its target set is read from it
+    except (DeltError, OSError) as exc:
+        st.error(md(exc))
+        damaged.panel(ROOT, ("dataset",), key="score.damaged")
         return
-    st.caption(f"Dataset **{name}** · {frame.height:,} documents")
+    st.caption(f"Dataset **{md(name)}** · {frame.height:,} documents")
     launch_panel(frame, corpus)
     import_panel(corpus)
     jobs_panel(corpus)

@@ -12,7 +12,8 @@ from delt_engine.organize.configs import describe_selection
 from delt_engine.organize.registry import ORDERINGS, SELECTIONS
 from delt_engine.training import metrics
 from delt_engine.workspace.layout import Workspace
-from ui import comparisons, datasets, jobs, live, scores, state, widgets
+from ui import comparisons, damaged, datasets, jobs, live, scores, state, widgets
+from ui.safe import md
 
 state.require_app("train")
 ROOT = state.workspace_root()
@@ -149,8 +150,8 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
         spec = comparisons.build_spec(f"{name}-{job.method}", corpus, job, datasets.eval_paths(ROOT, name), sel,
                                       orders, ss["train.seeds"], train_settings(), ss["train.first_seed"], dedup)
         token = comparisons.start(spec, ROOT)
-    except DeltError as exc:
-        st.error(f"Could not launch: {exc}")
+    except (DeltError, OSError) as exc:
+        st.error(md(f"Could not launch: {exc}"))
         return
     st.session_state[state.PREP_TOKEN] = token
     prep = comparisons.registry().get(token)
@@ -161,11 +162,11 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
 
 def preparation_status() -> None:
     for prep in comparisons.registry().active():
-        st.progress(prep.fraction, text=f"Preparing {prep.name}: {prep.message}")
+        st.progress(prep.fraction, text=md(f"Preparing {prep.name}: {prep.message}"))
     token = st.session_state.get(state.PREP_TOKEN)
     prep = comparisons.registry().get(token) if token else None
     if prep and prep.state == "failed":
-        st.error(f"Preparing {prep.name} failed: {prep.error}")
+        st.error(md(f"Preparing {prep.name} failed: {prep.error}"))
         if st.session_state.get(state.PREP_APPLIED) != token:  # once: the full rerun stops the polling
             st.session_state[state.PREP_APPLIED] = token
             st.rerun()
@@ -251,6 +252,7 @@ def live_panel() -> None:
 
     st.subheader("Runs")
     panel()
+    damaged.panel(ROOT, ("run", "comparison"), key="train.damaged")
 
 
 def main() -> None:

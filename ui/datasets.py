@@ -10,12 +10,14 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.workspace import datasets as engine
-from delt_engine.workspace.datasets import DEMO, check_name, imported_names, manifest, names, save_import, set_eval_file
+from delt_engine.workspace.datasets import (DEMO, check_name, imported_names, manifest, names, save_import,
+                                            save_upload, set_eval_file)
 
 from . import state
 
 __all__ = ["DEMO", "TARGET_HELP", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load",
-           "manifest", "names", "save_import", "set_eval_file", "word_counts", "category_columns", "group_labels"]
+           "manifest", "names", "save_import", "save_upload", "set_eval_file", "word_counts", "category_columns",
+           "group_labels"]
 
 # How a user gives an imported dataset its own target set (the Data page's control), for messages elsewhere.
 TARGET_HELP = ("give this dataset a target set on the Data page: open \"Target set and benchmark for this "

@@ -1,5 +1,9 @@
 """Pure plotly figure builders for the app: data in, ``go.Figure`` out (no Streamlit, no I/O).
 
+Every text a figure shows (titles, axis titles, legend names, subplot titles, category labels, hover
+text) is escaped once, in ``_layout``, so plotly draws user-controlled strings (metadata values, arm
+labels, corpus text) as they are, never as its HTML-like markup (links, bold, line breaks).
+
 Every builder downsamples long series to at most ``MAX_POINTS`` points per trace (as W&B does),
 so a chart stays responsive however long a run is. Colours are stable per name (an ordering keeps
 its colour on every page).
@@ -14,6 +18,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from ui.safe import html as _plain
 
 MAX_POINTS = 1500
 MIN_SMOOTH_POINTS = 20  # sparser curves (a few evaluations) are drawn raw: an EMA over 4 points only lags
@@ -89,6 +95,7 @@ def smooth_ema(y: Sequence[float], weight: float) -> np.ndarray:
 
 
 def _layout(fig: go.Figure, title: str = "", x_title: str = "", y_title: str = "", height: int = 340) -> go.Figure:
+    """Title, axis titles, size and legend placement; then every text in the figure escaped (``_escape_text``)."""
     n_legend = sum(1 for t in fig.data if t.showlegend is not False and t.name)
     # A few entries fit in one row above the plot; more go in a column on the right, clear of the title.
     legend = dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0) if n_legend <= 4 else \
@@ -99,6 +106,27 @@ def _layout(fig: go.Figure, title: str = "", x_title: str = "", y_title: str = "
         fig.update_xaxes(title_text=x_title)
     if y_title:
         fig.update_yaxes(title_text=y_title)
+    return _escape_text(fig)
+
+
+def _escape_text(fig: go.Figure) -> go.Figure:
+    """Make plotly show every string of ``fig`` literally (see ``ui.safe.html``). Called once per figure,
+    by ``_layout``; hover templates and ``customdata`` (selection ids) are left as they are."""
+    fig.layout.title.text = _plain(fig.layout.title.text) if fig.layout.title.text else fig.layout.title.text
+    for axis in list(fig.select_xaxes()) + list(fig.select_yaxes()):
+        if axis.title.text:
+            axis.title.text = _plain(axis.title.text)
+    for note in fig.layout.annotations:
+        note.text = _plain(note.text)
+    for trace in fig.data:
+        if trace.name:
+            trace.name = _plain(trace.name)
+        for key in ("text", "hovertext", "x", "y"):
+            value = getattr(trace, key, None)
+            if isinstance(value, str):
+                setattr(trace, key, _plain(value))
+            elif value is not None and len(value) and any(isinstance(v, str) for v in value):
+                setattr(trace, key, [_plain(v) if isinstance(v, str) else v for v in value])
     return fig
 
 
@@ -166,8 +194,9 @@ def data_map(x: Sequence[float], y: Sequence[float], text: Sequence[str], groups
         pick = idx[labels[idx] == label]
         fig.add_trace(go.Scattergl(
             x=xa[pick], y=ya[pick], mode="markers", name=label, customdata=id_arr[pick], text=hover[pick],
+            hovertext=id_arr[pick],  # the id again, escaped for the hover (customdata stays the raw id)
             marker=dict(size=6, opacity=0.7, color=color_for(label, i)),
-            hovertemplate="<b>%{customdata}</b><br>" + f"{x_title}=%{{x:.3g}} {y_title}=%{{y:.3g}}"
+            hovertemplate="<b>%{hovertext}</b><br>" + f"{_plain(x_title)}=%{{x:.3g}} {_plain(y_title)}=%{{y:.3g}}"
                           "<br>%{text}<extra></extra>"))
     fig.update_layout(showlegend=groups is not None)
     return _layout(fig, title, x_title, y_title, height=420)

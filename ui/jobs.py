@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from delt_engine.errors import DeltError
-from delt_engine.jobs.protocol import FINAL_STATES
+from delt_engine.jobs.protocol import ACTIVE_STATES
 
 
 def sync_mode() -> bool:
@@ -106,4 +106,6 @@ def queue_summary(root: Path) -> dict[str, int]:
 
 
 def is_active(status: dict) -> bool:
-    return bool(status) and status.get("state") not in FINAL_STATES
+    """Queued or running: a job that may still change. Final states, a damaged status ("unknown")
+    and a job never submitted are not, so a page never polls for them forever."""
+    return bool(status) and status.get("state") in ACTIVE_STATES

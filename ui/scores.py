@@ -32,6 +32,7 @@ def score_table(frame: pl.DataFrame, scorings: dict[str, Scoring]) -> pl.DataFra
 def dataset_with_scores(root: Path, name: str) -> tuple[pl.DataFrame, dict[str, Scoring]]:
     """The dataset ``name`` and its latest finished scoring job per method (raises DeltError)."""
     frame = datasets.load(root, name)
+    datasets.manifest(root, name)  # a damaged manifest is reported here, before a page reads it
     return frame, latest_done(list_scorings(root, datasets.corpus_path(root, name)))
 
 
@@ -41,10 +42,14 @@ def dataset_with_scores_or_explain(root: Path, name: str,
     loaded; when nothing is scored yet, shows ``unscored`` with a link to Score (and the scores are {})."""
     from delt_engine.errors import DeltError
 
+    from ui import damaged
+    from ui.safe import md
+
     try:
         frame, done = dataset_with_scores(root, name)
-    except DeltError as exc:
-        st.error(f"{exc}")
+    except (DeltError, OSError) as exc:
+        st.error(md(exc))
+        damaged.panel(root, ("dataset",), key="scores.damaged")
         return None
     if not done:
         st.info(unscored)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import jobs, state
+from . import jobs, serving, state
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,3 +44,6 @@ def render() -> None:
         st.code(str(root), language=None, wrap_lines=True)
         st.caption(f"Device: **{device_name()}**")
         job_summary(root)
+        if not serving.is_loopback(serving.address()):  # only with DELT_ALLOW_REMOTE=1 (else app.py refused)
+            st.warning(f"Served to the network ({serving.ALLOW_ENV}=1): no authentication; anyone who reaches "
+                       "this port can read files through the path inputs and launch jobs.")

@@ -12,6 +12,18 @@ ignored a cancel for ``grace_s`` seconds. ``cancel``: queued -> cancelled immedi
 SIGTERM (the job stops at its next check and writes "cancelled"), then SIGKILL after the grace period
 and "cancelled" written by the manager.
 
+State changes go through the job's status lock (``protocol.write_status`` compare-and-set): a launch
+happens only from "queued", a final state is never replaced, and a job is only ever signalled while its
+recorded process (pid, start time, boot id) is still that job.
+
+Workspace-wide limit: every job this manager launches holds a lease file in
+``<workspace>/cache/jobs/leases/`` (the job process's pid, start time and boot id) from its launch until
+it is reaped, and a launch happens only while fewer than ``max_concurrent`` live leases exist. So the app
+and the CLI (or two CLIs) on one workspace together run at most that many jobs. A lease whose process is
+gone is stale and removed at the next count. The workspace is ``workspace=`` or, for a job directory
+``<root>/runs/<id>`` or ``<root>/scores/<id>``, ``<root>``; other job directories count only against
+this manager's own limit.
+
 GPUs: with several visible CUDA devices each launched job gets one of its own through
 ``CUDA_VISIBLE_DEVICES`` (the least busy, lowest first), so a comparison's runs spread over the GPUs;
 with one GPU or none the variable is left as it is.
@@ -19,6 +31,7 @@ with one GPU or none the variable is left as it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,9 +44,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import JobError
-from .protocol import (CANCEL_FILE, CONFIG_FILE, FINAL_STATES, LOG_FILE, STATUS_FILE, log_tail, now_iso, pid_alive,
-                       read_status, refresh_status, request_cancel, write_status)
-from ..fileio import write_json
+from .protocol import (CANCEL_FILE, CONFIG_FILE, DAMAGED_STATE, FINAL_STATES, LOG_FILE, STATUS_FILE, StatusConflict,
+                       as_pid, file_lock, log_tail, now_iso, process_fields, process_state, refresh_status,
+                       request_cancel, signal_process, status_lock, write_status)
+from ..fileio import read_json, write_json
 
 
 JOB_FLAGS = {"train": "--run-dir", "score": "--job-dir"}
@@ -60,6 +74,9 @@ class _Active:
     cancelling: bool = False
     killed: bool = False
     gpu: str | None = None  # the CUDA device this job was given, when jobs are spread over several
+    start: int | None = None  # the process's start time (clock ticks since boot), when known
+    boot: str | None = None  # the boot id when it started
+    slots: "WorkspaceSlots | None" = None  # the workspace lease this job holds (jobs this manager launched)
 
 
 class JobManager:
@@ -73,11 +90,14 @@ class JobManager:
         poll_interval_s: how often the background thread ticks.
         background: run the daemon thread (False: only explicit ``tick()`` calls advance jobs).
         gpus: CUDA device ids to spread jobs over (None: ``visible_gpus()`` at the first launch).
+        workspace: the workspace root whose job slots ``max_concurrent`` counts (None: derived from
+            each job directory, ``<root>/runs/<id>`` or ``<root>/scores/<id>``).
     """
 
     def __init__(self, max_concurrent: int = 1, python: str = sys.executable,
                  command_builder: CommandBuilder | None = None, grace_s: float = 10.0,
-                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None):
+                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None,
+                 workspace: str | os.PathLike | None = None):
         if max_concurrent < 1:
             raise JobError(f"max_concurrent={max_concurrent} must be at least 1")
         self.max_concurrent = int(max_concurrent)
@@ -89,6 +109,7 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None  # last unexpected error inside the background thread
         self.gpus = None if gpus is None else [str(g) for g in gpus]
+        self.workspace = None if workspace is None else Path(workspace).resolve()
 
     # -------------------------------------------------------------- public API
 
@@ -101,12 +122,14 @@ class JobManager:
         with self._lock:
             if job_dir in self._active or any(d == job_dir for d, _ in self._queue):
                 return job_dir
-            old = refresh_status(job_dir)
-            if old.get("state") == "running":
-                raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
-            (job_dir / CANCEL_FILE).unlink(missing_ok=True)
-            write_json(job_dir / STATUS_FILE, {"state": "queued", "created_at": old.get("created_at") or now_iso(),
-                                                 "queued_at": now_iso(), "manager_pid": os.getpid(), "kind": kind})
+            with status_lock(job_dir):  # an explicit (re)start: the one change that may replace a final state
+                old = refresh_status(job_dir)
+                if old.get("state") == "running":
+                    raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
+                (job_dir / CANCEL_FILE).unlink(missing_ok=True)
+                write_json(job_dir / STATUS_FILE, {"state": "queued", "created_at": old.get("created_at") or now_iso(),
+                                                     "queued_at": now_iso(), "kind": kind,
+                                                     **process_fields(os.getpid(), "manager_pid", "manager_start")})
             self._queue.append((job_dir, kind))
             self._tick_locked()
             self._ensure_thread()
@@ -122,8 +145,13 @@ class JobManager:
             queued = [item for item in self._queue if item[0] == job_dir]
             if queued:
                 self._queue.remove(queued[0])
-                write_status(job_dir, "cancelled", error=None, message="cancelled before it started")
-                return "cancelled"
+                (job_dir / CANCEL_FILE).touch()
+                try:
+                    write_status(job_dir, "cancelled", expect=("queued",), error=None,
+                                 message="cancelled before it started")
+                    return "cancelled"
+                except StatusConflict:  # another manager launched it meanwhile, or it ended: cancel that
+                    return self._cancel_foreign(job_dir)
             if job_dir in self._active:
                 self._stop(self._active[job_dir])
                 self._ensure_thread()
@@ -153,6 +181,9 @@ class JobManager:
              on_tick: Callable[[dict[Path, dict]], None] | None = None, interval_s: float = 0.5) -> dict[Path, dict]:
         """Block until every job in ``job_dirs`` has a final state; returns {dir: status}.
 
+        A job whose status.json is damaged counts as final (state "unknown", with the error naming
+        the file): no process will ever change it.
+
         Args:
             timeout: seconds; raises JobError when exceeded (the jobs keep running).
             on_tick: called with the current statuses after every poll (e.g. to draw progress bars).
@@ -163,13 +194,14 @@ class JobManager:
             self.tick()
             with self._lock:
                 mine = set(self._active) | {d for d, _ in self._queue}
-            statuses = {d: read_status(d) if d in mine else refresh_status(d) for d in dirs}
+            # a damaged status.json is final for waiting: nothing will change it (its error says why)
+            statuses = {d: refresh_status(d, reap=d not in mine) for d in dirs}
             if on_tick is not None:
                 on_tick(statuses)
-            if all(s.get("state") in FINAL_STATES for s in statuses.values()):
+            if all(_settled(s) for s in statuses.values()):
                 return statuses
             if deadline is not None and time.monotonic() > deadline:
-                left = sum(s.get("state") not in FINAL_STATES for s in statuses.values())
+                left = sum(not _settled(s) for s in statuses.values())
                 raise JobError(f"{left} job(s) still unfinished after {timeout:.0f} s; they keep running "
                                "(see `runs list`, or cancel them with `runs cancel ID`)")
             time.sleep(interval_s)
@@ -191,32 +223,52 @@ class JobManager:
             if self._exited(job):
                 self._reap(job)
         while self._queue and self._n_running() < self.max_concurrent:
-            self._launch(*self._queue.popleft())
+            if not self._launch(*self._queue[0]):
+                break  # every slot of the workspace is taken (maybe by another process): try at the next tick
+            self._queue.popleft()
 
     def _n_running(self) -> int:
         return sum(1 for a in self._active.values() if a.proc is not None)
 
-    def _launch(self, job_dir: Path, kind: str) -> None:
-        status = read_status(job_dir)
-        if (job_dir / CANCEL_FILE).exists() or status.get("state") != "queued":
-            if status.get("state") not in FINAL_STATES:
-                write_status(job_dir, "cancelled", message="cancelled before it started")
-            return
-        gpu = self._pick_gpu()
-        env = self._job_env()
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        try:
-            with open(job_dir / LOG_FILE, "ab") as log:
-                proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-        except (OSError, JobError) as exc:
-            write_status(job_dir, "failed", error=f"could not start the job: {exc}")
-            return
-        # The child needs far longer than this to import anything, so it cannot have written its own
-        # final status yet; it may rewrite "running" with the same pid, which is harmless.
-        write_status(job_dir, "running", pid=proc.pid, manager_pid=os.getpid(), **({"gpu": gpu} if gpu else {}))
-        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu)
+    def _launch(self, job_dir: Path, kind: str) -> bool:
+        """Start a queued job if a workspace slot is free; False (nothing done) when none is.
+
+        The slot count, the check that the job is still "queued" and the start happen under the
+        workspace's slot lock and the job's status lock, so a cancel from another process either
+        comes first (the job never starts) or finds it running (and stops it)."""
+        slots = self._slots(job_dir)
+        with slots.lock() if slots else contextlib.nullcontext(), status_lock(job_dir):
+            status = refresh_status(job_dir, reap=False)
+            if (job_dir / CANCEL_FILE).exists() or status.get("state") != "queued":
+                if status.get("state") == "queued":
+                    write_status(job_dir, "cancelled", expect=("queued",), message="cancelled before it started")
+                return True  # cancelled, launched by another manager, or damaged: not ours to start
+            if slots is not None and slots.count() >= self.max_concurrent:
+                return False
+            gpu = self._pick_gpu()
+            env = self._job_env()
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+            try:
+                with open(job_dir / LOG_FILE, "ab") as log:
+                    proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            except (OSError, JobError) as exc:
+                write_status(job_dir, "failed", expect=("queued",), error=f"could not start the job: {exc}")
+                return True
+            # The child's own first write waits for this lock, so "running" with its pid comes first.
+            written = write_status(job_dir, "running", expect=("queued",), pid=proc.pid,
+                                   **process_fields(os.getpid(), "manager_pid", "manager_start"),
+                                   **({"gpu": gpu} if gpu else {}))
+            if slots is not None:
+                slots.take(job_dir, written)
+        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu, start=written.get("pid_start"),
+                                        boot=written.get("boot_id"), slots=slots)
+        return True
+
+    def _slots(self, job_dir: Path) -> "WorkspaceSlots | None":
+        root = self.workspace or (job_dir.parent.parent if job_dir.parent.name in ("runs", "scores") else None)
+        return None if root is None else WorkspaceSlots(root)
 
     def _pick_gpu(self) -> str | None:
         """The least busy of several GPUs (lowest first on a tie); None with one GPU or none."""
@@ -241,13 +293,19 @@ class JobManager:
     def _exited(self, job: _Active) -> bool:
         if job.proc is not None:
             return job.proc.poll() is not None
-        return not pid_alive(job.pid)
+        return process_state(job.pid, job.start, job.boot) != "alive"
 
     def _reap(self, job: _Active) -> None:
         del self._active[job.dir]
-        status = read_status(job.dir)
-        if status.get("state") in FINAL_STATES:
-            return
+        if job.slots is not None:
+            job.slots.release(job.dir)
+        try:
+            self._write_end(job)
+        except StatusConflict:  # the job wrote its own final state (or another process did first)
+            pass
+
+    def _write_end(self, job: _Active) -> None:
+        """The final state of a job whose process has exited without writing one (compare-and-set)."""
         if job.cancelling:
             how = "killed after ignoring SIGTERM for %.0f s" % self.grace_s if job.killed else "stopped on SIGTERM"
             write_status(job.dir, "cancelled", message=f"cancelled: {how}")
@@ -265,25 +323,30 @@ class JobManager:
             return
         job.cancelling = True
         (job.dir / CANCEL_FILE).touch()
-        try:
-            os.kill(job.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        self._signal(job, signal.SIGTERM)
         job.kill_at = time.monotonic() + self.grace_s
+
+    def _signal(self, job: _Active, signum: int, group: bool = False) -> None:
+        """Signal the job's process, never another one: a child of this manager only while it has not
+        been reaped (until then its pid cannot be reused); any other only while its pid, start time and
+        boot id still match (``signal_process``)."""
+        if job.proc is not None:
+            if job.proc.poll() is not None:
+                return
+            try:
+                # Jobs run in their own session, so the group id is the pid: kill its children too.
+                os.killpg(job.pid, signum) if group else job.proc.send_signal(signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return
+        signal_process(job.pid, job.start, job.boot, signum, group=group)
 
     def _hard_kill(self, job: _Active) -> None:
         job.kill_at = None
         if self._exited(job):
             return
         job.killed = True
-        try:
-            # Jobs run in their own session, so the group id is the pid: kill its children too.
-            if os.getpgid(job.pid) == job.pid:
-                os.killpg(job.pid, signal.SIGKILL)
-            else:
-                os.kill(job.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self._signal(job, signal.SIGKILL, group=True)
         if job.proc is not None:
             try:
                 job.proc.wait(timeout=5)
@@ -291,26 +354,38 @@ class JobManager:
                 pass
         else:
             for _ in range(50):
-                if not pid_alive(job.pid):
+                if self._exited(job):
                     break
                 time.sleep(0.1)
 
     def _cancel_foreign(self, job_dir: Path) -> str:
-        """Cancel a job this manager did not launch (e.g. started by the CLI in another process)."""
-        status = refresh_status(job_dir)
-        state = status.get("state")
-        if state in FINAL_STATES:
-            return state
-        if state == "running" and status.get("pid"):
-            request_cancel(job_dir)
-            job = _Active(job_dir, int(status["pid"]), None, time.monotonic() + self.grace_s, cancelling=True)
-            self._active[job_dir] = job
-            self._ensure_thread()
-            return "stopping"
-        # queued by another manager, or never submitted: the cancel file stops its launch
-        (job_dir / CANCEL_FILE).touch()
-        write_status(job_dir, "cancelled", message="cancelled before it started")
-        return "cancelled"
+        """Cancel a job this manager did not launch (e.g. started by the CLI in another process).
+
+        A running job is asked to stop (cancel file, SIGTERM to its process if that is still the job)
+        and watched until it ends; it is marked cancelled only once its process is gone. A queued one
+        is marked cancelled only while it is still queued (compare-and-set); if it was launched
+        meanwhile, it is stopped as a running job.
+        """
+        for _ in range(3):
+            status = refresh_status(job_dir)
+            state = status.get("state")
+            if state in FINAL_STATES or state == DAMAGED_STATE:
+                return state
+            if state == "running" and as_pid(status.get("pid")) is not None:
+                request_cancel(job_dir)
+                job = _Active(job_dir, as_pid(status["pid"]), None, time.monotonic() + self.grace_s,
+                              cancelling=True, start=status.get("pid_start"), boot=status.get("boot_id"))
+                self._active[job_dir] = job
+                self._ensure_thread()
+                return "stopping"
+            # queued by another manager, or never submitted: the cancel file stops its launch
+            (job_dir / CANCEL_FILE).touch()
+            try:
+                write_status(job_dir, "cancelled", expect=(state,), message="cancelled before it started")
+                return "cancelled"
+            except StatusConflict:
+                continue  # it changed meanwhile (launched, or ended): look again
+        return refresh_status(job_dir).get("state") or "cancelled"
 
     def _ensure_thread(self) -> None:
         if not self.background or (self._thread is not None and self._thread.is_alive()):
@@ -329,6 +404,58 @@ class JobManager:
                 if not self._queue and not self._active:
                     self._thread = None
                     return
+
+
+def _settled(status: dict) -> bool:
+    """Nothing will change this job's state any more: it is final, or its status file is damaged."""
+    return status.get("state") in FINAL_STATES or bool(status.get("damaged"))
+
+
+class WorkspaceSlots:
+    """The job slots of one workspace, shared by every process that launches jobs in it.
+
+    A lease is ``<root>/cache/jobs/leases/<runs|scores>-<id>.json`` holding the job process's pid,
+    start time and boot id. ``count`` (under ``lock``) removes leases whose process is gone or is
+    now another process (a crashed manager, a restart) and counts the rest.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.dir = self.root / "cache" / "jobs"
+
+    def lock(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return file_lock(self.dir / "slots.lock")
+
+    def _lease(self, job_dir: Path) -> Path:
+        return self.dir / "leases" / f"{job_dir.parent.name}-{job_dir.name}.json"
+
+    def count(self) -> int:
+        """Live leases (call under ``lock``); stale ones are deleted."""
+        folder = self.dir / "leases"
+        if not folder.is_dir():
+            return 0
+        live = 0
+        for path in folder.glob("*.json"):
+            try:
+                lease = read_json(path, default=None)
+            except (OSError, ValueError):
+                lease = None
+            if isinstance(lease, dict) and process_state(lease.get("pid"), lease.get("pid_start"),
+                                                         lease.get("boot_id")) == "alive":
+                live += 1
+            else:
+                path.unlink(missing_ok=True)
+        return live
+
+    def take(self, job_dir: Path, status: dict) -> None:
+        """Record the lease of a job just started (``status``: what its status.json now says)."""
+        write_json(self._lease(job_dir), {"job_dir": str(job_dir), "pid": status.get("pid"),
+                                          "pid_start": status.get("pid_start"), "boot_id": status.get("boot_id"),
+                                          "manager_pid": os.getpid(), "taken_at": now_iso()})
+
+    def release(self, job_dir: Path) -> None:
+        self._lease(job_dir).unlink(missing_ok=True)
 
 
 def visible_gpus() -> list[str]:

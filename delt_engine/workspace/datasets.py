@@ -10,6 +10,7 @@ already has it (the app caches it), else they make sure it exists.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from .layout import check_id
 
 DEMO = "demo"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+UPLOADS = ("cache", "uploads")  # where the app keeps uploaded files, under the workspace
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def demo_folder(root: Path, n_docs: int | None = None) -> Path:
@@ -87,6 +90,37 @@ def check_name(name: str, root: Path | None = None) -> str:
         raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '-', '_' or '.' "
                         "(at most 64, not 'demo')")
     return name
+
+
+def save_upload(root: Path, filename: str, data: bytes) -> Path:
+    """Store an uploaded file's bytes as a new file under ``<root>/cache/uploads/`` and return its path.
+
+    Every upload gets a file of its own (``<time>-<random>-<name>``), written atomically, so a second
+    upload with the same name never replaces the first one, which an earlier dataset's manifest
+    names as its source. The name keeps only letters, digits, '.', '_' and '-' of the uploaded
+    name's last part, and its suffixes (``.jsonl.gz``), which tell the reader the format; a name
+    like ``..`` or ``/`` becomes ``upload``.
+
+    Raises:
+        OSError: the file could not be written (its ``filename`` is the target).
+    """
+    from ..fileio import atomic_write_bytes
+
+    name = _UNSAFE.sub("-", str(filename).replace("\\", "/").rsplit("/", 1)[-1])
+    if not name.strip(".-_"):
+        name = "upload"
+    elif name.startswith("."):
+        name = "upload" + name
+    if len(name) > 120:  # keep the suffixes, shorten the stem (file names are limited to 255 bytes)
+        suffix = "".join(Path(name).suffixes)[-24:]
+        name = name[:120 - len(suffix)] + suffix
+    folder = Path(root).joinpath(*UPLOADS)
+    for _ in range(100):
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}-{name}"
+        if not path.exists():
+            atomic_write_bytes(path, data)
+            return path
+    raise DataError(f"could not find a free file name in {folder}; check that it is writable")
 
 
 def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from ..fileio import iter_jsonl_tolerant, read_json
-from ..jobs.protocol import FINAL_STATES, METRICS_FILE, read_progress, read_status, refresh_status
+from ..jobs.protocol import DAMAGED_STATE, FINAL_STATES, METRICS_FILE, read_progress, read_status, refresh_status
 
 TAIL_BYTES = 16384  # enough for the last train record and the last eval record
 
@@ -42,7 +42,9 @@ class RunInfo:
 
     @property
     def finished(self) -> bool:
-        return self.state in FINAL_STATES
+        """Nothing will change this run's state any more: it is final, or its status.json is damaged
+        ("unknown", shown with the error), so pages stop polling for it."""
+        return self.state in FINAL_STATES or self.state == DAMAGED_STATE
 
 
 @dataclass

@@ -55,7 +55,10 @@ def list_scorings(root: Path, corpus: Path | None = None) -> list[Scoring]:
     want = str(Path(corpus).absolute()) if corpus else None
     jobs = []
     for path in sorted(p for p in base.iterdir() if p.is_dir()):
-        config = read_json(path / "config.json", default=None)
+        try:
+            config = read_json(path / "config.json", default=None)
+        except (DataError, OSError):  # damaged: left out here, so one bad file hides no other scoring
+            continue
         if not isinstance(config, dict) or "input" not in config:
             continue  # not a scoring of a corpus file (an old cache entry without "input")
         if want and str(Path(config["input"]).absolute()) != want:

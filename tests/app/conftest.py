@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -20,8 +23,23 @@ def workspace(tmp_path_factory):
     mp.setenv("DELT_DEMO_DOCS", "120")
     mp.setenv("DELT_SYNC_JOBS", "1")  # score/train jobs run to completion inside the script run
     mp.setenv("OMP_NUM_THREADS", "1")
-    yield ws
+    mp.delenv("DELT_ALLOW_REMOTE", raising=False)
+    with server_address("localhost"):  # as .streamlit/config.toml says, from whatever folder pytest runs
+        yield ws
     mp.undo()
+
+
+@contextlib.contextmanager
+def server_address(address):
+    """Streamlit's ``server.address`` option set to ``address`` (None: unset) for AppTest, then restored."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        yield
+    finally:
+        config.set_option("server.address", before)
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -37,8 +55,14 @@ def charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
+def rendered(markdown: str) -> str:
+    """The characters a markdown string shows once ``ui.safe.md``'s escapes are resolved (what a user
+    reads), so tests can look for a file name or a value inside an escaped message."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace("\u2060", "").replace("  \n", "\n")
+
+
 def texts(at: AppTest, kind: str) -> list[str]:
-    return [str(e.value) for e in getattr(at, kind)]
+    return [rendered(e.value) for e in getattr(at, kind)]
 
 
 def frames(at: AppTest) -> list:

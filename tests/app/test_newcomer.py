@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from tests.app.conftest import frame_with, open_page, texts
+from tests.app.conftest import frame_with, open_page, rendered, texts
 
 TINY_LQS = (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2))
 
@@ -55,7 +55,7 @@ def test_lqs_and_pds_run_as_one_job_and_every_page_then_defaults_to_lqs(workspac
     (pds_dir,) = [name for name, cfg in new.items() if cfg.get("made_by") == gradient_job]
     assert new[pds_dir]["method"] == "pds" and len(new) == 3
     radio = at.radio(key="score.view")
-    assert {"lqs (higher = better)", "pds (higher = better)"} <= set(radio.options)
+    assert {"lqs (higher = better)", "pds (higher = better)"} <= {rendered(o) for o in radio.options}
     assert radio.value == "lqs"  # the paper's score first, though length finished last
 
     # the PDS scores equal a PDS-only job's (a fresh computation: the per-process cache is cleared)

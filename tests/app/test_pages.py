@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from delt_engine.jobs.protocol import now_iso
-from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, texts
+from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, rendered, texts
 
 PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
          "pages/learn.py")
@@ -84,7 +84,7 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     at.selectbox(key="data.eval_kind").set_value("target")
     at.button(key="data.eval_set").click().run()
     assert not at.exception and not [t for t in texts(at, "error") if "Could not set" in t]
-    assert sum("its own, from" in c.value for c in at.caption) == 2
+    assert sum("its own, from" in rendered(c.value) for c in at.caption) == 2
     paths = eval_paths(workspace, "mini")
     assert paths["target"].endswith("mini/eval/target.jsonl") and paths["benchmark"].endswith("mini/eval/mybench.jsonl")
     from delt_engine.training.evaluation import load_benchmark
@@ -104,7 +104,7 @@ def test_score_length_and_random_then_results(workspace):
     states = [json.loads(p.read_text())["state"] for p in (workspace / "scores").glob("*/status.json")]
     assert sorted(states) == ["done", "done"]
     radio = at.radio(key="score.view")
-    assert set(radio.options) == {"length (higher = harder)", "random (higher = better)"}
+    assert {rendered(o) for o in radio.options} == {"length (higher = harder)", "random (higher = better)"}
     keys = [c.proto.id for c in charts(at)]
     assert len(keys) >= 3  # histogram, Spearman, Jaccard
     radio.set_value("length").run()
@@ -218,7 +218,7 @@ def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
     at.text_input(key="score.import_name").set_value("chars")
     at.button(key="score.import").click().run()
     assert not at.exception and [e.value for e in at.error] == []
-    assert "chars (higher = better)" in at.radio(key="score.view").options
+    assert "chars (higher = better)" in [rendered(o) for o in at.radio(key="score.view").options]
     assert at.radio(key="score.view").value == "chars"
     top = frame_with(at, "id", "chars", "text")
     assert list(top["chars"]) == sorted(top["chars"], reverse=True) and top["chars"].max() == corpus["text"].str.len_chars().max()
@@ -399,7 +399,10 @@ def test_running_job_can_be_cancelled_and_failure_is_shown(workspace):
     try:
         running = workspace / "scores" / "perplexity-running"
         failed = workspace / "scores" / "perplexity-failed"
-        for job, status in ((running, {"state": "running", "pid": sleeper.pid, "created_at": now_iso()}),
+        from delt_engine.jobs.protocol import process_fields
+
+        # a job's status records its process's start time with the pid (without one it is never signalled)
+        for job, status in ((running, {"state": "running", **process_fields(sleeper.pid), "created_at": now_iso()}),
                             (failed, {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test",
                                       "created_at": now_iso()})):
             job.mkdir(parents=True)

@@ -220,3 +220,50 @@ def full_loop(page, app_url) -> None:
     goto(page, "Learn")
     expect(page.get_by_text("Folding, as ranks")).to_be_visible()
     shot(page, "learn")
+
+
+REFUSAL = "DELT Studio is not serving this address"
+
+
+def test_a_network_address_is_refused_in_the_browser(page, tmp_path):
+    """``--server.address 0.0.0.0`` without DELT_ALLOW_REMOTE: every URL shows only the refusal page
+    (no navigation, no page of the app, nothing written to the workspace). A second tab of the
+    module's browser (one Playwright per process)."""
+    from playwright.sync_api import expect
+
+    port, ws = free_port(), tmp_path / "ws"
+    env = {**os.environ, "DELT_WORKSPACE": str(ws), "DELT_DEMO_DOCS": "120", "PYTHONUNBUFFERED": "1"}
+    env.pop("DELT_ALLOW_REMOTE", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "0.0.0.0",
+                             "--server.headless", "true", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        pg = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            pg.set_default_timeout(30_000)
+            for path in ("", "/train", "/data"):
+                pg.goto(url + path)
+                expect(pg.get_by_role("heading", name=REFUSAL)).to_be_visible(timeout=60_000)
+                settle(pg)
+                body = pg.locator("[data-testid='stMain']").inner_text()
+                assert "DELT_ALLOW_REMOTE=1" in body and "no authentication" in body
+                assert pg.get_by_test_id("stSidebarNav").count() == 0
+                for app_text in ("Import a dataset", "Start scoring", "Launch comparison", "Browse samples"):
+                    assert app_text not in body
+                if not path:
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    pg.screenshot(path=str(ARTIFACTS / "refused.png"))
+        finally:
+            pg.close()
+        assert not (ws / "datasets").exists()  # no page ran: the demo was never generated
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
