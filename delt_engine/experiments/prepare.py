@@ -63,7 +63,7 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
         {"train": frame to score, "corpus_source", "corpus_hash", "score_hash" (what scoring sees),
          "validation", "validation_note", "target", "benchmark"} (paths absolute or None).
     """
-    from ..data.corpus import load_corpus, write_records
+    from ..data.corpus import load_corpus, read_records, write_records
 
     corpus, target, benchmark = spec.corpus, spec.target, spec.benchmark
     if corpus == "demo":
@@ -75,6 +75,9 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
         benchmark = benchmark or _existing(folder / "benchmark.jsonl")
     loaded = load_corpus(corpus, text_field=spec.text_field)
     frame, corpus_hash = loaded.frame.with_columns(pl.col("id").cast(pl.Utf8)), loaded.report.content_hash
+    _check_group_column(getattr(spec, "group_by", None), frame, f"corpus {corpus}")
+    if spec.validation and getattr(spec, "group_by", None):
+        _check_group_column(spec.group_by, read_records(spec.validation), f"validation file {spec.validation}")
     validation, note, held = spec.validation, f"validation file {spec.validation}", []
     if validation is None and spec.validation_fraction > 0:
         held = holdout_ids(frame, spec.validation_fraction)
@@ -91,6 +94,14 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
     score_hash = hashlib.sha256(f"{corpus_hash}|holdout={sorted(held)}".encode()).hexdigest()[:16]
     return {"train": frame, "corpus_source": str(corpus), "corpus_hash": corpus_hash, "score_hash": score_hash,
             "validation": validation, "validation_note": note, "target": target, "benchmark": benchmark}
+
+
+def _check_group_column(group_by: str | None, frame: pl.DataFrame, what: str) -> None:
+    """ConfigError unless ``frame`` has the ``group_by`` column (the runs evaluate by it)."""
+    if group_by and group_by not in frame.columns:
+        columns = ", ".join(c for c in frame.columns if c not in ("id", "text")) or "none"
+        raise ConfigError(f"group_by={group_by!r}: the {what} has no such column (metadata columns: {columns}); "
+                          "pick one of them, or null for no evaluation by group")
 
 
 def _existing(path: Path) -> str | None:

@@ -8,6 +8,10 @@ the selected corpus, then writes one ordered data file per arm (per seed for shu
 directory per arm x seed, plus the manifest ``comparisons/<id>/comparison.json``. Launching the runs
 is the job manager's work (``cli/runs.py``: ``compare``).
 
+Evaluation by group: ``group_by`` (top level, a metadata column of the corpus such as the demo's
+``kind``; null for none) goes into every run's config, so each evaluation also records the validation
+(and target) loss per group; the held-out validation split keeps the corpus' columns for it.
+
 Validation split: without a ``validation`` file, a seeded ``validation_fraction`` (default 5%) of the
 corpus' clean documents (``is_noise`` false, when the corpus has that column) is held out before
 scoring; it is neither scored, selected nor trained on, and every run evaluates ``val_loss`` on it.
@@ -33,7 +37,8 @@ from ..workspace.layout import Workspace
 
 ORDERING_METHODS = ("shuffle", "sorting", "folding", "zigzag")
 SELECTION_METHODS = ("top-k", "top-r", "threshold")
-RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field")
+RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field",
+                       "group_by")
 
 DEMO_SPEC: dict[str, Any] = {
     "name": "demo",
@@ -44,6 +49,7 @@ DEMO_SPEC: dict[str, Any] = {
     "selection": None,
     "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],
     "seeds": [0, 1],
+    "group_by": "kind",  # validation and target loss per kind of document, and the stream's make-up by kind
     # ~one epoch of the 1925 training documents (121 batches), evaluated 5 times (every 24 steps)
     "train": {"model": "cpu-demo", "device": "cpu", "batch_size": 16, "max_length": 128, "steps": 120,
               "eval_every": 24, "lr": 3e-3, "eval_max_samples": 100},
@@ -74,6 +80,7 @@ class ComparisonSpec:
     orderings: tuple = ({"method": "shuffle"},)
     seeds: tuple = (0,)
     train: dict = field(default_factory=dict)
+    group_by: str | None = None
 
     @property
     def arms(self) -> list[tuple[str, dict]]:
@@ -84,7 +91,8 @@ class ComparisonSpec:
         return {"name": self.name, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
                 "benchmark": self.benchmark, "validation": self.validation,
                 "validation_fraction": self.validation_fraction, "scorer": self.scorer, "selection": self.selection,
-                "dedup": self.dedup, "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train}
+                "dedup": self.dedup, "orderings": list(self.orderings), "seeds": list(self.seeds), "train": self.train,
+                "group_by": self.group_by}
 
 
 def describe_data(manifest: dict) -> str:
@@ -151,7 +159,8 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     spec = replace(spec, orderings=tuple(_check_ordering(o) for o in _as_list(spec.orderings, "orderings")),
                    seeds=tuple(_check_seeds(spec.seeds)), train=_check_train(spec.train),
                    scorer=_check_scorer(spec.scorer), selection=_check_selection(spec.selection),
-                   dedup=_check_dedup(spec.dedup), **_resolve_paths(spec, base))
+                   dedup=_check_dedup(spec.dedup), group_by=_check_group_by(spec.group_by),
+                   **_resolve_paths(spec, base))
     labels = [label for label, _ in spec.arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"orderings give duplicate arms {labels}; give each a distinct 'label'")
@@ -233,6 +242,16 @@ def _check_dedup(dedup) -> dict | None:
         raise ConfigError(f"unknown dedup key(s) {', '.join(unknown)}; allowed: mode, threshold, ngram, num_perm")
     find_duplicates([], **dedup)  # checks the values now, before anything is prepared
     return dict(dedup)
+
+
+def _check_group_by(group_by) -> str | None:
+    """null, or a column name (checked against the corpus when the comparison is prepared)."""
+    if group_by is None:
+        return None
+    from ..training.config import RunConfig
+
+    RunConfig(input="ordered.parquet", group_by=group_by)  # one rule for spec and run: a non-empty name, no '.'
+    return group_by
 
 
 def _resolve_paths(spec: ComparisonSpec, base: Path) -> dict:
@@ -337,7 +356,8 @@ def _write_run(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, label: s
                                   "score_field": score_info["score_field"], "tokenizer": str(tokenizer_dir),
                                   "cache_dir": str(workspace.cache.resolve()), "seed": int(seed),
                                   "validation": inputs["validation"], "target": inputs["target"],
-                                  "benchmark": inputs["benchmark"], "provenance": provenance})
+                                  "benchmark": inputs["benchmark"], "group_by": spec.group_by,
+                                  "provenance": provenance})
     run_dir = workspace.new_run_dir()
     write_json(run_dir / "config.json", config.to_dict())
     return run_dir
