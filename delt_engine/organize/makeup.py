@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from numbers import Integral
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -120,6 +121,88 @@ def makeup_table(makeup: pl.DataFrame) -> pl.DataFrame:
     return wide.sort("window").drop("window")
 
 
+def average_makeups(makeups: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """The mean of several make-ups over the same windows (e.g. the per-seed files of a shuffle arm):
+    ``n_docs``, ``share`` and ``mean_score`` averaged per (window, group); a group missing from one
+    make-up counts as 0 documents there."""
+    if not makeups:
+        raise DataError("no stream make-ups to average")
+    if len(makeups) == 1:
+        return makeups[0]
+    keys = ["window", "start_step", "end_step"]
+    groups = sorted({g for m in makeups for g in m["group"].unique().to_list()})
+    full = []
+    for m in makeups:  # every group in every window of every make-up, so the mean counts absences as 0
+        grid = m.select(keys + ["mean_score"]).unique(keys).join(pl.DataFrame({"group": groups}), how="cross")
+        full.append(grid.join(m.select(keys + ["group", "n_docs", "share"]), on=keys + ["group"], how="left")
+                    .with_columns(pl.col("n_docs").fill_null(0), pl.col("share").fill_null(0.0)))
+    return (pl.concat(full, how="vertical_relaxed").group_by(keys + ["group"])
+            .agg(pl.col("n_docs").cast(pl.Float64).mean(), pl.col("share").mean(), pl.col("mean_score").mean())
+            .sort(["window", "group"]).select(COLUMNS))
+
+
+# ----------------------------------------------------------------------------- runs
+
+def planned_steps(run_dir: str | Path) -> Optional[int]:
+    """The steps a run takes: its config's ``steps``, else what the run reported (summary, progress),
+    else ``epochs`` passes over its input (a token budget ends earlier); None when unknown."""
+    from ..fileio import read_json
+    from ..jobs.protocol import CONFIG_FILE, PROGRESS_FILE, SUMMARY_FILE
+
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG_FILE, default={}) or {}
+    if config.get("steps"):
+        return int(config["steps"])
+    summary = read_json(run_dir / SUMMARY_FILE, default={}) or {}
+    if summary.get("total_steps"):
+        return int(summary["total_steps"])
+    progress = read_json(run_dir / PROGRESS_FILE, default={}) or {}
+    if progress.get("phase") == "train" and progress.get("total"):
+        return int(progress["total"])
+    return None
+
+
+def arm_makeups(runs: Sequence[tuple[str, str | Path]], window_steps: Optional[int] = None,
+                n_windows: int = 25) -> dict[str, pl.DataFrame]:
+    """The stream make-up of every arm of a comparison, from its runs' ordered data files.
+
+    Args:
+        runs: (arm label, run directory) pairs; each run's config.json names its ordered input,
+            ``group_by``, ``batch_size`` and ``score_field``.
+        window_steps: steps per window; default ``default_window`` of the longest run (one window
+            size for every arm, so their windows line up).
+        n_windows: about how many windows the default makes.
+    Returns:
+        {arm: make-up} in the order the arms first appear; the seeds of an arm with one file per seed
+        (shuffle) are averaged (``average_makeups``). Empty when the runs have no ``group_by``.
+    """
+    from ..data.corpus import read_records
+    from ..fileio import read_json
+    from ..jobs.protocol import CONFIG_FILE
+
+    plans = []
+    for arm, run_dir in runs:
+        config = read_json(Path(run_dir) / CONFIG_FILE, default={}) or {}
+        if not config.get("group_by") or not config.get("input"):
+            continue
+        batch = int(config.get("batch_size", 16))
+        steps = planned_steps(run_dir)
+        if steps is None:
+            steps = int(config.get("epochs", 1)) * steps_per_epoch(read_records(config["input"]).height, batch)
+        plans.append((arm, config, batch, steps))
+    if not plans:
+        return {}
+    window = window_steps or default_window(max(p[3] for p in plans), n_windows)
+    per_arm: dict[str, dict[tuple, pl.DataFrame]] = {}
+    for arm, config, batch, steps in plans:
+        key = (str(config["input"]), config["group_by"], batch, steps)
+        files = per_arm.setdefault(arm, {})
+        if key not in files:  # the seeds of a deterministic ordering share one file
+            files[key] = stream_makeup(read_records(config["input"]), config["group_by"], batch, window,
+                                       config.get("score_field", "score"), steps)
+    return {arm: average_makeups(list(files.values())) for arm, files in per_arm.items()}
+
+
 def _check_positive(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ConfigError(f"{name}={value!r} must be an integer >= 1")
@@ -137,5 +220,5 @@ def _step_rows(n_rows: int, batch_size: int, per_epoch: int, total: int) -> list
     return [batches[i % per_epoch] for i in range(total)]
 
 
-__all__ = ["COLUMNS", "MISSING", "default_window", "group_label", "makeup_table", "steps_per_epoch",
-           "stream_makeup"]
+__all__ = ["COLUMNS", "MISSING", "arm_makeups", "average_makeups", "default_window", "group_label", "makeup_table",
+           "planned_steps", "steps_per_epoch", "stream_makeup"]
