@@ -486,6 +486,71 @@ def format_forgetting(entries: Sequence[dict], set_name: str = "validation", lev
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
 
 
+def explain_groups(summary: dict, set_name: str | None = None) -> list[str]:
+    """The comparison's result by group, in plain sentences computed from ``summarize``'s output:
+    for every arm against the baseline, the group where it ends furthest behind (or ahead) and whether
+    that gap is forgetting (its loss there rose from a lower point) or never having got as low.
+
+    Args:
+        summary: ``summarize`` output (needs its ``forgetting`` entries).
+        set_name: "validation" or "target"; default validation when recorded, else target.
+    Returns:
+        Sentences (empty when nothing was evaluated by group).
+    """
+    entries = summary.get("forgetting") or []
+    sets = [e["set"] for e in entries]
+    set_name = set_name or ("validation" if "validation" in sets else "target" if sets else None)
+    rows = [e for e in entries if e["set"] == set_name]
+    if not rows:
+        return []
+    base, level = summary["baseline"], summary.get("level", 0.95)
+    column, loss = rows[0]["column"], f"{set_name} loss"
+    at = {(e["arm"], e["group"]): e for e in rows}
+    out = []
+    for arm in dict.fromkeys(e["arm"] for e in rows):
+        if arm == base:
+            continue
+        mine = [e for e in rows if e["arm"] == arm and e["final_delta"] is not None and (base, e["group"]) in at]
+        if not mine:
+            continue
+        worst = max(mine, key=lambda e: e["final_delta"])
+        if worst["final_delta"] <= 0:
+            best = min(mine, key=lambda e: e["final_delta"])
+            out.append(f"{arm} ends with a lower {loss} than {base} on every {column} ({len(mine)} of them); "
+                       f"the largest lead is on {best['group']} ({best['final_delta']:+.3f}{_interval(best, level)}).")
+            continue
+        b = at[(base, worst["group"])]
+        text = (f"{arm} ends furthest behind {base} on {worst['group']}: {loss} {worst['final_loss']:.3f} against "
+                f"{b['final_loss']:.3f} ({worst['final_delta']:+.3f}{_interval(worst, level)}).")
+        extra_rise = worst["rise"] - b["rise"]
+        if extra_rise >= 0.5 * worst["final_delta"]:
+            text += (f" Most of that gap is forgetting: {arm} had brought {worst['group']} down to "
+                     f"{worst['min_loss']:.3f} and lost {worst['rise']:.3f} of it by the end ({base} lost "
+                     f"{b['rise']:.3f}).")
+        else:
+            text += (f" Little of it is forgetting ({arm}'s loss there rose {worst['rise']:.3f} from its lowest, "
+                     f"{base}'s {b['rise']:.3f}): {arm} never got as low on {worst['group']} (lowest "
+                     f"{worst['min_loss']:.3f} against {b['min_loss']:.3f}).")
+        ahead = [e for e in mine if e["final_delta"] < 0]
+        if ahead:
+            best = min(ahead, key=lambda e: e["final_delta"])
+            text += f" It ends ahead on {best['group']} ({best['final_delta']:+.3f})."
+        out.append(text)
+    top = max(rows, key=lambda e: e["rise"] or 0.0)
+    if (top["rise"] or 0.0) > 0:
+        out.append(f"The largest rise after a lowest point: {top['arm']} on {top['group']}, +{top['rise']:.3f} "
+                   f"(mean over {top['n_seeds']} seed{'s' if top['n_seeds'] != 1 else ''}).")
+    else:
+        out.append(f"No arm's {loss} rose on any {column} after its lowest point: nothing learned was forgotten.")
+    return out
+
+
+def _interval(entry: dict, level: float) -> str:
+    if entry.get("final_delta_low") is None:
+        return ""
+    return f", {level:.0%} CI {entry['final_delta_low']:+.3f} to {entry['final_delta_high']:+.3f}"
+
+
 def group_bands(curves: pl.DataFrame, set_name: str | None = None, x: str = "step", level: float = 0.95,
                 n_points: int = 50) -> pl.DataFrame:
     """Each arm's loss per group over training: mean and t band over seeds.

@@ -141,6 +141,28 @@ def average_makeups(makeups: Sequence[pl.DataFrame]) -> pl.DataFrame:
             .sort(["window", "group"]).select(COLUMNS))
 
 
+def describe_makeup(makeup: pl.DataFrame, name: str = "this ordering") -> str:
+    """One sentence on how uneven a stream is: the window and group whose share strays furthest from
+    that group's share of the whole stream (distribution bias), e.g. "In sorting, steps 1-24 are 38%
+    fragment (4% of the whole stream)"."""
+    worst = (makeup.join(_overall_shares(makeup), on="group").with_columns((pl.col("share") - pl.col("all")).abs().alias("gap"))
+             .sort(["gap", "window"], descending=[True, False]).row(0, named=True))
+    steps = f"step {worst['start_step']}" if worst["start_step"] == worst["end_step"] else \
+        f"steps {worst['start_step']}-{worst['end_step']}"
+    if worst["gap"] < 0.1:
+        return (f"In {name}, every window's mix stays within {worst['gap']:.0%} of the whole stream's: no group "
+                "comes in a block.")
+    verb = "is" if worst["start_step"] == worst["end_step"] else "are"
+    return (f"In {name}, {steps} {verb} {worst['share']:.0%} {worst['group']} ({worst['all']:.0%} of the whole "
+            "stream).")
+
+
+def _overall_shares(makeup: pl.DataFrame) -> pl.DataFrame:
+    """Each group's share of all documents the stream shows (windows weighted by their documents)."""
+    total = float(makeup["n_docs"].sum())
+    return makeup.group_by("group").agg((pl.col("n_docs").sum() / total).alias("all"))
+
+
 # ----------------------------------------------------------------------------- runs
 
 def planned_steps(run_dir: str | Path) -> Optional[int]:
@@ -220,5 +242,6 @@ def _step_rows(n_rows: int, batch_size: int, per_epoch: int, total: int) -> list
     return [batches[i % per_epoch] for i in range(total)]
 
 
-__all__ = ["COLUMNS", "MISSING", "arm_makeups", "average_makeups", "default_window", "group_label", "makeup_table",
+__all__ = ["COLUMNS", "MISSING", "arm_makeups", "average_makeups", "default_window", "describe_makeup", "group_label",
+           "makeup_table",
            "planned_steps", "steps_per_epoch", "stream_makeup"]

@@ -504,3 +504,25 @@ def test_no_group_columns_no_forgetting():
     curves = _synthetic_comparison()
     assert stats.forgetting(curves) == [] and stats.group_curves(curves).is_empty()
     assert stats.summarize(curves)["forgetting"] == []
+
+
+def test_explain_groups_tells_forgetting_from_never_learning():
+    summary = stats.summarize(_group_comparison())
+    story, top = stats.explain_groups(summary)  # one sentence per arm against the baseline, then the largest rise
+    # folding ends behind on story by 1.1 + 0.1 (0.3 on one seed of three) and most of it is a rise from 3.1
+    assert story.startswith("folding L=3 ends furthest behind shuffle on story: validation loss 4.400 against 3.100 "
+                            "(+1.300, 95% CI")
+    assert "Most of that gap is forgetting: folding L=3 had brought story down to 3.100 and lost 1.300" in story
+    assert "It ends ahead on arith (-0.100)." in story
+    assert top == "The largest rise after a lowest point: folding L=3 on story, +1.300 (mean over 3 seeds)."
+    target = stats.explain_groups(summary, "target")
+    assert target[0].startswith("folding L=3 ends furthest behind shuffle on story: target loss 5.400")
+    assert stats.explain_groups({"baseline": "shuffle", "forgetting": []}) == []
+
+
+def test_explain_groups_when_the_arm_never_got_as_low():
+    curves = _group_comparison().with_columns(
+        pl.when(pl.col("arm") == "folding L=3").then(pl.col("group_loss.kind.story") * 0 + 5.0)
+        .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
+    first = stats.explain_groups(stats.summarize(curves))[0]
+    assert "Little of it is forgetting" in first and "never got as low on story (lowest 5.000 against 3.100)" in first

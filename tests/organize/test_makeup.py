@@ -67,3 +67,14 @@ def test_missing_values_no_scores_and_bad_input():
     with pytest.raises(DataError, match="no rows"):
         stream_makeup(frame.head(0), "flag", 1, 1)
     assert default_window(120) == 5 and default_window(3) == 1
+
+
+def test_describe_makeup_names_the_most_uneven_window():
+    from delt_engine.organize.makeup import describe_makeup
+
+    sorted_ = stream_makeup(order(TOY, "sorting"), "kind", batch_size=3, window_steps=1)
+    # b is 3 of 9 documents overall (33%) but 100% of step 3; a is 100% of steps 1-2 (67% overall): the
+    # largest gap (67 points) is b in step 3 and a's gap in steps 1-2 is 33 points
+    assert describe_makeup(sorted_, "sorting") == "In sorting, step 3 is 100% b (33% of the whole stream)."
+    even = stream_makeup(pl.DataFrame({"id": list("abcdef"), "kind": ["x", "y"] * 3}), "kind", 2, 1)
+    assert describe_makeup(even, "shuffle").startswith("In shuffle, every window's mix stays within 0%")
