@@ -57,8 +57,10 @@ def ordering_specs(methods: list[str], layers: int, descending: bool, window: in
 
 
 def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dict | None, orderings: list[dict],
-               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0, dedup: dict | None = None) -> dict:
-    """A comparison spec (``comparison_spec.parse_spec`` input) for the app's choices.
+               n_seeds: int, train: dict, n_docs: int, first_seed: int = 0, dedup: dict | None = None,
+               group_by: str | None = None) -> dict:
+    """A comparison spec (``comparison_spec.parse_spec`` input) for the app's choices; ``group_by``: the
+    metadata column every run is also evaluated by (None for none).
 
     ``epochs`` is raised to cover the budget when the (selected) data is smaller than it (more
     epochs than needed change nothing: the step or token budget ends the run).
@@ -82,7 +84,8 @@ def build_spec(name: str, corpus: Path, score_job, targets: dict, selection: dic
             "scorer": {"score_field": "score", "direction": score_job.direction, "scores_job": score_job.id,
                        "scorer_method": score_job.method},
             "selection": selection, "dedup": dedup, "orderings": orderings,
-            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train}
+            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train,
+            "group_by": group_by}
 
 
 @dataclass

@@ -65,7 +65,8 @@ def register(subparsers) -> None:
     _workspace_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object: per-arm table, deltas, a \"verdicts\" list "
                    "(arm, baseline, metric, n_seeds, delta, ci_low, ci_high, p, p_adjusted, seeds_needed, verdict) "
-                   "and, for runs evaluated by group, a \"forgetting\" list (arm, group, min_loss, final_loss, rise, ...)")
+                   "and, for runs evaluated by group, a \"forgetting\" list "
+                   "(arm, group, min_loss, final_loss, rise, ...)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
     p.add_argument("run_ids", nargs="*")

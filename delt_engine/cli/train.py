@@ -55,8 +55,8 @@ def register(subparsers) -> None:
 
 # CLI flag -> RunConfig field, for flags given explicitly.
 _FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
-           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark", "eval_max_samples", "seed", "device",
-           "group_by", "group_min_docs")
+           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark",
+           "eval_max_samples", "seed", "device", "group_by", "group_min_docs")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 

@@ -142,11 +142,12 @@ def average_makeups(makeups: Sequence[pl.DataFrame]) -> pl.DataFrame:
 
 
 def describe_makeup(makeup: pl.DataFrame, name: str = "this ordering") -> str:
-    """One sentence on how uneven a stream is: the window and group whose share strays furthest from
-    that group's share of the whole stream (distribution bias), e.g. "In sorting, steps 1-24 are 38%
-    fragment (4% of the whole stream)"."""
-    worst = (makeup.join(_overall_shares(makeup), on="group").with_columns((pl.col("share") - pl.col("all")).abs().alias("gap"))
-             .sort(["gap", "window"], descending=[True, False]).row(0, named=True))
+    """One sentence on how uneven a stream is: the window and group whose share exceeds that group's
+    share of the whole stream the most (distribution bias; the first such window on ties), e.g. "In
+    sorting, steps 1-24 are 38% fragment (4% of the whole stream)"."""
+    worst = (makeup.join(_overall_shares(makeup), on="group")
+             .with_columns((pl.col("share") - pl.col("all")).alias("gap"))
+             .sort(["gap", "window", "group"], descending=[True, False, False]).row(0, named=True))
     steps = f"step {worst['start_step']}" if worst["start_step"] == worst["end_step"] else \
         f"steps {worst['start_step']}-{worst['end_step']}"
     if worst["gap"] < 0.1:
