@@ -180,11 +180,13 @@ def why() -> None:
         st.markdown("**What each ordering fed the model.**")
         for arm, frame in makeups.items():
             st.markdown(f"- {describe_makeup(frame, arm)}")
-        top = [figures.Series(f"{arm} s{seed}", part["step"].to_list(), part["train_loss"].to_list(), group=arm)
-               for (run, arm, seed), part in curves.filter(pl.col("train_loss").is_not_null()).sort("step")
-               .group_by(["run", "arm", "seed"], maintain_order=True)]
-        st.plotly_chart(figures.curves_with_trace(top, [], title="Train loss and the stream's make-up per arm",
-                                                  top_title="train loss", bottom_title="", smoothing=0.6,
+        top, bottom = ([figures.Series(f"{arm} s{seed}", part["step"].to_list(), part[m].to_list(), group=arm)
+                        for (run, arm, seed), part in curves.filter(pl.col(m).is_not_null()).sort("step")
+                        .group_by(["run", "arm", "seed"], maintain_order=True)]
+                       for m in ("train_loss", "batch_score" if "batch_score" in curves.columns else "train_loss"))
+        st.plotly_chart(figures.curves_with_trace(top, bottom if "batch_score" in curves.columns else [],
+                                                  title="Train loss and the stream's make-up per arm",
+                                                  top_title="train loss", smoothing=0.6,
                                                   makeups=groups.figure_makeups(makeups)), key="learn.makeup")
     st.caption("Read the panels with the make-up: a kind whose loss climbs while the stream holds little of it is "
                "being forgotten; a kind that an ordering shows only late has had few steps to be learned. The same "

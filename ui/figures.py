@@ -346,6 +346,8 @@ def _add_makeup(fig: go.Figure, makeup: Makeup, colors: Mapping[str, str], shown
                                  line=dict(color="#222222", width=1.5, dash="dot"), marker=dict(size=4),
                                  hovertemplate="mean score %{y:.3g}<extra></extra>"),
                       row=row, col=col, secondary_y=True)
+        fig.update_yaxes(nticks=3, row=row, col=col, secondary_y=True,
+                         **({"rangemode": "tozero"} if np.nanmin(scores) >= 0 else {}))
         shown.add("mean score")
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=row, col=col, **({"secondary_y": False} if score_axis else {}))
     fig.update_layout(barmode="stack", bargap=0)
@@ -385,7 +387,7 @@ def bands(items: Sequence[Band], title: str = "", x_title: str = "tokens", y_tit
             mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
         if b.n > 1:
             fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                                     mode="lines", fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=b.name))
         label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers" if len(x) < 30 else "lines", name=label,
@@ -457,9 +459,9 @@ def group_panels(panels: Mapping[str, Sequence[Band]], title: str = "", x_title:
                 mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
             if b.n > 1:
                 fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                                         fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
-                                         hoverinfo="skip", showlegend=False, legendgroup=b.name),
-                              row=row + 1, col=col + 1)
+                                         mode="lines", fill="toself", fillcolor=_rgba(color, 0.18),
+                                         line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                         legendgroup=b.name), row=row + 1, col=col + 1)
             label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
             fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers" if len(x) < 30 else "lines", name=label,
                                      legendgroup=b.name, showlegend=first, line=dict(color=color, width=2),

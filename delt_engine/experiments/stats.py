@@ -44,6 +44,7 @@ LABELS = {"train_loss": "train loss", "val_loss": "validation loss", "target_los
 # metric makes Holm's correction stricter for all of them.
 VERDICT_METRICS = ("target_loss", "bench_acc_norm")
 GROUP_SETS = {"group_loss": "validation", "target_group_loss": "target"}  # group metric -> held-out set
+NOTABLE_RISE = 0.01  # a rise below this (nats per token) is worded "nothing measurable was forgotten"
 FORGETTING_KEYS = ("set", "column", "arm", "group", "n_seeds", "min_loss", "final_loss", "rise", "rise_ci",
                    "rise_delta", "rise_delta_low", "rise_delta_high", "final_delta", "final_delta_low",
                    "final_delta_high")
@@ -537,9 +538,14 @@ def explain_groups(summary: dict, set_name: str | None = None) -> list[str]:
             text += f" It ends ahead on {best['group']} ({best['final_delta']:+.3f})."
         out.append(text)
     top = max(rows, key=lambda e: e["rise"] or 0.0)
-    if (top["rise"] or 0.0) > 0:
+    seeds = f"mean over {top['n_seeds']} seed{'s' if top['n_seeds'] != 1 else ''}"
+    if (top["rise"] or 0.0) >= NOTABLE_RISE:
         out.append(f"The largest rise after a lowest point: {top['arm']} on {top['group']}, +{top['rise']:.3f} "
-                   f"(mean over {top['n_seeds']} seed{'s' if top['n_seeds'] != 1 else ''}).")
+                   f"({seeds}).")
+    elif (top["rise"] or 0.0) > 0:
+        out.append(f"No arm's {loss} rose by {NOTABLE_RISE} or more on any {column} after its lowest point "
+                   f"(largest: {top['arm']} on {top['group']}, +{top['rise']:.3f}, {seeds}): nothing measurable "
+                   "was forgotten.")
     else:
         out.append(f"No arm's {loss} rose on any {column} after its lowest point: nothing learned was forgotten.")
     return out

@@ -144,18 +144,21 @@ def average_makeups(makeups: Sequence[pl.DataFrame]) -> pl.DataFrame:
 def describe_makeup(makeup: pl.DataFrame, name: str = "this ordering") -> str:
     """One sentence on how uneven a stream is: the window and group whose share exceeds that group's
     share of the whole stream the most (distribution bias; the first such window on ties), e.g. "In
-    sorting, steps 1-24 are 38% fragment (4% of the whole stream)"."""
-    worst = (makeup.join(_overall_shares(makeup), on="group")
+    sorting, steps 1-24 are 38% fragment (4% of the whole stream)". A gap within what a random order
+    gives (twice the binomial spread of a window that size) is called chance."""
+    windows = makeup.group_by("window").agg(pl.col("n_docs").sum().alias("in_window"))
+    worst = (makeup.join(_overall_shares(makeup), on="group").join(windows, on="window")
              .with_columns((pl.col("share") - pl.col("all")).alias("gap"))
              .sort(["gap", "window", "group"], descending=[True, False, False]).row(0, named=True))
     steps = f"step {worst['start_step']}" if worst["start_step"] == worst["end_step"] else \
         f"steps {worst['start_step']}-{worst['end_step']}"
-    if worst["gap"] < 0.1:
-        return (f"In {name}, every window's mix stays within {worst['gap']:.0%} of the whole stream's: no group "
-                "comes in a block.")
+    p, n = worst["all"], max(float(worst["in_window"]), 1.0)
+    chance = 2.0 * math.sqrt(p * (1.0 - p) / n)
+    if worst["gap"] <= chance:
+        return (f"In {name}, no window's mix strays from the whole stream's by more than chance would (largest: "
+                f"{steps}, {worst['share']:.0%} {worst['group']} against {p:.0%}).")
     verb = "is" if worst["start_step"] == worst["end_step"] else "are"
-    return (f"In {name}, {steps} {verb} {worst['share']:.0%} {worst['group']} ({worst['all']:.0%} of the whole "
-            "stream).")
+    return (f"In {name}, {steps} {verb} {worst['share']:.0%} {worst['group']} ({p:.0%} of the whole stream).")
 
 
 def _overall_shares(makeup: pl.DataFrame) -> pl.DataFrame:

@@ -526,3 +526,15 @@ def test_explain_groups_when_the_arm_never_got_as_low():
         .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
     first = stats.explain_groups(stats.summarize(curves))[0]
     assert "Little of it is forgetting" in first and "never got as low on story (lowest 5.000 against 3.100)" in first
+
+
+def test_explain_groups_calls_tiny_rises_unmeasurable():
+    curves = _group_comparison()
+    # every group's loss: 5.0, 4.9, 4.8 at steps 0, 10, 20, then 4.804 at step 30 (a rise of 0.004)
+    tiny = pl.when(pl.col("step") == 30).then(pl.lit(4.804)).otherwise(5.0 - pl.col("step") / 100.0)
+    for col in ("group_loss.kind.story", "group_loss.kind.arith"):
+        curves = curves.with_columns(pl.when(pl.col(col).is_not_null()).then(tiny + 0.1 * pl.col("seed")).alias(col))
+    last = stats.explain_groups(stats.summarize(curves))[-1]
+    assert last.startswith("No arm's validation loss rose by 0.01 or more on any kind after its lowest point "
+                           "(largest: ")
+    assert last.endswith(", +0.004, mean over 3 seeds): nothing measurable was forgotten.")

@@ -77,4 +77,8 @@ def test_describe_makeup_names_the_most_uneven_window():
     # largest gap (67 points) is b in step 3 and a's gap in steps 1-2 is 33 points
     assert describe_makeup(sorted_, "sorting") == "In sorting, step 3 is 100% b (33% of the whole stream)."
     even = stream_makeup(pl.DataFrame({"id": list("abcdef"), "kind": ["x", "y"] * 3}), "kind", 2, 1)
-    assert describe_makeup(even, "shuffle").startswith("In shuffle, every window's mix stays within 0%")
+    assert describe_makeup(even, "shuffle") == ("In shuffle, no window's mix strays from the whole stream's by more "
+                                                "than chance would (largest: step 1, 50% x against 50%).")
+    # 4 documents per window: even 3 of 4 "x" (75% against 50%) is within twice the binomial spread (50 points)
+    lumpy = stream_makeup(pl.DataFrame({"id": list("abcdefgh"), "kind": list("xxxyxyyy")}), "kind", 4, 1)
+    assert "by more than chance would (largest: step 1, 75% x against 50%)" in describe_makeup(lumpy, "shuffle")
