@@ -472,7 +472,11 @@ def group_panels(panels: Mapping[str, Sequence[Band]], title: str = "", x_title:
         fig.update_xaxes(title_text=x_title, row=rows, col=c)
     for r in range(1, rows + 1):
         fig.update_yaxes(title_text=y_title, row=r, col=1)
-    fig = _layout(fig, title, height=120 + 230 * rows)
+    height = 150 + 230 * rows
+    fig = _layout(fig, title, height=height)
     fig.update_annotations(font_size=12)
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0 + 0.06 / rows, xanchor="right", x=1.0))
+    # the arms' legend goes under the panels: above them it would collide with the title and panel titles
+    plot_px = height - 45 - 110
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-70 / plot_px, xanchor="left", x=0.0),
+                      margin=dict(b=110))
     return fig

@@ -528,6 +528,10 @@ def explain_groups(summary: dict, set_name: str | None = None) -> list[str]:
             text += (f" Most of that gap is forgetting: {arm} had brought {worst['group']} down to "
                      f"{worst['min_loss']:.3f} and lost {worst['rise']:.3f} of it by the end ({base} lost "
                      f"{b['rise']:.3f}).")
+        elif max(worst["rise"], b["rise"]) < NOTABLE_RISE:
+            text += (f" None of it is forgetting (neither loss on {worst['group']} rose from its lowest point by "
+                     f"{NOTABLE_RISE} or more): {arm} never got as low there (lowest {worst['min_loss']:.3f} against "
+                     f"{b['min_loss']:.3f}).")
         else:
             text += (f" Little of it is forgetting ({arm}'s loss there rose {worst['rise']:.3f} from its lowest, "
                      f"{base}'s {b['rise']:.3f}): {arm} never got as low on {worst['group']} (lowest "

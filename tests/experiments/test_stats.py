@@ -525,7 +525,15 @@ def test_explain_groups_when_the_arm_never_got_as_low():
         pl.when(pl.col("arm") == "folding L=3").then(pl.col("group_loss.kind.story") * 0 + 5.0)
         .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
     first = stats.explain_groups(stats.summarize(curves))[0]
-    assert "Little of it is forgetting" in first and "never got as low on story (lowest 5.000 against 3.100)" in first
+    assert "None of it is forgetting (neither loss on story rose from its lowest point by 0.01 or more): folding " \
+           "L=3 never got as low there (lowest 5.000 against 3.100)." in first
+    # a rise that is real but smaller than half the gap: "little of it"
+    curves = curves.with_columns(pl.when((pl.col("arm") == "folding L=3") & (pl.col("step") == 30))
+                                 .then(pl.col("group_loss.kind.story") + 0.2).otherwise(pl.col("group_loss.kind.story"))
+                                 .alias("group_loss.kind.story"))
+    first = stats.explain_groups(stats.summarize(curves))[0]
+    assert "Little of it is forgetting (folding L=3's loss there rose 0.200 from its lowest, shuffle's 0.000): " \
+           "folding L=3 never got as low on story (lowest 5.000 against 3.100)." in first
 
 
 def test_explain_groups_calls_tiny_rises_unmeasurable():
