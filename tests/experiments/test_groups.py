@@ -99,3 +99,30 @@ def test_export_writes_forgetting_group_curves_and_makeup(comparison, tmp_path):
     assert sums["share"].to_list() == pytest.approx([1.0] * sums.height)
     assert makeup.group_by("arm").agg(pl.col("n_docs").sum())["n_docs"].to_list() == pytest.approx([96, 96])
     assert makeup["end_step"].max() == 6
+
+
+def test_spec_group_by_is_checked_and_reaches_every_run(tmp_path):
+    from delt_engine.errors import ConfigError
+    from delt_engine.experiments.spec import parse_spec
+    from tests.cli.test_runs import _tiny_corpus
+
+    assert parse_spec(demo_spec()).group_by == "kind" and parse_spec(demo_spec(group_by=None)).group_by is None
+    with pytest.raises(ConfigError, match="a column name with '.'"):
+        parse_spec(demo_spec(group_by="meta.kind"))
+    with pytest.raises(ConfigError, match=r"train.group_by is set by the comparison itself"):
+        parse_spec(demo_spec(train={"group_by": "kind"}))
+    _tiny_corpus(tmp_path)  # 60 documents with an "is_noise" column
+    spec = {"name": "tiny", "corpus": str(tmp_path / "corpus.jsonl"), "scorer": {"method": "length"},
+            "orderings": ["shuffle"], "seeds": [0], "group_by": "topic",
+            "train": {"model": "tiny-test", "steps": 2, "batch_size": 8, "max_length": 16, "vocab_size": 300}}
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(ConfigError, match=r"group_by='topic': the corpus .* has no such column \(metadata columns: "
+                                          r"is_noise\)"):
+        prepare_comparison(spec, ws)
+    assert not list((tmp_path / "ws" / "comparisons").glob("*"))  # nothing half-made
+    cmp = prepare_comparison({**spec, "group_by": "is_noise", "train": {**spec["train"], "group_min_docs": 2}}, ws)
+    config = read_json(cmp.run_dirs[0] / "config.json")
+    assert config["group_by"] == "is_noise" and config["group_min_docs"] == 2
+    assert cmp.manifest["spec"]["group_by"] == "is_noise"
+    held = pl.read_ndjson(config["validation"])
+    assert "is_noise" in held.columns  # the held-out split keeps the corpus' columns
