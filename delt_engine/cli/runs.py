@@ -263,7 +263,13 @@ def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
         print(f"forgetting on the {set_name} set by {column}: lowest loss reached, final loss, rise = final - lowest "
               f"(means over seeds); Δ rise: paired over seeds against {summary['baseline']}")
         print(stats.format_forgetting(entries, set_name, summary["level"]))
-    makeups = _comparison_makeups(ws, manifest, eval_windows=True)
+    from ..errors import DeltError
+
+    try:
+        makeups = _comparison_makeups(ws, manifest, eval_windows=True)
+    except DeltError as exc:  # e.g. an ordered data file deleted since: the tables above still stand
+        print(f"\nno stream make-up: {exc}")
+        makeups = {}
     if makeups:
         print()
         print(f"stream make-up: share of the documents of each {_group_column(manifest)} in every window of steps "
@@ -401,7 +407,13 @@ def cmd_export(args) -> int:
     manifest = ws.load_comparison(args.comparison_id)
     paths = stats.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
                                       baseline=manifest.get("baseline"))
-    makeups = _comparison_makeups(ws, manifest)
+    from ..errors import DeltError
+
+    try:
+        makeups = _comparison_makeups(ws, manifest)
+    except DeltError as exc:  # the other files are written; say why this one is not
+        print(f"makeup.csv not written: {exc}", file=sys.stderr)
+        makeups = {}
     if makeups:
         import polars as pl
 
