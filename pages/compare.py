@@ -14,8 +14,9 @@ from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
 from ui import figures
 from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace.layout import Workspace
+from delt_engine.training.metrics import split_group_metric
 from delt_engine.workspace.runs import metrics_frame, read_metrics
-from ui import damaged, state
+from ui import damaged, groups, state
 from ui.safe import md
 
 state.require_app("compare")
@@ -79,7 +80,8 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
 
 
 def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
-    metrics = [m for m in stats.metric_columns(curves) if m not in INFO_METRICS]
+    metrics = [m for m in stats.metric_columns(curves) if m not in INFO_METRICS
+               and split_group_metric(m) is None]  # group losses have their own panels below
     metrics = sorted(metrics, key=lambda m: (PREFERRED.index(m) if m in PREFERRED else len(PREFERRED), m))
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])
@@ -90,7 +92,20 @@ def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
     return metric, x, smoothing
 
 
-def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float) -> None:
+def stream_makeups(ws: Workspace, curves: pl.DataFrame, x: str) -> dict:
+    """{arm: figures.Makeup} of the runs in ``curves`` on the chosen x axis ({} without group_by)."""
+    runs = curves.select("run", "arm").unique(maintain_order=True)
+    try:
+        makeups = groups.run_makeups([(arm, ws.root / "runs" / run) for run, arm in runs.iter_rows()])
+    except DeltError as exc:  # e.g. an ordered data file deleted since: the curves still show
+        st.caption(f"No stream make-up: {exc}")
+        return {}
+    if x == "tokens":  # window edges at the tokens the arm's runs had seen at those steps
+        return groups.figure_makeups(makeups, {arm: groups.tokens_of_step(curves, arm) for arm in makeups})
+    return groups.figure_makeups(makeups)
+
+
+def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float, makeups: dict | None = None) -> None:
     top, bottom = [], []
     for (run, arm, seed), part in curves.sort("step").group_by(["run", "arm", "seed"], maintain_order=True):
         pts = part.filter(pl.col(metric).is_not_null())
@@ -99,8 +114,13 @@ def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float) -> N
             bs = part.filter(pl.col("batch_score").is_not_null())
             bottom.append(figures.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
     fig = figures.curves_with_trace(top, bottom, title=f"{stats.metric_label(metric)} per run", x_title=x,
-                                  top_title=stats.metric_label(metric), smoothing=smoothing)
+                                    top_title=stats.metric_label(metric), smoothing=smoothing, makeups=makeups)
     st.plotly_chart(fig, key="compare.runs_chart")
+    if makeups:
+        st.caption("Under the curves, each arm's stream make-up: the share of each group in every window of training "
+                   "steps (an arm with one ordering per seed: mean over seeds) and the window's mean score (dotted). "
+                   + ("On the tokens axis a window spans the tokens the arm's runs had seen (mean over seeds) at its "
+                      "first and last step." if x == "tokens" else ""))
 
 
 def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
@@ -185,9 +205,42 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     return summary
 
 
+def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing: float) -> None:
+    """Why did it win or lose: each group's loss per arm (small multiples, mean ± 95% band over seeds),
+    the forgetting table and the result in words."""
+    entries = summary["forgetting"] if summary is not None else stats.forgetting(curves)
+    if not entries:
+        return
+    st.subheader("Why? Loss by group")
+    sets = list(dict.fromkeys(e["set"] for e in entries))
+    state.ensure_choice("compare.group_set", sets)
+    set_name = st.radio("Held-out set", sets, key="compare.group_set", persist_state="session", horizontal=True,
+                        format_func=lambda s: f"{s} loss") if len(sets) > 1 else sets[0]
+    column = next(e["column"] for e in entries if e["set"] == set_name)
+    try:
+        bands = stats.group_bands(curves, set_name, x=x, n_points=40)
+    except DeltError as exc:
+        st.info(f"No group curves: {exc}")
+        return
+    st.plotly_chart(figures.group_panels(groups.band_panels(bands, x), title=f"{set_name.capitalize()} loss by "
+                                         f"{column}: mean ± 95% interval across seeds", x_title=x, y_title="loss",
+                                         smoothing=smoothing if x == "tokens" else 0.0),
+                    key="compare.group_panels")
+    st.caption(f"One panel per {column}, the same arms in each. A curve that reaches a low point and climbs again is "
+               f"forgetting; one that stays above the others never learned that {column} as well. {groups.POOLING}")
+    st.dataframe(groups.forgetting_table(entries, set_name), hide_index=True, key="compare.forgetting")
+    base = summary["baseline"] if summary is not None else stats.pick_baseline(curves["arm"].unique().to_list())
+    st.caption(f"Forgetting per arm and {column} (means over seeds): the lowest loss any evaluation reached, the "
+               f"final loss, and the rise between them (± 95% interval over seeds). Δ: paired over seeds against "
+               f"{base}, with its 95% interval.")
+    if summary is not None:
+        for sentence in stats.explain_groups(summary, set_name):
+            st.markdown(f"- {sentence}")
+
+
 def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None:
     cols = [c for c in stats.ID_COLUMNS if c in curves.columns] + stats.metric_columns(curves)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
                        file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
     if summary is not None:
@@ -201,6 +254,9 @@ def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None
                                mime="application/json", key="compare.dl_spec",
                                help="Rerun it headless, e.g. with more seeds: python -m delt_engine compare --spec "
                                     "FILE --workspace WORKSPACE (paths in it point into this workspace)")
+    if summary is not None and summary["forgetting"]:
+        c4.download_button("Download forgetting (CSV)", stats.forgetting_frame(summary["forgetting"]).write_csv(),
+                           file_name="forgetting.csv", mime="text/csv", key="compare.dl_forgetting")
 
 
 def main() -> None:
@@ -216,9 +272,10 @@ def main() -> None:
     if curves is None:
         return
     metric, x, smoothing = controls(curves)
-    run_curves(curves, metric, x, smoothing)
+    run_curves(curves, metric, x, smoothing, stream_makeups(ws, curves, x))
     seed_bands(curves, metric, smoothing)
     summary = summary_panel(curves)
+    group_section(curves, summary, x, smoothing)
     downloads(ws, curves, summary)
 
 

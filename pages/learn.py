@@ -14,7 +14,7 @@ from delt_engine.training import metrics
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.workspace.layout import Workspace
-from ui import scenarios, state
+from ui import groups, scenarios, state
 from ui.safe import md
 
 state.require_app("learn")
@@ -89,17 +89,24 @@ def presets() -> None:
         st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
 
 
-def latest_summary() -> dict | None:
-    """The summary of the newest comparison whose runs have all finished (None when there is none)."""
+def latest_comparison() -> tuple[str, pl.DataFrame, dict] | None:
+    """(id, curves, summary) of the newest comparison whose runs have all finished (None when there is none)."""
     ws = Workspace(ROOT)
     for manifest in ws.list_comparisons()[::-1]:
         runs = ws.list_runs(comparison=manifest["id"])
         if runs and all(r.state == "done" for r in runs):
             try:
-                return stats.summarize(ws.comparison_curves(manifest["id"]))
+                curves = ws.comparison_curves(manifest["id"])
+                return manifest["id"], curves, stats.summarize(curves, baseline=manifest.get("baseline"))
             except DeltError:
                 continue
     return None
+
+
+def latest_summary() -> dict | None:
+    """The summary of the newest comparison whose runs have all finished (None when there is none)."""
+    found = latest_comparison()
+    return found[2] if found else None
 
 
 def predict() -> None:
@@ -138,6 +145,56 @@ def reveal(summary: dict, locked: str) -> None:
     st.page_link("pages/compare.py", label="See the curves on Compare", icon=":material/compare_arrows:")
 
 
+def why() -> None:
+    """Section 6: the newest finished comparison explained by group (forgetting) and by its stream's make-up
+    (distribution bias), in words computed from its runs."""
+    st.header("6 · Why did it win or lose?")
+    st.markdown("The paper gives two reasons why the order of the data matters. **Forgetting**: what the model "
+                "learned early fades when the stream moves on to other data. **Distribution bias**: a sorted stream "
+                "shows one kind of data at a time. A comparison evaluated *by group* (the demo: by kind of document) "
+                "shows both: each kind's loss over training, and what each ordering fed the model when.")
+    if not st.session_state.get(state.PREDICTION):
+        st.caption("Lock in a prediction above first: this section explains the result.")
+        return
+    found = latest_comparison()
+    if found is None or not found[2]["forgetting"]:
+        st.info("No finished comparison was evaluated by group yet. Comparisons on the demo are (Train → Evaluate "
+                "by group: kind); run one, then come back.")
+        return
+    cid, curves, summary = found
+    set_name = "validation" if any(e["set"] == "validation" for e in summary["forgetting"]) else "target"
+    column = next(e["column"] for e in summary["forgetting"] if e["set"] == set_name)
+    bands = stats.group_bands(curves, set_name)
+    st.plotly_chart(figures.group_panels(groups.band_panels(bands), title=f"{set_name.capitalize()} loss by "
+                                         f"{column} in comparison {cid} (mean ± 95% interval across seeds)",
+                                         x_title="step"), key="learn.groups")
+    st.markdown("**What the groups say.**")
+    for sentence in stats.explain_groups(summary, set_name):
+        st.markdown(f"- {sentence}")
+    try:
+        makeups = groups.run_makeups([(arm, Workspace(ROOT).root / "runs" / run) for run, arm in
+                                      curves.select("run", "arm").unique(maintain_order=True).iter_rows()])
+    except DeltError:
+        makeups = {}
+    if makeups:
+        from delt_engine.organize.makeup import describe_makeup
+
+        st.markdown("**What each ordering fed the model.**")
+        for arm, frame in makeups.items():
+            st.markdown(f"- {describe_makeup(frame, arm)}")
+        top, bottom = ([figures.Series(f"{arm} s{seed}", part["step"].to_list(), part[m].to_list(), group=arm)
+                        for (run, arm, seed), part in curves.filter(pl.col(m).is_not_null()).sort("step")
+                        .group_by(["run", "arm", "seed"], maintain_order=True)]
+                       for m in ("train_loss", "batch_score" if "batch_score" in curves.columns else "train_loss"))
+        st.plotly_chart(figures.curves_with_trace(top, bottom if "batch_score" in curves.columns else [],
+                                                  title="Train loss and the stream's make-up per arm",
+                                                  top_title="train loss", smoothing=0.6,
+                                                  makeups=groups.figure_makeups(makeups)), key="learn.makeup")
+    st.caption("Read the panels with the make-up: a kind whose loss climbs while the stream holds little of it is "
+               "being forgotten; a kind that an ordering shows only late has had few steps to be learned. The same "
+               "numbers are in `python -m delt_engine runs report " + cid + "` (and `runs export`).")
+
+
 def main() -> None:
     st.title("Learn")
     st.caption("A 10-minute guided tour: the idea, the score, the ordering, then an experiment of your own.")
@@ -146,6 +203,7 @@ def main() -> None:
     folding_demo()
     presets()
     predict()
+    why()
 
 
 main()

@@ -11,7 +11,7 @@ import streamlit as st
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.organize.registry import ORDERINGS, SELECTIONS
-from ui import scores, state
+from ui import groups, scores, state
 from ui.safe import md
 
 state.require_app("organize")
@@ -156,12 +156,44 @@ def ordered_views(kept: pl.DataFrame, chosen: list[str]) -> dict[str, tuple[pl.D
     return out
 
 
-def show_layout(views: dict) -> None:
+def makeup_choice(work: pl.DataFrame) -> str | None:
+    """The metadata column whose make-up is drawn under each ordering (the demo: kind)."""
+    choices = groups.options(work)
+    groups.ensure_choice("organize.group_by", choices, st.session_state["data.dataset"])
+    value = st.selectbox("Stream make-up by", choices, key="organize.group_by", persist_state="session",
+                         help="Under each ordering: the share of each value of this column in every window of "
+                              "training steps (distribution bias: does one kind come in a block?). A comparison "
+                              "launched from Train is evaluated by the column chosen there.")
+    return groups.column(value)
+
+
+def makeups_of(views: dict, column: str, batch_size: int) -> tuple[dict, int]:
+    """{label: figures.Makeup on the training-position axis} and the steps per window."""
+    from delt_engine.organize.makeup import default_window, steps_per_epoch, stream_makeup
+
+    out, window = {}, 1
+    for label, (ordered, _) in views.items():
+        n = ordered.height
+        window = default_window(steps_per_epoch(n, batch_size))
+        frame = stream_makeup(ordered, column, batch_size, window, "score")
+        out[label] = figures.makeup_from_frame(frame, label, lambda step, n=n: min(step * batch_size, n))
+    return out, window
+
+
+def show_layout(views: dict, column: str | None = None) -> None:
+    batch_size = int(st.session_state["organize.batch_size"])
+    makeups, window = makeups_of(views, column, batch_size) if column else (None, 0)
+    title = "Score against training position (dots: samples; line: batch mean; dotted: layer starts)"
+    if makeups:
+        title += f", and the share of each {column} below"
     st.plotly_chart(figures.ordering_grid({label: (lay.scores, lay.layer_starts) for label, (_, lay) in views.items()},
-                                        batch_size=int(st.session_state["organize.batch_size"]),
-                                        title="Score against training position (dots: samples; line: batch mean; "
-                                              "dotted: layer starts)"),
+                                          batch_size=batch_size, title=title, makeups=makeups),
                     key="organize.layout")
+    if makeups:
+        st.caption(f"Stream make-up: each bar is a window of {window} training step{'s' if window > 1 else ''} of "
+                   f"{batch_size} documents (the batch size above), split by {column} into shares that add up "
+                   "to 100%. A block of one colour is a stretch of training that sees mostly one group: the "
+                   "distribution bias the paper's folding ordering is meant to avoid.")
 
 
 def export(views: dict[str, pl.DataFrame], dataset: str, method: str) -> None:
@@ -204,10 +236,11 @@ def main() -> None:
             st.info("Pick at least one ordering.")
             return
         views = ordered_views(kept, chosen)
+        column = makeup_choice(kept)
     except DeltError as exc:
         st.error(md(exc))
         return
-    show_layout(views)
+    show_layout(views, column)
     export(views, name, method)
 
 

@@ -12,7 +12,7 @@ from delt_engine.organize.configs import describe_selection
 from delt_engine.organize.registry import ORDERINGS, SELECTIONS
 from delt_engine.training import metrics
 from delt_engine.workspace.layout import Workspace
-from ui import comparisons, damaged, datasets, jobs, live, scores, state, widgets
+from ui import comparisons, damaged, datasets, groups, jobs, live, scores, state, widgets
 from ui.safe import md
 
 state.require_app("train")
@@ -85,6 +85,7 @@ def setup_form(frame, done: dict) -> None:
                (f" · window shuffle w = {st.session_state['organize.window']}"
                 if st.session_state["organize.window"] else ""))
     budget_form()
+    group_form(frame)
     eval_caption()
     arms = st.session_state["train.orderings"]
     n_runs = len(arms) * int(st.session_state["train.seeds"])
@@ -121,6 +122,22 @@ def budget_form() -> None:
                      "usable as a model directory for scoring or further training")
 
 
+def group_form(frame) -> None:
+    """The metadata column every run is also evaluated by (validation and target loss per group)."""
+    choices = groups.options(frame)
+    groups.ensure_choice("train.group_by", choices, st.session_state["data.dataset"],
+                         preferred=st.session_state.get("organize.group_by"))
+    c1, c2 = st.columns([1, 3])
+    c1.selectbox("Evaluate by group", choices, key="train.group_by", persist_state="session",
+                 help="Every evaluation also records the validation and target loss of each value of this column "
+                      "(from the same forward pass), and the Train and Compare pages show the training stream's "
+                      "make-up by it: what each ordering showed the model when, and what it forgot.")
+    column = groups.column(st.session_state["train.group_by"])
+    c2.caption(f"Loss by **{column}** at every evaluation, and the share of each {column} in every window of "
+               f"training. {groups.POOLING}" if column else
+               "No evaluation by group: pick a metadata column to see each group's loss and the stream's make-up.")
+
+
 def budget_text() -> str:
     ss = st.session_state
     if ss["train.budget_kind"] == "epochs":
@@ -148,7 +165,8 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
         corpus = comparisons.scored_corpus(ROOT, name, frame, job)
         orders = comparisons.orderings(arms, ss["organize.layers"], ss["organize.descending"], ss["organize.window"])
         spec = comparisons.build_spec(f"{name}-{job.method}", corpus, job, datasets.eval_paths(ROOT, name), sel,
-                                      orders, ss["train.seeds"], train_settings(), ss["train.first_seed"], dedup)
+                                      orders, ss["train.seeds"], train_settings(), ss["train.first_seed"], dedup,
+                                      groups.column(ss["train.group_by"]))
         token = comparisons.start(spec, ROOT)
     except (DeltError, OSError) as exc:
         st.error(md(f"Could not launch: {exc}"))
@@ -198,8 +216,18 @@ def live_charts(infos) -> None:
     if not any(len(s.x) for s in top):
         st.info("Waiting for the first training steps…")
         return
-    st.plotly_chart(figures.curves_with_trace(top, bottom, title="Train loss (and mean score of each batch)",
-                                            smoothing=0.6), key="train.chart.loss")
+    try:
+        makeups = groups.figure_makeups(groups.run_makeups([(i.arm or "run", i.dir) for i in infos]))
+    except DeltError as exc:  # e.g. an ordered data file deleted since: the curves still show
+        st.caption(md(f"No stream make-up: {exc}"))
+        makeups = {}
+    title = "Train loss (and mean score of each batch)" + (", and the stream's make-up per arm" if makeups else "")
+    st.plotly_chart(figures.curves_with_trace(top, bottom, title=title, smoothing=0.6, makeups=makeups),
+                    key="train.chart.loss")
+    if makeups:
+        st.caption("Stream make-up: for each arm, the share of each group in every window of training steps "
+                   "(stacked to 100%; an arm with one ordering per seed shows the mean over seeds) and the "
+                   "window's mean score (dotted, right axis), on the same step axis as the loss above.")
     cols = st.columns(len(metrics.LIVE_METRICS))
     unmeasured = not_measured(infos)
     for col, metric in zip(cols, metrics.LIVE_METRICS):
@@ -213,6 +241,12 @@ def live_charts(infos) -> None:
                 st.plotly_chart(fig, key=f"train.chart.{metric}")
             else:
                 st.caption(f"{title}: no evaluation yet")
+    panels = groups.run_panels([(f"{i.arm} s{i.seed}", r) for i, r in runs])
+    if panels:
+        column = next((g for _, r in runs for rec in r for g in (rec.get("group_loss") or {})), "group")
+        st.plotly_chart(figures.group_panels(panels, title=f"Validation loss by {column}, per run", x_title="step",
+                                             y_title="loss"), key="train.chart.groups")
+        st.caption(f"One panel per {column}: a loss that falls and then rises is forgetting. {groups.POOLING}")
 
 
 def not_measured(infos) -> dict[str, str]:

@@ -51,9 +51,11 @@ def orderings(methods: list[str], layers: int, descending: bool, window: int) ->
 
 
 def build_spec(name: str, corpus: Path, scoring, targets: dict, selection: dict | None, orders: list[OrderConfig],
-               n_seeds: int, train: dict, first_seed: int = 0, dedup: dict | None = None) -> dict:
+               n_seeds: int, train: dict, first_seed: int = 0, dedup: dict | None = None,
+               group_by: str | None = None) -> dict:
     """A comparison spec (``experiments.spec.parse_spec`` input) for the app's choices: every arm gets the
-    same selection and duplicate removal (set on Organize) and its own ordering.
+    same selection and duplicate removal (set on Organize) and its own ordering; ``group_by``: the
+    metadata column every run is also evaluated by (None for none).
 
     A step or token budget trains as many passes as it needs (``epochs`` null), so a selection that
     keeps few documents never runs out of data.
@@ -66,7 +68,8 @@ def build_spec(name: str, corpus: Path, scoring, targets: dict, selection: dict 
             "scorer": {"score_field": "score", "direction": scoring.direction, "scores_job": scoring.id,
                        "scorer_method": scoring.method},
             "selection": selection, "dedup": dedup, "orderings": [o.to_dict() for o in orders],
-            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train}
+            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train,
+            "group_by": group_by}
 
 
 @dataclass

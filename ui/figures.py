@@ -44,6 +44,19 @@ class Series:
 
 
 @dataclass
+class Makeup:
+    """The stream's make-up of one ordering (``organize.makeup.stream_makeup``) on a figure's x axis:
+    window ``i`` spans ``start[i]``..``end[i]``; ``shares[group][i]`` is that group's share of the
+    window's documents; ``mean_score[i]`` the window's mean score (None when unscored)."""
+
+    name: str
+    start: Sequence[float]
+    end: Sequence[float]
+    shares: Mapping[str, Sequence[float]]
+    mean_score: Sequence[Optional[float]] = ()
+
+
+@dataclass
 class Band:
     """Mean with a lower/upper band (e.g. 95% interval across seeds) for one group."""
 
@@ -53,6 +66,20 @@ class Band:
     lower: Sequence[float]
     upper: Sequence[float]
     n: int = 1
+
+
+# Groups of documents (e.g. the demo's kinds): more distinct colours than orderings need.
+GROUP_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                 "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2")
+GROUP_FIXED = {"other": "#b0b0b0", "(missing)": "#dddddd"}
+
+
+def group_colors(groups: Sequence[str]) -> dict[str, str]:
+    """A colour per group, by the group's rank in sorted order (the same group keeps its colour in
+    every panel and on every page that shows the same groups)."""
+    ranked = [g for g in sorted(set(map(str, groups))) if g not in GROUP_FIXED]
+    out = {g: GROUP_PALETTE[i % len(GROUP_PALETTE)] for i, g in enumerate(ranked)}
+    return {**out, **{g: c for g, c in GROUP_FIXED.items() if g in set(map(str, groups))}}
 
 
 def color_for(name: str, index: int = 0) -> str:
@@ -280,24 +307,79 @@ def ordering_layout(scores: Sequence[float], layer_starts: Sequence[int] = (), b
 
 
 def ordering_grid(layouts: Mapping[str, tuple[Sequence[float], Sequence[int]]], batch_size: int = 16,
-                  title: str = "") -> go.Figure:
-    """Several orderings side by side: ``{name: (scores in training order, layer starts)}``."""
+                  title: str = "", makeups: Optional[Mapping[str, Makeup]] = None) -> go.Figure:
+    """Several orderings side by side: ``{name: (scores in training order, layer starts)}``.
+
+    With ``makeups`` ({name: Makeup on the training-position axis}), a second row under each ordering
+    shows its stream make-up (share of each group per window), on the same x axis as the scores.
+    """
     names = list(layouts)
     if not names:
         raise ValueError("no orderings to plot")
-    fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, subplot_titles=names,
-                        horizontal_spacing=0.03)
+    rows = 2 if makeups else 1
+    fig = make_subplots(rows=rows, cols=len(names), shared_yaxes=True, shared_xaxes=bool(makeups),
+                        subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08,
+                        row_heights=[0.6, 0.4] if makeups else None)
+    colors = group_colors([g for m in (makeups or {}).values() for g in m.shares])
+    shown: set = set()
     for col, name in enumerate(names, start=1):
         scores, starts = layouts[name]
         _add_layout_traces(fig, scores, starts, batch_size, color_for(name, col - 1), row=1, col=col,
                            legend=col == 1)
-        fig.update_xaxes(title_text="training position", row=1, col=col)
+        if makeups and name in makeups:
+            _add_makeup(fig, makeups[name], colors, shown, row=2, col=col)
+        fig.update_xaxes(title_text="training position", row=rows, col=col)
     fig.update_yaxes(title_text="score", row=1, col=1)
-    fig = _layout(fig, title, height=360)
+    if makeups:
+        fig.update_yaxes(title_text="share", row=2, col=1)
+    fig = _layout(fig, title, height=560 if makeups else 360)
     # Subplot titles sit where a top legend would go: put the legend under the panels.
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0),
-                      margin=dict(b=80))
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.14 if makeups else -0.22, xanchor="left",
+                                  x=0.0), margin=dict(b=110 if makeups else 80))
     return fig
+
+
+def makeup_from_frame(frame, name: str, x_of_step=None) -> Makeup:
+    """A ``Makeup`` from ``stream_makeup``'s long frame (window, start_step, end_step, group, share,
+    mean_score); ``x_of_step`` maps a step count to the x axis (default: steps; e.g. training positions
+    ``step * batch_size``, or the tokens seen by that step). Window i spans x_of_step(start_step - 1)
+    to x_of_step(end_step)."""
+    x_of_step = x_of_step or (lambda step: float(step))
+    windows = frame.select("window", "start_step", "end_step", "mean_score").unique("window").sort("window")
+    start = [float(x_of_step(s - 1)) for s in windows["start_step"].to_list()]
+    end = [float(x_of_step(e)) for e in windows["end_step"].to_list()]
+    shares = {}
+    for group in sorted(frame["group"].unique().to_list()):
+        part = frame.filter(frame["group"] == group).sort("window")
+        by_window = dict(zip(part["window"].to_list(), part["share"].to_list()))
+        shares[group] = [float(by_window.get(w, 0.0)) for w in windows["window"].to_list()]
+    return Makeup(name, start, end, shares, windows["mean_score"].to_list())
+
+
+def _add_makeup(fig: go.Figure, makeup: Makeup, colors: Mapping[str, str], shown: set, row: int, col: int = 1,
+                score_axis: bool = False) -> None:
+    """Stacked bars, one per window and group (width = the window), and the mean score per window on a
+    secondary y axis when ``score_axis``. Each group's legend entry is shown once (``shown``)."""
+    start, end = np.asarray(makeup.start, dtype=float), np.asarray(makeup.end, dtype=float)
+    centre, width = (start + end) / 2, end - start
+    for group, share in makeup.shares.items():
+        fig.add_trace(go.Bar(x=centre, y=list(share), width=width, name=group, legendgroup=f"group:{group}",
+                             showlegend=group not in shown, marker=dict(color=colors.get(group, "#888888"),
+                                                                        line=dict(width=0)),
+                             hovertemplate=f"{group}: %{{y:.0%}}<extra>{makeup.name}</extra>"), row=row, col=col)
+        shown.add(group)
+    scores = [np.nan if v is None else float(v) for v in makeup.mean_score]
+    if score_axis and np.isfinite(scores).any():
+        fig.add_trace(go.Scatter(x=centre, y=scores, mode="lines+markers", name="mean score per window",
+                                 legendgroup="mean score", showlegend="mean score" not in shown,
+                                 line=dict(color="#222222", width=1.5, dash="dot"), marker=dict(size=4),
+                                 hovertemplate="mean score %{y:.3g}<extra></extra>"),
+                      row=row, col=col, secondary_y=True)
+        fig.update_yaxes(nticks=3, row=row, col=col, secondary_y=True,
+                         **({"rangemode": "tozero"} if np.nanmin(scores) >= 0 else {}))
+        shown.add("mean score")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=row, col=col, **({"secondary_y": False} if score_axis else {}))
+    fig.update_layout(barmode="stack", bargap=0)
 
 
 def curves(series: Sequence[Series], title: str = "", x_title: str = "step", y_title: str = "",
@@ -334,7 +416,7 @@ def bands(items: Sequence[Band], title: str = "", x_title: str = "tokens", y_tit
             mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
         if b.n > 1:
             fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                                     mode="lines", fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=b.name))
         label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers" if len(x) < 30 else "lines", name=label,
@@ -344,9 +426,16 @@ def bands(items: Sequence[Band], title: str = "", x_title: str = "tokens", y_tit
 
 def curves_with_trace(top: Sequence[Series], bottom: Sequence[Series], title: str = "", x_title: str = "step",
                       top_title: str = "loss", bottom_title: str = "batch mean score",
-                      smoothing: float = 0.0) -> go.Figure:
-    """Loss curves on top and, on a shared x axis below, the mean score of each training batch."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.05)
+                      smoothing: float = 0.0, makeups: Optional[Mapping[str, Makeup]] = None) -> go.Figure:
+    """Loss curves on top and, on a shared x axis below, the mean score of each training batch; with
+    ``makeups`` ({arm: Makeup on the same x axis}) one more row per arm shows its stream make-up (share
+    of each group per window, and the window's mean score on a right-hand axis)."""
+    extra = len(makeups or {})
+    heights = [0.68, 0.32] if not extra else [0.45, 0.17] + [0.38 / extra] * extra
+    specs = [[{}], [{}]] + [[{"secondary_y": True}]] * extra
+    titles = ["", ""] + [f"stream make-up: {arm}" for arm in (makeups or {})]
+    fig = make_subplots(rows=2 + extra, cols=1, shared_xaxes=True, row_heights=heights, vertical_spacing=0.05,
+                        specs=specs, subplot_titles=titles if extra else None)
     groups: dict[str, int] = {}
     for row, items in ((1, top), (2, bottom)):
         for s in items:
@@ -360,7 +449,63 @@ def curves_with_trace(top: Sequence[Series], bottom: Sequence[Series], title: st
                 y = smooth_ema(y, smoothing)
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=s.name, legendgroup=key, showlegend=row == 1,
                                      line=dict(color=color, width=2 if row == 1 else 1)), row=row, col=1)
+    colors = group_colors([g for m in (makeups or {}).values() for g in m.shares])
+    shown: set = set()
+    for row, makeup in enumerate((makeups or {}).values(), start=3):
+        _add_makeup(fig, makeup, colors, shown, row=row, score_axis=True)
+        fig.update_yaxes(title_text="share", row=row, col=1, secondary_y=False)
+        fig.update_yaxes(title_text="score", row=row, col=1, secondary_y=True, showgrid=False)
     fig.update_yaxes(title_text=top_title, row=1, col=1)
     fig.update_yaxes(title_text=bottom_title, row=2, col=1)
-    fig.update_xaxes(title_text=x_title, row=2, col=1)
-    return _layout(fig, title, height=460)
+    fig.update_xaxes(title_text=x_title, row=2 + extra, col=1)
+    fig = _layout(fig, title, height=460 + 130 * extra)
+    if extra:
+        fig.update_annotations(font_size=12, x=0.0, xanchor="left")
+    return fig
+
+
+def group_panels(panels: Mapping[str, Sequence[Band]], title: str = "", x_title: str = "step",
+                 y_title: str = "loss", cols: int = 4, smoothing: float = 0.0) -> go.Figure:
+    """Small multiples: one panel per group (``{group: [Band per arm]}``), each arm's curve with its
+    band across seeds; arms keep one colour in every panel, each panel has its own y range."""
+    names = list(panels)
+    if not names:
+        raise ValueError("no groups to plot")
+    cols = max(1, min(int(cols), len(names)))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_xaxes="all", horizontal_spacing=0.06,
+                        vertical_spacing=0.16 if rows > 1 else 0.1)
+    arms: dict[str, int] = {}
+    for i, name in enumerate(names):
+        row, col = divmod(i, cols)
+        for b in panels[name]:
+            first = b.name not in arms
+            arms.setdefault(b.name, len(arms))
+            color = color_for(b.name, arms[b.name])
+            x = np.asarray(b.x, dtype=float)
+            mean, lo, hi = (np.asarray(v, dtype=float) for v in (b.mean, b.lower, b.upper))
+            if smoothing > 0 and len(x) >= MIN_SMOOTH_POINTS:
+                mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
+            if b.n > 1:
+                fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                                         mode="lines", fill="toself", fillcolor=_rgba(color, 0.18),
+                                         line=dict(width=0), hoverinfo="skip", showlegend=False,
+                                         legendgroup=b.name), row=row + 1, col=col + 1)
+            label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
+            fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers" if len(x) < 30 else "lines", name=label,
+                                     legendgroup=b.name, showlegend=first, line=dict(color=color, width=2),
+                                     marker=dict(size=4),
+                                     hovertemplate=f"{name}: %{{y:.4f}}<extra>{b.name}</extra>"),
+                          row=row + 1, col=col + 1)
+    for c in range(1, cols + 1):
+        fig.update_xaxes(title_text=x_title, row=rows, col=c)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text=y_title, row=r, col=1)
+    height = 150 + 230 * rows
+    fig = _layout(fig, title, height=height)
+    fig.update_annotations(font_size=12)
+    # the arms' legend goes under the panels: above them it would collide with the title and panel titles
+    plot_px = height - 45 - 110
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-70 / plot_px, xanchor="left", x=0.0),
+                      margin=dict(b=110))
+    return fig

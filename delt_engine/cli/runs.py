@@ -59,7 +59,8 @@ def register(subparsers) -> None:
     _workspace_arg(p)
     p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
     p.set_defaults(func=cmd_cancel)
-    p = sub.add_parser("export", help="curves CSV and summary JSON of a comparison")
+    p = sub.add_parser("export", help="curves CSV and summary JSON of a comparison (with group_by: group curves, "
+                                      "forgetting and the stream's make-up as CSV too)")
     p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
     p.add_argument("--out", required=True, help="output folder")
     _workspace_arg(p)
@@ -67,8 +68,10 @@ def register(subparsers) -> None:
     p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
     p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
     _workspace_arg(p)
-    p.add_argument("--json", action="store_true", help="one JSON object: per-arm table, deltas and a \"verdicts\" list "
-                   "(arm, baseline, metric, n_seeds, delta, ci_low, ci_high, p, p_adjusted, seeds_needed, verdict)")
+    p.add_argument("--json", action="store_true", help="one JSON object: per-arm table, deltas, a \"verdicts\" list "
+                   "(arm, baseline, metric, n_seeds, delta, ci_low, ci_high, p, p_adjusted, seeds_needed, verdict) "
+                   "and, for runs evaluated by group, a \"forgetting\" list "
+                   "(arm, group, min_loss, final_loss, rise, ...)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
     p.add_argument("run_ids", nargs="*", help="ids of runs to queue (or none, with --comparison)")
@@ -248,6 +251,81 @@ def _print_report(ws, comparison_id: str, as_json: bool = False) -> None:
     print(stats.format_table(stats.arm_table(finals, shown, summary["level"]), shown))
     print()
     _print_verdicts(summary)
+    _print_groups(ws, manifest, curves, summary)
+
+
+def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
+    """Loss by group at every evaluation, forgetting, and the stream's make-up (runs with group_by)."""
+    from ..experiments import stats
+
+    if not summary["forgetting"]:
+        return
+    for set_name in ("validation", "target"):
+        entries = [e for e in summary["forgetting"] if e["set"] == set_name]
+        if not entries:
+            continue
+        column = entries[0]["column"]
+        print()
+        print(f"{set_name} loss by {column} (mean over seeds at each evaluation step)")
+        print(_group_loss_table(stats.group_bands(curves, set_name, level=summary["level"])))
+        print()
+        print(f"forgetting on the {set_name} set by {column}: lowest loss reached, final loss, rise = final - lowest "
+              f"(means over seeds); Δ rise: paired over seeds against {summary['baseline']}")
+        print(stats.format_forgetting(entries, set_name, summary["level"]))
+    from ..errors import DeltError
+
+    try:
+        makeups = _comparison_makeups(ws, manifest, eval_windows=True)
+    except DeltError as exc:  # e.g. an ordered data file deleted since: the tables above still stand
+        print(f"\nno stream make-up: {exc}")
+        makeups = {}
+    if makeups:
+        print()
+        print(f"stream make-up: share of the documents of each {_group_column(manifest)} in every window of steps "
+              "between two evaluations, and the window's mean score (an arm with one ordering per seed: mean "
+              "over seeds)")
+    for arm, makeup in makeups.items():
+        print(f"{arm}:")
+        print(_makeup_text(makeup))
+
+
+def _group_column(manifest: dict) -> str:
+    return str((manifest.get("spec") or {}).get("group_by") or "group")
+
+
+def _comparison_makeups(ws, manifest: dict, eval_windows: bool = False) -> dict:
+    """{arm: stream make-up} of a comparison's runs; windows of ``eval_every`` steps with ``eval_windows``
+    (what the model saw between two evaluations), else about 25 windows (as the app draws them)."""
+    from ..fileio import read_json
+    from ..organize.makeup import arm_makeups
+
+    runs = [(r["arm"], ws.root / "runs" / r["id"]) for r in manifest.get("runs", [])]
+    window = None
+    if eval_windows and runs:
+        window = (read_json(runs[0][1] / "config.json", default={}) or {}).get("eval_every")
+    return arm_makeups(runs, window_steps=window)
+
+
+def _group_loss_table(bands) -> str:
+    """Rows arm x group, one column per evaluation step: the mean over seeds."""
+    steps = sorted(set(bands["step"].to_list()))
+    header = ["arm", "group"] + [f"step {int(s)}" for s in steps]
+    rows = []
+    for (arm, group), part in bands.group_by(["arm", "group"], maintain_order=True):
+        at = dict(zip(part["step"].to_list(), part["mean"].to_list()))
+        rows.append([arm, group] + [_fmt(at.get(s)) for s in steps])
+    return _table(header, rows)
+
+
+def _makeup_text(makeup) -> str:
+    from ..organize.makeup import makeup_table
+
+    table = makeup_table(makeup)
+    groups = [c for c in table.columns if c not in ("start_step", "end_step", "mean_score")]
+    header = ["steps", "mean score"] + groups
+    rows = [[f"{r['start_step']}-{r['end_step']}", _fmt(r["mean_score"])] + [f"{r[g]:.0%}" for g in groups]
+            for r in table.iter_rows(named=True)]
+    return _table(header, rows)
 
 
 def _print_verdicts(summary: dict) -> None:
@@ -338,6 +416,22 @@ def cmd_export(args) -> int:
     manifest = ws.load_comparison(args.comparison_id)
     paths = stats.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
                                       baseline=manifest.get("baseline"))
+    from ..errors import DeltError
+
+    try:
+        makeups = _comparison_makeups(ws, manifest)
+    except DeltError as exc:  # the other files are written; say why this one is not
+        print(f"makeup.csv not written: {exc}", file=sys.stderr)
+        makeups = {}
+    if makeups:
+        import polars as pl
+
+        from ..fileio import atomic_write_text
+
+        paths["makeup"] = Path(args.out) / "makeup.csv"
+        frame = pl.concat([m.select(pl.lit(arm).alias("arm"), pl.all()) for arm, m in makeups.items()],
+                          how="vertical_relaxed")
+        atomic_write_text(paths["makeup"], frame.write_csv())
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

@@ -50,6 +50,10 @@ def register(subparsers) -> None:
     p.add_argument("--target", help="target set JSONL/Parquet -> target_loss")
     p.add_argument("--benchmark", help="multiple-choice benchmark JSONL -> bench_acc, bench_acc_norm")
     p.add_argument("--eval-max-samples", type=int, help="cap per held-out set and per benchmark task (default 256)")
+    p.add_argument("--group-by", metavar="COL", help="also evaluate the validation (and target) loss per value of "
+                   "this metadata column (e.g. kind): group_loss in every eval record")
+    p.add_argument("--group-min-docs", type=int, metavar="N", help="groups with fewer evaluated documents are "
+                   "pooled as 'other' (default 5)")
     p.add_argument("--seed", type=int, help="seed of the model initialisation (presets) and the run (default 0); "
                    "the data order is the file's, whatever the seed")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
@@ -58,7 +62,8 @@ def register(subparsers) -> None:
 
 # CLI flag -> RunConfig field, for flags given explicitly.
 _FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
-           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
+           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark",
+           "eval_max_samples", "seed", "device", "group_by", "group_min_docs")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 

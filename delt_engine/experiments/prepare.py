@@ -160,6 +160,9 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
         benchmark = benchmark or _existing(folder / "benchmark.jsonl")
     loaded = load_corpus(corpus, text_field=spec.text_field)
     frame, corpus_hash = loaded.frame.with_columns(pl.col("id").cast(pl.Utf8)), loaded.report.content_hash
+    _check_group_column(spec.group_by, frame, f"corpus {corpus}")
+    if spec.validation and spec.group_by:
+        _check_group_column(spec.group_by, load_corpus(spec.validation).frame, f"validation file {spec.validation}")
     validation, note, removed, n_copies = spec.validation, f"validation file {spec.validation}", [], 0
     if validation is None and spec.validation_fraction > 0:
         held = holdout.validation_split(frame, spec.validation_fraction)
@@ -181,6 +184,14 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
                   benchmark)
 
 
+def _check_group_column(group_by: str | None, frame: pl.DataFrame, what: str) -> None:
+    """ConfigError unless ``frame`` has the ``group_by`` column (the runs evaluate by it)."""
+    if group_by and group_by not in frame.columns:
+        columns = ", ".join(c for c in frame.columns if c not in ("id", "text")) or "none"
+        raise ConfigError(f"group_by={group_by!r}: the {what} has no such column (metadata columns: {columns}); "
+                          "pick one of them, or null for no evaluation by group")
+
+
 def _target_parts(spec: ComparisonSpec, target: str | None, data_dir: Path) -> tuple[str | None, str | None]:
     """(scoring part, evaluation part) of the target set as files: the split of ``target``, or the whole
     of it and the separate ``eval_target``."""
@@ -190,7 +201,7 @@ def _target_parts(spec: ComparisonSpec, target: str | None, data_dir: Path) -> t
         return target, spec.eval_target
     if target is None:
         return None, None
-    frame = load_corpus(target).frame.select("id", "text")
+    frame = load_corpus(target).frame  # every column: a group_by column evaluates target loss by group too
     try:
         score_part, eval_part = holdout.split_target(frame, spec.eval_target_fraction)
     except ValueError as exc:
@@ -379,7 +390,8 @@ def _write_run(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, arm: Arm
                                   "score_field": info.score_field, "tokenizer": str(tokenizer_dir),
                                   "cache_dir": str(workspace.cache.resolve()), "seed": int(seed),
                                   "validation": inputs.validation, "target": inputs.eval_target,
-                                  "benchmark": inputs.benchmark, "provenance": provenance})
+                                  "benchmark": inputs.benchmark, "group_by": spec.group_by,
+                                  "provenance": provenance})
     run_dir = workspace.new_run_dir()
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     return run_dir

@@ -12,6 +12,10 @@ An arm that leaves out ``selection`` or ``dedup`` takes the spec's top-level one
 is shorthand for arms that differ only in their ordering. Arm labels must stay distinct once turned into
 file names. ``prepare.prepare_comparison`` turns a spec into run directories; the held-out data it
 makes (validation split, target split) is described in ``holdout``.
+
+Evaluation by group: ``group_by`` (top level, a metadata column of the corpus such as the demo's
+``kind``; null for none) goes into every run's config, so each evaluation also records the validation
+(and target) loss per group; the held-out validation split keeps the corpus' columns for it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from ..organize.configs import OrderConfig, SelectConfig
 from ..organize.registry import BASELINE_ORDERING
 from .holdout import EVAL_TARGET_FRACTION
 
-RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field")
+RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field",
+                       "group_by")
 DEMO_SEEDS = (0, 1, 2)  # with fewer, a paired t interval has 1 degree of freedom (t = 12.7) and resolves little
 
 DEMO_SPEC: dict[str, Any] = {
@@ -40,6 +45,7 @@ DEMO_SPEC: dict[str, Any] = {
     "selection": None,
     "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],
     "seeds": list(DEMO_SEEDS),
+    "group_by": "kind",  # validation and target loss per kind of document, and the stream's make-up by kind
     # ~one epoch of the demo's training documents, evaluated 5 times (every 24 steps)
     "train": {"model": "cpu-demo", "device": "cpu", "batch_size": 16, "max_length": 128, "steps": 120,
               "eval_every": 24, "lr": 3e-3, "eval_max_samples": 100},
@@ -153,6 +159,7 @@ class ComparisonSpec:
     seeds: tuple[int, ...] = (0,)
     baseline: str | None = None
     train: dict = field(default_factory=dict)
+    group_by: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -175,7 +182,7 @@ class ComparisonSpec:
                 "selection": None if self.selection is None else self.selection.to_dict(),
                 "dedup": None if self.dedup is None else self.dedup.to_dict(),
                 "arms": [a.to_dict() for a in self.arms], "seeds": list(self.seeds), "baseline": self.baseline,
-                "train": self.train}
+                "train": self.train, "group_by": self.group_by}
 
 
 def parse_spec(source: dict | str | Path) -> ComparisonSpec:
@@ -200,7 +207,8 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     dedup = None if source.get("dedup") is None else DedupConfig.from_dict(source["dedup"])
     values.update(scorer=ScorerSpec.from_dict(source.get("scorer", {"method": "length"})), selection=selection,
                   dedup=dedup, arms=_arms(source, selection, dedup), seeds=tuple(_check_seeds(source.get("seeds", [0]))),
-                  train=_check_train(source.get("train", {})), **_resolve_paths(source, base))
+                  train=_check_train(source.get("train", {})), group_by=_check_group_by(source.get("group_by")),
+                  **_resolve_paths(source, base))
     spec = ComparisonSpec(**values)
     _check_labels(spec)
     if not _is_number(spec.validation_fraction) or not 0.0 <= spec.validation_fraction < 0.5:
@@ -302,6 +310,16 @@ def _check_train(train) -> dict:
 
     RunConfig.from_dict({**train, "input": "ordered.parquet"})  # typos and ranges fail now, before any work
     return dict(train)
+
+
+def _check_group_by(group_by) -> str | None:
+    """null, or the name of a metadata column to evaluate by (the same rule as ``RunConfig.group_by``)."""
+    if group_by is None:
+        return None
+    from ..training.config import RunConfig
+
+    RunConfig(input="ordered.parquet", group_by=group_by)
+    return group_by
 
 
 def _resolve_paths(source: dict, base: Path) -> dict:

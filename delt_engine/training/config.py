@@ -35,6 +35,15 @@ class RunConfig:
     is never carved out of the ordered data, because that would change what the run trains on).
     Relative paths resolve against the working directory of the training process.
 
+    Evaluation by group: with ``group_by`` (a metadata column of the validation file, e.g. the demo's
+    ``kind``), every eval record also carries ``group_loss`` = {column: {value: loss}}: the
+    token-weighted mean loss of that group's validation documents, from the same forward pass as
+    ``val_loss`` (so the groups' losses, weighted by their token counts, average back to it). The
+    target file gets ``target_group_loss`` likewise when it has the column. Groups with fewer than
+    ``group_min_docs`` evaluated documents are pooled as ``"other"`` (a real group named "other" joins
+    that pool); documents without a value form the group ``"(missing)"``. Counts per group go to
+    the summary (``groups``).
+
     ``save_model``: when the run completes, the trained model and its tokenizer are saved to
     ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
 
@@ -74,6 +83,8 @@ class RunConfig:
     benchmark: Optional[str] = None
     eval_max_samples: int = 256  # per held-out set, and per benchmark task
     eval_batch_size: int = 32
+    group_by: Optional[str] = None
+    group_min_docs: int = 5  # smaller groups are pooled as "other"
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -118,6 +129,12 @@ class RunConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         _check_int("eval_max_samples", self.eval_max_samples, 1, 10**9)
         _check_int("eval_batch_size", self.eval_batch_size, 1, 1_000_000)
+        if self.group_by is not None:
+            _check_text("group_by", self.group_by)
+            if "." in self.group_by:  # records are flattened as group_loss.<column>.<value>
+                raise ConfigError(f"group_by={self.group_by!r}: a column name with '.' cannot be grouped by; "
+                                  "rename the column (e.g. with '_')")
+        _check_int("group_min_docs", self.group_min_docs, 1, 10**9)
         if not isinstance(self.provenance, dict):
             raise ConfigError(f"provenance={self.provenance!r} must be a dict "
                               "(corpus_hash, scorer, ordering, ...)")

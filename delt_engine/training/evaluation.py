@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -221,19 +222,36 @@ def _accuracies(items: Sequence[Item], loglik: list[list[float]]) -> dict:
             "n": len(items), "tasks": tasks, "loglik": loglik}
 
 
-@torch.inference_mode()
-def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
-            autocast_dtype: torch.dtype | None = None) -> float:
-    """Mean next-token loss over all real tokens of ``samples`` (held-out validation/target loss).
+@dataclass(frozen=True)
+class HeldOutLosses:
+    """One forward pass over a held-out set: each sample's summed next-token loss and the number of
+    token pairs it counted (padding excluded), in sample order."""
 
-    Token-weighted over the whole set (not a mean of per-sample means), padding excluded.
+    sums: np.ndarray  # float64 [N]
+    counts: np.ndarray  # float64 [N]
+
+    @property
+    def mean(self) -> float:
+        """Token-weighted mean loss over the whole set (not a mean of per-sample means)."""
+        count = float(self.counts.sum())
+        if count == 0:
+            raise DataError("held-out samples have no token pairs to score (every sample is one token long)")
+        return float(self.sums.sum()) / count
+
+
+@torch.inference_mode()
+def lm_losses(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
+              autocast_dtype: torch.dtype | None = None) -> HeldOutLosses:
+    """Per-sample summed next-token loss and counted tokens of ``samples`` (one forward pass each).
+
+    ``.mean`` is the held-out loss (``lm_loss``); ``group_means`` splits the same numbers by group.
     """
     if len(samples) == 0:
         raise DataError("no held-out samples to evaluate")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0.0
+    sums, counts = [], []
     try:
         for start in range(0, len(samples), batch_size):
             ids, mask = trim_batch(samples.input_ids[start:start + batch_size],
@@ -242,13 +260,71 @@ def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.d
             with autocast_context(device, autocast_dtype):
                 logits = model(input_ids=ids).logits
             losses, counted = token_losses(logits, ids, mask)
-            total += float(losses.sum())
-            count += float(counted.sum())
+            sums.append(losses.sum(dim=1).double().cpu())
+            counts.append(counted.sum(dim=1).double().cpu())
     finally:
         model.train(was_training)
-    if count == 0:
-        raise DataError("held-out samples have no token pairs to score (every sample is one token long)")
-    return total / count
+    return HeldOutLosses(torch.cat(sums).numpy(), torch.cat(counts).numpy())
+
+
+def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
+            autocast_dtype: torch.dtype | None = None) -> float:
+    """Mean next-token loss over all real tokens of ``samples`` (held-out validation/target loss).
+
+    Token-weighted over the whole set (not a mean of per-sample means), padding excluded.
+    """
+    return lm_losses(model, samples, batch_size, device, autocast_dtype).mean
+
+
+# ----------------------------------------------------------------------------------------- groups
+OTHER = "other"
+
+
+def pool_groups(labels: Sequence[str], min_docs: int) -> list[str]:
+    """``labels`` with every group of fewer than ``min_docs`` documents renamed ``"other"``."""
+    sizes: dict[str, int] = {}
+    for label in labels:
+        sizes[label] = sizes.get(label, 0) + 1
+    return [label if sizes[label] >= min_docs else OTHER for label in labels]
+
+
+def group_means(losses: HeldOutLosses, labels: Sequence[str]) -> dict[str, float | None]:
+    """Token-weighted mean loss of each group's samples, groups sorted by name (None for a group with no
+    token pairs). Weighted by ``group_tokens``, they average back to ``losses.mean``."""
+    if len(labels) != len(losses.sums):
+        raise DataError(f"{len(labels)} group labels for {len(losses.sums)} held-out samples")
+    totals: dict[str, list[float]] = {}
+    for label, loss, count in zip(labels, losses.sums.tolist(), losses.counts.tolist()):
+        acc = totals.setdefault(label, [0.0, 0.0])
+        acc[0] += loss
+        acc[1] += count
+    return {g: (s / c if c > 0 else None) for g, (s, c) in sorted(totals.items())}
+
+
+def group_tokens(samples: Samples, labels: Sequence[str]) -> dict[str, int]:
+    """Token pairs each group's samples count in the held-out loss (the weights of ``group_means``)."""
+    pairs = samples.attention_mask[:, 1:].sum(dim=1).tolist()
+    out: dict[str, int] = {}
+    for label, n in zip(labels, pairs):
+        out[label] = out.get(label, 0) + int(n)
+    return out
+
+
+def _group_labels(rows: list[dict], config: RunConfig, name: str, path) -> list[str] | None:
+    """Pooled group labels of a held-out set's rows; None when the target file lacks the column.
+
+    Raises:
+        DataError: the validation file lacks the ``group_by`` column (the run was asked to group it).
+    """
+    from ..organize.makeup import group_label
+
+    column = config.group_by
+    if not any(column in row for row in rows):
+        if name == "target":
+            return None
+        raise DataError(f"{name} file {path} has no column {column!r} to evaluate by group; give a validation "
+                        f"file with that column, or pick another group_by (or none)")
+    return pool_groups([group_label(row.get(column)) for row in rows], config.group_min_docs)
 
 
 # ----------------------------------------------------------------------------------------- a run's evaluation
@@ -257,21 +333,29 @@ class EvalSets:
     validation: object = None  # Samples
     target: object = None  # Samples
     items: list = field(default_factory=list)  # benchmark Items, capped per task
+    validation_groups: list | None = None  # pooled group label per validation sample (group_by)
+    target_groups: list | None = None
+    groups_info: dict = field(default_factory=dict)  # documents and token pairs per group, for the summary
 
 
 def load_eval_sets(config: RunConfig, tokenizer) -> EvalSets:
-    """Held-out sets (first ``eval_max_samples`` rows) and benchmark items (first N per task)."""
+    """Held-out sets (``eval_max_samples`` rows spread evenly over each file, so a file that lists its
+    kinds in blocks is still evaluated on all of them), their group labels when ``group_by`` is set,
+    and benchmark items (first N per task)."""
     from ..data.tokenizer import encode
 
     sets = EvalSets()
     for name in ("validation", "target"):
         path = getattr(config, name)
         if path:
-            rows = read_rows(path, what=name)[: config.eval_max_samples]
+            rows = spread(read_rows(path, what=name), config.eval_max_samples)
             if not rows:
                 raise DataError(f"{name} file {path} has no rows; give held-out texts or leave {name} unset")
             texts = read_texts(rows, config.text_field, path)
-            setattr(sets, name, encode(texts, [str(i) for i in range(len(texts))], tokenizer, config.max_length))
+            samples = encode(texts, [str(i) for i in range(len(texts))], tokenizer, config.max_length)
+            setattr(sets, name, samples)
+            if config.group_by:
+                _attach_groups(sets, name, rows, samples, config, path)
     if config.benchmark:
         per_task: dict[str, int] = {}
         for item in load_benchmark(config.benchmark):
@@ -281,14 +365,41 @@ def load_eval_sets(config: RunConfig, tokenizer) -> EvalSets:
     return sets
 
 
+def spread(rows: list, n: int) -> list:
+    """``n`` of ``rows`` at evenly spaced positions, in file order (all of them when there are few enough)."""
+    if len(rows) <= n:
+        return rows
+    return [rows[(i * len(rows)) // n] for i in range(n)]
+
+
+def _attach_groups(sets: EvalSets, name: str, rows: list[dict], samples, config: RunConfig, path) -> None:
+    labels = _group_labels(rows, config, name, path)
+    sets.groups_info.update(group_by=config.group_by, min_docs=config.group_min_docs)
+    if labels is None:
+        sets.groups_info[name] = {"note": f"{path} has no column {config.group_by!r}; no {name} loss by group"}
+        return
+    setattr(sets, f"{name}_groups", labels)
+    docs: dict[str, int] = {}
+    for label in labels:
+        docs[label] = docs.get(label, 0) + 1
+    sets.groups_info[name] = {"docs": docs, "tokens": group_tokens(samples, labels)}
+
+
 def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -> dict:
-    """One eval record's metrics: val_loss, target_loss, bench_acc(_norm) and per-task bench results."""
+    """One eval record's metrics: val_loss, target_loss, bench_acc(_norm), per-task bench results and,
+    with ``group_by``, ``group_loss`` / ``target_group_loss`` from the same forward passes."""
     bs = config.eval_batch_size
     out = {"val_loss": None, "target_loss": None, "bench_acc": None, "bench_acc_norm": None, "bench": {}}
-    if sets.validation is not None:
-        out["val_loss"] = lm_loss(model, sets.validation, bs, device, amp)
-    if sets.target is not None:
-        out["target_loss"] = lm_loss(model, sets.target, bs, device, amp)
+    for name, key, group_key in (("validation", "val_loss", "group_loss"),
+                                 ("target", "target_loss", "target_group_loss")):
+        samples = getattr(sets, name)
+        if samples is None:
+            continue
+        losses = lm_losses(model, samples, bs, device, amp)
+        out[key] = losses.mean
+        labels = getattr(sets, f"{name}_groups")
+        if labels is not None:
+            out[group_key] = {config.group_by: group_means(losses, labels)}
     if sets.items:
         res = evaluate(model, tokenizer, sets.items, device, bs, autocast_dtype=amp)
         out.update(bench_acc=res["acc"], bench_acc_norm=res["acc_norm"],

@@ -24,7 +24,7 @@ from ..progress import Progress, ProgressFn, StopFn
 from . import evaluation
 from .config import RunConfig
 from .data import SequentialBatches, load_ordered, plan_steps
-from .metrics import EVAL_METRICS
+from .metrics import EVAL_METRICS, GROUP_METRICS
 
 StepFn = Optional[Callable[[dict], None]]
 BatchFn = Optional[Callable[[int, list], None]]
@@ -93,6 +93,7 @@ class RunState:
             "state": state_name, "steps": self.steps, "total_steps": self.total_steps, "tokens": self.tokens,
             "train_loss": self.last_train.get("train_loss"), "eval_step": self.last_eval.get("step"),
             **{k: self.last_eval.get(k) for k in EVAL_METRICS}, "bench": self.last_eval.get("bench", {}),
+            **{k: self.last_eval[k] for k in GROUP_METRICS if k in self.last_eval},
             "wall_s": round(time.perf_counter() - self.started, 3), "train_s": round(self.train_s, 3),
             "tok_s": round(self.tokens / self.train_s, 1) if self.train_s > 0 else None,
             "stopped_early": state_name != "done", "error": error, **self.info,
@@ -172,7 +173,8 @@ def _setup(config: RunConfig, hooks: TrainHooks, state: RunState, cache_root):
     state.info = {"device": describe_device(device), "n_params": count_parameters(model), "model": config.model,
                   "tokenizer": str(getattr(tokenizer, "name_or_path", "") or ""), "vocab_size": len(tokenizer),
                   "n_samples": len(samples), "batches_per_epoch": batches.per_epoch,
-                  "attn_implementation": model.config._attn_implementation, "bf16": amp is not None}
+                  "attn_implementation": model.config._attn_implementation, "bf16": amp is not None,
+                  **({"groups": sets.groups_info} if sets.groups_info else {})}
     return data, tokenizer, samples, batches, sets, device, model, amp
 
 

@@ -7,6 +7,8 @@ here plus the code that computes it (``evaluation.run_eval`` for evaluation metr
 Records in ``metrics.jsonl`` are of two kinds: *train* records (every ``log_every`` steps) and *eval*
 records (step 0, every ``eval_every`` steps and the last step). Per-task benchmark results are nested
 (``{"bench": {"facts": {"acc": ..}}}``) and appear flattened as ``bench.<task>.<acc|acc_norm>``.
+Losses by group (``group_by``) are nested too, ``{"group_loss": {"kind": {"story": ..}}}``, and appear
+flattened as ``group_loss.<column>.<value>`` (``split_group_metric`` takes such a name apart).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class Metric:
         label: how pages and reports name it.
         lower_is_better: True for losses, False for accuracies, None when it is not a quality
             metric (learning rate, throughput, timing).
-        kind: "train" (train records) or "eval" (evaluation records).
+        kind: "train" (train records), "eval" (evaluation records) or "group" (evaluation records, one
+            value per group of the ``group_by`` column, nested by column and group).
         verdict: tested in a comparison's verdicts (paired over seeds, Holm-adjusted).
         table: shown in comparison tables (in registry order).
         live: drawn as a live chart beside the loss on the Train page.
@@ -44,6 +47,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     # the paper reports acc_norm (length-normalised log-likelihood), so verdicts use it
     Metric("bench_acc_norm", "benchmark accuracy (norm)", False, "eval", verdict=True, table=True),
     Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),
+    Metric("group_loss", "validation loss by group", True, "group"),
+    Metric("target_group_loss", "target loss by group", True, "group"),
     Metric("train_loss", "train loss", True, "train", table=True),
     Metric("lr", "learning rate", None, "train"),
     Metric("tok_s", "tokens per second", None, "train"),
@@ -56,6 +61,9 @@ EVAL_METRICS = tuple(m.name for m in METRICS.values() if m.kind == "eval")
 VERDICT_METRICS = tuple(m.name for m in METRICS.values() if m.verdict)
 TABLE_METRICS = tuple(m.name for m in METRICS.values() if m.table)
 LIVE_METRICS = tuple(m.name for m in METRICS.values() if m.live)
+GROUP_METRICS = tuple(m.name for m in METRICS.values() if m.kind == "group")
+# the overall metric each group metric splits (its groups' losses average back to it, token-weighted)
+GROUP_OF = {"group_loss": "val_loss", "target_group_loss": "target_loss"}
 INFO_METRICS = tuple(m.name for m in METRICS.values() if m.lower_is_better is None)
 
 
@@ -75,6 +83,24 @@ def is_quality(name: str) -> bool:
 
 
 def label(name: str) -> str:
-    """The registry's label, else the name with spaces (e.g. ``bench.facts.acc``)."""
+    """The registry's label; for a flattened group metric "validation loss, kind = story"; else the name
+    with spaces (e.g. ``bench.facts.acc``)."""
     metric = METRICS.get(name)
-    return metric.label if metric is not None else name.replace("_", " ")
+    if metric is not None:
+        return metric.label
+    parts = split_group_metric(name)
+    if parts is not None:
+        return f"{METRICS[GROUP_OF[parts[0]]].label}, {parts[1]} = {parts[2]}"
+    return name.replace("_", " ")
+
+
+def split_group_metric(name: str) -> tuple[str, str, str] | None:
+    """(metric, column, group) of a flattened group metric such as ``group_loss.kind.story``, else None.
+
+    Column names hold no '.' (RunConfig refuses them), so the group is everything after the second dot.
+    """
+    head, sep, rest = name.partition(".")
+    if not sep or head not in GROUP_METRICS:
+        return None
+    column, sep, group = rest.partition(".")
+    return (head, column, group) if sep and column and group else None

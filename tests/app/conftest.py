@@ -61,6 +61,22 @@ def rendered(markdown: str) -> str:
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace("\u2060", "").replace("  \n", "\n")
 
 
+def figure(at: AppTest, title_start: str) -> dict:
+    """The plotly figure (as JSON) of the first chart on the page whose title starts with ``title_start``."""
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    found = [s for s in specs if str(s.get("layout", {}).get("title", {}).get("text", "")).startswith(title_start)]
+    titles = [s.get("layout", {}).get("title", {}).get("text") for s in specs]
+    assert found, f"no chart titled {title_start!r}...; the page has {titles}"
+    return found[0]
+
+
+def bar_groups(fig: dict) -> set[str]:
+    """The names of a figure's bar traces (the groups of a stream make-up)."""
+    return {t["name"] for t in fig["data"] if t.get("type") == "bar"}
+
+
 def texts(at: AppTest, kind: str) -> list[str]:
     return [rendered(e.value) for e in getattr(at, kind)]
 

@@ -70,3 +70,86 @@ def test_verdict_colour_follows_the_verdict_field(workspace):
     table = frame_with(at, "verdict", "Holm-adjusted p", "seeds needed")
     assert sorted(table["verdict"]) == ["better", "better", "worse", "worse"]
     assert set(table["seeds needed"]) == {"-"}
+
+
+def _grouped_comparison(ws, cmp_id="zz-groups"):
+    """Two arms x two seeds evaluated by kind: folding forgets "story" (its loss climbs back from 3.0 to
+    4.2), shuffle does not; one ordered data file per arm with a kind column (the stream make-up: 4 steps
+    of 8 documents; folding shows the 16 stories first)."""
+    import polars as pl
+
+    from delt_engine.fileio import append_jsonl
+    from delt_engine.jobs.protocol import write_status
+
+    data = ws / "comparisons" / cmp_id / "data"
+    data.mkdir(parents=True)
+    kinds = ["story"] * 16 + ["arithmetic"] * 16
+    files = {"shuffle": ["story", "arithmetic"] * 16, "folding L=3": kinds}  # folding: all stories first
+    losses = {"shuffle": {"story": [6.0, 4.0, 3.5], "arithmetic": [6.0, 5.0, 4.0]},
+              "folding L=3": {"story": [6.0, 3.0, 4.2], "arithmetic": [6.0, 5.5, 3.5]}}
+    runs = []
+    for arm, order in files.items():
+        path = data / f"{arm.split()[0]}.parquet"
+        pl.DataFrame({"id": [str(i) for i in range(32)], "text": ["x"] * 32, "kind": order,
+                      "score": [float(i) for i in range(32)]}).write_parquet(path)
+        for seed in (0, 1):
+            run_id = f"run-{cmp_id}-{arm.split()[0]}-{seed}"
+            d = ws / "runs" / run_id
+            d.mkdir(parents=True)
+            write_json(d / "config.json", {"input": str(path), "model": "tiny-test", "seed": seed, "batch_size": 8,
+                                           "steps": 4, "group_by": "kind",
+                                           "provenance": {"comparison": cmp_id, "arm": arm, "seed": seed}})
+            write_status(d, "done", pid=12345)
+            for i, step in enumerate((0, 2, 4)):
+                groups = {k: v[i] + 0.05 * seed for k, v in losses[arm].items()}
+                append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 40 * step, "train_loss": 5 - 0.1 * step})
+                append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 40 * step,
+                                                   "val_loss": sum(groups.values()) / 2,
+                                                   "target_loss": sum(groups.values()) / 2 + 0.1,
+                                                   "group_loss": {"kind": groups}})
+            write_json(d / "summary.json", {"state": "done", "steps": 4, "total_steps": 4})
+            runs.append({"id": run_id, "arm": arm, "seed": seed})
+    write_json(ws / "comparisons" / cmp_id / "comparison.json",
+               {"id": cmp_id, "name": cmp_id, "baseline": "shuffle", "arms": list(files), "runs": runs,
+                "spec": {"group_by": "kind"}})
+    return cmp_id
+
+
+def test_compare_and_learn_explain_the_result_by_group(workspace):
+    from delt_engine.experiments import stats
+    from delt_engine.workspace.layout import Workspace
+    from tests.app.conftest import bar_groups, figure
+
+    cmp_id = _grouped_comparison(workspace)
+    at = open_page("pages/compare.py")
+    at.radio(key="compare.source").set_value("A comparison").run()
+    at.selectbox(key="compare.comparison").set_value(cmp_id).run()
+    assert not at.exception, at.exception
+    at.radio(key="compare.x").set_value("step").run()
+    curves = figure(at, "validation loss per run")
+    assert bar_groups(curves) == {"story", "arithmetic"}
+    folding = [t for t in curves["data"] if t.get("type") == "bar" and t["name"] == "story"
+               and t["hovertemplate"].endswith("<extra>folding L=3</extra>")]
+    # folding's 4 steps of 8 documents (windows of 1 step): all 16 stories in steps 1-2
+    assert folding[0]["y"] == [1.0, 1.0, 0.0, 0.0]
+    panels = figure(at, "Validation loss by kind: mean ± 95% interval across seeds")
+    assert [a["text"] for a in panels["layout"]["annotations"]] == ["arithmetic", "story"]
+    table = frame_with(at, "arm", "group", "lowest loss", "final loss", "rise")
+    fold_story = table[(table["arm"] == "folding L=3") & (table["group"] == "story")].iloc[0]
+    assert fold_story["lowest loss"] == "3.025" and fold_story["final loss"] == "4.225"
+    assert fold_story["rise"].startswith("1.200") and fold_story["Δ rise vs baseline"].startswith("+1.200")
+    summary = stats.summarize(Workspace(workspace).comparison_curves(cmp_id), baseline="shuffle")
+    words = stats.explain_groups(summary)
+    assert words and all(any(w in m.value for m in at.markdown) for w in words)
+    assert "Most of that gap is forgetting" in words[0]
+
+    learn = open_page("pages/learn.py")
+    learn.radio(key="learn.prediction").set_value("shuffle").run()
+    learn.button(key="learn.reveal").click().run()
+    assert not learn.exception, learn.exception
+    shown = " ".join(m.value for m in learn.markdown)
+    assert all(w in shown for w in words)  # the same sentences, from the same data
+    assert "In folding L=3, step 1 is 100% story (50% of the whole stream)." in shown
+    assert "In shuffle, no window's mix strays from the whole stream's by more than chance" in shown
+    assert figure(learn, f"Validation loss by kind in comparison {cmp_id}")
+    assert bar_groups(figure(learn, "Train loss and the stream's make-up per arm")) == {"story", "arithmetic"}

@@ -141,3 +141,68 @@ def test_histogram_piles_heavy_tails_into_edge_bins():
     assert "percentile" in fig.layout.xaxis.title.text
     plain = figures.histogram(list(range(100)), x_title="score")
     assert plain.layout.xaxis.title.text == "score"
+
+
+def _toy_makeup():
+    import polars as pl
+
+    from delt_engine.organize.makeup import stream_makeup
+    from delt_engine.organize.ordering import order
+
+    toy = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "score": [float(i) for i in range(9)],
+                        "kind": ["a"] * 6 + ["b"] * 3})
+    return stream_makeup(order(toy, "folding", layers=3), "kind", batch_size=2, window_steps=2)
+
+
+def test_makeup_from_frame_maps_windows_onto_the_x_axis():
+    m = figures.makeup_from_frame(_toy_makeup(), "folding L=3")
+    assert (m.start, m.end) == ([0.0, 2.0, 4.0], [2.0, 4.0, 5.0])  # steps 1-2, 3-4, 5
+    assert m.shares == {"a": [0.75, 0.75, 0.0], "b": [0.25, 0.25, 1.0]} and m.mean_score == [2.5, 4.5, 8.0]
+    positions = figures.makeup_from_frame(_toy_makeup(), "f", x_of_step=lambda s: min(2 * s, 9))
+    assert (positions.start, positions.end) == ([0.0, 4.0, 8.0], [4.0, 8.0, 9.0])
+
+
+def test_ordering_grid_with_makeup_adds_a_stacked_row_per_ordering():
+    m = figures.makeup_from_frame(_toy_makeup(), "folding", x_of_step=lambda s: min(2 * s, 9))
+    fig = figures.ordering_grid({"folding": (np.arange(9.0), [0, 3, 6]), "sorting": (np.arange(9.0), [])},
+                                batch_size=2, makeups={"folding": m, "sorting": m})
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["a", "b", "a", "b"] and [t.showlegend for t in bars] == [True, True, False, False]
+    assert bars[0].xaxis == "x3" and bars[2].xaxis == "x4"  # second row, under each ordering
+    assert list(bars[0].width) == [4.0, 4.0, 1.0] and list(bars[1].y) == [0.25, 0.25, 1.0]
+    assert fig.layout.barmode == "stack" and bars[0].marker.color == figures.group_colors(["a", "b"])["a"]
+    assert fig.layout.xaxis.matches == "x3" and fig.layout.xaxis2.matches == "x4"  # one x axis per ordering
+
+
+def test_curves_with_trace_adds_makeup_rows_with_mean_score():
+    m = figures.makeup_from_frame(_toy_makeup(), "folding")
+    top = [figures.Series("folding s0", [1, 2, 3, 4, 5], [5, 4, 3, 3.5, 3.2], group="folding")]
+    fig = figures.curves_with_trace(top, top, makeups={"folding": m, "shuffle": m})
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 4 and {t.xaxis for t in bars} == {"x3", "x4"}
+    scores = [t for t in fig.data if t.name == "mean score per window"]
+    assert len(scores) == 2 and list(scores[0].y) == [2.5, 4.5, 8.0] and scores[0].showlegend
+    assert not scores[1].showlegend
+    assert fig.layout.xaxis.matches == fig.layout.xaxis2.matches == fig.layout.xaxis3.matches == "x4"  # one x axis
+    assert [a.text for a in fig.layout.annotations] == ["stream make-up: folding", "stream make-up: shuffle"]
+
+
+def test_group_panels_one_panel_per_group_arms_coloured_alike():
+    band = lambda arm, n: figures.Band(arm, [0, 10, 20], [6, 4, 4.5], [5.5, 3.5, 4], [6.5, 4.5, 5], n=n)  # noqa
+    fig = figures.group_panels({"story": [band("shuffle", 2), band("folding L=3", 2)],
+                                "arithmetic": [band("shuffle", 2), band("folding L=3", 1)]}, cols=2)
+    assert [a.text for a in fig.layout.annotations] == ["story", "arithmetic"]
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert [(t.name, t.showlegend, t.xaxis) for t in lines] == [
+        ("shuffle (n=2)", True, "x"), ("folding L=3 (n=2)", True, "x"),
+        ("shuffle (n=2)", False, "x2"), ("folding L=3", False, "x2")]
+    assert len([t for t in fig.data if t.fill == "toself"]) == 3  # no band for the single seed
+    assert lines[1].line.color == lines[3].line.color == figures.color_for("folding")
+    with pytest.raises(ValueError):
+        figures.group_panels({})
+
+
+def test_group_colors_are_stable_and_pool_grey():
+    a = figures.group_colors(["story", "arithmetic", "other"])
+    b = figures.group_colors(["arithmetic", "story"])
+    assert a["story"] == b["story"] and a["other"] == "#b0b0b0" and a["story"] != a["arithmetic"]

@@ -149,6 +149,31 @@ def test_score_page_lqs_defaults_are_the_engines():
     assert cost.DEFAULT_WARMUP_STEPS == PERPLEXITY_WARMUP["warmup_steps"] == cfg.warmup_steps
 
 
+def test_group_pooling_threshold_shown_is_the_engines():
+    import polars as pl
+
+    from delt_engine.training.config import RunConfig
+    from ui import groups
+
+    assert groups.DEFAULT_MIN_DOCS == RunConfig(input="x").group_min_docs
+    assert f"fewer than {RunConfig(input='x').group_min_docs} held-out documents" in groups.POOLING
+    frame = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "kind": ["x", "y"], "a.b": ["p", "q"],
+                          "n": [1.5, 2.5]})
+    assert groups.options(frame) == ["(none)", "kind"]  # no float column, no dotted name
+    assert groups.column("(none)") is None and groups.column("kind") == "kind"
+
+
+def test_tokens_of_step_interpolates_the_arms_records():
+    import polars as pl
+
+    from ui import groups
+
+    curves = pl.DataFrame({"arm": ["a", "a", "a", "a", "b"], "step": [1, 2, 1, 2, 1],
+                           "tokens": [100, 220, 120, 240, 50]})
+    at = groups.tokens_of_step(curves, "a")  # mean over runs: step 1 -> 110, step 2 -> 230
+    assert (at(0), at(1), at(1.5), at(2), at(4)) == pytest.approx((0.0, 110.0, 170.0, 230.0, 460.0))
+
+
 @pytest.mark.parametrize("raw, expected, problem", [(None, 1, False), ("2", 2, False), ("0", 1, True),
                                                      ("two", 1, True), ("-3", 1, True)])
 def test_max_jobs_from_the_environment(monkeypatch, raw, expected, problem):

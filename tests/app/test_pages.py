@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from delt_engine.jobs.protocol import now_iso
-from tests.app.conftest import charts, ensure_length_scores, frame_with, open_page, rendered, texts
+from tests.app.conftest import (bar_groups, charts, ensure_length_scores, figure, frame_with, open_page, rendered,
+                                texts)
 
 PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
          "pages/learn.py")
@@ -236,6 +237,19 @@ def test_organize_selection_cutoff_and_orderings(workspace):
     assert kept.value == "60 of 120"
     at.multiselect(key="organize.orderings").set_value(["shuffle", "folding"]).run()
     assert at.selectbox(key="organize.export").options == ["shuffle", "folding L=3"]
+    # the stream make-up by kind (the demo's default) under each ordering, on its training-position axis
+    from ui.datasets import DEMO, load
+
+    assert at.selectbox(key="organize.group_by").value == "kind"
+    layout = figure(at, "Score against training position")
+    kept_kinds = set(load(workspace, DEMO)["kind"])
+    assert bar_groups(layout) and bar_groups(layout) <= kept_kinds
+    bars = [t for t in layout["data"] if t.get("type") == "bar"]
+    assert {t["xaxis"] for t in bars} == {"x3", "x4"} and layout["layout"]["xaxis"]["matches"] == "x3"
+    assert any(t.startswith("Stream make-up: each bar is a window of") for t in texts(at, "caption"))
+    at.selectbox(key="organize.group_by").set_value("(none)").run()
+    assert not bar_groups(figure(at, "Score against training position"))
+    at.selectbox(key="organize.group_by").set_value("kind").run()
     at.radio(key="organize.method").set_value("top-k").run()
     at.number_input(key="organize.k").set_value(0).run()
     assert any("k=0" in t for t in texts(at, "error")), texts(at, "error")  # a ConfigError with its fix
@@ -279,13 +293,30 @@ def test_train_tiny_comparison_then_compare(workspace):
     assert all(json.loads((r / "status.json").read_text())["state"] == "done" for r in runs)
     assert sum("done" in m.value for m in at.markdown) == 2
     assert {c.proto.id for c in charts(at)}  # live charts drawn from the run files
+    assert manifest["spec"]["group_by"] == "kind"  # the demo's default, from the Train page's choice
+    assert at.selectbox(key="train.group_by").value == "kind"
+    # the stream make-up of each arm under the train loss, and each kind's validation loss per run
+    loss = figure(at, "Train loss (and mean score of each batch), and the stream's make-up per arm")
+    assert bar_groups(loss) and [a["text"] for a in loss["layout"]["annotations"]] == [
+        "stream make-up: shuffle", "stream make-up: folding L=3"]
+    panels = figure(at, "Validation loss by kind, per run")
+    assert {a["text"] for a in panels["layout"]["annotations"]} >= {"other"}  # 120 documents: few held out
     cmp = open_page("pages/compare.py")
     assert not cmp.exception, cmp.exception
-    assert len(charts(cmp)) >= 2  # per-run curves with batch-score trace, seed bands
+    assert len(charts(cmp)) >= 3  # per-run curves with batch-score trace and make-up, seed bands, groups
     table = frame_with(cmp, "arm", "seeds")
     assert set(table["arm"]) == {"shuffle", "folding L=3"}
+    assert bar_groups(figure(cmp, "validation loss per run"))  # the make-up under the curves (tokens axis)
+    groups_fig = figure(cmp, "Validation loss by kind: mean ± 95% interval across seeds")
+    assert {t["name"] for t in groups_fig["data"] if t.get("showlegend")} == {"shuffle", "folding L=3"}
+    forgetting = frame_with(cmp, "arm", "group", "lowest loss", "final loss", "rise")
+    assert set(forgetting["arm"]) == {"shuffle", "folding L=3"} and set(forgetting["group"]) == {"other"}
+    cmp.radio(key="compare.group_set").set_value("target").run()
+    target = frame_with(cmp, "arm", "group", "rise")
+    assert len(set(target["group"])) >= 2  # the demo's target set: more documents, several kinds
     labels = [b.proto.label for b in cmp.get("download_button")]
-    assert labels == ["Download curves (CSV)", "Download summary (JSON)", "Download the spec (JSON)"]
+    assert labels == ["Download curves (CSV)", "Download summary (JSON)", "Download the spec (JSON)",
+                      "Download forgetting (CSV)"]
     from delt_engine.experiments.spec import parse_spec
     from delt_engine.workspace.layout import Workspace
 

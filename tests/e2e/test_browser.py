@@ -2,8 +2,9 @@
 
 The fixture starts ``streamlit run app.py`` on a free localhost port with a fresh workspace and a
 small demo. The test walks the whole loop: the demo loads, a length scoring job runs, Organize shows
-folding, a two-run comparison of a tiny model launches and its live chart gains points, Compare shows
-the runs. Screenshots of every page go to ``test-artifacts/`` (repo root, gitignored).
+folding (and the stream's make-up by kind), a two-run comparison of a tiny model launches and its live
+chart gains points, Compare shows the runs and their loss by kind. Screenshots of every page go to
+``test-artifacts/`` (repo root, gitignored).
 
 Skipped when Chromium is not installed, unless ``DELT_REQUIRE_BROWSER=1`` (then it fails).
 """
@@ -182,6 +183,7 @@ def full_loop(page, app_url) -> None:
     page.get_by_test_id("stRadio").filter(has_text="Selection").get_by_text("top-r", exact=True).click()
     expect(page.get_by_text("folding L=3").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("kept 96 of 120 samples")).to_be_visible()
+    expect(page.get_by_text("Stream make-up: each bar is a window").first).to_be_visible()  # by kind, under each
     shot(page, "organize")
     lap("organize")
 
@@ -214,6 +216,8 @@ def full_loop(page, app_url) -> None:
     goto(page, "Compare")
     expect(page.get_by_text("per run").first).to_be_visible(timeout=30_000)
     expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+    expect(page.get_by_role("heading", name="Why? Loss by group")).to_be_visible()  # evaluated by kind
+    assert chart_points(page, "Validation loss by kind") > 0 or chart_points(page, "Target loss by kind") > 0
     shot(page, "compare")
     lap("compare")
 

@@ -398,3 +398,151 @@ def test_missing_columns_are_reported():
                           "target_loss": [None]}, schema_overrides={"target_loss": pl.Float64})
     with pytest.raises(DataError, match="no run has recorded"):
         stats.align_by_tokens(empty, "target_loss")
+
+
+# ----------------------------------------------------------------------------- forgetting
+# Validation loss of two groups at evaluation steps 0, 10, 20, 30 (seed s adds 0.1 * s everywhere).
+# "story" falls to its lowest at step 10 and rises again under folding (forgetting); shuffle keeps falling.
+GROUP_LOSSES = {
+    "shuffle": {"story": [6.0, 4.0, 3.5, 3.0], "arith": [6.0, 5.0, 4.0, 3.5]},
+    "folding L=3": {"story": [6.0, 3.0, 3.8, 4.2], "arith": [6.0, 5.5, 3.2, 3.4]},
+}
+FOLD_RISE = {0: 0.0, 1: 0.0, 2: 0.3}  # folding's extra rise on "story" per seed: its final loss is 4.2 + extra
+
+
+def _group_comparison():
+    from delt_engine.workspace.runs import metrics_frame
+
+    frames = []
+    for arm, groups in GROUP_LOSSES.items():
+        for seed in (0, 1, 2):
+            records = []
+            for i, step in enumerate((0, 10, 20, 30)):
+                losses = {g: v[i] + 0.1 * seed for g, v in groups.items()}
+                if arm == "folding L=3" and step == 30:
+                    losses["story"] += FOLD_RISE[seed]
+                records.append({"step": step, "tokens": 100 * step + seed, "val_loss": sum(losses.values()) / 2,
+                                "group_loss": {"kind": losses},
+                                "target_group_loss": {"kind": {"story": losses["story"] + 1.0}}})
+                records.append({"step": step + 1, "tokens": 100 * step + 50, "train_loss": 5.0})
+            frames.append(metrics_frame(records).select(pl.lit(f"{arm}-{seed}").alias("run"), pl.lit(arm).alias("arm"),
+                                                        pl.lit(seed).alias("seed"), pl.all()))
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def test_group_curves_unpack_the_flattened_group_columns():
+    long = stats.group_curves(_group_comparison())
+    assert set(long["set"]) == {"validation", "target"} and set(long["column"]) == {"kind"}
+    assert long.filter(pl.col("set") == "validation")["group"].unique().sort().to_list() == ["arith", "story"]
+    assert long.height == 2 * 3 * 4 * 3  # arms x seeds x evaluations x (2 validation + 1 target group)
+    row = long.filter((pl.col("run") == "shuffle-1") & (pl.col("group") == "arith") & (pl.col("step") == 20)
+                      & (pl.col("set") == "validation"))
+    assert row["loss"].to_list() == pytest.approx([4.1])
+
+
+def test_forgetting_by_hand():
+    curves = _group_comparison()
+    per_run = stats.forgetting_runs(curves)
+    fold0 = per_run.filter((pl.col("run") == "folding L=3-0") & (pl.col("group") == "story")
+                           & (pl.col("set") == "validation")).row(0, named=True)
+    assert (fold0["min_loss"], fold0["min_step"], fold0["final_loss"], fold0["final_step"]) == \
+        pytest.approx((3.0, 10, 4.2, 30))
+    assert fold0["rise"] == pytest.approx(1.2)
+    entries = stats.forgetting(curves, baseline="shuffle")
+    assert [(e["set"], e["arm"], e["group"]) for e in entries] == [
+        ("validation", "shuffle", "arith"), ("validation", "shuffle", "story"),
+        ("validation", "folding L=3", "arith"), ("validation", "folding L=3", "story"),
+        ("target", "shuffle", "story"), ("target", "folding L=3", "story")]
+    got = {(e["set"], e["arm"], e["group"]): e for e in entries}
+    fold = got[("validation", "folding L=3", "story")]
+    rises = [1.2 + FOLD_RISE[s] for s in (0, 1, 2)]  # the seed offset cancels within a run
+    assert fold["n_seeds"] == 3 and fold["min_loss"] == pytest.approx(3.1)
+    assert fold["final_loss"] == pytest.approx(4.2 + 0.1 + 0.1)  # mean of 4.2, 4.3, 4.4 + 0.3 / 3
+    assert fold["rise"] == pytest.approx(np.mean(rises))
+    assert fold["rise_ci"] == pytest.approx(4.302653 * np.std(rises, ddof=1) / math.sqrt(3), rel=1e-5)
+    # paired over seeds: shuffle's story never rises, so the differences are the rises themselves
+    half = 4.302653 * np.std(rises, ddof=1) / math.sqrt(3)
+    assert fold["rise_delta"] == pytest.approx(np.mean(rises))
+    assert (fold["rise_delta_low"], fold["rise_delta_high"]) == pytest.approx((np.mean(rises) - half,
+                                                                               np.mean(rises) + half), rel=1e-5)
+    assert fold["final_delta"] == pytest.approx(4.2 - 3.0 + 0.1)
+    arith = got[("validation", "folding L=3", "arith")]
+    assert arith["rise"] == pytest.approx(0.2) and arith["min_loss"] == pytest.approx(3.3)
+    base = got[("validation", "shuffle", "story")]
+    assert base["rise"] == 0 and base["rise_delta"] is None and base["final_delta"] is None
+    assert got[("target", "folding L=3", "story")]["rise"] == pytest.approx(np.mean(rises))
+    text = stats.format_forgetting(entries)
+    assert text.splitlines()[0].split()[:3] == ["arm", "group", "seeds"] and len(text.splitlines()) == 6
+    assert "folding L=3  story" in text and "+1.3000 [" in text
+
+
+def test_summary_and_export_carry_forgetting(tmp_path):
+    curves = _group_comparison()
+    summary = stats.summary_json(stats.summarize(curves))
+    assert [e["group"] for e in summary["forgetting"] if e["set"] == "validation"] == ["arith", "story"] * 2
+    assert all({"arm", "group", "min_loss", "final_loss", "rise"} <= set(e) for e in summary["forgetting"])
+    assert "group_loss.kind.story" not in summary["metrics"]  # groups stay out of the main table
+    paths = stats.export_comparison(curves, tmp_path / "out")
+    table = pl.read_csv(paths["forgetting"])
+    assert table.columns == list(stats.FORGETTING_KEYS) and table.height == 6
+    bands = pl.read_csv(paths["group_curves_by_arm"])
+    story = bands.filter((pl.col("set") == "validation") & (pl.col("group") == "story")
+                         & (pl.col("arm") == "shuffle")).sort("step")
+    assert story["step"].to_list() == [0, 10, 20, 30]
+    assert story["mean"].to_list() == pytest.approx([6.1, 4.1, 3.6, 3.1]) and set(story["n"]) == {3}
+
+
+def test_group_bands_on_tokens_align_runs_first():
+    bands = stats.group_bands(_group_comparison(), "validation", x="tokens", n_points=4)
+    shuffle_story = bands.filter((pl.col("arm") == "shuffle") & (pl.col("group") == "story")).sort("tokens")
+    # every run spans tokens 2..3002 at most (seed offsets 0..2): the common grid is [2, 3000]
+    assert shuffle_story["tokens"].to_list() == pytest.approx([2.0, 1001.3333, 2000.6667, 3000.0], rel=1e-4)
+    assert shuffle_story["mean"][0] == pytest.approx(6.1, abs=0.01)
+
+
+def test_no_group_columns_no_forgetting():
+    curves = _synthetic_comparison()
+    assert stats.forgetting(curves) == [] and stats.group_curves(curves).is_empty()
+    assert stats.summarize(curves)["forgetting"] == []
+
+
+def test_explain_groups_tells_forgetting_from_never_learning():
+    summary = stats.summarize(_group_comparison())
+    story, top = stats.explain_groups(summary)  # one sentence per arm against the baseline, then the largest rise
+    # folding ends behind on story by 1.1 + 0.1 (0.3 on one seed of three) and most of it is a rise from 3.1
+    assert story.startswith("folding L=3 ends furthest behind shuffle on story: validation loss 4.400 against 3.100 "
+                            "(+1.300, 95% CI")
+    assert "Most of that gap is forgetting: folding L=3 had brought story down to 3.100 and lost 1.300" in story
+    assert "It ends ahead on arith (-0.100)." in story
+    assert top == "The largest rise after a lowest point: folding L=3 on story, +1.300 (mean over 3 seeds)."
+    target = stats.explain_groups(summary, "target")
+    assert target[0].startswith("folding L=3 ends furthest behind shuffle on story: target loss 5.400")
+    assert stats.explain_groups({"baseline": "shuffle", "forgetting": []}) == []
+
+
+def test_explain_groups_when_the_arm_never_got_as_low():
+    curves = _group_comparison().with_columns(
+        pl.when(pl.col("arm") == "folding L=3").then(pl.col("group_loss.kind.story") * 0 + 5.0)
+        .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
+    first = stats.explain_groups(stats.summarize(curves))[0]
+    assert "None of it is forgetting (neither loss on story rose from its lowest point by 0.01 or more): folding " \
+           "L=3 never got as low there (lowest 5.000 against 3.100)." in first
+    # a rise that is real but smaller than half the gap: "little of it"
+    curves = curves.with_columns(pl.when((pl.col("arm") == "folding L=3") & (pl.col("step") == 30))
+                                 .then(pl.col("group_loss.kind.story") + 0.2).otherwise(pl.col("group_loss.kind.story"))
+                                 .alias("group_loss.kind.story"))
+    first = stats.explain_groups(stats.summarize(curves))[0]
+    assert "Little of it is forgetting (folding L=3's loss there rose 0.200 from its lowest, shuffle's 0.000): " \
+           "folding L=3 never got as low on story (lowest 5.000 against 3.100)." in first
+
+
+def test_explain_groups_calls_tiny_rises_unmeasurable():
+    curves = _group_comparison()
+    # every group's loss: 5.0, 4.9, 4.8 at steps 0, 10, 20, then 4.804 at step 30 (a rise of 0.004)
+    tiny = pl.when(pl.col("step") == 30).then(pl.lit(4.804)).otherwise(5.0 - pl.col("step") / 100.0)
+    for col in ("group_loss.kind.story", "group_loss.kind.arith"):
+        curves = curves.with_columns(pl.when(pl.col(col).is_not_null()).then(tiny + 0.1 * pl.col("seed")).alias(col))
+    last = stats.explain_groups(stats.summarize(curves))[-1]
+    assert last.startswith("No arm's validation loss rose by 0.01 or more on any kind after its lowest point "
+                           "(largest: ")
+    assert last.endswith(", +0.004, mean over 3 seeds): nothing measurable was forgotten.")

@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from delt_engine.training.evaluation import Item, _accuracies, evaluate, lm_loss, load_benchmark, split_pair
+from delt_engine.training.evaluation import (Item, _accuracies, evaluate, group_means, group_tokens, lm_loss,
+                                            lm_losses, load_benchmark, load_eval_sets, pool_groups, run_eval,
+                                            split_pair)
+from delt_engine.training.config import RunConfig
 from delt_engine.errors import DataError
 from delt_engine.models.presets import build_model
 from delt_engine.data.tokenizer import encode, train_tokenizer
@@ -136,6 +139,73 @@ def test_lm_loss_is_token_weighted_mean_over_real_tokens(lm):
             total += -sum(float(logp[p - 1, ids[0, p]]) for p in range(1, n))
             count += n - 1
     assert lm_loss(model, samples, batch_size=2) == pytest.approx(total / count, rel=1e-5)
+
+
+def _brute_sample_losses(model, samples):
+    """(summed loss, token pairs) of each sample, one sample per forward, no padding at all."""
+    out = []
+    with torch.no_grad():
+        for row, n in zip(samples.input_ids, samples.lengths.tolist()):
+            ids = row[:n].unsqueeze(0)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+            out.append((-sum(float(logp[p - 1, ids[0, p]]) for p in range(1, n)), n - 1))
+    return out
+
+
+def test_lm_losses_per_sample_match_brute_force_and_their_mean_is_lm_loss(lm):
+    model, tok = lm
+    samples = encode(TEXTS, [str(i) for i in range(len(TEXTS))], tok, max_length=12)
+    res = lm_losses(model, samples, batch_size=2)
+    brute = _brute_sample_losses(model, samples)
+    assert res.sums.tolist() == pytest.approx([s for s, _ in brute], rel=1e-5)
+    assert res.counts.tolist() == [n for _, n in brute]
+    assert res.mean == pytest.approx(lm_loss(model, samples, batch_size=3), rel=1e-6)
+
+
+def test_group_means_are_token_weighted_and_average_back_to_the_overall_loss(lm):
+    model, tok = lm
+    samples = encode(TEXTS, [str(i) for i in range(len(TEXTS))], tok, max_length=12)
+    labels = ["a", "b", "a", "b", "b"]
+    res = lm_losses(model, samples, batch_size=2)
+    means, tokens = group_means(res, labels), group_tokens(samples, labels)
+    brute = _brute_sample_losses(model, samples)
+    for g in ("a", "b"):
+        picked = [brute[i] for i, label in enumerate(labels) if label == g]
+        assert means[g] == pytest.approx(sum(s for s, _ in picked) / sum(n for _, n in picked), rel=1e-5)
+        assert tokens[g] == sum(n for _, n in picked)
+    back = sum(means[g] * tokens[g] for g in means) / sum(tokens.values())
+    assert back == pytest.approx(res.mean, rel=1e-12)  # the same numbers, regrouped: float rounding only
+    assert list(means) == ["a", "b"]
+
+
+def test_small_groups_are_pooled_as_other():
+    labels = ["x"] * 5 + ["y"] * 4 + ["z", "other"]
+    assert pool_groups(labels, 5) == ["x"] * 5 + ["other"] * 6
+    assert pool_groups(labels, 1) == labels
+
+
+def test_run_eval_records_group_loss_from_the_validation_column(lm, tmp_path):
+    model, tok = lm
+    rows = [{"text": t, "kind": k} for t, k in zip(TEXTS * 2, ["a", "b", None, "a", "b"] * 2)]
+    rows.append({"text": "a lonely tree", "kind": "rare"})
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    target = tmp_path / "target.jsonl"
+    target.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    config = RunConfig(input="x.jsonl", validation=str(val), target=str(target), group_by="kind", group_min_docs=2,
+                       max_length=12, eval_batch_size=4)
+    sets = load_eval_sets(config, tok)
+    assert sets.validation_groups.count("other") == 1 and sets.validation_groups.count("(missing)") == 2
+    assert sets.target_groups is None and "no column 'kind'" in sets.groups_info["target"]["note"]
+    assert sets.groups_info["validation"]["docs"] == {"a": 4, "b": 4, "(missing)": 2, "other": 1}
+    out = run_eval(model, tok, sets, config, "cpu", None)
+    groups = out["group_loss"]["kind"]
+    assert set(groups) == {"a", "b", "(missing)", "other"} and "target_group_loss" not in out
+    tokens = sets.groups_info["validation"]["tokens"]
+    back = sum(groups[g] * tokens[g] for g in groups) / sum(tokens.values())
+    assert back == pytest.approx(out["val_loss"], rel=1e-12)
+    with pytest.raises(DataError, match="no column 'topic'"):
+        load_eval_sets(RunConfig(input="x.jsonl", validation=str(val), group_by="topic"), tok)
 
 
 def _write(tmp_path, lines):
