@@ -14,7 +14,7 @@ import sys
 from .. import __version__
 from ..errors import DeltError
 
-COMMAND_MODULES = ("data", "score", "organize", "train", "runs", "benchmark", "app")
+COMMAND_MODULES = ("data", "score", "organize", "train", "compare", "runs", "benchmark", "app")
 DEFAULT_PROG = "python -m delt_engine"
 
 
