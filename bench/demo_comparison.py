@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--train", action="append", default=[], help="override a demo train field, KEY=VALUE")
     args = parser.parse_args()
 
-    from delt_engine.experiments import stats
+    from delt_engine.experiments.summary import summarize, summary_json
     from delt_engine.workspace.layout import Workspace
     from delt_engine.workspace.runs import read_metrics
 
@@ -48,7 +48,7 @@ def main() -> int:
 
     ws = Workspace(ws_dir)
     comparisons = ws.list_comparisons()
-    verdicts, evals, started = {}, [], []
+    verdicts, evals = {}, []
     done = 0
     if comparisons:
         cid = comparisons[-1]["id"]
@@ -57,10 +57,9 @@ def main() -> int:
         for info in infos:
             records, _ = read_metrics(info.dir)
             evals.append(sum(1 for r in records if "target_loss" in r))
-        started = sorted(i.started_at for i in infos if i.started_at)
         try:
-            summary = stats.summarize(ws.comparison_curves(cid), comparisons[-1].get("baseline"))
-            verdicts = stats.summary_json(summary)["verdicts"]
+            summary = summarize(ws.comparison_curves(cid), comparisons[-1].get("baseline"))
+            verdicts = summary_json(summary)["verdicts"]
         except Exception as exc:  # report what we have
             verdicts = {"error": str(exc)}
         print()

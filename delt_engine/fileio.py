@@ -1,4 +1,4 @@
-"""Atomic writes and tolerant readers for the workspace files (JSON, JSONL, Parquet)."""
+"""Atomic writes, tolerant readers and fresh unique folders for the workspace files (JSON, JSONL, Parquet)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -177,3 +179,32 @@ def json_object_line(line: str, where: str, expected: str) -> dict:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object with {expected}")
     return record
+
+
+# ----------------------------------------------------------------------------- new folders
+
+_LAST_MS = [0]
+_ID_LOCK = threading.Lock()
+
+
+def new_id(prefix: str = "run") -> str:
+    """A unique, time-sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<ms><4 hex>``. Within a process the
+    millisecond never repeats (a second id in the same millisecond takes the next one), so ids made one
+    after another sort in the order they were made (a comparison's runs list in launch order)."""
+    with _ID_LOCK:
+        ms = max(int(time.time() * 1000), _LAST_MS[0] + 1)
+        _LAST_MS[0] = ms
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ms / 1000))
+    return f"{prefix}-{stamp}-{ms % 1000:03d}{secrets.token_hex(2)}"
+
+
+def new_dir(parent: Path, prefix: str) -> Path:
+    """Create and return ``parent/<new_id(prefix)>`` (a fresh, unique, time-sortable folder)."""
+    for _ in range(100):
+        path = parent / new_id(prefix)
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise DataError(f"could not create a new directory under {parent}; check that it is writable")

@@ -9,7 +9,10 @@ import json
 import polars as pl
 import streamlit as st
 
-from delt_engine.experiments import stats, verdicts
+from delt_engine.experiments import forgetting, stats, verdicts
+from delt_engine.experiments.summary import summarize, summary_json
+
+from delt_engine.training import metrics
 from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
 from ui import figures
 from delt_engine.errors import DataError, DeltError
@@ -86,7 +89,7 @@ def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])
     metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session",
-                          format_func=stats.metric_label)
+                          format_func=metrics.label)
     x = c2.radio("x axis", ["tokens", "step"], key="compare.x", persist_state="session", horizontal=True)
     smoothing = c3.slider("EMA smoothing", 0.0, 0.95, step=0.05, key="compare.smoothing", persist_state="session")
     return metric, x, smoothing
@@ -113,8 +116,8 @@ def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float, make
         if "batch_score" in part.columns:
             bs = part.filter(pl.col("batch_score").is_not_null())
             bottom.append(figures.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
-    fig = figures.curves_with_trace(top, bottom, title=f"{stats.metric_label(metric)} per run", x_title=x,
-                                    top_title=stats.metric_label(metric), smoothing=smoothing, makeups=makeups)
+    fig = figures.curves_with_trace(top, bottom, title=f"{metrics.label(metric)} per run", x_title=x,
+                                    top_title=metrics.label(metric), smoothing=smoothing, makeups=makeups)
     st.plotly_chart(fig, key="compare.runs_chart")
     if makeups:
         st.caption("Under the curves, each arm's stream make-up: the share of each group in every window of training "
@@ -135,8 +138,8 @@ def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
         upper = part["upper"].fill_null(part["mean"])
         items.append(figures.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
                                 upper.to_list(), n=int(part["n"].max())))
-    st.plotly_chart(figures.bands(items, title=f"{stats.metric_label(metric)}: mean ± 95% interval across seeds",
-                                x_title="tokens (runs aligned)", y_title=stats.metric_label(metric),
+    st.plotly_chart(figures.bands(items, title=f"{metrics.label(metric)}: mean ± 95% interval across seeds",
+                                x_title="tokens (runs aligned)", y_title=metrics.label(metric),
                                 smoothing=smoothing), key="compare.bands")
 
 
@@ -149,7 +152,7 @@ def summary_table(summary: dict) -> pl.DataFrame:
     for arm, info in summary["arms"].items():
         row = {"arm": arm, "seeds": info["n_seeds"]}
         for m in metrics:
-            row[stats.metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
+            row[metrics.label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
                                                  arm == summary["baseline"])
         rows.append(row)
     return pl.DataFrame(rows)
@@ -172,7 +175,7 @@ def verdict_table(found: list[verdicts.Verdict]) -> pl.DataFrame:
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    return pl.DataFrame([{"arm": v.arm, "metric": stats.metric_label(v.metric), "seeds": v.n_seeds,
+    return pl.DataFrame([{"arm": v.arm, "metric": metrics.label(v.metric), "seeds": v.n_seeds,
                           "Δ": num(v.delta, "+.4f"),
                           f"{v.level:.0%} CI": "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}",
                           "p": num(v.p, ".3g"), "Holm-adjusted p": num(v.p_adjusted, ".3g"),
@@ -184,7 +187,7 @@ def verdict_table(found: list[verdicts.Verdict]) -> pl.DataFrame:
 def summary_panel(curves: pl.DataFrame) -> dict | None:
     st.subheader("Summary")
     try:
-        summary = stats.summarize(curves)
+        summary = summarize(curves)
     except DeltError as exc:
         st.info(md(f"No summary yet: {exc}"))
         return None
@@ -192,7 +195,7 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     found = summary["verdicts"]
     if not found:
         st.caption(f"Verdicts compare each arm with {md(summary['baseline'])} over matched seeds "
-                   f"({', '.join(map(stats.metric_label, stats.VERDICT_METRICS))}); run two or more arms "
+                   f"({', '.join(map(metrics.label, metrics.VERDICT_METRICS))}); run two or more arms "
                    "to see them.")
         return summary
     st.dataframe(verdict_table(found), hide_index=True, key="compare.verdicts")
@@ -208,7 +211,7 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
 def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing: float) -> None:
     """Why did it win or lose: each group's loss per arm (small multiples, mean ± 95% band over seeds),
     the forgetting table and the result in words."""
-    entries = summary["forgetting"] if summary is not None else stats.forgetting(curves)
+    entries = summary["forgetting"] if summary is not None else forgetting.forgetting(curves)
     if not entries:
         return
     st.subheader("Why? Loss by group")
@@ -218,7 +221,7 @@ def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing:
                         format_func=lambda s: f"{s} loss") if len(sets) > 1 else sets[0]
     column = next(e["column"] for e in entries if e["set"] == set_name)
     try:
-        bands = stats.group_bands(curves, set_name, x=x, n_points=40)
+        bands = forgetting.group_bands(curves, set_name, x=x, n_points=40)
     except DeltError as exc:
         st.info(f"No group curves: {exc}")
         return
@@ -234,7 +237,7 @@ def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing:
                f"final loss, and the rise between them (± 95% interval over seeds). Δ: paired over seeds against "
                f"{base}, with its 95% interval.")
     if summary is not None:
-        for sentence in stats.explain_groups(summary, set_name):
+        for sentence in forgetting.explain_groups(summary, set_name):
             st.markdown(f"- {sentence}")
 
 
@@ -244,7 +247,7 @@ def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None
     c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
                        file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
     if summary is not None:
-        c2.download_button("Download summary (JSON)", json.dumps(stats.summary_json(summary), indent=2),
+        c2.download_button("Download summary (JSON)", json.dumps(summary_json(summary), indent=2),
                            file_name="summary.json", mime="application/json", key="compare.dl_summary")
     cid = st.session_state.get("compare.comparison")
     if st.session_state.get("compare.source") == "A comparison" and cid:
@@ -255,7 +258,7 @@ def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None
                                help="Rerun it headless, e.g. with more seeds: python -m delt_engine compare --spec "
                                     "FILE --workspace WORKSPACE (paths in it point into this workspace)")
     if summary is not None and summary["forgetting"]:
-        c4.download_button("Download forgetting (CSV)", stats.forgetting_frame(summary["forgetting"]).write_csv(),
+        c4.download_button("Download forgetting (CSV)", forgetting.forgetting_frame(summary["forgetting"]).write_csv(),
                            file_name="forgetting.csv", mime="text/csv", key="compare.dl_forgetting")
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import streamlit as st
 
-from delt_engine.experiments import stats
+from delt_engine.experiments import forgetting
+from delt_engine.experiments.summary import summarize
 from delt_engine.training import metrics
 
 from ui import figures
@@ -97,7 +98,7 @@ def latest_comparison() -> tuple[str, pl.DataFrame, dict] | None:
         if runs and all(r.state == "done" for r in runs):
             try:
                 curves = ws.comparison_curves(manifest["id"])
-                return manifest["id"], curves, stats.summarize(curves, baseline=manifest.get("baseline"))
+                return manifest["id"], curves, summarize(curves, baseline=manifest.get("baseline"))
             except DeltError:
                 continue
     return None
@@ -164,12 +165,12 @@ def why() -> None:
     cid, curves, summary = found
     set_name = "validation" if any(e["set"] == "validation" for e in summary["forgetting"]) else "target"
     column = next(e["column"] for e in summary["forgetting"] if e["set"] == set_name)
-    bands = stats.group_bands(curves, set_name)
+    bands = forgetting.group_bands(curves, set_name)
     st.plotly_chart(figures.group_panels(groups.band_panels(bands), title=f"{set_name.capitalize()} loss by "
                                          f"{column} in comparison {cid} (mean ± 95% interval across seeds)",
                                          x_title="step"), key="learn.groups")
     st.markdown("**What the groups say.**")
-    for sentence in stats.explain_groups(summary, set_name):
+    for sentence in forgetting.explain_groups(summary, set_name):
         st.markdown(f"- {sentence}")
     try:
         makeups = groups.run_makeups([(arm, Workspace(ROOT).root / "runs" / run) for run, arm in

@@ -50,14 +50,14 @@ def column(value: str | None) -> str | None:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _arm_makeups(runs: tuple[tuple[str, str], ...], _steps: tuple) -> dict[str, pl.DataFrame]:
     """Cached by the runs and their planned steps (known once a run starts): the ordered files never change."""
-    from delt_engine.organize.makeup import arm_makeups
+    from delt_engine.workspace.runs import arm_makeups
 
     return arm_makeups([(arm, Path(d)) for arm, d in runs])
 
 
 def run_makeups(runs: Sequence[tuple[str, Path]]) -> dict[str, pl.DataFrame]:
     """{arm: stream make-up} of runs given as (arm, run dir); {} when they were not grouped."""
-    from delt_engine.organize.makeup import planned_steps
+    from delt_engine.workspace.runs import planned_steps
 
     key = tuple((str(arm), str(d)) for arm, d in runs)
     return _arm_makeups(key, tuple(planned_steps(d) for _, d in runs))
@@ -87,7 +87,7 @@ def figure_makeups(makeups: dict[str, pl.DataFrame], x_of_step=None) -> dict[str
 # ----------------------------------------------------------------------------- group losses
 
 def band_panels(bands: pl.DataFrame, x: str = "step") -> dict[str, list[figures.Band]]:
-    """``stats.group_bands`` as {group: [Band per arm]} (missing band edges drawn at the mean)."""
+    """``forgetting.group_bands`` as {group: [Band per arm]} (missing band edges drawn at the mean)."""
     panels: dict[str, list[figures.Band]] = {}
     for group in sorted(bands["group"].unique().to_list(), key=lambda g: (g == OTHER, g)):
         part = bands.filter(pl.col("group") == group)

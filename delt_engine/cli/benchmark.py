@@ -47,7 +47,7 @@ def _positive_int(value: str) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the benchmark and print the task names and how to run them."""
-    from ..training.evaluation import load_benchmark
+    from ..data.benchmark import load_benchmark
     from ..training.harness import export_task
 
     if args.input is not None:
@@ -71,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _demo_items(seed: int, n_docs: int | None) -> list:
-    from ..training.evaluation import Item
+    from ..data.benchmark import Item
     from ..demo.generate import generate_demo
 
     frame = generate_demo(seed=seed, n_docs=n_docs).benchmark

@@ -9,24 +9,25 @@ from .common import fmt, text_table
 
 
 def print_report(ws, comparison_id: str, as_json: bool = False) -> None:
-    from ..experiments import stats
     from ..experiments.spec import describe_data
+    from ..experiments.stats import arm_table, final_metrics
+    from ..experiments.summary import format_table, summarize, summary_json
     from ..training.metrics import TABLE_METRICS
 
     curves = ws.comparison_curves(comparison_id)
     manifest = ws.load_comparison(comparison_id)
     unfinished = [i.id for i in ws.list_runs(comparison=comparison_id) if i.state != "done"]
-    summary = stats.summarize(curves, baseline=manifest.get("baseline"))
+    summary = summarize(curves, baseline=manifest.get("baseline"))
     if as_json:
-        print(json.dumps(stats.summary_json(summary), indent=2))
+        print(json.dumps(summary_json(summary), indent=2))
         return
-    finals = stats.final_metrics(curves, summary["metrics"])
+    finals = final_metrics(curves, summary["metrics"])
     shown = [m for m in TABLE_METRICS if m in summary["metrics"]]
     print(f"comparison {comparison_id} (final metrics, mean ± 95% CI over seeds)")
     print(f"data: {describe_data(manifest)}")
     if unfinished:
         print(f"note: {len(unfinished)} of {len(manifest['runs'])} runs are not done; their latest values are used")
-    print(stats.format_table(stats.arm_table(finals, shown, summary["level"]), shown))
+    print(format_table(arm_table(finals, shown, summary["level"]), shown))
     print()
     _print_verdicts(summary)
     _print_groups(ws, manifest, curves, summary)
@@ -34,7 +35,7 @@ def print_report(ws, comparison_id: str, as_json: bool = False) -> None:
 
 def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
     """Loss by group at every evaluation, forgetting, and the stream's make-up (runs with group_by)."""
-    from ..experiments import stats
+    from ..experiments import forgetting
 
     if not summary["forgetting"]:
         return
@@ -45,11 +46,11 @@ def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
         column = entries[0]["column"]
         print()
         print(f"{set_name} loss by {column} (mean over seeds at each evaluation step)")
-        print(_group_loss_table(stats.group_bands(curves, set_name, level=summary["level"])))
+        print(_group_loss_table(forgetting.group_bands(curves, set_name, level=summary["level"])))
         print()
         print(f"forgetting on the {set_name} set by {column}: lowest loss reached, final loss, rise = final - lowest "
               f"(means over seeds); Δ rise: paired over seeds against {summary['baseline']}")
-        print(stats.format_forgetting(entries, set_name, summary["level"]))
+        print(forgetting.format_forgetting(entries, set_name, summary["level"]))
     from ..errors import DeltError
 
     try:
@@ -75,7 +76,7 @@ def comparison_makeups(ws, manifest: dict, eval_windows: bool = False) -> dict:
     """{arm: stream make-up} of a comparison's runs; windows of ``eval_every`` steps with ``eval_windows``
     (what the model saw between two evaluations), else about 25 windows (as the app draws them)."""
     from ..fileio import read_json
-    from ..organize.makeup import arm_makeups
+    from ..workspace.runs import arm_makeups
 
     runs = [(r["arm"], ws.root / "runs" / r["id"]) for r in manifest.get("runs", [])]
     window = None
@@ -107,13 +108,13 @@ def _makeup_text(makeup) -> str:
 
 
 def _print_verdicts(summary: dict) -> None:
-    from ..experiments import stats
     from ..experiments.verdicts import format_verdicts
+    from ..training import metrics
 
     verdicts = summary["verdicts"]
     if not verdicts:
         print(f"no verdicts: they need an arm besides {summary['baseline']} and one of "
-              f"{', '.join(stats.VERDICT_METRICS)} recorded")
+              f"{', '.join(metrics.VERDICT_METRICS)} recorded")
         return
     n_tests = sum(v.p is not None for v in verdicts)
     print(f"verdicts vs {summary['baseline']}: paired t-test over seeds, p Holm-adjusted across {n_tests} "

@@ -134,11 +134,11 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..experiments import stats
+    from ..experiments.summary import export_comparison
 
     ws = workspace(args)
     manifest = ws.load_comparison(args.comparison_id)
-    paths = stats.export_comparison(ws.comparison_curves(args.comparison_id), args.out,
+    paths = export_comparison(ws.comparison_curves(args.comparison_id), args.out,
                                       baseline=manifest.get("baseline"))
     from ..errors import DeltError
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -410,3 +412,19 @@ def _parse_score_meta(text: str, where: str, key: str | None = None) -> dict:
 __all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "FILE_FORMATS", "FORMATS", "MAX_DECOMPRESSED_ENV", "LoadReport",
            "LoadedCorpus", "SCORE_META_KEY", "corpus_hash", "detect_format", "load_corpus", "read_records",
            "read_score_meta", "records_format", "row_ids", "score_meta_path", "write_records"]
+
+
+MISSING = "(missing)"  # the group label of a missing metadata value
+
+
+def group_label(value: Any) -> str:
+    """The label of one metadata value: booleans as "true"/"false", None as "(missing)", else ``str``.
+
+    Evaluation by group (``training.evaluation``) and the stream make-up (``organize.makeup``) use the
+    same labels, so a make-up and a run's ``group_loss`` name their groups alike.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

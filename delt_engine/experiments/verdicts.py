@@ -27,7 +27,7 @@ import polars as pl
 
 from ..training.metrics import label as metric_label
 from ..training.metrics import lower_is_better
-from .stats import _t_central_prob, t_quantile
+from .tdist import _t_central_prob, t_quantile
 from ..errors import ConfigError, DataError
 
 ALPHA = 0.05

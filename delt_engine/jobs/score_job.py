@@ -56,7 +56,7 @@ def _save_scores(job_dir: Path, result: ScoreResult) -> None:
 def _save_other_method(job_dir: Path, config: dict, result: ScoreResult) -> Path:
     """Write ``result`` (a method after the job's first) as a finished scoring folder beside ``job_dir``."""
     from ..fileio import write_json
-    from ..workspace.layout import new_dir
+    from ..fileio import new_dir
     from .protocol import CONFIG_FILE, write_status
 
     out = new_dir(job_dir.parent, result.method)

@@ -15,29 +15,15 @@ from __future__ import annotations
 
 import math
 from numbers import Integral
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import polars as pl
 
+from ..data.corpus import group_label
 from ..errors import ConfigError, DataError
 
-MISSING = "(missing)"
 COLUMNS = ("window", "start_step", "end_step", "group", "n_docs", "share", "mean_score")
-
-
-def group_label(value: Any) -> str:
-    """The label of one metadata value: booleans as "true"/"false", None as "(missing)", else ``str``.
-
-    Evaluation by group (``training.evaluation``) uses the same labels, so a make-up and a run's
-    ``group_loss`` name their groups alike.
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def steps_per_epoch(n_rows: int, batch_size: int) -> int:
@@ -167,68 +153,6 @@ def _overall_shares(makeup: pl.DataFrame) -> pl.DataFrame:
     return makeup.group_by("group").agg((pl.col("n_docs").sum() / total).alias("all"))
 
 
-# ----------------------------------------------------------------------------- runs
-
-def planned_steps(run_dir: str | Path) -> Optional[int]:
-    """The steps a run takes: its config's ``steps``, else what the run reported (summary, progress),
-    else ``epochs`` passes over its input (a token budget ends earlier); None when unknown."""
-    from ..fileio import read_json
-    from ..jobs.protocol import CONFIG_FILE, PROGRESS_FILE, SUMMARY_FILE
-
-    run_dir = Path(run_dir)
-    config = read_json(run_dir / CONFIG_FILE, default={}) or {}
-    if config.get("steps"):
-        return int(config["steps"])
-    summary = read_json(run_dir / SUMMARY_FILE, default={}) or {}
-    if summary.get("total_steps"):
-        return int(summary["total_steps"])
-    progress = read_json(run_dir / PROGRESS_FILE, default={}) or {}
-    if progress.get("phase") == "train" and progress.get("total"):
-        return int(progress["total"])
-    return None
-
-
-def arm_makeups(runs: Sequence[tuple[str, str | Path]], window_steps: Optional[int] = None,
-                n_windows: int = 25) -> dict[str, pl.DataFrame]:
-    """The stream make-up of every arm of a comparison, from its runs' ordered data files.
-
-    Args:
-        runs: (arm label, run directory) pairs; each run's config.json names its ordered input,
-            ``group_by``, ``batch_size`` and ``score_field``.
-        window_steps: steps per window; default ``default_window`` of the longest run (one window
-            size for every arm, so their windows line up).
-        n_windows: about how many windows the default makes.
-    Returns:
-        {arm: make-up} in the order the arms first appear; the seeds of an arm with one file per seed
-        (shuffle) are averaged (``average_makeups``). Empty when the runs have no ``group_by``.
-    """
-    from ..data.corpus import read_records
-    from ..fileio import read_json
-    from ..jobs.protocol import CONFIG_FILE
-
-    plans = []
-    for arm, run_dir in runs:
-        config = read_json(Path(run_dir) / CONFIG_FILE, default={}) or {}
-        if not config.get("group_by") or not config.get("input"):
-            continue
-        batch = int(config.get("batch_size", 16))
-        steps = planned_steps(run_dir)
-        if steps is None:
-            steps = int(config.get("epochs", 1)) * steps_per_epoch(read_records(config["input"]).height, batch)
-        plans.append((arm, config, batch, steps))
-    if not plans:
-        return {}
-    window = window_steps or default_window(max(p[3] for p in plans), n_windows)
-    per_arm: dict[str, dict[tuple, pl.DataFrame]] = {}
-    for arm, config, batch, steps in plans:
-        key = (str(config["input"]), config["group_by"], batch, steps)
-        files = per_arm.setdefault(arm, {})
-        if key not in files:  # the seeds of a deterministic ordering share one file
-            files[key] = stream_makeup(read_records(config["input"]), config["group_by"], batch, window,
-                                       config.get("score_field", "score"), steps)
-    return {arm: average_makeups(list(files.values())) for arm, files in per_arm.items()}
-
-
 def _check_positive(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ConfigError(f"{name}={value!r} must be an integer >= 1")
@@ -246,6 +170,5 @@ def _step_rows(n_rows: int, batch_size: int, per_epoch: int, total: int) -> list
     return [batches[i % per_epoch] for i in range(total)]
 
 
-__all__ = ["COLUMNS", "MISSING", "arm_makeups", "average_makeups", "default_window", "describe_makeup", "group_label",
-           "makeup_table",
-           "planned_steps", "steps_per_epoch", "stream_makeup"]
+__all__ = ["COLUMNS", "average_makeups", "default_window", "describe_makeup", "makeup_table", "steps_per_epoch",
+           "stream_makeup"]

@@ -70,7 +70,7 @@ def export_task(items: Sequence, out_dir: str | Path, prefix: str = "delt_",
     """Write multiple-choice items as lm-eval tasks (one per ``item.task``) into ``out_dir``.
 
     Args:
-        items: ``evaluation.Item`` objects (e.g. from ``load_benchmark``), in the order to keep.
+        items: ``data.benchmark.Item`` objects (e.g. from ``load_benchmark``), in the order to keep.
         out_dir: folder for the YAML and JSONL files (created; files of an earlier export there that
             this one does not rewrite are removed, other files are left alone). The YAMLs point at the
             JSONL files by absolute path (lm-eval reads ``data_files`` relative to the working

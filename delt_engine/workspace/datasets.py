@@ -164,7 +164,7 @@ def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str
         out.parent.mkdir(parents=True, exist_ok=True)
         write_records(frame, out)
     elif kind == "benchmark":
-        from ..training.evaluation import load_benchmark
+        from ..data.benchmark import load_benchmark
 
         items = load_benchmark(source)  # raises DataError naming the line
         if not items:

@@ -4,23 +4,20 @@ registries of runs and comparisons.
 Layout under the root: ``datasets/``, ``scores/<id>/``, ``runs/<id>/``, ``comparisons/<id>/``, ``cache/``.
 A run directory is the single source of truth for a run (config.json, status.json, progress.json,
 metrics.jsonl, summary.json), so runs launched by the app, the CLI or another process all appear here.
-Every new folder (run, comparison, scoring) gets an id from ``new_id``.
+Every new folder (run, comparison, scoring) gets an id from ``fileio.new_id``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ..errors import DataError
-from ..fileio import read_json
+from ..fileio import new_dir, read_json
 from ..jobs.protocol import read_progress, refresh_status
 from .runs import RunInfo, RunRecord, metrics_frame, read_metrics, run_info
 
@@ -32,21 +29,6 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def default_workspace() -> "Workspace":
     """The workspace named by the ``DELT_WORKSPACE`` environment variable, else ``./workspace``."""
     return Workspace(os.environ.get("DELT_WORKSPACE") or "workspace")
-
-
-_LAST_MS = [0]
-_ID_LOCK = threading.Lock()
-
-
-def new_id(prefix: str = "run") -> str:
-    """A unique, time-sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<ms><4 hex>``. Within a process the
-    millisecond never repeats (a second id in the same millisecond takes the next one), so ids made one
-    after another sort in the order they were made (a comparison's runs list in launch order)."""
-    with _ID_LOCK:
-        ms = max(int(time.time() * 1000), _LAST_MS[0] + 1)
-        _LAST_MS[0] = ms
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(ms / 1000))
-    return f"{prefix}-{stamp}-{ms % 1000:03d}{secrets.token_hex(2)}"
 
 
 def check_id(value: Any, kind: str = "run id") -> str:
@@ -234,17 +216,3 @@ def _check_manifest(manifest: Any, path: Path) -> None:
             int(run["seed"])
         except (DataError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: damaged manifest: run {number}: {exc}; {fix}") from None
-
-
-def new_dir(parent: Path, prefix: str) -> Path:
-    """Create and return ``parent/<new_id(prefix)>`` (a fresh, unique, time-sortable folder)."""
-    for _ in range(100):
-        path = parent / new_id(prefix)
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise DataError(f"could not create a new directory under {parent}; check that it is writable")
-
-

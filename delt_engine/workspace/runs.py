@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import polars as pl
 
 from ..fileio import iter_jsonl_tolerant, read_json
-from ..jobs.protocol import DAMAGED_STATE, FINAL_STATES, METRICS_FILE, read_progress, read_status, refresh_status
+from ..jobs.protocol import (CONFIG_FILE, DAMAGED_STATE, FINAL_STATES, METRICS_FILE, PROGRESS_FILE, SUMMARY_FILE,
+                             read_progress, read_status, refresh_status)
 
 TAIL_BYTES = 16384  # enough for the last train record and the last eval record
 
@@ -170,3 +171,61 @@ def metrics_frame(records: list[dict]) -> pl.DataFrame:
         else:
             columns[key] = pl.Series(key, [None if v is None else str(v) for v in values], dtype=pl.Utf8)
     return pl.DataFrame(columns)
+
+
+# ----------------------------------------------------------------------------- stream make-up of runs
+
+def planned_steps(run_dir: str | Path) -> Optional[int]:
+    """The steps a run takes: its config's ``steps``, else what the run reported (summary, progress),
+    else ``epochs`` passes over its input (a token budget ends earlier); None when unknown."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG_FILE, default={}) or {}
+    if config.get("steps"):
+        return int(config["steps"])
+    summary = read_json(run_dir / SUMMARY_FILE, default={}) or {}
+    if summary.get("total_steps"):
+        return int(summary["total_steps"])
+    progress = read_json(run_dir / PROGRESS_FILE, default={}) or {}
+    if progress.get("phase") == "train" and progress.get("total"):
+        return int(progress["total"])
+    return None
+
+
+def arm_makeups(runs: Sequence[tuple[str, str | Path]], window_steps: Optional[int] = None,
+                n_windows: int = 25) -> dict[str, pl.DataFrame]:
+    """The stream make-up of every arm of a comparison, from its runs' ordered data files.
+
+    Args:
+        runs: (arm label, run directory) pairs; each run's config.json names its ordered input,
+            ``group_by``, ``batch_size`` and ``score_field``.
+        window_steps: steps per window; default ``default_window`` of the longest run (one window
+            size for every arm, so their windows line up).
+        n_windows: about how many windows the default makes.
+    Returns:
+        {arm: make-up} in the order the arms first appear; the seeds of an arm with one file per seed
+        (shuffle) are averaged (``average_makeups``). Empty when the runs have no ``group_by``.
+    """
+    from ..data.corpus import read_records
+    from ..organize.makeup import average_makeups, default_window, steps_per_epoch, stream_makeup
+
+    plans = []
+    for arm, run_dir in runs:
+        config = read_json(Path(run_dir) / CONFIG_FILE, default={}) or {}
+        if not config.get("group_by") or not config.get("input"):
+            continue
+        batch = int(config.get("batch_size", 16))
+        steps = planned_steps(run_dir)
+        if steps is None:
+            steps = int(config.get("epochs") or 1) * steps_per_epoch(read_records(config["input"]).height, batch)
+        plans.append((arm, config, batch, steps))
+    if not plans:
+        return {}
+    window = window_steps or default_window(max(p[3] for p in plans), n_windows)
+    per_arm: dict[str, dict[tuple, pl.DataFrame]] = {}
+    for arm, config, batch, steps in plans:
+        key = (str(config["input"]), config["group_by"], batch, steps)
+        files = per_arm.setdefault(arm, {})
+        if key not in files:  # the seeds of a deterministic ordering share one file
+            files[key] = stream_makeup(read_records(config["input"]), config["group_by"], batch, window,
+                                       config.get("score_field", "score"), steps)
+    return {arm: average_makeups(list(files.values())) for arm, files in per_arm.items()}

@@ -26,7 +26,7 @@ from ..fileio import read_json, write_json
 from ..jobs.protocol import CONFIG_FILE, refresh_status, write_status
 from ..scoring import get_scorer
 from ..scoring.registry import JOB_DEFAULTS
-from .layout import new_dir
+from ..fileio import new_dir
 
 SCORES_FILE = "scores.parquet"
 

@@ -116,7 +116,8 @@ def _grouped_comparison(ws, cmp_id="zz-groups"):
 
 
 def test_compare_and_learn_explain_the_result_by_group(workspace):
-    from delt_engine.experiments import stats
+    from delt_engine.experiments import forgetting
+    from delt_engine.experiments.summary import summarize
     from delt_engine.workspace.layout import Workspace
     from tests.app.conftest import bar_groups, figure
 
@@ -138,8 +139,8 @@ def test_compare_and_learn_explain_the_result_by_group(workspace):
     fold_story = table[(table["arm"] == "folding L=3") & (table["group"] == "story")].iloc[0]
     assert fold_story["lowest loss"] == "3.025" and fold_story["final loss"] == "4.225"
     assert fold_story["rise"].startswith("1.200") and fold_story["Δ rise vs baseline"].startswith("+1.200")
-    summary = stats.summarize(Workspace(workspace).comparison_curves(cmp_id), baseline="shuffle")
-    words = stats.explain_groups(summary)
+    summary = summarize(Workspace(workspace).comparison_curves(cmp_id), baseline="shuffle")
+    words = forgetting.explain_groups(summary)
     assert words and all(any(w in m.value for m in at.markdown) for w in words)
     assert "Most of that gap is forgetting" in words[0]
 

@@ -88,7 +88,7 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     assert sum("its own, from" in rendered(c.value) for c in at.caption) == 2
     paths = eval_paths(workspace, "mini")
     assert paths["target"].endswith("mini/eval/target.jsonl") and paths["benchmark"].endswith("mini/eval/mybench.jsonl")
-    from delt_engine.training.evaluation import load_benchmark
+    from delt_engine.data.benchmark import load_benchmark
 
     assert [i.task for i in load_benchmark(paths["benchmark"])] == ["mybench"]  # task from the kept file name
     at.selectbox(key="data.dataset").set_value("demo").run()  # back to the demo for the next tests

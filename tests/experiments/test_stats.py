@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from delt_engine.experiments import stats, verdicts
+from delt_engine.experiments import forgetting, stats, tdist, verdicts
+from delt_engine.experiments.summary import export_comparison, format_table, summarize, summary_json
 from delt_engine.errors import ConfigError, DataError
 
 # Two-sided 95% / 99% Student t critical values from printed tables.
@@ -17,31 +18,31 @@ T_TABLE_99 = {1: 63.657, 2: 9.925, 5: 4.032, 30: 2.750}
 
 @pytest.mark.parametrize("df,expected", sorted(T_TABLE_95.items()))
 def test_t_quantile_matches_table_95(df, expected):
-    assert stats.t_quantile(0.95, df) == pytest.approx(expected, abs=1e-3)
+    assert tdist.t_quantile(0.95, df) == pytest.approx(expected, abs=1e-3)
 
 
 @pytest.mark.parametrize("df,expected", sorted(T_TABLE_99.items()))
 def test_t_quantile_matches_table_99(df, expected):
-    assert stats.t_quantile(0.99, df) == pytest.approx(expected, abs=1e-3)
+    assert tdist.t_quantile(0.99, df) == pytest.approx(expected, abs=1e-3)
 
 
 def test_t_quantile_approaches_normal_and_rejects_bad_input():
-    assert stats.t_quantile(0.95, 5000) == pytest.approx(1.95996, abs=1e-3)
+    assert tdist.t_quantile(0.95, 5000) == pytest.approx(1.95996, abs=1e-3)
     with pytest.raises(ConfigError):
-        stats.t_quantile(0.95, 0)
+        tdist.t_quantile(0.95, 0)
     with pytest.raises(ConfigError):
-        stats.t_quantile(1.5, 3)
+        tdist.t_quantile(1.5, 3)
 
 
 def test_mean_ci_by_hand():
     # values 1, 2, 4: mean 7/3, sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3
-    mean, half, n = stats.mean_ci([1.0, 2.0, 4.0])
+    mean, half, n = tdist.mean_ci([1.0, 2.0, 4.0])
     assert n == 3 and mean == pytest.approx(7 / 3)
     assert half == pytest.approx(4.302653 * math.sqrt(7 / 3) / math.sqrt(3), rel=1e-5)
     # two values a, b: sd = |a-b|/sqrt(2), half = 12.706 * sd / sqrt(2) = 12.706 * |a-b| / 2
-    mean, half, n = stats.mean_ci([0.5, 0.7])
+    mean, half, n = tdist.mean_ci([0.5, 0.7])
     assert mean == pytest.approx(0.6) and half == pytest.approx(12.7062 * 0.1, rel=1e-4)
-    mean, half, n = stats.mean_ci([3.0, float("nan")])
+    mean, half, n = tdist.mean_ci([3.0, float("nan")])
     assert (mean, n) == (3.0, 1) and math.isnan(half)
 
 
@@ -203,7 +204,7 @@ def test_pairing_keys_on_comparison_and_seed():
     rows += [{"run": f"{c}-s{s}", "arm": "shuffle", "comparison": c, "seed": s, "target_loss": 4.2 + s + off}
              for c, off in (("cmp-a", 0.0), ("cmp-b", 5.0)) for s in (0, 1)]
     curves = pl.DataFrame([{**r, "step": 1, "tokens": 100} for r in rows])
-    summary = stats.summarize(curves, baseline="shuffle", metrics=["target_loss"])
+    summary = summarize(curves, baseline="shuffle", metrics=["target_loss"])
     (v,) = summary["verdicts"]
     assert v.n_seeds == 2  # keyed by seed alone it would pair each folding seed with two shuffle runs: 4
     assert v.delta == pytest.approx(np.mean([-0.2, -0.3]))  # cmp-b's shuffle runs (+5) do not enter
@@ -212,7 +213,7 @@ def test_pairing_keys_on_comparison_and_seed():
     # a rerun of one (arm, comparison, seed) is one replicate: averaged, counted once
     rerun = pl.concat([curves, pl.DataFrame([{"run": "f0-again", "arm": "folding L=3", "comparison": "cmp-a",
                                               "seed": 0, "target_loss": 3.6, "step": 1, "tokens": 100}])])
-    (v2,) = stats.summarize(rerun, baseline="shuffle", metrics=["target_loss"])["verdicts"]
+    (v2,) = summarize(rerun, baseline="shuffle", metrics=["target_loss"])["verdicts"]
     assert v2.n_seeds == 2 and v2.delta == pytest.approx(np.mean([(4.0 + 3.6) / 2 - 4.2, -0.3]))
 
 
@@ -346,7 +347,7 @@ def _synthetic_comparison():
 
 def test_summarize_and_export(tmp_path):
     curves = _synthetic_comparison()
-    paths = stats.export_comparison(curves, tmp_path / "out")
+    paths = export_comparison(curves, tmp_path / "out")
     exported = pl.read_csv(paths["curves"])
     assert exported.columns[:5] == ["run", "arm", "seed", "step", "tokens"]
     assert exported.height == curves.height and "target_loss" in exported.columns
@@ -385,7 +386,7 @@ def test_summarize_and_export(tmp_path):
 def test_format_table_lists_each_arm():
     curves = _synthetic_comparison()
     finals = stats.final_metrics(curves, ["target_loss"])
-    text = stats.format_table(stats.arm_table(finals, ["target_loss"]), ["target_loss"])
+    text = format_table(stats.arm_table(finals, ["target_loss"]), ["target_loss"])
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["arm", "seeds", "target"] and len(lines) == 5
     assert "folding L=3" in text and " ± " in text
@@ -431,7 +432,7 @@ def _group_comparison():
 
 
 def test_group_curves_unpack_the_flattened_group_columns():
-    long = stats.group_curves(_group_comparison())
+    long = forgetting.group_curves(_group_comparison())
     assert set(long["set"]) == {"validation", "target"} and set(long["column"]) == {"kind"}
     assert long.filter(pl.col("set") == "validation")["group"].unique().sort().to_list() == ["arith", "story"]
     assert long.height == 2 * 3 * 4 * 3  # arms x seeds x evaluations x (2 validation + 1 target group)
@@ -442,13 +443,13 @@ def test_group_curves_unpack_the_flattened_group_columns():
 
 def test_forgetting_by_hand():
     curves = _group_comparison()
-    per_run = stats.forgetting_runs(curves)
+    per_run = forgetting.forgetting_runs(curves)
     fold0 = per_run.filter((pl.col("run") == "folding L=3-0") & (pl.col("group") == "story")
                            & (pl.col("set") == "validation")).row(0, named=True)
     assert (fold0["min_loss"], fold0["min_step"], fold0["final_loss"], fold0["final_step"]) == \
         pytest.approx((3.0, 10, 4.2, 30))
     assert fold0["rise"] == pytest.approx(1.2)
-    entries = stats.forgetting(curves, baseline="shuffle")
+    entries = forgetting.forgetting(curves, baseline="shuffle")
     assert [(e["set"], e["arm"], e["group"]) for e in entries] == [
         ("validation", "shuffle", "arith"), ("validation", "shuffle", "story"),
         ("validation", "folding L=3", "arith"), ("validation", "folding L=3", "story"),
@@ -471,20 +472,20 @@ def test_forgetting_by_hand():
     base = got[("validation", "shuffle", "story")]
     assert base["rise"] == 0 and base["rise_delta"] is None and base["final_delta"] is None
     assert got[("target", "folding L=3", "story")]["rise"] == pytest.approx(np.mean(rises))
-    text = stats.format_forgetting(entries)
+    text = forgetting.format_forgetting(entries)
     assert text.splitlines()[0].split()[:3] == ["arm", "group", "seeds"] and len(text.splitlines()) == 6
     assert "folding L=3  story" in text and "+1.3000 [" in text
 
 
 def test_summary_and_export_carry_forgetting(tmp_path):
     curves = _group_comparison()
-    summary = stats.summary_json(stats.summarize(curves))
+    summary = summary_json(summarize(curves))
     assert [e["group"] for e in summary["forgetting"] if e["set"] == "validation"] == ["arith", "story"] * 2
     assert all({"arm", "group", "min_loss", "final_loss", "rise"} <= set(e) for e in summary["forgetting"])
     assert "group_loss.kind.story" not in summary["metrics"]  # groups stay out of the main table
-    paths = stats.export_comparison(curves, tmp_path / "out")
+    paths = export_comparison(curves, tmp_path / "out")
     table = pl.read_csv(paths["forgetting"])
-    assert table.columns == list(stats.FORGETTING_KEYS) and table.height == 6
+    assert table.columns == list(forgetting.FORGETTING_KEYS) and table.height == 6
     bands = pl.read_csv(paths["group_curves_by_arm"])
     story = bands.filter((pl.col("set") == "validation") & (pl.col("group") == "story")
                          & (pl.col("arm") == "shuffle")).sort("step")
@@ -493,7 +494,7 @@ def test_summary_and_export_carry_forgetting(tmp_path):
 
 
 def test_group_bands_on_tokens_align_runs_first():
-    bands = stats.group_bands(_group_comparison(), "validation", x="tokens", n_points=4)
+    bands = forgetting.group_bands(_group_comparison(), "validation", x="tokens", n_points=4)
     shuffle_story = bands.filter((pl.col("arm") == "shuffle") & (pl.col("group") == "story")).sort("tokens")
     # every run spans tokens 2..3002 at most (seed offsets 0..2): the common grid is [2, 3000]
     assert shuffle_story["tokens"].to_list() == pytest.approx([2.0, 1001.3333, 2000.6667, 3000.0], rel=1e-4)
@@ -502,36 +503,36 @@ def test_group_bands_on_tokens_align_runs_first():
 
 def test_no_group_columns_no_forgetting():
     curves = _synthetic_comparison()
-    assert stats.forgetting(curves) == [] and stats.group_curves(curves).is_empty()
-    assert stats.summarize(curves)["forgetting"] == []
+    assert forgetting.forgetting(curves) == [] and forgetting.group_curves(curves).is_empty()
+    assert summarize(curves)["forgetting"] == []
 
 
 def test_explain_groups_tells_forgetting_from_never_learning():
-    summary = stats.summarize(_group_comparison())
-    story, top = stats.explain_groups(summary)  # one sentence per arm against the baseline, then the largest rise
+    summary = summarize(_group_comparison())
+    story, top = forgetting.explain_groups(summary)  # one sentence per arm against the baseline, then the largest rise
     # folding ends behind on story by 1.1 + 0.1 (0.3 on one seed of three) and most of it is a rise from 3.1
     assert story.startswith("folding L=3 ends furthest behind shuffle on story: validation loss 4.400 against 3.100 "
                             "(+1.300, 95% CI")
     assert "Most of that gap is forgetting: folding L=3 had brought story down to 3.100 and lost 1.300" in story
     assert "It ends ahead on arith (-0.100)." in story
     assert top == "The largest rise after a lowest point: folding L=3 on story, +1.300 (mean over 3 seeds)."
-    target = stats.explain_groups(summary, "target")
+    target = forgetting.explain_groups(summary, "target")
     assert target[0].startswith("folding L=3 ends furthest behind shuffle on story: target loss 5.400")
-    assert stats.explain_groups({"baseline": "shuffle", "forgetting": []}) == []
+    assert forgetting.explain_groups({"baseline": "shuffle", "forgetting": []}) == []
 
 
 def test_explain_groups_when_the_arm_never_got_as_low():
     curves = _group_comparison().with_columns(
         pl.when(pl.col("arm") == "folding L=3").then(pl.col("group_loss.kind.story") * 0 + 5.0)
         .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
-    first = stats.explain_groups(stats.summarize(curves))[0]
+    first = forgetting.explain_groups(summarize(curves))[0]
     assert "None of it is forgetting (neither loss on story rose from its lowest point by 0.01 or more): folding " \
            "L=3 never got as low there (lowest 5.000 against 3.100)." in first
     # a rise that is real but smaller than half the gap: "little of it"
     curves = curves.with_columns(pl.when((pl.col("arm") == "folding L=3") & (pl.col("step") == 30))
                                  .then(pl.col("group_loss.kind.story") + 0.2).otherwise(pl.col("group_loss.kind.story"))
                                  .alias("group_loss.kind.story"))
-    first = stats.explain_groups(stats.summarize(curves))[0]
+    first = forgetting.explain_groups(summarize(curves))[0]
     assert "Little of it is forgetting (folding L=3's loss there rose 0.200 from its lowest, shuffle's 0.000): " \
            "folding L=3 never got as low on story (lowest 5.000 against 3.100)." in first
 
@@ -542,7 +543,7 @@ def test_explain_groups_calls_tiny_rises_unmeasurable():
     tiny = pl.when(pl.col("step") == 30).then(pl.lit(4.804)).otherwise(5.0 - pl.col("step") / 100.0)
     for col in ("group_loss.kind.story", "group_loss.kind.arith"):
         curves = curves.with_columns(pl.when(pl.col(col).is_not_null()).then(tiny + 0.1 * pl.col("seed")).alias(col))
-    last = stats.explain_groups(stats.summarize(curves))[-1]
+    last = forgetting.explain_groups(summarize(curves))[-1]
     assert last.startswith("No arm's validation loss rose by 0.01 or more on any kind after its lowest point "
                            "(largest: ")
     assert last.endswith(", +0.004, mean over 3 seeds): nothing measurable was forgotten.")

@@ -5,7 +5,8 @@ import polars as pl
 import pytest
 
 from delt_engine.errors import ConfigError, DataError
-from delt_engine.organize.makeup import default_window, group_label, makeup_table, stream_makeup
+from delt_engine.data.corpus import group_label
+from delt_engine.organize.makeup import default_window, makeup_table, stream_makeup
 from delt_engine.organize.ordering import order
 
 # Nine documents scored 0..8; the six easiest are "a", the three hardest "b" (as noise or hard kinds

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from delt_engine.training.evaluation import (Item, _accuracies, evaluate, group_means, group_tokens, lm_loss,
-                                            lm_losses, load_benchmark, load_eval_sets, pool_groups, run_eval,
-                                            split_pair)
+from delt_engine.data.benchmark import Item, load_benchmark
+from delt_engine.training.evaluation import (_accuracies, evaluate, group_means, group_tokens, lm_loss, lm_losses,
+                                            load_eval_sets, pool_groups, run_eval, split_pair)
 from delt_engine.training.config import RunConfig
 from delt_engine.errors import DataError
 from delt_engine.models.presets import build_model

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from delt_engine.training.evaluation import Item, evaluate, load_benchmark
+from delt_engine.data.benchmark import Item, load_benchmark
+from delt_engine.training.evaluation import evaluate
 from delt_engine.cli import main
 from delt_engine.demo.generate import generate_demo
 from delt_engine.errors import ConfigError, DataError, DeltError
