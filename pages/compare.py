@@ -12,8 +12,9 @@ import streamlit as st
 from delt_engine.experiments import forgetting, stats, verdicts
 from delt_engine.experiments.summary import summarize, summary_json
 
-from delt_engine.training import metrics
+from delt_engine.training.metrics import VERDICT_METRICS
 from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
+from delt_engine.training.metrics import label as metric_label
 from ui import figures
 from delt_engine.errors import DataError, DeltError
 from delt_engine.workspace.layout import Workspace
@@ -89,7 +90,7 @@ def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])
     metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session",
-                          format_func=metrics.label)
+                          format_func=metric_label)
     x = c2.radio("x axis", ["tokens", "step"], key="compare.x", persist_state="session", horizontal=True)
     smoothing = c3.slider("EMA smoothing", 0.0, 0.95, step=0.05, key="compare.smoothing", persist_state="session")
     return metric, x, smoothing
@@ -116,8 +117,8 @@ def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float, make
         if "batch_score" in part.columns:
             bs = part.filter(pl.col("batch_score").is_not_null())
             bottom.append(figures.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
-    fig = figures.curves_with_trace(top, bottom, title=f"{metrics.label(metric)} per run", x_title=x,
-                                    top_title=metrics.label(metric), smoothing=smoothing, makeups=makeups)
+    fig = figures.curves_with_trace(top, bottom, title=f"{metric_label(metric)} per run", x_title=x,
+                                    top_title=metric_label(metric), smoothing=smoothing, makeups=makeups)
     st.plotly_chart(fig, key="compare.runs_chart")
     if makeups:
         st.caption("Under the curves, each arm's stream make-up: the share of each group in every window of training "
@@ -138,8 +139,8 @@ def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
         upper = part["upper"].fill_null(part["mean"])
         items.append(figures.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
                                 upper.to_list(), n=int(part["n"].max())))
-    st.plotly_chart(figures.bands(items, title=f"{metrics.label(metric)}: mean ± 95% interval across seeds",
-                                x_title="tokens (runs aligned)", y_title=metrics.label(metric),
+    st.plotly_chart(figures.bands(items, title=f"{metric_label(metric)}: mean ± 95% interval across seeds",
+                                x_title="tokens (runs aligned)", y_title=metric_label(metric),
                                 smoothing=smoothing), key="compare.bands")
 
 
@@ -152,7 +153,7 @@ def summary_table(summary: dict) -> pl.DataFrame:
     for arm, info in summary["arms"].items():
         row = {"arm": arm, "seeds": info["n_seeds"]}
         for m in metrics:
-            row[metrics.label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
+            row[metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
                                                  arm == summary["baseline"])
         rows.append(row)
     return pl.DataFrame(rows)
@@ -175,7 +176,7 @@ def verdict_table(found: list[verdicts.Verdict]) -> pl.DataFrame:
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    return pl.DataFrame([{"arm": v.arm, "metric": metrics.label(v.metric), "seeds": v.n_seeds,
+    return pl.DataFrame([{"arm": v.arm, "metric": metric_label(v.metric), "seeds": v.n_seeds,
                           "Δ": num(v.delta, "+.4f"),
                           f"{v.level:.0%} CI": "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}",
                           "p": num(v.p, ".3g"), "Holm-adjusted p": num(v.p_adjusted, ".3g"),
@@ -195,7 +196,7 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     found = summary["verdicts"]
     if not found:
         st.caption(f"Verdicts compare each arm with {md(summary['baseline'])} over matched seeds "
-                   f"({', '.join(map(metrics.label, metrics.VERDICT_METRICS))}); run two or more arms "
+                   f"({', '.join(map(metric_label, VERDICT_METRICS))}); run two or more arms "
                    "to see them.")
         return summary
     st.dataframe(verdict_table(found), hide_index=True, key="compare.verdicts")

@@ -14,6 +14,7 @@ from delt_engine.models.presets import PRESETS
 from delt_engine.scoring import SCORERS
 from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
 from delt_engine.scoring import agreement as score_agreement
+from delt_engine.experiments.holdout import EVAL_TARGET_FRACTION
 from delt_engine.scoring import cost
 from delt_engine.workspace import scorings
 from delt_engine.workspace.scorings import latest_done, list_scorings, preferred_method
@@ -126,7 +127,8 @@ def target_docs() -> int:
     if not path or not Path(path).is_file():
         return 0
     with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
+        # LQS/PDS aim at the scoring part of the target set (about half of it; see experiments.holdout)
+        return round(sum(1 for line in fh if line.strip()) * (1 - EVAL_TARGET_FRACTION))
 
 
 def job_groups(methods: list[str]) -> list[list[str]]:
@@ -194,6 +196,7 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
 
 
 def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
+    from delt_engine.experiments.holdout import target_part_files
     from delt_engine.workspace.scorings import create_score_job
 
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
@@ -211,7 +214,8 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
             if any(m in NEEDS_TARGET for m in group):
                 if not targets["target"]:
                     raise ConfigError(f"{' and '.join(group)} need a target set; {datasets.TARGET_HELP}")
-                config["target"] = targets["target"]
+                # only the scoring part: comparisons measure target_loss on the other part, which LQS never saw
+                config["target"] = str(target_part_files(targets["target"], ROOT / "cache" / "targets")[0])
             jobs.submit_score(create_score_job(ROOT / "scores", config))
     except (DeltError, OSError) as exc:
         st.error(md(f"Could not start scoring: {exc}"))

@@ -47,6 +47,17 @@ def register(subparsers) -> None:
                           "$DELT_MAX_DECOMPRESSED_BYTES, else 1GB; a guard against gzip bombs)")
     imp.set_defaults(func=cmd_import)
 
+    split = subparsers.add_parser(
+        "split-target", help="split a target set into the part LQS/PDS score against and the part target_loss uses",
+        description="Write SCORE.jsonl (what LQS/PDS aim at: give it to `score --target`) and EVAL.jsonl (what "
+                    "`train --target` measures target_loss on), disjoint, split by a hash of each text as `compare` "
+                    "does, so a verdict is never measured on the data its scorer aimed at.")
+    split.add_argument("--input", required=True, type=Path, metavar="FILE", help="the target set (JSONL, Parquet, ...)")
+    split.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
+    split.add_argument("--eval-fraction", type=float, default=0.5, metavar="F",
+                       help="share of the texts that go to the evaluation part, in (0, 1) (default 0.5)")
+    split.set_defaults(func=cmd_split_target)
+
 
 def hf_arguments(parser: argparse.ArgumentParser) -> None:
     """--split, --subset/--name, --streaming and --limit: read a Hugging Face dataset as its users call it."""
@@ -109,4 +120,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     write_records(loaded.frame, args.output)
     print(loaded.report.summary())
     print(f"wrote {loaded.frame.height} documents to {args.output}")
+    return 0
+
+
+def cmd_split_target(args: argparse.Namespace) -> int:
+    """Write the scoring and evaluation parts of a target set and say how many texts each holds."""
+    from ..data.corpus import load_corpus, write_records
+    from ..errors import ConfigError, DataError
+    from ..experiments.holdout import split_target
+
+    if not 0.0 < args.eval_fraction < 1.0:
+        raise ConfigError(f"--eval-fraction {args.eval_fraction} must be in (0, 1), e.g. 0.5")
+    try:
+        score_part, eval_part = split_target(load_corpus(args.input).frame, args.eval_fraction)
+    except ValueError as exc:
+        raise DataError(f"target set {args.input}: {exc}") from None
+    paths = args.out / "score_target.jsonl", args.out / "eval_target.jsonl"
+    for frame, path in zip((score_part, eval_part), paths):
+        write_records(frame, path)
+    print(f"scoring part: {score_part.height} texts -> {paths[0]} (score --target)")
+    print(f"evaluation part: {eval_part.height} texts -> {paths[1]} (train --target)")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -110,6 +111,30 @@ def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTIO
         raise ValueError(f"a target set of {frame.height} text(s) cannot be split into a scoring part and an "
                          "evaluation part; give more target texts or a separate evaluation file")
     return score_part, eval_part
+
+
+def target_part_files(target: str | Path, out_dir: str | Path,
+                      eval_fraction: float = EVAL_TARGET_FRACTION) -> tuple[Path, Path]:
+    """The scoring and evaluation parts of a target file, written once as JSONL under ``out_dir`` (named by
+    the file's content, so every caller that splits the same file gets the same two files).
+
+    The app scores LQS/PDS against the scoring part and its comparisons measure ``target_loss`` on the
+    evaluation part; ``compare`` splits its target set the same way itself.
+    """
+    from ..data.corpus import load_corpus, write_records
+    from ..errors import DataError
+
+    target = Path(target)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
+    paths = (Path(out_dir) / f"{digest}-{eval_fraction:g}-score.jsonl", Path(out_dir) / f"{digest}-{eval_fraction:g}-eval.jsonl")
+    if not all(p.is_file() for p in paths):
+        try:
+            parts = split_target(load_corpus(target).frame, eval_fraction)
+        except ValueError as exc:
+            raise DataError(f"target set {target}: {exc}") from None
+        for frame, path in zip(parts, paths):
+            write_records(frame, path)
+    return paths
 
 
 def overlap(held: list[str], training: list[str]) -> dict[str, int]:
