@@ -33,7 +33,7 @@ def main() -> int:
 
     from delt_engine.experiments.summary import summarize, summary_json
     from delt_engine.workspace.layout import Workspace
-    from delt_engine.workspace.runs import read_metrics
+    from delt_engine.jobs.records import read_metrics
 
     ws_dir = Path(args.workspace or tempfile.mkdtemp(prefix="delt-bench-"))
     load_start = os.getloadavg()[0]

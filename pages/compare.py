@@ -1,6 +1,7 @@
 """Compare: overlay runs, aggregate seeds per ordering (mean ± 95% band), and give each arm a verdict
 against the baseline (better / worse / not resolved with n seeds: paired t-test over seeds, Holm-adjusted
-p-values, seeds needed). Exports curves (CSV) and the summary (JSON)."""
+p-values, seeds needed). Exports curves (CSV) and the summary (JSON). Runs evaluated with ``delt runs eval``
+show their lm-eval results (<run>/lm_eval.json)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
 from delt_engine.training.metrics import label as metric_label
 from ui import figures
 from delt_engine.errors import DataError, DeltError
+from delt_engine.fileio import read_json
 from delt_engine.workspace.layout import Workspace
 from delt_engine.training.metrics import split_group_metric
-from delt_engine.workspace.runs import metrics_frame, read_metrics
+from delt_engine.jobs.records import metrics_frame, read_metrics
 from ui import damaged, groups, state
 from ui.safe import md
 
@@ -242,6 +244,49 @@ def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing:
             st.markdown(f"- {sentence}")
 
 
+def lm_eval_rows(results: dict) -> list[dict]:
+    """One row per task of an lm_eval.json ``results`` dict: its name (lm-eval's alias), acc and acc_norm
+    with their standard errors, formatted as lm-eval reported them ("-" where it gave none)."""
+    def cell(res: dict, metric: str) -> str:
+        key = f"{metric},none" if f"{metric},none" in res else next((k for k in res if k.startswith(f"{metric},")),
+                                                                    None)
+        value = res.get(key) if key else None
+        return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+    return [{"task": str(res.get("alias") or name).strip(), "acc": cell(res, "acc"), "± acc": cell(res, "acc_stderr"),
+             "acc_norm": cell(res, "acc_norm"), "± acc_norm": cell(res, "acc_norm_stderr")}
+            for name, res in results.items() if isinstance(res, dict)]
+
+
+def lm_eval_section(ws: Workspace, curves: pl.DataFrame) -> None:
+    """lm-evaluation-harness results of the runs that have one (``delt runs eval`` writes <run>/lm_eval.json):
+    per arm, one row per seed and task. Read-only: nothing here runs lm-eval."""
+    from delt_engine.training.harness import RESULTS_FILE
+
+    tables, problems = {}, []
+    for run, arm, seed in curves.select("run", "arm", "seed").unique(maintain_order=True).sort("arm", "seed").rows():
+        path = ws.root / "runs" / run / RESULTS_FILE
+        try:
+            record = read_json(path)
+        except DeltError as exc:  # a damaged file: say which, show the others
+            problems.append(str(exc))
+            continue
+        if isinstance(record, dict) and isinstance(record.get("results"), dict):
+            tables.setdefault(arm, []).extend({"seed": seed, **row, "run": run} for row in
+                                              lm_eval_rows(record["results"]))
+        elif record is not None:
+            problems.append(f"{path}: no lm-eval \"results\" in it; run delt runs eval again")
+    if not tables and not problems:
+        return
+    st.subheader("lm-evaluation-harness")
+    st.caption("Results of delt runs eval (the runs' kept models through lm-eval), as lm-eval reported them.")
+    for arm, rows in tables.items():
+        st.markdown(f"**{md(arm)}**")
+        st.dataframe(pl.DataFrame(rows), hide_index=True, key=f"compare.lm_eval.{arm}")
+    for problem in problems:
+        st.caption(md(f"Not shown: {problem}"))
+
+
 def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None:
     cols = [c for c in stats.ID_COLUMNS if c in curves.columns] + stats.metric_columns(curves)
     c1, c2, c3, c4 = st.columns(4)
@@ -280,6 +325,7 @@ def main() -> None:
     seed_bands(curves, metric, smoothing)
     summary = summary_panel(curves)
     group_section(curves, summary, x, smoothing)
+    lm_eval_section(ws, curves)
     downloads(ws, curves, summary)
 
 

@@ -85,6 +85,7 @@ def setup_form(frame, done: dict) -> None:
                (f" · window shuffle w = {st.session_state['organize.window']}"
                 if st.session_state["organize.window"] else ""))
     budget_form()
+    tracker_form()
     group_form(frame)
     eval_caption()
     arms = st.session_state["train.orderings"]
@@ -122,6 +123,32 @@ def budget_form() -> None:
                      "usable as a model directory for scoring or further training")
 
 
+def tracker_form() -> None:
+    """Trackers every run also logs to live (report_to): TensorBoard event files and an MLflow file store."""
+    from delt_engine.jobs import trackers
+
+    st.session_state.setdefault("train.report_to", [])
+    c1, c2 = st.columns([1, 3])
+    chosen = c1.multiselect("Also log to", list(trackers.REPORT_TO_CHOICES), key="train.report_to",
+                            persist_state="session", help="Every run also sends its metrics, as it records them, to "
+                            "TensorBoard and/or MLflow (metrics.jsonl stays the record). Needs the trackers extra: "
+                            "pip install 'delt-studio[trackers]'")
+    if missing := trackers.missing_packages(chosen):
+        c2.warning(md(f"Not installed: {', '.join(missing)}; runs would fail at start. Install them with "
+                      f"{trackers.INSTALL_HINT}, or clear this choice."))
+    elif chosen:
+        where = {"tensorboard": f"TensorBoard: tensorboard --logdir {ROOT / 'runs'}",
+                 "mlflow": f"MLflow: the file store {ROOT / trackers.MLRUNS}, experiment = the comparison id "
+                           "(docs/ecosystem.md says how to open it)"}
+        c2.caption(md(" · ".join(where[name] for name in chosen)))
+
+
+def tracker_settings() -> dict:
+    """``report_to`` for the spec's train settings (left out when no tracker is chosen)."""
+    chosen = list(st.session_state.get("train.report_to") or [])
+    return {"report_to": chosen} if chosen else {}
+
+
 def group_form(frame) -> None:
     """The metadata column every run is also evaluated by (validation and target loss per group)."""
     choices = groups.options(frame)
@@ -156,7 +183,7 @@ def train_settings() -> dict:
         {"tokens": int(ss["train.max_tokens"])} if kind == "tokens" else {"steps": int(ss["train.max_steps"])}
     return {"model": ss["train.model"], **budget, "batch_size": int(ss["train.batch_size"]),
             "eval_every": int(ss["train.eval_every"]), "lr": float(ss["train.lr"]), "max_length": 128,
-            "eval_max_samples": 128, "save_model": bool(ss["train.save_model"])}
+            "eval_max_samples": 128, "save_model": bool(ss["train.save_model"]), **tracker_settings()}
 
 
 def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:

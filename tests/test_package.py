@@ -83,7 +83,7 @@ def test_wheel_metadata_entry_point_and_extras(wheel):
     assert re.search(r"^\[console_scripts\]\s*\ndelt = delt_engine\.cli:console_main$", entry_points, re.M)
     metadata = archive.read(f"{info}/METADATA").decode()
     assert "Requires-Python: >=3.11" in metadata
-    for extra in ("app", "eval", "dev"):
+    for extra in ("app", "eval", "trackers", "dev"):
         assert f"Provides-Extra: {extra}" in metadata
     assert re.search(r"^Requires-Dist: torch<3,>=2\.13$", metadata, re.M)
     assert re.search(r"^Requires-Dist: streamlit.*; extra == \"app\"$", metadata, re.M)

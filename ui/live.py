@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from delt_engine.jobs.protocol import METRICS_FILE
-from delt_engine.workspace.runs import read_metrics
+from delt_engine.jobs.records import read_metrics
 
 from . import state
 

@@ -5,6 +5,7 @@
     python -m delt_engine runs cancel RUN_ID
     python -m delt_engine runs report COMPARISON_ID --json
     python -m delt_engine runs export COMPARISON_ID --out DIR
+    python -m delt_engine runs export COMPARISON_ID --format tensorboard --out DIR   # or --format mlflow
     python -m delt_engine runs eval RUN --include-path DIR --tasks delt_benchmark
 """
 
@@ -37,9 +38,15 @@ def register(subparsers) -> None:
     p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser("export", help="curves CSV and summary JSON of a comparison (with group_by: group curves, "
-                                      "forgetting and the stream's make-up as CSV too)")
+                                      "forgetting and the stream's make-up as CSV too), or its runs for "
+                                      "TensorBoard / MLflow")
     p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (for mlflow: the file store, e.g. OUT/mlruns)")
+    p.add_argument("--format", dest="export_format", choices=("csv", "tensorboard", "mlflow"), default="csv",
+                   help="csv (default): curves and summary tables; tensorboard: event files in OUT/<arm>/seed<k>/ "
+                        "(tensorboard --logdir OUT); mlflow: one MLflow run per run in the file store OUT, "
+                        "experiment = the comparison id. Both from the runs' metrics.jsonl; they need pip install "
+                        "'delt-studio[trackers]'")
     workspace_arg(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
@@ -98,7 +105,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from ..workspace.runs import last_metrics
+    from ..jobs.records import last_metrics
 
     ws = workspace(args)
     record = ws.load_run(args.run_id)
@@ -137,6 +144,8 @@ def cmd_export(args) -> int:
     from ..experiments.summary import export_comparison
 
     ws = workspace(args)
+    if args.export_format != "csv":
+        return _export_trackers(ws, args.comparison_id, args.export_format, args.out)
     manifest = ws.load_comparison(args.comparison_id)
     paths = export_comparison(ws.comparison_curves(args.comparison_id), args.out,
                                       baseline=manifest.get("baseline"))
@@ -158,6 +167,23 @@ def cmd_export(args) -> int:
         atomic_write_text(paths["makeup"], frame.write_csv())
     for name, path in paths.items():
         print(f"{name}: {path}")
+    return 0
+
+
+def _export_trackers(ws, comparison_id: str, fmt: str, out: str) -> int:
+    """``runs export --format tensorboard|mlflow``: every run of the comparison, from its metrics.jsonl."""
+    from ..jobs.trackers import RunLabels, export_runs
+
+    manifest = ws.load_comparison(comparison_id)
+    runs = [RunLabels(r["id"], ws.root / "runs" / r["id"], comparison_id, r["arm"], int(r["seed"]))
+            for r in manifest["runs"]]
+    exported = export_runs(runs, fmt, out)
+    for item in exported:
+        print(f"{item.run_id}: " + (f"skipped, {item.skipped}" if item.skipped else item.target))
+    written = sum(item.skipped is None for item in exported)
+    how = f"tensorboard --logdir {out}" if fmt == "tensorboard" else \
+        f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {Path(out).resolve().as_uri()}"
+    print(f"{written} of {len(exported)} runs written to {out}; open them with: {how}", file=sys.stderr)
     return 0
 
 

@@ -57,13 +57,17 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="seed of the model initialisation (presets) and the run (default 0); "
                    "the data order is the file's, whatever the seed")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--report-to", metavar="TRACKERS", help="also log every metric live to tensorboard (RUN_DIR/tb/) "
+                   "and/or mlflow (a file store: $MLFLOW_TRACKING_URI, else WORKSPACE/mlruns for a run in "
+                   "WORKSPACE/runs/, else RUN_DIR/mlruns), comma-separated, e.g. tensorboard,mlflow; needs "
+                   "pip install 'delt-studio[trackers]'")
     p.set_defaults(func=run_train)
 
 
 # CLI flag -> RunConfig field, for flags given explicitly.
 _FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
            "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark",
-           "eval_max_samples", "seed", "device", "group_by", "group_min_docs")
+           "eval_max_samples", "seed", "device", "group_by", "group_min_docs", "report_to")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 

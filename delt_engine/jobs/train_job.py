@@ -4,7 +4,9 @@ train --run-dir DIR``, architecture.md "Jobs").
 The loop writes nothing; this module gives its hooks a run directory: every record is appended to
 metrics.jsonl (one flushed line each, so a reader sees the run live and a crash loses at most the
 line being written), progress goes to progress.json, status.json follows the shared ``JobRun``
-lifecycle, and summary.json is written however the run ends (done, cancelled or failed).
+lifecycle, and summary.json is written however the run ends (done, cancelled or failed). With
+``report_to``, each record also goes to TensorBoard / MLflow (jobs/trackers.py), closed however the
+run ends.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..fileio import append_jsonl, read_json, write_json
 from ..progress import Progress, StopFn
 from ..training.config import RunConfig
 from ..training.loop import BatchFn, RunState, StepFn, TrainHooks, save_trained, train_model
+from .trackers import RunTrackers, check_installed
 from .protocol import (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, JobRun, ProgressFile, error_message, write_progress,
                        write_status)
 
@@ -26,7 +29,8 @@ def train(config: RunConfig, run_dir: str | Path, on_step: StepFn = None, should
 
     Raises:
         ConfigError when ``run_dir`` already holds metrics of an earlier run (choose a new run dir) or
-        the model is unknown; DataError when the input file is missing. Nothing is written then.
+        the model is unknown; DataError when the input file is missing; DeltError when a tracker of
+        ``report_to`` is not installed. Nothing is written then.
     """
     run_dir = Path(run_dir)
     _refuse_earlier_metrics(run_dir, "choose a new --run-dir (or delete that folder)")
@@ -37,6 +41,7 @@ def train(config: RunConfig, run_dir: str | Path, on_step: StepFn = None, should
     if config.model not in PRESETS and not Path(config.model).is_dir():
         raise ConfigError(f"model={config.model!r} is neither a preset ({', '.join(PRESETS)}) "
                           "nor a model directory")
+    check_installed(config.report_to)  # a tracker's missing package: say so before writing anything
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     return train_run(run_dir, on_step=on_step, should_stop=should_stop, on_batch=on_batch)
 
@@ -56,11 +61,13 @@ def train_run(run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn =
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
     state = RunState()
-    hooks = TrainHooks(on_record=lambda record: append_jsonl(run_dir / METRICS_FILE, record),
+    trackers = RunTrackers(config, run_dir)  # report_to: each record also goes to TensorBoard / MLflow
+    hooks = TrainHooks(on_record=trackers.wrap(lambda record: append_jsonl(run_dir / METRICS_FILE, record)),
                        on_progress=ProgressFile(run_dir), on_step=on_step, on_batch=on_batch,
                        should_stop=should_stop)
-    with JobRun(run_dir) as job:
+    with JobRun(run_dir) as job, trackers:  # trackers close first, however the run ends
         try:
+            trackers.open()  # a missing package fails the run here, before any training
             outcome = _train(config, hooks, state, run_dir)
         except Cancelled:  # a hook or helper that honours a stop flag by raising (progress.check_stop)
             outcome = "cancelled"
@@ -71,6 +78,7 @@ def train_run(run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn =
             _write_summary(run_dir, state.summary("failed", error=error_message(exc)))
             raise
         summary = _write_summary(run_dir, state.summary(outcome))
+        trackers.finish(outcome)  # flushed before the status says the run is over
         job.finish(outcome)
     return summary
 

@@ -16,6 +16,9 @@ from typing import Any, Optional
 from ..models.device import DEVICE_CHOICES
 from ..errors import ConfigError
 
+# Trackers a run can also log to (jobs/trackers.py); metrics.jsonl is written either way.
+REPORT_TO_CHOICES = ("tensorboard", "mlflow")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -43,6 +46,11 @@ class RunConfig:
     ``group_min_docs`` evaluated documents are pooled as ``"other"`` (a real group named "other" joins
     that pool); documents without a value form the group ``"(missing)"``. Counts per group go to
     the summary (``groups``).
+
+    ``report_to``: trackers that also receive every metrics record while the run goes, e.g.
+    ``("tensorboard", "mlflow")`` (a comma-separated string is accepted too): TensorBoard event files in
+    ``<run_dir>/tb/`` and one MLflow run in a file store (jobs/trackers.py says where). They need the
+    ``trackers`` extra; metrics.jsonl stays the record of the run.
 
     ``save_model``: when the run completes, the trained model and its tokenizer are saved to
     ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
@@ -85,6 +93,7 @@ class RunConfig:
     eval_batch_size: int = 32
     group_by: Optional[str] = None
     group_min_docs: int = 5  # smaller groups are pooled as "other"
+    report_to: tuple[str, ...] = ()
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -135,6 +144,7 @@ class RunConfig:
                 raise ConfigError(f"group_by={self.group_by!r}: a column name with '.' cannot be grouped by; "
                                   "rename the column (e.g. with '_')")
         _check_int("group_min_docs", self.group_min_docs, 1, 10**9)
+        object.__setattr__(self, "report_to", _check_report_to(self.report_to))
         if not isinstance(self.provenance, dict):
             raise ConfigError(f"provenance={self.provenance!r} must be a dict "
                               "(corpus_hash, scorer, ordering, ...)")
@@ -148,6 +158,7 @@ class RunConfig:
         """Plain JSON-ready dict (the run's config.json)."""
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["report_to"] = list(self.report_to)
         return d
 
     @classmethod
@@ -163,6 +174,21 @@ class RunConfig:
         if "input" not in data:
             raise ConfigError("run config has no 'input' (path of the ordered data JSONL/Parquet)")
         return cls(**data)
+
+
+def _check_report_to(value: Any) -> tuple[str, ...]:
+    """``report_to`` as a tuple of known tracker names: a list/tuple, or a string "tensorboard,mlflow"
+    ("" or "none": no tracker)."""
+    if isinstance(value, str):
+        value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"report_to={value!r} must be a list of tracker names, e.g. [\"tensorboard\", \"mlflow\"]")
+    unknown = [v for v in value if v not in REPORT_TO_CHOICES]
+    if unknown:
+        raise ConfigError(f"report_to: unknown tracker {unknown[0]!r}; use any of {', '.join(REPORT_TO_CHOICES)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"report_to={list(value)!r} names a tracker twice; name each once")
+    return tuple(value)
 
 
 def _check_text(name: str, value: Any) -> None:

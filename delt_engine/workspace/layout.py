@@ -19,7 +19,8 @@ import polars as pl
 from ..errors import DataError
 from ..fileio import new_dir, read_json
 from ..jobs.protocol import read_progress, refresh_status
-from .runs import RunInfo, RunRecord, metrics_frame, read_metrics, run_info
+from ..jobs.records import metrics_frame, read_metrics
+from .runs import RunInfo, RunRecord, run_info
 
 SUBDIRS = ("datasets", "scores", "runs", "comparisons", "cache")
 # A run id, comparison id or dataset name: one plain folder name (never '..', a '/' or an absolute path).

@@ -412,7 +412,7 @@ FOLD_RISE = {0: 0.0, 1: 0.0, 2: 0.3}  # folding's extra rise on "story" per seed
 
 
 def _group_comparison():
-    from delt_engine.workspace.runs import metrics_frame
+    from delt_engine.jobs.records import metrics_frame
 
     frames = []
     for arm, groups in GROUP_LOSSES.items():

@@ -13,9 +13,9 @@ from delt_engine.workspace import layout as wsmod
 from delt_engine.errors import DataError
 from delt_engine.fileio import append_jsonl, write_json
 from delt_engine.jobs.protocol import read_status, write_status
-from delt_engine.workspace import runs as runsmod
+from delt_engine.jobs import records as runsmod
 from delt_engine.workspace.layout import Workspace, default_workspace
-from delt_engine.workspace.runs import read_metrics
+from delt_engine.jobs.records import read_metrics
 
 
 def _make_run(ws, run_id, state="done", seed=0, arm="shuffle", comparison="cmp-a", n_metrics=3, **status):
