@@ -15,7 +15,8 @@ from delt_engine.training import metrics
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.workspace.layout import Workspace
-from ui import groups, scenarios, state
+from ui import groups, scenarios, scores, state
+from ui import presets as ui_presets
 from ui.safe import md
 
 state.require_app("learn")
@@ -88,6 +89,12 @@ def presets() -> None:
         st.success(f"Active scenario: **{scenarios.SCENARIOS[applied[0]].title}** (seed {applied[1]}). "
                    "Next: score the data.")
         st.page_link("pages/score.py", label="Go to Score", icon=":material/insights:")
+    st.markdown("Or run the paper's own experiments on the demo as one comparison each (they organise by LQS, so "
+                "score the demo with LQS first); what this small setting found so far is in section 7.")
+    loaded = scores.dataset_with_scores_or_explain(ROOT, st.session_state["data.dataset"],
+                                                   "Score the dataset first to launch the paper's experiments.")
+    if loaded is not None:
+        ui_presets.panel("learn", *loaded)
 
 
 def latest_comparison() -> tuple[str, pl.DataFrame, dict] | None:

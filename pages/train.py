@@ -12,7 +12,7 @@ from delt_engine.organize.configs import describe_selection
 from delt_engine.organize.registry import ORDERINGS, SELECTIONS
 from delt_engine.training import metrics
 from delt_engine.workspace.layout import Workspace
-from ui import comparisons, damaged, datasets, groups, jobs, live, scores, state, widgets
+from ui import comparisons, damaged, datasets, groups, jobs, live, presets, scores, state, widgets
 from ui.safe import md
 
 state.require_app("train")
@@ -326,6 +326,7 @@ def main() -> None:
         return
     if loaded[1]:
         setup_form(*loaded)
+        presets.panel("train", *loaded)
     st.divider()
     live_panel()
 

@@ -16,8 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-SELECT_METHODS = ("top-k", "top-r", "threshold")
-ORDER_METHODS = ("shuffle", "sorting", "folding", "zigzag")
+from ..organize.registry import ORDERINGS, SELECTIONS
+
+SELECT_METHODS = tuple(SELECTIONS)
+ORDER_METHODS = tuple(ORDERINGS)
 
 
 def register(subparsers) -> None:
@@ -35,7 +37,7 @@ def register(subparsers) -> None:
     dedup.set_defaults(func=cmd_dedup)
 
     sel = subparsers.add_parser(
-        "select", help="keep the best-scored samples (top-k, top-r, threshold), in their original order",
+        "select", help=f"keep the best-scored samples ({', '.join(SELECT_METHODS)}), in their original order",
         description="Keep the best-scored records of a scored file, in their original order (DELT selection).")
     _io_arguments(sel)
     sel.add_argument("--method", required=True, choices=SELECT_METHODS, help="selection method")
@@ -53,7 +55,7 @@ def register(subparsers) -> None:
     sel.set_defaults(func=cmd_select, higher_is_better=None)
 
     order = subparsers.add_parser(
-        "order", help="put samples in training order (shuffle, sorting, folding, zigzag)",
+        "order", help=f"put samples in training order ({', '.join(ORDER_METHODS)})",
         description="Reorder the records of a scored file for training (DELT ordering); adds position "
                     "and layer fields.")
     _io_arguments(order)

@@ -12,6 +12,7 @@ import json
 import sys
 
 from ..errors import Cancelled, ConfigError
+from ..scoring.registry import SCORERS
 from .data import hf_arguments, hf_options
 from .progress import ProgressLog
 
@@ -20,10 +21,11 @@ OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "score", help="score samples (random, length, compression, perplexity, lqs, pds)",
+        "score", help=f"score samples ({', '.join(SCORERS)})",
         description="Score every sample of a corpus; writes each record plus score and component fields.")
     p.add_argument("--input", metavar="FILE", help="corpus file (JSONL, Parquet, ...) read with load_corpus")
-    p.add_argument("--method", metavar="NAME", help="scoring method: random, length, compression, perplexity, lqs, pds")
+    p.add_argument("--method", metavar="NAME", help="scoring method: " + "; ".join(
+        f"{name} ({info.description})" for name, info in SCORERS.items()))
     p.add_argument("--output", metavar="OUT", help="output file, .jsonl or .parquet")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     hf_arguments(p)

@@ -144,6 +144,7 @@ class ComparisonSpec:
     """A validated comparison spec (see the module docstring). Paths are absolute."""
 
     name: str = "comparison"
+    description: str | None = None  # for people: what the comparison asks (presets say what the paper found)
     corpus: str = "demo"
     text_field: str = "text"
     target: str | None = None
@@ -175,7 +176,7 @@ class ComparisonSpec:
 
     def to_dict(self) -> dict:
         """The spec as JSON (every arm written out in full), which ``parse_spec`` reads back unchanged."""
-        return {"name": self.name, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
+        return {"name": self.name, "description": self.description, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
                 "eval_target": self.eval_target, "eval_target_fraction": self.eval_target_fraction,
                 "benchmark": self.benchmark, "validation": self.validation,
                 "validation_fraction": self.validation_fraction, "scorer": self.scorer.to_dict(),
