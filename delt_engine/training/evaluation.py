@@ -23,6 +23,7 @@ their unweighted mean.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -283,6 +284,8 @@ class EvalSets:
     items: list = field(default_factory=list)  # benchmark Items, capped per task
     validation_groups: list | None = None  # pooled group label per validation sample (group_by)
     target_groups: list | None = None
+    validation_bytes: int = 0  # UTF-8 bytes of the tokens the held-out loss predicts (bits per byte)
+    target_bytes: int = 0
     groups_info: dict = field(default_factory=dict)  # documents and token pairs per group, for the summary
 
 
@@ -302,6 +305,7 @@ def load_eval_sets(config: RunConfig, tokenizer) -> EvalSets:
             texts = read_texts(rows, config.text_field, path)
             samples = encode(texts, [str(i) for i in range(len(texts))], tokenizer, config.max_length)
             setattr(sets, name, samples)
+            setattr(sets, f"{name}_bytes", predicted_bytes(samples, tokenizer))
             if config.group_by:
                 _attach_groups(sets, name, rows, samples, config, path)
     if config.benchmark:
@@ -333,11 +337,29 @@ def _attach_groups(sets: EvalSets, name: str, rows: list[dict], samples, config:
     sets.groups_info[name] = {"docs": docs, "tokens": group_tokens(samples, labels)}
 
 
+def predicted_bytes(samples: Samples, tokenizer) -> int:
+    """UTF-8 bytes of the tokens a held-out loss predicts (every real token but each sample's first;
+    special tokens such as EOS count 0 bytes), for bits per byte."""
+    def n_bytes(ids: list[int]) -> int:
+        text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return len(text.encode("utf-8"))
+
+    # all tokens minus the first, decoded whole: a character split across tokens is counted once
+    return sum(n_bytes(ids[:n]) - n_bytes(ids[:1])
+               for ids, n in zip(samples.input_ids.tolist(), samples.lengths.tolist()))
+
+
+def bits_per_byte(losses: HeldOutLosses, n_bytes: int) -> float | None:
+    """Summed loss in nats over the bytes it predicts, in bits: comparable across tokenizers and models."""
+    return float(losses.sums.sum()) / math.log(2) / n_bytes if n_bytes else None
+
+
 def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -> dict:
-    """One eval record's metrics: val_loss, target_loss, bench_acc(_norm), per-task bench results and,
-    with ``group_by``, ``group_loss`` / ``target_group_loss`` from the same forward passes."""
+    """One eval record's metrics: val_loss, target_loss (and as bits per byte), bench_acc(_norm), per-task
+    bench results and, with ``group_by``, ``group_loss`` / ``target_group_loss`` from the same forward passes."""
     bs = config.eval_batch_size
-    out = {"val_loss": None, "target_loss": None, "bench_acc": None, "bench_acc_norm": None, "bench": {}}
+    out = {"val_loss": None, "target_loss": None, "val_bpb": None, "target_bpb": None, "bench_acc": None,
+           "bench_acc_norm": None, "bench": {}}
     for name, key, group_key in (("validation", "val_loss", "group_loss"),
                                  ("target", "target_loss", "target_group_loss")):
         samples = getattr(sets, name)
@@ -345,6 +367,7 @@ def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -
             continue
         losses = lm_losses(model, samples, bs, device, amp)
         out[key] = losses.mean
+        out[key.replace("_loss", "_bpb")] = bits_per_byte(losses, getattr(sets, f"{name}_bytes"))
         labels = getattr(sets, f"{name}_groups")
         if labels is not None:
             out[group_key] = {config.group_by: group_means(losses, labels)}

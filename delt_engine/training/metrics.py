@@ -44,6 +44,9 @@ class Metric:
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("target_loss", "target loss", True, "eval", verdict=True, table=True, live=True),
     Metric("val_loss", "validation loss", True, "eval", table=True, live=True),
+    # the same losses in bits per UTF-8 byte of the predicted text: comparable across tokenizers and models
+    Metric("target_bpb", "target bits per byte", True, "eval", table=True),
+    Metric("val_bpb", "validation bits per byte", True, "eval", table=True),
     # the paper reports acc_norm (length-normalised log-likelihood), so verdicts use it
     Metric("bench_acc_norm", "benchmark accuracy (norm)", False, "eval", verdict=True, table=True),
     Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),

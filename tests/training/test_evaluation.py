@@ -208,6 +208,29 @@ def test_run_eval_records_group_loss_from_the_validation_column(lm, tmp_path):
         load_eval_sets(RunConfig(input="x.jsonl", validation=str(val), group_by="topic"), tok)
 
 
+def test_bits_per_byte_are_the_summed_nats_over_the_predicted_bytes(lm, tmp_path):
+    """val_bpb by hand: each sample's loss summed in nats (brute force, one sample per forward), over the
+    UTF-8 bytes of every token it predicts (byte-level BPE: the tokens of the text after the first one)."""
+    import math
+
+    model, tok = lm
+    texts = TEXTS + ["naïve café: ünïcödé costs more bytes"]
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    config = RunConfig(input="x.jsonl", validation=str(val), max_length=64, eval_batch_size=4)
+    sets = load_eval_sets(config, tok)
+    brute = _brute_sample_losses(model, sets.validation)
+    assert all(n < 64 for n in sets.validation.lengths.tolist())  # nothing truncated: the whole text is predicted
+    first = [tok.decode(ids[:1]) for ids in sets.validation.input_ids.tolist()]
+    n_bytes = sum(len(text.encode("utf-8")) - len(f.encode("utf-8")) for text, f in zip(texts, first))
+    assert sets.validation_bytes == n_bytes > 0
+    out = run_eval(model, tok, sets, config, "cpu", None)
+    assert out["val_bpb"] == pytest.approx(sum(s for s, _ in brute) / math.log(2) / n_bytes, rel=1e-5)
+    assert out["target_bpb"] is None  # no target set given
+    # the same loss per token, but more bytes per token in the non-ASCII text: bpb is not a rescaled loss
+    assert out["val_bpb"] != pytest.approx(out["val_loss"] / math.log(2), rel=1e-3)
+
+
 def _write(tmp_path, lines):
     path = tmp_path / "bench.jsonl"
     path.write_text("".join(line + "\n" for line in lines))
