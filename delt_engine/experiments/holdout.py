@@ -100,17 +100,23 @@ def copies_of(held: list[str], training: list[str]) -> np.ndarray:
 
 def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(scoring part, evaluation part) of a target set: each text goes to the evaluation part when a
-    hash of its normalised text falls below ``eval_fraction`` (a text and its copies on one side).
+    hash of its normalised text falls below ``eval_fraction`` (a text and its copies on one side). A small
+    set whose hashes all fall on one side gives its lowest (or highest) hash to the other part, so both
+    parts hold at least one text; the split still depends on the texts alone.
 
-    Raises ValueError when either part would be empty (a target set needs at least two texts)."""
-    keys = [int.from_bytes(hashlib.sha256(normalize(t).encode()).digest()[:8], "big") / 2**64
-            for t in frame["text"].to_list()]
-    to_eval = pl.Series([k < eval_fraction for k in keys])
-    score_part, eval_part = frame.filter(~to_eval), frame.filter(to_eval)
-    if score_part.height == 0 or eval_part.height == 0:
-        raise ValueError(f"a target set of {frame.height} text(s) cannot be split into a scoring part and an "
-                         "evaluation part; give more target texts or a separate evaluation file")
-    return score_part, eval_part
+    Raises ValueError for fewer than two distinct texts."""
+    keys = np.array([int.from_bytes(hashlib.sha256(normalize(t).encode()).digest()[:8], "big") / 2**64
+                     for t in frame["text"].to_list()])
+    if len(set(keys.tolist())) < 2:
+        raise ValueError(f"a target set of {frame.height} text(s) ({len(set(keys.tolist()))} distinct) cannot be "
+                         "split into a scoring part and an evaluation part; give at least two different target "
+                         "texts, or a separate evaluation file")
+    to_eval = keys < eval_fraction
+    if not to_eval.any():
+        to_eval = keys == keys.min()
+    elif to_eval.all():
+        to_eval = keys != keys.max()
+    return frame.filter(pl.Series(~to_eval)), frame.filter(pl.Series(to_eval))
 
 
 def target_part_files(target: str | Path, out_dir: str | Path,

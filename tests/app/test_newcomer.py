@@ -146,7 +146,15 @@ def test_imported_dataset_needs_its_own_target_for_lqs(workspace, tmp_path):
     assert not at.exception and [e.value for e in at.error] == []
     (name,) = [n for n in configs(workspace) if n not in before]
     config = configs(workspace)[name]
-    assert config["target"].endswith("garden/eval/target.jsonl")
+    # LQS aims at the scoring part of the dataset's own target set; comparisons measure target_loss on the rest
+    from delt_engine.experiments.holdout import target_part_files
+
+    own = workspace / "datasets" / "garden" / "eval" / "target.jsonl"
+    score_part, eval_part = target_part_files(own, workspace / "cache" / "targets")
+    assert config["target"] == str(score_part)
+    score_texts = [json.loads(line)["text"] for line in score_part.read_text().splitlines()]
+    eval_texts = [json.loads(line)["text"] for line in eval_part.read_text().splitlines()]
+    assert score_texts and eval_texts and not set(score_texts) & set(eval_texts)
     assert json.loads((workspace / "scores" / name / "status.json").read_text())["state"] == "done"
     assert at.radio(key="score.view").value == "lqs"
     at.switch_page("pages/train.py").run()

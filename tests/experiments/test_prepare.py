@@ -189,3 +189,13 @@ def test_prepare_only_prints_one_train_command_per_run(tmp_path):
     for key in ("validation", "eval_target", "score_target"):
         assert Path(manifest[key]).is_file() and Path(manifest[key]).is_relative_to(ws.root.resolve())
     assert all(pl.read_parquet(run["input"]).height > 0 for run in manifest["runs"])
+
+
+def test_a_small_target_set_still_splits_into_two_nonempty_parts():
+    for n in (2, 3, 5):
+        frame = pl.DataFrame({"id": [str(i) for i in range(n)], "text": [f"target text number {i}" for i in range(n)]})
+        score_part, eval_part = holdout.split_target(frame, 0.5)
+        assert score_part.height >= 1 and eval_part.height >= 1 and score_part.height + eval_part.height == n
+        assert holdout.split_target(frame, 0.5)[1]["id"].to_list() == eval_part["id"].to_list()  # by text alone
+    with pytest.raises(ValueError, match="at least two different"):
+        holdout.split_target(pl.DataFrame({"id": ["a", "b"], "text": ["same", "Same"]}))
