@@ -25,7 +25,7 @@ state.require_app("score")
 ROOT = state.workspace_root()
 DIRECTION = {"higher_better": "higher = better", "higher_harder": "higher = harder"}
 MODEL_BASED = tuple(n for n, info in SCORERS.items() if info.needs_model)
-GRADIENT = ("lqs", "pds")  # the LQS settings; chosen together they run as one job (PDS is LQS's numerator)
+GRADIENT = tuple(n for n, info in SCORERS.items() if info.cost == "gradient")  # LQS's settings; one job together
 NEEDS_TARGET = tuple(n for n, info in SCORERS.items() if info.needs_target)
 PRECISIONS = {"float32": "float32 (exact)", "bfloat16": "bfloat16 (faster)"}
 
@@ -98,8 +98,6 @@ def advanced_lqs_knobs() -> None:
 
 def options_for(method: str) -> dict:
     bf16 = widgets.device_kind() == "cuda" and st.session_state["score.precision"] == "bfloat16"
-    if method == "perplexity":
-        return {"warmup_steps": int(st.session_state["score.warmup_steps"]), **({"bf16": True} if bf16 else {})}
     if method in GRADIENT:
         return {"steps": int(st.session_state["score.lqs_steps"]), "delta": int(st.session_state["score.lqs_delta"]),
                 "eta": float(st.session_state["score.lqs_eta"]),
@@ -107,6 +105,8 @@ def options_for(method: str) -> dict:
                 **({"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
                    if st.session_state["score.distill"] else {}),
                 **({"dtype": "bfloat16"} if bf16 else {}), **advanced_options()}
+    if method in MODEL_BASED:  # a proxy model's scorer (perplexity, or one added to the registry)
+        return {"warmup_steps": int(st.session_state["score.warmup_steps"]), **({"bf16": True} if bf16 else {})}
     return {}
 
 

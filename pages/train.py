@@ -9,7 +9,7 @@ from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.models.presets import PRESETS
 from delt_engine.organize.configs import describe_selection
-from delt_engine.organize.registry import ORDERINGS, SELECTIONS
+from delt_engine.organize.registry import LAYERED, ORDERINGS, SELECTIONS
 from delt_engine.training import metrics
 from delt_engine.workspace.layout import Workspace
 from ui import comparisons, damaged, datasets, groups, jobs, live, presets, scores, state, widgets
@@ -81,7 +81,7 @@ def setup_form(frame, done: dict) -> None:
     dedup = dedup_choice()
     st.caption("Selection from Organize: " + (f"**{describe_selection(sel)}**" if sel else "none (all documents)") +
                (f" after dropping **{dedup['mode']} duplicates**" if dedup else "") +
-               f" · folding/zigzag L = {st.session_state['organize.layers']}" +
+               f" · {'/'.join(LAYERED)} L = {st.session_state['organize.layers']}" +
                (f" · window shuffle w = {st.session_state['organize.window']}"
                 if st.session_state["organize.window"] else ""))
     budget_form()

@@ -17,6 +17,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+
+from delt_engine.organize.registry import ORDERINGS
 from plotly.subplots import make_subplots
 
 from ui.safe import html as _plain
@@ -31,6 +33,7 @@ NAMED_COLORS = {"shuffle": "#7f7f7f", "sorting": "#1f77b4", "sorting-asc": "#1f7
                 "sorting-desc": "#9467bd", "folding": "#ff7f0e", "zigzag": "#2ca02c",
                 "false": "#1f77b4", "true": "#d62728", "kept": "#2ca02c", "discarded": "#b0b0b0",
                 "clean": "#1f77b4", "noise": "#d62728"}
+_ORDERING_COLORS = {c for name, c in NAMED_COLORS.items() if name.split("-")[0] in ORDERINGS}
 
 
 @dataclass
@@ -89,7 +92,8 @@ def color_for(name: str, index: int = 0) -> str:
         color = NAMED_COLORS[prefix]
         if key == prefix or key.startswith(prefix + " ") or key.startswith(prefix + "-"):
             return color
-    return PALETTE[index % len(PALETTE)]
+    free = [c for c in PALETTE if c not in _ORDERING_COLORS] or PALETTE  # never an ordering's own colour
+    return free[index % len(free)]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..organize.registry import ORDERINGS, SELECTIONS
+from ..organize.registry import LAYERED, ORDERINGS, SELECTIONS
 
 SELECT_METHODS = tuple(SELECTIONS)
 ORDER_METHODS = tuple(ORDERINGS)
@@ -60,8 +60,9 @@ def register(subparsers) -> None:
                     "and layer fields.")
     _io_arguments(order)
     order.add_argument("--method", required=True, choices=ORDER_METHODS,
-                       help="ordering method (zigzag is beyond the paper)")
-    order.add_argument("--layers", type=int, default=3, metavar="L", help="folding/zigzag layers (default: 3)")
+                       help="ordering method; beyond the paper: " + ", ".join(
+                           m for m, info in ORDERINGS.items() if info.source != "paper"))
+    order.add_argument("--layers", type=int, default=3, metavar="L", help=f"layers of {'/'.join(LAYERED)} (default: 3)")
     order.add_argument("--descending", action="store_true", help="sort (or fold) by descending score")
     order.add_argument("--window", type=int, default=None, metavar="W",
                        help="then shuffle within blocks of W positions (beyond the paper)")
@@ -210,8 +211,10 @@ def _first_end(args, meta: dict | None) -> str:
         text = f"; {low} {name} first"
     elif args.method == "folding":
         text = f"; each layer from {low} to {high} {name}"
-    else:
+    elif args.method == "zigzag":
         text = f"; layers alternate from {low} to {high} {name} and back"
+    else:  # an ordering added to the registry: its own description says how it runs
+        text = f"; {ORDERINGS[args.method].description} ({name})"
     if recorded is not None:
         text += f" ({'higher' if recorded == 'higher_better' else 'lower'} = better for this scorer)"
     return text

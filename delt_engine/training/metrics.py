@@ -40,6 +40,11 @@ class Metric:
     table: bool = False
     live: bool = False
 
+    def __post_init__(self):
+        if (self.verdict or self.table) and self.lower_is_better is None:
+            raise ValueError(f"metric {self.name!r}: a verdict or table metric needs a direction (lower_is_better "
+                             "True or False): comparisons test and tabulate losses and accuracies only")
+
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("target_loss", "target loss", True, "eval", verdict=True, table=True, live=True),

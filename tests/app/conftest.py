@@ -12,6 +12,8 @@ from tests.conftest import ROOT
 
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
+# Every page script (a new one is covered by the page-level tests without editing them)
+ALL_PAGES = tuple(sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py")))
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ import polars as pl
 import pytest
 
 from delt_engine.errors import DataError
-from tests.app.conftest import open_page, texts
+from tests.app.conftest import ALL_PAGES, open_page, texts
 
-PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
-         "pages/learn.py")
+PAGES = ALL_PAGES
 
 
 def _write(path, text):

@@ -4,17 +4,18 @@ demo -> score (length, random) -> select + order -> a tiny two-run comparison ->
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import polars as pl
 import pytest
 
 from delt_engine.jobs.protocol import now_iso
-from tests.app.conftest import (bar_groups, charts, ensure_length_scores, figure, frame_with, open_page, rendered,
-                                texts)
+from tests.app.conftest import (ALL_PAGES, bar_groups, charts, ensure_length_scores, figure, frame_with, open_page,
+                                rendered, texts)
+from tests.conftest import ROOT
 
-PAGES = ("pages/data.py", "pages/score.py", "pages/organize.py", "pages/train.py", "pages/compare.py",
-         "pages/learn.py")
+PAGES = ALL_PAGES
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -463,3 +464,8 @@ def test_settings_survive_page_switches(workspace):
     assert at.slider(key="organize.ratio").value == 0.35
     at.switch_page("pages/data.py").run()
     assert at.text_input(key="data.search").value == "river"
+
+
+def test_every_page_script_is_in_the_navigation():
+    registered = set(re.findall(r'st\.Page\("(pages/[a-z_]+\.py)"', (ROOT / "app.py").read_text()))
+    assert registered == set(ALL_PAGES)
