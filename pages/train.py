@@ -198,10 +198,7 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
     except (DeltError, OSError) as exc:
         st.error(md(f"Could not launch: {exc}"))
         return
-    st.session_state[state.PREP_TOKEN] = token
-    prep = comparisons.registry().get(token)
-    if prep and prep.comparison_id:
-        st.session_state["train.comparison"] = prep.comparison_id
+    comparisons.follow(token)
     st.rerun()
 
 

@@ -24,7 +24,7 @@ from delt_engine.errors import DeltError
 from delt_engine.organize.configs import OrderConfig
 from delt_engine.organize.registry import ORDERINGS
 
-from . import jobs
+from . import jobs, state
 
 
 def scored_corpus(root: Path, dataset: str, frame: pl.DataFrame, job) -> Path:
@@ -158,3 +158,11 @@ def start(spec: dict, root: Path) -> str:
         threading.Thread(target=_prepare_and_launch, daemon=True, name=f"delt-prepare-{token}",
                          args=(spec, root, token, reg, lambda run_dir: manager.submit(run_dir, "train"))).start()
     return token
+
+
+def follow(token: str) -> None:
+    """Remember the preparation this session just started, and show its comparison on the Train page."""
+    st.session_state[state.PREP_TOKEN] = token
+    prep = registry().get(token)
+    if prep and prep.comparison_id:
+        st.session_state["train.comparison"] = prep.comparison_id

@@ -66,8 +66,5 @@ def _launch(preset: dict, dataset: str, frame, scoring, root: Path) -> None:
     except (DeltError, OSError) as exc:
         st.error(md(f"Could not launch {preset['name']}: {exc}"))
         return
-    st.session_state[state.PREP_TOKEN] = token
-    prep = comparisons.registry().get(token)
-    if prep and prep.comparison_id:
-        st.session_state["train.comparison"] = prep.comparison_id
+    comparisons.follow(token)
     st.toast(md(f"{preset['name']} launched: follow it on the Train page"))
