@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DELT Studio set-up and launch.
 #   ./studio.sh app    create/reuse .venv, install, launch the app on the embedded demo (localhost)
-#   ./studio.sh test   create/reuse .venv, install runtime + test deps, run the whole test suite
+#   ./studio.sh test   create/reuse .venv, install runtime + test deps, lint (ruff), run the whole test suite
 # Extra arguments after the verb go to streamlit (app) or pytest (test).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +33,9 @@ case "$verb" in
     ;;
   test)
     install requirements-dev.txt
+    # lint and format first: a finding fails the command (fix with: .venv/bin/ruff check --fix . && .venv/bin/ruff format .)
+    "$VENV/bin/ruff" check --quiet . || { echo "[studio] ruff check found problems (above)" >&2; exit 1; }
+    "$VENV/bin/ruff" format --check --quiet . || { echo "[studio] ruff format: the files above need formatting" >&2; exit 1; }
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

@@ -25,12 +25,14 @@ except ImportError:  # the GPU image has no polars; sample_mean_losses does not 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from delt_engine.data.tokenizer import encode, train_tokenizer  # noqa: E402
 from delt_engine.models.presets import build_model, count_parameters  # noqa: E402
 from delt_engine.scoring.baselines import sample_mean_losses  # noqa: E402
-from delt_engine.data.tokenizer import encode, train_tokenizer  # noqa: E402
 
-WORDS = ("the of and to in is was for on that with as by at from his her they this which river light "
-         "number theory market ancient protein signal network harbour winter method result energy").split()
+WORDS = (
+    "the of and to in is was for on that with as by at from his her they this which river light "
+    "number theory market ancient protein signal network harbour winter method result energy"
+).split()
 
 
 def synthetic_texts(n: int, seed: int = 0) -> list[str]:
@@ -67,13 +69,29 @@ def main() -> None:
     texts = synthetic_texts(args.n)
     tok = train_tokenizer(texts[:2000], vocab_size=2048)
     samples = encode(texts, [str(i) for i in range(len(texts))], tok, max_length=args.max_length)
-    model = build_model(args.preset, vocab_size=len(tok), seed=0, device=args.device, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, attn_implementation=args.attn).eval()
+    model = build_model(
+        args.preset,
+        vocab_size=len(tok),
+        seed=0,
+        device=args.device,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        attn_implementation=args.attn,
+    ).eval()
     device = next(model.parameters()).device
     run = lambda **kw: sample_mean_losses(model, samples, batch_size=args.batch_size, **kw)  # noqa: E731
-    rows, figures = [], {"device": str(device), "preset": args.preset, "params": count_parameters(model),
-                         "n": args.n, "real_tokens": samples.n_tokens, "max_length": args.max_length,
-                         "batch_size": args.batch_size}
+    rows, figures = (
+        [],
+        {
+            "device": str(device),
+            "preset": args.preset,
+            "params": count_parameters(model),
+            "n": args.n,
+            "real_tokens": samples.n_tokens,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+        },
+    )
     t_sorted, l_sorted = timed(lambda: run(), device)
     t_plain, l_plain = timed(lambda: run(sort_by_length=False), device)
     rows += [("bucketed fp32", t_sorted), ("corpus order fp32", t_plain)]

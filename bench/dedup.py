@@ -68,6 +68,7 @@ def best_of(fn, repeat: int):
 
 # ---- real text -------------------------------------------------------------------------------------
 
+
 def _read(path: str) -> str:
     opener = gzip.open if path.endswith(".gz") else open
     try:
@@ -113,7 +114,7 @@ def chunks(n_words: int, lo: int, hi: int, rng: random.Random, paragraphs: bool)
             at = 0
             while len(spans) - at >= lo:
                 size = min(rng.randint(lo, hi), len(spans) - at)
-                yield part[spans[at][0]:spans[at + size - 1][1]]
+                yield part[spans[at][0] : spans[at + size - 1][1]]
                 at += size
                 given += size
                 if given >= n_words:
@@ -125,7 +126,7 @@ def shingle_set(text: str, ngram: int) -> set[str]:
     words = normalize(text).split(" ")
     if len(words) <= ngram:
         return {" ".join(words)}
-    return {" ".join(words[i:i + ngram]) for i in range(len(words) - ngram + 1)}
+    return {" ".join(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -166,7 +167,7 @@ def apply_ops(words: list[str], ops: list[tuple]) -> list[str]:
         elif kind == "ins":
             out.insert(i, word)
         elif kind == "move":
-            piece, rest = out[i:i + span], out[:i] + out[i + span:]
+            piece, rest = out[i : i + span], out[:i] + out[i + span :]
             j = int(v * len(rest))
             out = rest[:j] + piece + rest[j:]
     return out
@@ -218,14 +219,23 @@ def recall_table(pairs: int, ngram: int, seed: int) -> dict:
         edge = [m for m, s in zip(marked, sims) if t + MARGIN <= s < t + 2 * MARGIN]
         below = [m for m, s in zip(marked, sims) if s < t - MARGIN]
         bands, rows = lsh_parameters(t, 128)
-        table[t] = {"recall": share(above), "pairs_above": len(above), "recall_edge": share(edge),
-                    "pairs_edge": len(edge), "fp_rate": share(below), "pairs_below": len(below),
-                    "marked_below_t": sum(m for m, s in zip(marked, sims) if s < t),
-                    "bands": bands, "rows": rows, "s_curve": round(1 - (1 - (t + MARGIN) ** rows) ** bands, 4)}
+        table[t] = {
+            "recall": share(above),
+            "pairs_above": len(above),
+            "recall_edge": share(edge),
+            "pairs_edge": len(edge),
+            "fp_rate": share(below),
+            "pairs_below": len(below),
+            "marked_below_t": sum(m for m, s in zip(marked, sims) if s < t),
+            "bands": bands,
+            "rows": rows,
+            "s_curve": round(1 - (1 - (t + MARGIN) ** rows) ** bands, 4),
+        }
     return table
 
 
 # ---- speed -----------------------------------------------------------------------------------------
+
 
 def with_copies(originals: list[str], n: int, rng: random.Random) -> list[str]:
     """n documents: 10% exact copies (some in another case), 10% copies with 1-3 words changed."""
@@ -268,9 +278,16 @@ def synthetic(n: int, seed: int = 0) -> list[str]:
 def speed(texts: list[str], ngram: int, repeat: int) -> dict:
     exact, t_exact, c_exact = best_of(lambda: find_duplicates(texts, "exact"), repeat)
     near, t_near, c_near = best_of(lambda: find_duplicates(texts, "near", ngram=ngram), repeat)
-    return {"docs": len(texts), "exact_dropped": exact.n_dropped, "near_dropped": near.n_dropped,
-            "exact_s": round(t_exact, 3), "near_s": round(t_near, 3), "exact_cpu_s": round(c_exact, 3),
-            "near_cpu_s": round(c_near, 3), "near_vs_exact": round(t_near / t_exact, 1)}
+    return {
+        "docs": len(texts),
+        "exact_dropped": exact.n_dropped,
+        "near_dropped": near.n_dropped,
+        "exact_s": round(t_exact, 3),
+        "near_s": round(t_near, 3),
+        "exact_cpu_s": round(c_exact, 3),
+        "near_cpu_s": round(c_near, 3),
+        "near_vs_exact": round(t_near / t_exact, 1),
+    }
 
 
 def demo_drops(ngram: int) -> dict:
@@ -280,12 +297,19 @@ def demo_drops(ngram: int) -> dict:
         options = {"ngram": ngram} if mode == "near" else {}
         res, seconds, _ = timed(lambda: find_duplicates(corpus["text"].to_list(), mode, **options))
         kinds = corpus.with_columns(pl.Series("dup", res.duplicate)).group_by("kind").agg(pl.col("dup").sum())
-        out[mode] = {"dropped": res.n_dropped, "seconds": round(seconds, 3),
-                     "by_kind": {k: int(v) for k, v in kinds.sort("kind").rows() if v}}
-        print(f"demo ({corpus.height} docs), {mode}{' ngram=%d' % ngram if options else ''}: dropped "
-              f"{res.n_dropped} in {seconds:.2f} s; by kind {out[mode]['by_kind']}")
-    print("(a pair of copies loses whichever comes second in corpus order, so some dropped documents are the "
-          "clean originals of a planted copy)")
+        out[mode] = {
+            "dropped": res.n_dropped,
+            "seconds": round(seconds, 3),
+            "by_kind": {k: int(v) for k, v in kinds.sort("kind").rows() if v},
+        }
+        print(
+            f"demo ({corpus.height} docs), {mode}{f' ngram={ngram}' if options else ''}: dropped "
+            f"{res.n_dropped} in {seconds:.2f} s; by kind {out[mode]['by_kind']}"
+        )
+    print(
+        "(a pair of copies loses whichever comes second in corpus order, so some dropped documents are the "
+        "clean originals of a planted copy)"
+    )
     return out
 
 
@@ -301,13 +325,17 @@ def main() -> None:
 
     table = recall_table(args.pairs, args.ngram, args.seed)
     print(f"\nnear recall on {args.pairs} real-text originals + edited copies (ngram={args.ngram}, num_perm=128)")
-    print(f"{'t':>4} {'bands x rows':>12} {'S(t+.05)':>8} {'recall J>=t+.05':>16} {'J in [t+.05,t+.1)':>18} "
-          f"{'FP rate J<t-.05':>16} {'marked J<t':>10}")
+    print(
+        f"{'t':>4} {'bands x rows':>12} {'S(t+.05)':>8} {'recall J>=t+.05':>16} {'J in [t+.05,t+.1)':>18} "
+        f"{'FP rate J<t-.05':>16} {'marked J<t':>10}"
+    )
     for t, row in table.items():
-        print(f"{t:>4} {row['bands']:>7} x {row['rows']:<3} {row['s_curve']:>8.4f} "
-              f"{rate(row['recall']):>9} ({row['pairs_above']:>4}) {rate(row['recall_edge']):>11} "
-              f"({row['pairs_edge']:>3}) {rate(row['fp_rate']):>9} ({row['pairs_below']:>4}) "
-              f"{row['marked_below_t']:>10}")
+        print(
+            f"{t:>4} {row['bands']:>7} x {row['rows']:<3} {row['s_curve']:>8.4f} "
+            f"{rate(row['recall']):>9} ({row['pairs_above']:>4}) {rate(row['recall_edge']):>11} "
+            f"({row['pairs_edge']:>3}) {rate(row['fp_rate']):>9} ({row['pairs_below']:>4}) "
+            f"{row['marked_below_t']:>10}"
+        )
 
     rng = random.Random(args.seed)
     real = with_copies(list(chunks(args.docs * 80, 30, 120, rng, paragraphs=False)), args.docs, rng)
@@ -315,17 +343,32 @@ def main() -> None:
     real_speed = speed(real, args.ngram, args.repeat)
     synth_speed = speed(synthetic(args.docs, args.seed), args.ngram, args.repeat)
     for name, row in (("real text", real_speed), ("synthetic", synth_speed)):
-        print(f"{name}, {row['docs']} docs (10% exact copies, 10% with 1-3 words changed): exact dropped "
-              f"{row['exact_dropped']} in {row['exact_s']:.2f} s (cpu {row['exact_cpu_s']:.2f}), near dropped "
-              f"{row['near_dropped']} in {row['near_s']:.2f} s (cpu {row['near_cpu_s']:.2f}; "
-              f"{row['near_vs_exact']}x the exact pass)")
+        print(
+            f"{name}, {row['docs']} docs (10% exact copies, 10% with 1-3 words changed): exact dropped "
+            f"{row['exact_dropped']} in {row['exact_s']:.2f} s (cpu {row['exact_cpu_s']:.2f}), near dropped "
+            f"{row['near_dropped']} in {row['near_s']:.2f} s (cpu {row['near_cpu_s']:.2f}; "
+            f"{row['near_vs_exact']}x the exact pass)"
+        )
     print(f"load average before timing: {load:.2f} on {os.cpu_count()} CPUs")
     recall_met = all((row["recall"] or 0) >= GOAL_RECALL for row in table.values())
     speed_met = (max(real_speed["near_s"], synth_speed["near_s"]) <= GOAL_SECONDS) if args.docs == 50_000 else None
-    print(json.dumps({"ngram": args.ngram, "recall": {str(t): row for t, row in table.items()},
-                      "speed": {"real": real_speed, "synthetic": synth_speed, "load_avg": round(load, 2),
-                                "cpus": os.cpu_count()},
-                      "demo": demo, "recall_goal_met": recall_met, "speed_goal_met": speed_met}))
+    print(
+        json.dumps(
+            {
+                "ngram": args.ngram,
+                "recall": {str(t): row for t, row in table.items()},
+                "speed": {
+                    "real": real_speed,
+                    "synthetic": synth_speed,
+                    "load_avg": round(load, 2),
+                    "cpus": os.cpu_count(),
+                },
+                "demo": demo,
+                "recall_goal_met": recall_met,
+                "speed_goal_met": speed_met,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ def make_bomb(path: Path, n_bytes: int) -> None:
 
 
 def measure(path: Path, case: str, cap: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(path), case, cap], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT), str(path), case, cap], capture_output=True, text=True, check=True
+    )
     base, peak, seconds, outcome = out.stdout.strip().split("\t")
     return {"extra_peak_mb": (int(peak) - int(base)) / 1024, "seconds": float(seconds), "outcome": outcome}
 
@@ -77,17 +78,26 @@ def main() -> None:
         bomb = Path(tmp) / "bomb.jsonl.gz"
         start = time.perf_counter()
         make_bomb(bomb, int(args.gib * 2**30))
-        print(f"bomb: {bomb.stat().st_size / 1e6:.2f} MB on disk -> {args.gib:g} GiB "
-              f"(made in {time.perf_counter() - start:.1f} s)", file=sys.stderr)
-        cases = {"old read": measure(bomb, "old", ""), "capped (default 1 GB)": measure(bomb, "new", "default"),
-                 f"capped ({args.cap})": measure(bomb, "new", args.cap)}
+        print(
+            f"bomb: {bomb.stat().st_size / 1e6:.2f} MB on disk -> {args.gib:g} GiB "
+            f"(made in {time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
+        cases = {
+            "old read": measure(bomb, "old", ""),
+            "capped (default 1 GB)": measure(bomb, "new", "default"),
+            f"capped ({args.cap})": measure(bomb, "new", args.cap),
+        }
     old = cases["old read"]["extra_peak_mb"]
     print(f"{'case':<24}{'extra peak MB':>14}{'seconds':>9}  outcome")
     for name, row in cases.items():
         print(f"{name:<24}{row['extra_peak_mb']:>14.0f}{row['seconds']:>9.2f}  {row['outcome']}")
     ratios = {name: round(row["extra_peak_mb"] / old, 3) for name, row in cases.items() if name != "old read"}
-    print(json.dumps({"bench": "gzip_bomb", "gib": args.gib, "cap": args.cap, "cases": cases,
-                      "peak_ratio_vs_old": ratios}))
+    print(
+        json.dumps(
+            {"bench": "gzip_bomb", "gib": args.gib, "cap": args.cap, "cases": cases, "peak_ratio_vs_old": ratios}
+        )
+    )
 
 
 if __name__ == "__main__":

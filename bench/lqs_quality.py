@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from delt_engine.data.tokenizer import train_tokenizer  # noqa: E402
 from delt_engine.demo.generate import generate_demo  # noqa: E402
 from delt_engine.scoring import SCORERS, ScoreContext, score  # noqa: E402
 from delt_engine.scoring.distill import auroc, spearman  # noqa: E402
 from delt_engine.scoring.lqs import LQSConfig  # noqa: E402
-from delt_engine.data.tokenizer import train_tokenizer  # noqa: E402
 
 METHODS = ("lqs", "pds", "perplexity", "length", "compression", "random")
 
@@ -42,20 +42,30 @@ def run_scorers(demo, args) -> tuple[pl.DataFrame, dict]:
     tokenizer = train_tokenizer(demo.corpus["text"].to_list())
     lqs_options = json.loads(args.lqs_options)
     warm = LQSConfig(**{k: v for k, v in lqs_options.items() if k in ("warmup_steps", "warmup_lr")})
-    options = {"lqs": lqs_options, "pds": lqs_options,
-               # the same warm-up as LQS, so perplexity comes from an equally trained proxy model
-               "perplexity": {"warmup_steps": warm.warmup_steps, "warmup_lr": warm.warmup_lr}}
+    options = {
+        "lqs": lqs_options,
+        "pds": lqs_options,
+        # the same warm-up as LQS, so perplexity comes from an equally trained proxy model
+        "perplexity": {"warmup_steps": warm.warmup_steps, "warmup_lr": warm.warmup_lr},
+    }
     table = demo.corpus.select("id", "kind", "is_noise")
     seconds = {}
     for method in METHODS:
-        ctx = ScoreContext(frame=demo.corpus.select("id", "text"), model=args.model, tokenizer=tokenizer,
-                           device=args.device, seed=args.seed, target_texts=demo.target["text"].to_list(),
-                           options=dict(options.get(method, {})))
+        ctx = ScoreContext(
+            frame=demo.corpus.select("id", "text"),
+            model=args.model,
+            tokenizer=tokenizer,
+            device=args.device,
+            seed=args.seed,
+            target_texts=demo.target["text"].to_list(),
+            options=dict(options.get(method, {})),
+        )
         start = time.perf_counter()
         scores = score(method, ctx)
         seconds[method] = time.perf_counter() - start
-        table = table.join(scores.select("id", pl.col("score").alias(method)), on="id", how="left",
-                           maintain_order="left")
+        table = table.join(
+            scores.select("id", pl.col("score").alias(method)), on="id", how="left", maintain_order="left"
+        )
     return table, seconds
 
 
@@ -108,8 +118,11 @@ def print_report(table: pl.DataFrame, signed: dict, free: dict, seconds: dict) -
         row = auroc_table(part)[0]
         print(f"{kind:<16}{part.height - clean.height:>5}" + "".join(f"{row[m]:>12.3f}" for m in METHODS))
     print("\nMean score per kind (sorted by LQS)")
-    kinds = table.group_by("kind").agg(pl.len().alias("n"), pl.col("is_noise").first().alias("noise"),
-                                       *[pl.col(m).mean() for m in METHODS]).sort("lqs")
+    kinds = (
+        table.group_by("kind")
+        .agg(pl.len().alias("n"), pl.col("is_noise").first().alias("noise"), *[pl.col(m).mean() for m in METHODS])
+        .sort("lqs")
+    )
     print(f"{'kind':<16}{'n':>5}{'noise':>7}" + "".join(f"{m:>12}" for m in METHODS))
     for row in kinds.iter_rows(named=True):
         print(f"{row['kind']:<16}{row['n']:>5}{str(row['noise']):>7}" + "".join(f"{row[m]:>12.4g}" for m in METHODS))
@@ -131,13 +144,22 @@ def main() -> None:
     signed, free = auroc_table(table)
     print_report(table, signed, free, seconds)
     ceiling = fluent_ceiling(table)
-    print(f"\nOracle that ranks all broken-text noise last and is at chance on {', '.join(FLUENT_NOISE)}: "
-          f"AUROC {ceiling:.3f} (what telling broken text from clean text alone can reach here)")
-    print(json.dumps({"auroc": {m: round(v, 4) for m, v in signed.items()},
-                      "broken_text_oracle_auroc": round(ceiling, 4),
-                      "auroc_signfree": {m: round(v, 4) for m, v in free.items()},
-                      "n": table.height, "lqs_options": json.loads(args.lqs_options),
-                      "seconds": {m: round(v, 1) for m, v in seconds.items()}}))
+    print(
+        f"\nOracle that ranks all broken-text noise last and is at chance on {', '.join(FLUENT_NOISE)}: "
+        f"AUROC {ceiling:.3f} (what telling broken text from clean text alone can reach here)"
+    )
+    print(
+        json.dumps(
+            {
+                "auroc": {m: round(v, 4) for m, v in signed.items()},
+                "broken_text_oracle_auroc": round(ceiling, 4),
+                "auroc_signfree": {m: round(v, 4) for m, v in free.items()},
+                "n": table.height,
+                "lqs_options": json.loads(args.lqs_options),
+                "seconds": {m: round(v, 1) for m, v in seconds.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -95,8 +95,13 @@ def main() -> None:
 
     scores = np.random.Generator(np.random.PCG64(args.seed)).random(args.rows)
     arr_order, arr_sel, arr_ord, arr_s, arr_cpu = timed(engine_arrays, scores, args.repeat)
-    frame = pl.DataFrame({"id": pl.int_range(args.rows, eager=True).cast(pl.Utf8).str.pad_start(9, "0"),
-                          "score": scores, "pos": np.arange(args.rows)})
+    frame = pl.DataFrame(
+        {
+            "id": pl.int_range(args.rows, eager=True).cast(pl.Utf8).str.pad_start(9, "0"),
+            "score": scores,
+            "pos": np.arange(args.rows),
+        }
+    )
     frm_order, frm_sel, frm_ord, frm_s, frm_cpu = timed(engine_frame, frame, args.repeat)
     del frame
     records = [{"pos": i, "score": s} for i, s in enumerate(scores.tolist())]
@@ -104,21 +109,39 @@ def main() -> None:
     del records
 
     identical = bool(np.array_equal(arr_order, np.asarray(base_order)) and np.array_equal(frm_order, arr_order))
-    rows = [("engine (numpy arrays)", arr_sel, arr_ord, arr_s, arr_cpu),
-            ("engine (polars frame)", frm_sel, frm_ord, frm_s, frm_cpu),
-            ("baseline (pure Python)", base_sel, base_ord, base_s, base_cpu)]
-    print(f"top-r {RATIO} + folding L={LAYERS} on {args.rows:,} random float64 scores "
-          f"({len(arr_order):,} kept); engine: median of {args.repeat}; wall-clock s unless marked CPU")
+    rows = [
+        ("engine (numpy arrays)", arr_sel, arr_ord, arr_s, arr_cpu),
+        ("engine (polars frame)", frm_sel, frm_ord, frm_s, frm_cpu),
+        ("baseline (pure Python)", base_sel, base_ord, base_s, base_cpu),
+    ]
+    print(
+        f"top-r {RATIO} + folding L={LAYERS} on {args.rows:,} random float64 scores "
+        f"({len(arr_order):,} kept); engine: median of {args.repeat}; wall-clock s unless marked CPU"
+    )
     print(f"{'implementation':<24}{'select':>9}{'order':>9}{'total':>9}{'CPU':>9}{'speed-up':>10}{'CPU x':>8}")
     for name, sel_s, ord_s, total, cpu in rows:
-        print(f"{name:<24}{sel_s:>9.3f}{ord_s:>9.3f}{total:>9.3f}{cpu:>9.3f}{base_s / total:>9.1f}x"
-              f"{base_cpu / cpu:>7.1f}x")
+        print(
+            f"{name:<24}{sel_s:>9.3f}{ord_s:>9.3f}{total:>9.3f}{cpu:>9.3f}{base_s / total:>9.1f}x"
+            f"{base_cpu / cpu:>7.1f}x"
+        )
     print(f"identical orders: {identical}")
-    print(json.dumps({"rows": args.rows, "kept": int(len(arr_order)), "engine_s": round(arr_s, 4),
-                      "engine_frame_s": round(frm_s, 4), "baseline_s": round(base_s, 3),
-                      "ratio": round(base_s / arr_s, 1), "ratio_frame": round(base_s / frm_s, 1),
-                      "engine_cpu_s": round(arr_cpu, 4), "baseline_cpu_s": round(base_cpu, 3),
-                      "ratio_cpu": round(base_cpu / arr_cpu, 1), "identical": identical}))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "kept": int(len(arr_order)),
+                "engine_s": round(arr_s, 4),
+                "engine_frame_s": round(frm_s, 4),
+                "baseline_s": round(base_s, 3),
+                "ratio": round(base_s / arr_s, 1),
+                "ratio_frame": round(base_s / frm_s, 1),
+                "engine_cpu_s": round(arr_cpu, 4),
+                "baseline_cpu_s": round(base_cpu, 3),
+                "ratio_cpu": round(base_cpu / arr_cpu, 1),
+                "identical": identical,
+            }
+        )
+    )
     if not identical:
         sys.exit(1)
 

@@ -31,22 +31,52 @@ from delt_engine.jobs.manager import JobManager  # noqa: E402
 from delt_engine.workspace.layout import Workspace  # noqa: E402
 
 # The paper's average accuracy (%) for each arm (Dai et al. 2025, 160M / 1B tokens, LQS scores).
-PAPER = {"shuffle": 36.37, "descending": 36.36, "folding L=1": 37.04, "folding L=2": 37.21,
-         "folding L=3": 38.08, "folding L=4": 37.52, "folding L=5": 37.62, "DELT": 38.08}
+PAPER = {
+    "shuffle": 36.37,
+    "descending": 36.36,
+    "folding L=1": 37.04,
+    "folding L=2": 37.21,
+    "folding L=3": 38.08,
+    "folding L=4": 37.52,
+    "folding L=5": 37.62,
+    "DELT": 38.08,
+}
 NOTES = {"folding L=1": "= ascending sort", "DELT": "top-r 0.9 + folding L=3 (paper: LQS+FO)"}
 
 
 def spec(args) -> dict:
-    arms = [{"label": "shuffle", "ordering": "shuffle"},
-            {"label": "descending", "ordering": {"method": "sorting", "descending": True}}]
+    arms = [
+        {"label": "shuffle", "ordering": "shuffle"},
+        {"label": "descending", "ordering": {"method": "sorting", "descending": True}},
+    ]
     arms += [{"label": f"folding L={k}", "ordering": {"method": "folding", "layers": k}} for k in range(1, 6)]
-    arms.append({"label": "DELT", "selection": {"method": "top-r", "ratio": 0.9},
-                 "ordering": {"method": "folding", "layers": 3}})
-    return {"name": "paper-ablation", "corpus": "demo", "scorer": {"method": "lqs", "device": args.device},
-            "arms": arms, "baseline": "shuffle", "seeds": list(range(args.seeds)), "group_by": "kind",
-            "train": {"model": args.model, "device": args.device, "batch_size": 16, "max_length": 128,
-                      "steps": args.steps, "epochs": None, "eval_every": max(1, args.steps // 5), "lr": 3e-3,
-                      "eval_max_samples": 100}}
+    arms.append(
+        {
+            "label": "DELT",
+            "selection": {"method": "top-r", "ratio": 0.9},
+            "ordering": {"method": "folding", "layers": 3},
+        }
+    )
+    return {
+        "name": "paper-ablation",
+        "corpus": "demo",
+        "scorer": {"method": "lqs", "device": args.device},
+        "arms": arms,
+        "baseline": "shuffle",
+        "seeds": list(range(args.seeds)),
+        "group_by": "kind",
+        "train": {
+            "model": args.model,
+            "device": args.device,
+            "batch_size": 16,
+            "max_length": 128,
+            "steps": args.steps,
+            "epochs": None,
+            "eval_every": max(1, args.steps // 5),
+            "lr": 3e-3,
+            "eval_max_samples": 100,
+        },
+    }
 
 
 def run(args) -> dict:
@@ -60,9 +90,15 @@ def run(args) -> dict:
     statuses = manager.wait(comparison.run_dirs)
     failed = [d.name for d, s in statuses.items() if s.get("state") != "done"]
     summary = summarize(ws.comparison_curves(comparison.id), baseline="shuffle")
-    return {"workspace": str(ws.root), "comparison": comparison.id, "prepared_s": prepared_s,
-            "wall_s": time.perf_counter() - start, "failed": failed, "summary": summary,
-            "scores_cached": comparison.manifest["scores"]["cached"]}
+    return {
+        "workspace": str(ws.root),
+        "comparison": comparison.id,
+        "prepared_s": prepared_s,
+        "wall_s": time.perf_counter() - start,
+        "failed": failed,
+        "summary": summary,
+        "scores_cached": comparison.manifest["scores"]["cached"],
+    }
 
 
 def table(result: dict) -> tuple[str, list[dict]]:
@@ -81,12 +117,16 @@ def table(result: dict) -> tuple[str, list[dict]]:
         for metric, short in (("target_loss", "loss"), ("bench_acc_norm", "acc_norm")):
             v = verdicts.get((arm, metric))
             if v is not None:
-                words.append(f"{short} {v.verdict}" + (f" (p_adj {v.p_adjusted:.3f})" if v.p_adjusted is not None else ""))
+                words.append(
+                    f"{short} {v.verdict}" + (f" (p_adj {v.p_adjusted:.3f})" if v.p_adjusted is not None else "")
+                )
                 row[f"{metric}_verdict"], row[f"{metric}_p_adjusted"] = v.verdict, v.p_adjusted
                 row[f"{metric}_seeds_needed"] = v.seeds_needed
         paper = "-" if arm not in PAPER else f"{PAPER[arm]:.2f}"
-        lines.append(f"{arm:<13} {paper:>9}  {cells[0]:>17}  {cells[1]:>17}  {'; '.join(words) or 'baseline'}"
-                     + (f"   [{NOTES[arm]}]" if arm in NOTES else ""))
+        lines.append(
+            f"{arm:<13} {paper:>9}  {cells[0]:>17}  {cells[1]:>17}  {'; '.join(words) or 'baseline'}"
+            + (f"   [{NOTES[arm]}]" if arm in NOTES else "")
+        )
         rows.append(row)
     return "\n".join(lines), rows
 
@@ -102,15 +142,30 @@ def main() -> int:
     args = parser.parse_args()
     result = run(args)
     text, rows = table(result)
-    print(f"paper ablation on the demo: {args.model} on {args.device}, {args.steps} steps, {args.seeds} seeds; "
-          f"prepared in {result['prepared_s']:.0f} s (LQS {'cached' if result['scores_cached'] else 'scored'}), "
-          f"{result['wall_s']:.0f} s in all; workspace {result['workspace']}")
+    print(
+        f"paper ablation on the demo: {args.model} on {args.device}, {args.steps} steps, {args.seeds} seeds; "
+        f"prepared in {result['prepared_s']:.0f} s (LQS {'cached' if result['scores_cached'] else 'scored'}), "
+        f"{result['wall_s']:.0f} s in all; workspace {result['workspace']}"
+    )
     print(text)
     if result["failed"]:
         print(f"failed runs: {result['failed']}", file=sys.stderr)
-    print(json.dumps({"bench": "paper_ablation", "device": args.device, "model": args.model, "steps": args.steps,
-                      "seeds": args.seeds, "wall_s": round(result["wall_s"], 1), "arms": rows,
-                      "comparison": result["comparison"], "failed": result["failed"]}, default=str))
+    print(
+        json.dumps(
+            {
+                "bench": "paper_ablation",
+                "device": args.device,
+                "model": args.model,
+                "steps": args.steps,
+                "seeds": args.seeds,
+                "wall_s": round(result["wall_s"], 1),
+                "arms": rows,
+                "comparison": result["comparison"],
+                "failed": result["failed"],
+            },
+            default=str,
+        )
+    )
     return 0 if not result["failed"] else 1
 
 

@@ -8,14 +8,21 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .errors import DataError
 
 # errno values of a folder fsync that the file system does not support (the rename itself succeeded)
-_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, errno.EACCES, errno.EPERM, getattr(errno, "ENOTSUP", -1),
-                          getattr(errno, "EOPNOTSUPP", -1)}
+_DIR_FSYNC_UNSUPPORTED = {
+    errno.EINVAL,
+    errno.EBADF,
+    errno.EACCES,
+    errno.EPERM,
+    getattr(errno, "ENOTSUP", -1),
+    getattr(errno, "EOPNOTSUPP", -1),
+}
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -122,10 +129,11 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     except UnicodeDecodeError as exc:
         problem = f"not UTF-8 text (byte offset {exc.start})"
     except json.JSONDecodeError as exc:
-        problem = ("empty" if not raw.strip() else
-                   f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})")
-    raise DataError(f"{path}: damaged file: {problem}; restore it from a copy, or delete it (or the folder "
-                    f"holding it) if that entry is no longer needed")
+        problem = "empty" if not raw.strip() else f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    raise DataError(
+        f"{path}: damaged file: {problem}; restore it from a copy, or delete it (or the folder "
+        f"holding it) if that entry is no longer needed"
+    )
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

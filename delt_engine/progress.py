@@ -7,8 +7,8 @@ Callable[[], bool] | None``; they call ``check_stop(should_stop)`` between chunk
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 from .errors import Cancelled
 
@@ -18,7 +18,7 @@ class Progress:
     phase: str  # e.g. "warm-up", "trajectory", "co-state", "contributions", "train"
     done: int
     total: int
-    eta_s: Optional[float] = None
+    eta_s: float | None = None
     message: str = ""
 
     @property
@@ -31,8 +31,8 @@ class Progress:
         return d
 
 
-ProgressFn = Optional[Callable[[Progress], None]]
-StopFn = Optional[Callable[[], bool]]
+ProgressFn = Callable[[Progress], None] | None
+StopFn = Callable[[], bool] | None
 
 
 def check_stop(should_stop: StopFn) -> None:

@@ -10,19 +10,15 @@ import json
 import polars as pl
 import streamlit as st
 
+from delt_engine.errors import DataError, DeltError
 from delt_engine.experiments import forgetting, stats, verdicts
 from delt_engine.experiments.summary import summarize, summary_json
-
-from delt_engine.training.metrics import VERDICT_METRICS
-from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS
-from delt_engine.training.metrics import label as metric_label
-from ui import figures
-from delt_engine.errors import DataError, DeltError
 from delt_engine.fileio import read_json
-from delt_engine.workspace.layout import Workspace
-from delt_engine.training.metrics import split_group_metric
 from delt_engine.jobs.records import metrics_frame, read_metrics
-from ui import damaged, groups, state
+from delt_engine.training.metrics import INFO_METRICS, TABLE_METRICS, VERDICT_METRICS, split_group_metric
+from delt_engine.training.metrics import label as metric_label
+from delt_engine.workspace.layout import Workspace
+from ui import damaged, figures, groups, state
 from ui.safe import md
 
 state.require_app("compare")
@@ -46,10 +42,15 @@ def runs_curves(ws: Workspace, run_ids: list[str]) -> pl.DataFrame:
             continue
         records, _ = read_metrics(info.dir)
         if records:
-            frames.append(metrics_frame(records).select(
-                pl.lit(info.id).alias("run"), pl.lit(str(info.arm or info.ordering or info.id)).alias("arm"),
-                pl.lit(int(info.seed or 0)).alias("seed"), pl.lit(info.comparison or "").alias("comparison"),
-                pl.all()))
+            frames.append(
+                metrics_frame(records).select(
+                    pl.lit(info.id).alias("run"),
+                    pl.lit(str(info.arm or info.ordering or info.id)).alias("arm"),
+                    pl.lit(int(info.seed or 0)).alias("seed"),
+                    pl.lit(info.comparison or "").alias("comparison"),
+                    pl.all(),
+                )
+            )
     if not frames:
         raise DataError("none of the chosen runs has recorded metrics yet; wait for them to start")
     return pl.concat(frames, how="diagonal_relaxed")
@@ -57,8 +58,9 @@ def runs_curves(ws: Workspace, run_ids: list[str]) -> pl.DataFrame:
 
 def pick_source(ws: Workspace) -> pl.DataFrame | None:
     cmps = ws.list_comparisons()[::-1]
-    mode = st.radio("Compare", ["A comparison", "Individual runs"], key="compare.source", persist_state="session",
-                    horizontal=True)
+    mode = st.radio(
+        "Compare", ["A comparison", "Individual runs"], key="compare.source", persist_state="session", horizontal=True
+    )
     if mode == "A comparison":
         ids = [c["id"] for c in cmps]
         if not ids:
@@ -66,10 +68,16 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
             st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
             return None
         if st.session_state.get("compare.comparison") not in ids:
-            st.session_state["compare.comparison"] = st.session_state.get("train.comparison") if \
-                st.session_state.get("train.comparison") in ids else ids[0]
-        cid = st.selectbox("Comparison", ids, key="compare.comparison", persist_state="session",
-                           format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})")
+            st.session_state["compare.comparison"] = (
+                st.session_state.get("train.comparison") if st.session_state.get("train.comparison") in ids else ids[0]
+            )
+        cid = st.selectbox(
+            "Comparison",
+            ids,
+            key="compare.comparison",
+            persist_state="session",
+            format_func=lambda i: f"{i} ({', '.join(next(c for c in cmps if c['id'] == i)['arms'])})",
+        )
         from delt_engine.experiments.spec import describe_data
 
         st.caption(md("Data: " + describe_data(ws.load_comparison(cid))))
@@ -77,8 +85,7 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
     infos = ws.list_runs()
     labels = {i.id: f"{i.arm or i.ordering or '?'} · seed {i.seed} · {i.state} · {i.id}" for i in infos}
     state.ensure_choice("compare.runs", list(labels), multi=True)
-    chosen = st.multiselect("Runs", list(labels), key="compare.runs", persist_state="session",
-                            format_func=labels.get)
+    chosen = st.multiselect("Runs", list(labels), key="compare.runs", persist_state="session", format_func=labels.get)
     if not chosen:
         st.info("Pick one or more runs.")
         return None
@@ -86,13 +93,13 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
 
 
 def controls(curves: pl.DataFrame) -> tuple[str, str, float]:
-    metrics = [m for m in stats.metric_columns(curves) if m not in INFO_METRICS
-               and split_group_metric(m) is None]  # group losses have their own panels below
+    metrics = [
+        m for m in stats.metric_columns(curves) if m not in INFO_METRICS and split_group_metric(m) is None
+    ]  # group losses have their own panels below
     metrics = sorted(metrics, key=lambda m: (PREFERRED.index(m) if m in PREFERRED else len(PREFERRED), m))
     state.ensure_choice("compare.metric", metrics)
     c1, c2, c3 = st.columns([2, 1, 2])
-    metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session",
-                          format_func=metric_label)
+    metric = c1.selectbox("Metric", metrics, key="compare.metric", persist_state="session", format_func=metric_label)
     x = c2.radio("x axis", ["tokens", "step"], key="compare.x", persist_state="session", horizontal=True)
     smoothing = c3.slider("EMA smoothing", 0.0, 0.95, step=0.05, key="compare.smoothing", persist_state="session")
     return metric, x, smoothing
@@ -113,20 +120,33 @@ def stream_makeups(ws: Workspace, curves: pl.DataFrame, x: str) -> dict:
 
 def run_curves(curves: pl.DataFrame, metric: str, x: str, smoothing: float, makeups: dict | None = None) -> None:
     top, bottom = [], []
-    for (run, arm, seed), part in curves.sort("step").group_by(["run", "arm", "seed"], maintain_order=True):
+    for (_run, arm, seed), part in curves.sort("step").group_by(["run", "arm", "seed"], maintain_order=True):
         pts = part.filter(pl.col(metric).is_not_null())
         top.append(figures.Series(f"{arm} s{seed}", pts[x].to_list(), pts[metric].to_list(), group=arm))
         if "batch_score" in part.columns:
             bs = part.filter(pl.col("batch_score").is_not_null())
             bottom.append(figures.Series(f"{arm} s{seed}", bs[x].to_list(), bs["batch_score"].to_list(), group=arm))
-    fig = figures.curves_with_trace(top, bottom, title=f"{metric_label(metric)} per run", x_title=x,
-                                    top_title=metric_label(metric), smoothing=smoothing, makeups=makeups)
+    fig = figures.curves_with_trace(
+        top,
+        bottom,
+        title=f"{metric_label(metric)} per run",
+        x_title=x,
+        top_title=metric_label(metric),
+        smoothing=smoothing,
+        makeups=makeups,
+    )
     st.plotly_chart(fig, key="compare.runs_chart")
     if makeups:
-        st.caption("Under the curves, each arm's stream make-up: the share of each group in every window of training "
-                   "steps (an arm with one ordering per seed: mean over seeds) and the window's mean score (dotted). "
-                   + ("On the tokens axis a window spans the tokens the arm's runs had seen (mean over seeds) at its "
-                      "first and last step." if x == "tokens" else ""))
+        st.caption(
+            "Under the curves, each arm's stream make-up: the share of each group in every window of training "
+            "steps (an arm with one ordering per seed: mean over seeds) and the window's mean score (dotted). "
+            + (
+                "On the tokens axis a window spans the tokens the arm's runs had seen (mean over seeds) at its "
+                "first and last step."
+                if x == "tokens"
+                else ""
+            )
+        )
 
 
 def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
@@ -139,11 +159,26 @@ def seed_bands(curves: pl.DataFrame, metric: str, smoothing: float) -> None:
     for (arm,), part in agg.group_by(["arm"], maintain_order=True):
         lower = part["lower"].fill_null(part["mean"])
         upper = part["upper"].fill_null(part["mean"])
-        items.append(figures.Band(arm, part["tokens"].to_list(), part["mean"].to_list(), lower.to_list(),
-                                upper.to_list(), n=int(part["n"].max())))
-    st.plotly_chart(figures.bands(items, title=f"{metric_label(metric)}: mean ± 95% interval across seeds",
-                                x_title="tokens (runs aligned)", y_title=metric_label(metric),
-                                smoothing=smoothing), key="compare.bands")
+        items.append(
+            figures.Band(
+                arm,
+                part["tokens"].to_list(),
+                part["mean"].to_list(),
+                lower.to_list(),
+                upper.to_list(),
+                n=int(part["n"].max()),
+            )
+        )
+    st.plotly_chart(
+        figures.bands(
+            items,
+            title=f"{metric_label(metric)}: mean ± 95% interval across seeds",
+            x_title="tokens (runs aligned)",
+            y_title=metric_label(metric),
+            smoothing=smoothing,
+        ),
+        key="compare.bands",
+    )
 
 
 def summary_table(summary: dict) -> pl.DataFrame:
@@ -155,8 +190,9 @@ def summary_table(summary: dict) -> pl.DataFrame:
     for arm, info in summary["arms"].items():
         row = {"arm": arm, "seeds": info["n_seeds"]}
         for m in metrics:
-            row[metric_label(m)] = _cell(info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)),
-                                                 arm == summary["baseline"])
+            row[metric_label(m)] = _cell(
+                info[m]["mean"], info[m]["ci_half_width"], deltas.get((arm, m)), arm == summary["baseline"]
+            )
         rows.append(row)
     return pl.DataFrame(rows)
 
@@ -175,16 +211,26 @@ def _cell(mean, ci, delta, is_baseline: bool) -> str:
 
 def verdict_table(found: list[verdicts.Verdict]) -> pl.DataFrame:
     """One row per verdict: arm, metric, seeds, Δ and its interval, p, Holm-adjusted p, seeds needed."""
+
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    return pl.DataFrame([{"arm": v.arm, "metric": metric_label(v.metric), "seeds": v.n_seeds,
-                          "Δ": num(v.delta, "+.4f"),
-                          f"{v.level:.0%} CI": "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}",
-                          "p": num(v.p, ".3g"), "Holm-adjusted p": num(v.p_adjusted, ".3g"),
-                          "seeds needed": "-" if v.seeds_needed is None else str(v.seeds_needed),
-                          "verdict": v.verdict if v.verdict != "unresolved" else f"not resolved ({v.n_seeds} seeds)"}
-                         for v in found])
+    return pl.DataFrame(
+        [
+            {
+                "arm": v.arm,
+                "metric": metric_label(v.metric),
+                "seeds": v.n_seeds,
+                "Δ": num(v.delta, "+.4f"),
+                f"{v.level:.0%} CI": "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}",
+                "p": num(v.p, ".3g"),
+                "Holm-adjusted p": num(v.p_adjusted, ".3g"),
+                "seeds needed": "-" if v.seeds_needed is None else str(v.seeds_needed),
+                "verdict": v.verdict if v.verdict != "unresolved" else f"not resolved ({v.n_seeds} seeds)",
+            }
+            for v in found
+        ]
+    )
 
 
 def summary_panel(curves: pl.DataFrame) -> dict | None:
@@ -197,17 +243,21 @@ def summary_panel(curves: pl.DataFrame) -> dict | None:
     st.dataframe(summary_table(summary), hide_index=True, key="compare.summary")
     found = summary["verdicts"]
     if not found:
-        st.caption(f"Verdicts compare each arm with {md(summary['baseline'])} over matched seeds "
-                   f"({', '.join(map(metric_label, VERDICT_METRICS))}); run two or more arms "
-                   "to see them.")
+        st.caption(
+            f"Verdicts compare each arm with {md(summary['baseline'])} over matched seeds "
+            f"({', '.join(map(metric_label, VERDICT_METRICS))}); run two or more arms "
+            "to see them."
+        )
         return summary
     st.dataframe(verdict_table(found), hide_index=True, key="compare.verdicts")
     for v in found:
         VERDICT_STYLE[v.verdict](md(v.text))  # colour from the verdict field, never from the wording
-    st.caption(f"Paired t-test over seeds; p-values Holm-adjusted across every arm × metric "
-               f"({sum(v.p is not None for v in found)} tests); better/worse when the adjusted p < "
-               f"{summary['alpha']}. Seeds needed: total seeds for {verdicts.POWER:.0%} power to resolve the observed "
-               "difference, from the observed paired spread (a rough guide).")
+    st.caption(
+        f"Paired t-test over seeds; p-values Holm-adjusted across every arm × metric "
+        f"({sum(v.p is not None for v in found)} tests); better/worse when the adjusted p < "
+        f"{summary['alpha']}. Seeds needed: total seeds for {verdicts.POWER:.0%} power to resolve the observed "
+        "difference, from the observed paired spread (a rough guide)."
+    )
     return summary
 
 
@@ -220,25 +270,45 @@ def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing:
     st.subheader("Why? Loss by group")
     sets = list(dict.fromkeys(e["set"] for e in entries))
     state.ensure_choice("compare.group_set", sets)
-    set_name = st.radio("Held-out set", sets, key="compare.group_set", persist_state="session", horizontal=True,
-                        format_func=lambda s: f"{s} loss") if len(sets) > 1 else sets[0]
+    set_name = (
+        st.radio(
+            "Held-out set",
+            sets,
+            key="compare.group_set",
+            persist_state="session",
+            horizontal=True,
+            format_func=lambda s: f"{s} loss",
+        )
+        if len(sets) > 1
+        else sets[0]
+    )
     column = next(e["column"] for e in entries if e["set"] == set_name)
     try:
         bands = forgetting.group_bands(curves, set_name, x=x, n_points=40)
     except DeltError as exc:
         st.info(f"No group curves: {exc}")
         return
-    st.plotly_chart(figures.group_panels(groups.band_panels(bands, x), title=f"{set_name.capitalize()} loss by "
-                                         f"{column}: mean ± 95% interval across seeds", x_title=x, y_title="loss",
-                                         smoothing=smoothing if x == "tokens" else 0.0),
-                    key="compare.group_panels")
-    st.caption(f"One panel per {column}, the same arms in each. A curve that reaches a low point and climbs again is "
-               f"forgetting; one that stays above the others never learned that {column} as well. {groups.POOLING}")
+    st.plotly_chart(
+        figures.group_panels(
+            groups.band_panels(bands, x),
+            title=f"{set_name.capitalize()} loss by {column}: mean ± 95% interval across seeds",
+            x_title=x,
+            y_title="loss",
+            smoothing=smoothing if x == "tokens" else 0.0,
+        ),
+        key="compare.group_panels",
+    )
+    st.caption(
+        f"One panel per {column}, the same arms in each. A curve that reaches a low point and climbs again is "
+        f"forgetting; one that stays above the others never learned that {column} as well. {groups.POOLING}"
+    )
     st.dataframe(groups.forgetting_table(entries, set_name), hide_index=True, key="compare.forgetting")
     base = summary["baseline"] if summary is not None else stats.pick_baseline(curves["arm"].unique().to_list())
-    st.caption(f"Forgetting per arm and {column} (means over seeds): the lowest loss any evaluation reached, the "
-               f"final loss, and the rise between them (± 95% interval over seeds). Δ: paired over seeds against "
-               f"{base}, with its 95% interval.")
+    st.caption(
+        f"Forgetting per arm and {column} (means over seeds): the lowest loss any evaluation reached, the "
+        f"final loss, and the rise between them (± 95% interval over seeds). Δ: paired over seeds against "
+        f"{base}, with its 95% interval."
+    )
     if summary is not None:
         for sentence in forgetting.explain_groups(summary, set_name):
             st.markdown(f"- {sentence}")
@@ -247,15 +317,25 @@ def group_section(curves: pl.DataFrame, summary: dict | None, x: str, smoothing:
 def lm_eval_rows(results: dict) -> list[dict]:
     """One row per task of an lm_eval.json ``results`` dict: its name (lm-eval's alias), acc and acc_norm
     with their standard errors, formatted as lm-eval reported them ("-" where it gave none)."""
+
     def cell(res: dict, metric: str) -> str:
-        key = f"{metric},none" if f"{metric},none" in res else next((k for k in res if k.startswith(f"{metric},")),
-                                                                    None)
+        key = (
+            f"{metric},none" if f"{metric},none" in res else next((k for k in res if k.startswith(f"{metric},")), None)
+        )
         value = res.get(key) if key else None
         return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
-    return [{"task": str(res.get("alias") or name).strip(), "acc": cell(res, "acc"), "± acc": cell(res, "acc_stderr"),
-             "acc_norm": cell(res, "acc_norm"), "± acc_norm": cell(res, "acc_norm_stderr")}
-            for name, res in results.items() if isinstance(res, dict)]
+    return [
+        {
+            "task": str(res.get("alias") or name).strip(),
+            "acc": cell(res, "acc"),
+            "± acc": cell(res, "acc_stderr"),
+            "acc_norm": cell(res, "acc_norm"),
+            "± acc_norm": cell(res, "acc_norm_stderr"),
+        }
+        for name, res in results.items()
+        if isinstance(res, dict)
+    ]
 
 
 def lm_eval_section(ws: Workspace, curves: pl.DataFrame) -> None:
@@ -272,10 +352,11 @@ def lm_eval_section(ws: Workspace, curves: pl.DataFrame) -> None:
             problems.append(str(exc))
             continue
         if isinstance(record, dict) and isinstance(record.get("results"), dict):
-            tables.setdefault(arm, []).extend({"seed": seed, **row, "run": run} for row in
-                                              lm_eval_rows(record["results"]))
+            tables.setdefault(arm, []).extend(
+                {"seed": seed, **row, "run": run} for row in lm_eval_rows(record["results"])
+            )
         elif record is not None:
-            problems.append(f"{path}: no lm-eval \"results\" in it; run delt runs eval again")
+            problems.append(f'{path}: no lm-eval "results" in it; run delt runs eval again')
     if not tables and not problems:
         return
     st.subheader("lm-evaluation-harness")
@@ -290,22 +371,42 @@ def lm_eval_section(ws: Workspace, curves: pl.DataFrame) -> None:
 def downloads(ws: Workspace, curves: pl.DataFrame, summary: dict | None) -> None:
     cols = [c for c in stats.ID_COLUMNS if c in curves.columns] + stats.metric_columns(curves)
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("Download curves (CSV)", curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
-                       file_name="curves.csv", mime="text/csv", key="compare.dl_curves")
+    c1.download_button(
+        "Download curves (CSV)",
+        curves.sort(["arm", "seed", "step"]).select(cols).write_csv(),
+        file_name="curves.csv",
+        mime="text/csv",
+        key="compare.dl_curves",
+    )
     if summary is not None:
-        c2.download_button("Download summary (JSON)", json.dumps(summary_json(summary), indent=2),
-                           file_name="summary.json", mime="application/json", key="compare.dl_summary")
+        c2.download_button(
+            "Download summary (JSON)",
+            json.dumps(summary_json(summary), indent=2),
+            file_name="summary.json",
+            mime="application/json",
+            key="compare.dl_summary",
+        )
     cid = st.session_state.get("compare.comparison")
     if st.session_state.get("compare.source") == "A comparison" and cid:
         spec = (ws.load_comparison(cid) or {}).get("spec")
         if spec:
-            c3.download_button("Download the spec (JSON)", json.dumps(spec, indent=2), file_name=f"{cid}-spec.json",
-                               mime="application/json", key="compare.dl_spec",
-                               help="Rerun it headless, e.g. with more seeds: python -m delt_engine compare --spec "
-                                    "FILE --workspace WORKSPACE (paths in it point into this workspace)")
+            c3.download_button(
+                "Download the spec (JSON)",
+                json.dumps(spec, indent=2),
+                file_name=f"{cid}-spec.json",
+                mime="application/json",
+                key="compare.dl_spec",
+                help="Rerun it headless, e.g. with more seeds: python -m delt_engine compare --spec "
+                "FILE --workspace WORKSPACE (paths in it point into this workspace)",
+            )
     if summary is not None and summary["forgetting"]:
-        c4.download_button("Download forgetting (CSV)", forgetting.forgetting_frame(summary["forgetting"]).write_csv(),
-                           file_name="forgetting.csv", mime="text/csv", key="compare.dl_forgetting")
+        c4.download_button(
+            "Download forgetting (CSV)",
+            forgetting.forgetting_frame(summary["forgetting"]).write_csv(),
+            file_name="forgetting.csv",
+            mime="text/csv",
+            key="compare.dl_forgetting",
+        )
 
 
 def main() -> None:

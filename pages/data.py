@@ -8,9 +8,8 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from ui import figures
 from delt_engine.errors import DeltError
-from ui import damaged, datasets, state
+from ui import damaged, datasets, figures, state
 from ui.safe import md
 
 state.require_app("data")
@@ -20,19 +19,29 @@ PAGE_SIZES = (10, 25, 50)
 
 def import_panel() -> None:
     """Upload / path / Hugging Face import into ``datasets/<name>/``."""
-    with st.expander("Import a dataset (file upload, local path or Hugging Face id)",
-                     expanded=bool(st.session_state.get(state.IMPORT_ERROR))):
+    with st.expander(
+        "Import a dataset (file upload, local path or Hugging Face id)",
+        expanded=bool(st.session_state.get(state.IMPORT_ERROR)),
+    ):
         tab_upload, tab_path, tab_hub = st.tabs(["Upload a file", "Local path", "Hugging Face dataset"])
         with tab_upload:
-            upload = st.file_uploader("JSONL, JSON, CSV, TSV, Parquet or TXT (also gzipped: corpus.jsonl.gz)",
-                                      key="data.upload", type=["jsonl", "json", "csv", "tsv", "parquet", "txt", "gz"])
+            upload = st.file_uploader(
+                "JSONL, JSON, CSV, TSV, Parquet or TXT (also gzipped: corpus.jsonl.gz)",
+                key="data.upload",
+                type=["jsonl", "json", "csv", "tsv", "parquet", "txt", "gz"],
+            )
         with tab_path:
-            path = st.text_input("File or folder on this machine", key="data.path", persist_state="session",
-                                 placeholder="/data/corpus.jsonl")
+            path = st.text_input(
+                "File or folder on this machine",
+                key="data.path",
+                persist_state="session",
+                placeholder="/data/corpus.jsonl",
+            )
         with tab_hub:
             h1, h2 = st.columns([3, 1])
-            hub = h1.text_input("Dataset id", key="data.hub", persist_state="session",
-                                placeholder="roneneldan/TinyStories")
+            hub = h1.text_input(
+                "Dataset id", key="data.hub", persist_state="session", placeholder="roneneldan/TinyStories"
+            )
             h2.text_input("Split", key="data.split", persist_state="session")
             st.caption("Needs network access or a local Hugging Face cache.")
         c1, c2, c3 = st.columns([2, 2, 1])
@@ -62,8 +71,9 @@ def _import_source(upload, path: str, hub: str) -> str | None:
         return path.strip()
     if hub.strip():
         return hub.strip()
-    st.session_state[state.IMPORT_ERROR] = ("Nothing to import: upload a file, type a path, or give a Hugging Face "
-                                           "dataset id, then press Import.")
+    st.session_state[state.IMPORT_ERROR] = (
+        "Nothing to import: upload a file, type a path, or give a Hugging Face dataset id, then press Import."
+    )
     return None
 
 
@@ -100,10 +110,17 @@ def eval_panel(name: str) -> None:
     paths, info = datasets.eval_paths(ROOT, name), datasets.manifest(ROOT, name)
     with st.expander("Target set and benchmark for this dataset (LQS and evaluation)", expanded=not paths["target"]):
         for kind, what, without in (
-                ("target", "clean text the model should get good at (LQS's J, target loss)",
-                 "none yet: LQS and PDS cannot run and comparisons report no target loss"),
-                ("benchmark", "multiple-choice JSONL: task, context, choices, answer",
-                 "none yet: comparisons report no benchmark accuracy")):
+            (
+                "target",
+                "clean text the model should get good at (LQS's J, target loss)",
+                "none yet: LQS and PDS cannot run and comparisons report no target loss",
+            ),
+            (
+                "benchmark",
+                "multiple-choice JSONL: task, context, choices, answer",
+                "none yet: comparisons report no benchmark accuracy",
+            ),
+        ):
             own = info.get(kind)
             origin = f"its own, from {info.get(kind + '_source', own)}" if own else without
             st.caption(f"**{kind}**: {md(origin)} ({what})")
@@ -137,16 +154,22 @@ def summary(frame: pl.DataFrame, cats: list[str]) -> None:
                 st.session_state["data.color_by"] = "is_noise" if "is_noise" in cats else cats[0]
             color_by = st.selectbox("Colour by", cats, key="data.color_by", persist_state="session")
         groups = datasets.group_labels(frame, color_by) if color_by else None
-        st.plotly_chart(figures.histogram(words.to_list(), groups, title="Document length",
-                                        x_title="words per document"), key="data.length_hist")
+        st.plotly_chart(
+            figures.histogram(words.to_list(), groups, title="Document length", x_title="words per document"),
+            key="data.length_hist",
+        )
     with right:
         if cats:
             if st.session_state.get("data.count_by") not in cats:
                 st.session_state["data.count_by"] = "kind" if "kind" in cats else cats[0]
             col = st.selectbox("Count documents by", cats, key="data.count_by", persist_state="session")
             counts = frame.group_by(col).len().sort(col)
-            st.plotly_chart(figures.bar(counts[col].to_list(), counts["len"].to_list(), title=f"Documents by {col}",
-                                      y_title="documents"), key="data.count_bar")
+            st.plotly_chart(
+                figures.bar(
+                    counts[col].to_list(), counts["len"].to_list(), title=f"Documents by {col}", y_title="documents"
+                ),
+                key="data.count_bar",
+            )
         else:
             st.info("This corpus has no categorical metadata columns to break it down by.")
 
@@ -176,12 +199,14 @@ def browser(frame: pl.DataFrame, cats: list[str]) -> None:
         return
     rows = view.slice((page - 1) * size, size)
     preview = rows.with_columns(pl.col("text").str.slice(0, 160).alias("text"))
-    event = st.dataframe(preview, key="data.table", hide_index=True, on_select="rerun",
-                         selection_mode="single-row", width="stretch")
+    event = st.dataframe(
+        preview, key="data.table", hide_index=True, on_select="rerun", selection_mode="single-row", width="stretch"
+    )
     picked = [i for i in getattr(getattr(event, "selection", None), "rows", None) or [] if i < rows.height]
     doc = rows.row(picked[0] if picked else 0, named=True)
-    with st.expander(f"Full text of {md(doc['id'])}" + ("" if picked else " (click a row to pick another)"),
-                     expanded=True):
+    with st.expander(
+        f"Full text of {md(doc['id'])}" + ("" if picked else " (click a row to pick another)"), expanded=True
+    ):
         meta = ", ".join(f"{k}={v}" for k, v in doc.items() if k not in ("id", "text"))
         if meta:
             st.caption(md(meta))
@@ -196,8 +221,13 @@ def main() -> None:
         st.session_state["data.dataset"] = st.session_state.pop(state.PENDING_DATASET)
     if st.session_state["data.dataset"] not in options:
         st.session_state["data.dataset"] = datasets.DEMO
-    st.selectbox("Dataset", options, key="data.dataset", persist_state="session",
-                 format_func=lambda n: "demo (generated, planted structure)" if n == datasets.DEMO else n)
+    st.selectbox(
+        "Dataset",
+        options,
+        key="data.dataset",
+        persist_state="session",
+        format_func=lambda n: "demo (generated, planted structure)" if n == datasets.DEMO else n,
+    )
     import_panel()
     damaged.panel(ROOT, ("dataset",), key="data.damaged")
     try:

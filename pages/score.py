@@ -8,17 +8,15 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from ui import figures
 from delt_engine.errors import ConfigError, DeltError
-from delt_engine.models.presets import PRESETS
-from delt_engine.scoring import SCORERS
-from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
-from delt_engine.scoring import agreement as score_agreement
 from delt_engine.experiments.holdout import EVAL_TARGET_FRACTION
-from delt_engine.scoring import cost
+from delt_engine.models.presets import PRESETS
+from delt_engine.scoring import SCORERS, cost
+from delt_engine.scoring import agreement as score_agreement
+from delt_engine.scoring.lqs_config import CHECKPOINTS, FINAL_NORMS, LQSConfig
 from delt_engine.workspace import scorings
 from delt_engine.workspace.scorings import latest_done, list_scorings, preferred_method
-from ui import damaged, datasets, jobs, scores, state, widgets
+from ui import damaged, datasets, figures, jobs, scores, state, widgets
 from ui.safe import md
 
 state.require_app("score")
@@ -40,25 +38,49 @@ def knobs(methods: list[str]) -> dict:
     cfg: dict = {"seed": int(st.session_state["score.seed"])}
     if any(m in MODEL_BASED for m in methods):
         c1, c2, c3, c4, c5 = st.columns(5)
-        c1.selectbox("Proxy model", list(PRESETS), key="score.model", persist_state="session",
-                     help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()))
+        c1.selectbox(
+            "Proxy model",
+            list(PRESETS),
+            key="score.model",
+            persist_state="session",
+            help="; ".join(f"{k}: {p.note}" for k, p in PRESETS.items()),
+        )
         c2.number_input("Max tokens per sample", 8, 2048, step=8, key="score.max_length", persist_state="session")
         c3.number_input("Batch size", 1, 512, key="score.batch_size", persist_state="session")
         c4.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
-        c5.number_input("Warm-up steps", 0, 100_000, key="score.warmup_steps", persist_state="session",
-                        help="Steps of training on this corpus before scoring (perplexity, LQS, PDS), so scores "
-                             "come from a model that has seen the data, not from random weights; 0 = score "
-                             "with the model as it is (e.g. a trained model folder)")
-        st.text_input("…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
-                      key="score.model_dir", persist_state="session",
-                      placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')")
+        c5.number_input(
+            "Warm-up steps",
+            0,
+            100_000,
+            key="score.warmup_steps",
+            persist_state="session",
+            help="Steps of training on this corpus before scoring (perplexity, LQS, PDS), so scores "
+            "come from a model that has seen the data, not from random weights; 0 = score "
+            "with the model as it is (e.g. a trained model folder)",
+        )
+        st.text_input(
+            "…or a local model folder (Hugging Face format, safetensors), used instead of the preset",
+            key="score.model_dir",
+            persist_state="session",
+            placeholder="workspace/runs/<run>/model (a run kept with 'Keep each trained model')",
+        )
         if widgets.device_kind() == "cuda":
-            st.radio("Precision on the GPU", PRECISIONS, key="score.precision", horizontal=True,
-                     persist_state="session", format_func=PRECISIONS.get,
-                     help="bfloat16 autocast: faster; on an H200 it changed perplexities by at most 0.84% and "
-                          "ranked LQS like float32 (Spearman 0.9999). LQS sums and co-state stay float32.")
-        cfg.update(model=proxy_model(), max_length=int(st.session_state["score.max_length"]),
-                   batch_size=int(st.session_state["score.batch_size"]), seed=int(st.session_state["score.seed"]))
+            st.radio(
+                "Precision on the GPU",
+                PRECISIONS,
+                key="score.precision",
+                horizontal=True,
+                persist_state="session",
+                format_func=PRECISIONS.get,
+                help="bfloat16 autocast: faster; on an H200 it changed perplexities by at most 0.84% and "
+                "ranked LQS like float32 (Spearman 0.9999). LQS sums and co-state stay float32.",
+            )
+        cfg.update(
+            model=proxy_model(),
+            max_length=int(st.session_state["score.max_length"]),
+            batch_size=int(st.session_state["score.batch_size"]),
+            seed=int(st.session_state["score.seed"]),
+        )
     else:
         st.number_input("Seed", 0, 10_000, key="score.seed", persist_state="session")
     if any(m in GRADIENT for m in methods):
@@ -66,15 +88,26 @@ def knobs(methods: list[str]) -> dict:
         c1, c2, c3 = st.columns(3)
         c1.number_input("T (proxy steps)", 1, 10_000, key="score.lqs_steps", persist_state="session")
         c2.number_input("Δ (steps between contributions)", 1, 10_000, key="score.lqs_delta", persist_state="session")
-        c3.number_input("η (SGD learning rate)", 1e-4, 10.0, format="%.4f", key="score.lqs_eta",
-                        persist_state="session")
+        c3.number_input(
+            "η (SGD learning rate)", 1e-4, 10.0, format="%.4f", key="score.lqs_eta", persist_state="session"
+        )
         d1, d2 = st.columns([3, 1])
-        d1.checkbox("Large corpus: score a random subset exactly, distil the rest (the paper's route)",
-                    key="score.distill", persist_state="session",
-                    help="A small regressor learns the exact scores of the subset (validation Spearman reported) "
-                         "and scores every other sample; each sample is marked exact or distilled")
-        d2.number_input("Subset size", 10, 10_000_000, step=500, key="score.proxy_size", persist_state="session",
-                        disabled=not st.session_state["score.distill"])
+        d1.checkbox(
+            "Large corpus: score a random subset exactly, distil the rest (the paper's route)",
+            key="score.distill",
+            persist_state="session",
+            help="A small regressor learns the exact scores of the subset (validation Spearman reported) "
+            "and scores every other sample; each sample is marked exact or distilled",
+        )
+        d2.number_input(
+            "Subset size",
+            10,
+            10_000_000,
+            step=500,
+            key="score.proxy_size",
+            persist_state="session",
+            disabled=not st.session_state["score.distill"],
+        )
         advanced_lqs_knobs()
     return cfg
 
@@ -83,28 +116,48 @@ def advanced_lqs_knobs() -> None:
     """Memory/exactness settings of LQS/PDS that rarely need changing (the engine's defaults)."""
     with st.expander("Advanced LQS settings (memory, checkpoints, last-step norm)"):
         a1, a2, a3 = st.columns(3)
-        a1.number_input("Chunk size (0 = by device: 16 CPU, 64 GPU)", 0, 4096, key="score.chunk_size",
-                        persist_state="session",
-                        help="Samples per per-sample-gradient pass; lower it if scoring runs out of memory. "
-                             "Scores do not depend on it.")
-        a2.selectbox("Parameter checkpoints", CHECKPOINTS, key="score.checkpoint",
-                     persist_state="session",
-                     help="every: keep the parameters of every proxy step; delta: keep every Δ-th and replay "
-                          "(T/Δ times less memory); auto: every while it fits in 1 GiB")
-        a3.selectbox("Last step's denominator", FINAL_NORMS, key="score.final_norm",
-                     persist_state="session",
-                     help="paper: the sample's gradient norm at θ_T; reference: 1, as the public reference code")
+        a1.number_input(
+            "Chunk size (0 = by device: 16 CPU, 64 GPU)",
+            0,
+            4096,
+            key="score.chunk_size",
+            persist_state="session",
+            help="Samples per per-sample-gradient pass; lower it if scoring runs out of memory. "
+            "Scores do not depend on it.",
+        )
+        a2.selectbox(
+            "Parameter checkpoints",
+            CHECKPOINTS,
+            key="score.checkpoint",
+            persist_state="session",
+            help="every: keep the parameters of every proxy step; delta: keep every Δ-th and replay "
+            "(T/Δ times less memory); auto: every while it fits in 1 GiB",
+        )
+        a3.selectbox(
+            "Last step's denominator",
+            FINAL_NORMS,
+            key="score.final_norm",
+            persist_state="session",
+            help="paper: the sample's gradient norm at θ_T; reference: 1, as the public reference code",
+        )
 
 
 def options_for(method: str) -> dict:
     bf16 = widgets.device_kind() == "cuda" and st.session_state["score.precision"] == "bfloat16"
     if method in GRADIENT:
-        return {"steps": int(st.session_state["score.lqs_steps"]), "delta": int(st.session_state["score.lqs_delta"]),
-                "eta": float(st.session_state["score.lqs_eta"]),
-                "warmup_steps": int(st.session_state["score.warmup_steps"]),
-                **({"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
-                   if st.session_state["score.distill"] else {}),
-                **({"dtype": "bfloat16"} if bf16 else {}), **advanced_options()}
+        return {
+            "steps": int(st.session_state["score.lqs_steps"]),
+            "delta": int(st.session_state["score.lqs_delta"]),
+            "eta": float(st.session_state["score.lqs_eta"]),
+            "warmup_steps": int(st.session_state["score.warmup_steps"]),
+            **(
+                {"proxy_size": int(st.session_state["score.proxy_size"]), "distill": True}
+                if st.session_state["score.distill"]
+                else {}
+            ),
+            **({"dtype": "bfloat16"} if bf16 else {}),
+            **advanced_options(),
+        }
     if method in MODEL_BASED:  # a proxy model's scorer (perplexity, or one added to the registry)
         return {"warmup_steps": int(st.session_state["score.warmup_steps"]), **({"bf16": True} if bf16 else {})}
     return {}
@@ -152,19 +205,32 @@ def estimates(methods: list[str], frame: pl.DataFrame) -> None:
     rows = []
     for group in job_groups(methods):
         m = group[0]
-        e = cost.estimate(m, frame.height, mean_tokens, proxy_model(), device,
-                              steps=int(st.session_state["score.lqs_steps"]),
-                              delta=int(st.session_state["score.lqs_delta"]),
-                              batch_size=int(st.session_state["score.batch_size"]),
-                              warmup_steps=int(st.session_state["score.warmup_steps"]) if m in MODEL_BASED else 0,
-                              target_docs=target_docs(),
-                              proxy_size=int(st.session_state["score.proxy_size"])
-                              if m in GRADIENT and st.session_state["score.distill"] else None,
-                              chunk_size=int(st.session_state["score.chunk_size"]),
-                              checkpoint=st.session_state["score.checkpoint"])
+        e = cost.estimate(
+            m,
+            frame.height,
+            mean_tokens,
+            proxy_model(),
+            device,
+            steps=int(st.session_state["score.lqs_steps"]),
+            delta=int(st.session_state["score.lqs_delta"]),
+            batch_size=int(st.session_state["score.batch_size"]),
+            warmup_steps=int(st.session_state["score.warmup_steps"]) if m in MODEL_BASED else 0,
+            target_docs=target_docs(),
+            proxy_size=int(st.session_state["score.proxy_size"])
+            if m in GRADIENT and st.session_state["score.distill"]
+            else None,
+            chunk_size=int(st.session_state["score.chunk_size"]),
+            checkpoint=st.session_state["score.checkpoint"],
+        )
         why = e.note + ("; one job: PDS comes from the same proxy run" if len(group) > 1 else "")
-        rows.append({"scorer": " + ".join(group), "time": cost.human_seconds(e.seconds),
-                     "memory": cost.human_bytes(e.memory_bytes), "why": why})
+        rows.append(
+            {
+                "scorer": " + ".join(group),
+                "time": cost.human_seconds(e.seconds),
+                "memory": cost.human_bytes(e.memory_bytes),
+                "why": why,
+            }
+        )
     st.caption(f"Rough estimate on {device} for {frame.height:,} documents (order of magnitude):")
     st.dataframe(pl.DataFrame(rows), hide_index=True, key="score.estimate")
 
@@ -179,13 +245,20 @@ def launch_panel(frame: pl.DataFrame, corpus: Path) -> None:
     names = list(SCORERS)
     if target_missing():
         names = [n for n in names if n not in NEEDS_TARGET]
-        st.warning(f"{' and '.join(m.upper() for m in NEEDS_TARGET)} are not available for this dataset: they "
-                   "score each document by how much it helps the model on a target set (clean text like what "
-                   f"you want it to get good at), and this dataset has none. To use them, {datasets.TARGET_HELP}.")
+        st.warning(
+            f"{' and '.join(m.upper() for m in NEEDS_TARGET)} are not available for this dataset: they "
+            "score each document by how much it helps the model on a target set (clean text like what "
+            f"you want it to get good at), and this dataset has none. To use them, {datasets.TARGET_HELP}."
+        )
         st.page_link("pages/data.py", label="Go to Data", icon=":material/dataset:")
     state.ensure_choice("score.methods", names, multi=True)
-    methods = st.multiselect("Scorers", names, key="score.methods", persist_state="session",
-                             format_func=lambda n: f"{n} ({SCORERS[n].description})")  # options: plain text
+    methods = st.multiselect(
+        "Scorers",
+        names,
+        key="score.methods",
+        persist_state="session",
+        format_func=lambda n: f"{n} ({SCORERS[n].description})",
+    )  # options: plain text
     if not methods:
         st.info("Pick at least one scorer (length is instant; LQS is the paper's).")
         return
@@ -202,13 +275,23 @@ def start_jobs(methods: list[str], cfg: dict, corpus: Path) -> None:
     targets = datasets.eval_paths(ROOT, st.session_state["data.dataset"])
     model = cfg.get("model")
     if model and model not in PRESETS and not (Path(model).expanduser() / "config.json").is_file():
-        st.error(md(f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
-                    "with safetensors weights, or clear the field to use the preset."))
+        st.error(
+            md(
+                f"Model folder {model} not found (or it has no config.json): give a Hugging Face model folder "
+                "with safetensors weights, or clear the field to use the preset."
+            )
+        )
         return
     try:
         for group in job_groups(methods):
-            config = {**cfg, "input": str(corpus), "method": group[0], "device": "auto",
-                      "options": options_for(group[0]), "cache_dir": str(ROOT / "cache")}
+            config = {
+                **cfg,
+                "input": str(corpus),
+                "method": group[0],
+                "device": "auto",
+                "options": options_for(group[0]),
+                "cache_dir": str(ROOT / "cache"),
+            }
             if len(group) > 1:
                 config["methods"] = group
             if any(m in NEEDS_TARGET for m in group):
@@ -235,14 +318,22 @@ def import_panel(corpus: Path) -> None:
     from delt_engine.workspace.score_import import import_scores
 
     with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
-        st.caption(md(f"The ids must be this dataset's (its file: {corpus}); other columns are kept as components. "
-                      "From a terminal: python -m delt_engine import-scores --scores FILE --corpus "
-                      f"{corpus} --name NAME"))
+        st.caption(
+            md(
+                f"The ids must be this dataset's (its file: {corpus}); other columns are kept as components. "
+                "From a terminal: python -m delt_engine import-scores --scores FILE --corpus "
+                f"{corpus} --name NAME"
+            )
+        )
         upload = st.file_uploader("Scores file", type=["jsonl", "parquet"], key="score.import_file")
         path = st.text_input("…or a path on this machine", key="score.import_path")
         c1, c2 = st.columns(2)
-        name = c1.text_input("Name shown here", value="custom", key="score.import_name",
-                             help="Use lqs for a CLI LQS file to get the data map and per-step views")
+        name = c1.text_input(
+            "Name shown here",
+            value="custom",
+            key="score.import_name",
+            help="Use lqs for a CLI LQS file to get the data map and per-step views",
+        )
         direction = c2.selectbox("Direction", list(DIRECTION), format_func=DIRECTION.get, key="score.import_dir")
         if not st.button("Add scores", key="score.import"):
             return
@@ -286,8 +377,10 @@ def distribution(table: pl.DataFrame, method: str, cats: list[str]) -> None:
         st.session_state["score.color_by"] = "is_noise" if "is_noise" in cats else opts[0]
     color_by = st.selectbox("Colour by", opts, key="score.color_by", persist_state="session")
     groups = datasets.group_labels(table, color_by) if color_by != "(none)" else None
-    st.plotly_chart(figures.histogram(table[method].to_list(), groups, title=f"{method} score distribution",
-                                    x_title=method), key="score.hist")
+    st.plotly_chart(
+        figures.histogram(table[method].to_list(), groups, title=f"{method} score distribution", x_title=method),
+        key="score.hist",
+    )
 
 
 def data_map(table: pl.DataFrame, method: str, cats: list[str]) -> None:
@@ -295,12 +388,15 @@ def data_map(table: pl.DataFrame, method: str, cats: list[str]) -> None:
     if q not in table.columns or l_ not in table.columns:
         return
     st.subheader("Data map: quality against learnability")
-    st.caption("Each point is a sample (hover for its text; click one to explain it below). Quality = Σ cos(λ, g), "
-               "learnability = Σ ‖g_t‖ / ‖g_t+Δ‖.")
+    st.caption(
+        "Each point is a sample (hover for its text; click one to explain it below). Quality = Σ cos(λ, g), "
+        "learnability = Σ ‖g_t‖ / ‖g_t+Δ‖."
+    )
     color = st.session_state["score.color_by"]
     groups = datasets.group_labels(table, color) if color != "(none)" else None
-    fig = figures.data_map(table[l_].to_list(), table[q].to_list(), table["text"].to_list(), groups,
-                         ids=table["id"].to_list())
+    fig = figures.data_map(
+        table[l_].to_list(), table[q].to_list(), table["text"].to_list(), groups, ids=table["id"].to_list()
+    )
     event = st.plotly_chart(fig, key="score.map", on_select="rerun", selection_mode=("points",))
     points = getattr(getattr(event, "selection", None), "points", None) or []
     if points and points[0].get("customdata") and points[0]["customdata"] != st.session_state.get(state.MAP_PICK):
@@ -321,9 +417,13 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
     with left:
         st.metric(f"{md(method)} score", f"{row[method]:.4g}")
         if row.get(f"{method}.exact_score") is not None:  # distilled scoring: every score is the regressor's
-            st.caption(md(f"Exact {method} {row[f'{method}.exact_score']:.4g}; the score above is the distilled "
-                          "regressor's prediction, as for every sample, so exact and distilled samples share one "
-                          "scale."))
+            st.caption(
+                md(
+                    f"Exact {method} {row[f'{method}.exact_score']:.4g}; the score above is the distilled "
+                    "regressor's prediction, as for every sample, so exact and distilled samples share one "
+                    "scale."
+                )
+            )
         meta = ", ".join(f"{k}={row[k]}" for k in ("kind", "is_noise", "difficulty") if k in row)
         st.caption(md(meta))
         st.text(row["text"][:1500])
@@ -335,8 +435,10 @@ def explanation(table: pl.DataFrame, method: str, job) -> None:
             delta = int((job.config.get("options") or {}).get("delta", 10))  # as the job ran, not the widget
             st.plotly_chart(figures.step_components([i * delta for i in range(n)], comps), key="score.steps")
         elif row.get(f"{method}.source") == "distilled":
-            st.info("This sample's score is distilled (predicted by the regressor trained on the exactly scored "
-                    "subset), so it has no per-step factors; pick an exact sample to see them.")
+            st.info(
+                "This sample's score is distilled (predicted by the regressor trained on the exactly scored "
+                "subset), so it has no per-step factors; pick an exact sample to see them."
+            )
 
 
 def extremes(table: pl.DataFrame, method: str) -> None:
@@ -356,13 +458,23 @@ def agreement(table: pl.DataFrame, methods: list[str]) -> None:
         st.caption("Score with two or more methods to see how much they agree.")
         return
     st.subheader("Scorer agreement")
-    k = int(st.number_input("k for top-k overlap", 1, max(table.height, 1), key="score.topk",
-                            persist_state="session"))
+    k = int(st.number_input("k for top-k overlap", 1, max(table.height, 1), key="score.topk", persist_state="session"))
     left, right = st.columns(2)
-    left.plotly_chart(figures.heatmap(score_agreement.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
-                      key="score.spearman")
-    right.plotly_chart(figures.heatmap(score_agreement.jaccard_matrix(table, methods, k), methods, zmin=0.0, zmax=1.0,
-                                     colorscale="Blues", title=f"Top-{k} overlap (Jaccard)"), key="score.jaccard")
+    left.plotly_chart(
+        figures.heatmap(score_agreement.spearman_matrix(table, methods), methods, title="Spearman rank correlation"),
+        key="score.spearman",
+    )
+    right.plotly_chart(
+        figures.heatmap(
+            score_agreement.jaccard_matrix(table, methods, k),
+            methods,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Blues",
+            title=f"Top-{k} overlap (Jaccard)",
+        ),
+        key="score.jaccard",
+    )
 
 
 def results(frame: pl.DataFrame, corpus: Path) -> None:
@@ -375,9 +487,16 @@ def results(frame: pl.DataFrame, corpus: Path) -> None:
     st.divider()
     just = st.session_state.get(state.JUST_SCORED)
     state.default_choice("score.view", methods, just if just in done else preferred_method(done))
-    method = st.radio("Show scores of", methods, key="score.view", persist_state="session", horizontal=True,
-                      format_func=lambda m: md(f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})"),
-                      on_change=state.mark_chosen, args=("score.view",))
+    method = st.radio(
+        "Show scores of",
+        methods,
+        key="score.view",
+        persist_state="session",
+        horizontal=True,
+        format_func=lambda m: md(f"{m} ({DIRECTION.get(done[m].direction, done[m].direction)})"),
+        on_change=state.mark_chosen,
+        args=("score.view",),
+    )
     cats = datasets.category_columns(frame) + scorings.category_components(table, method)
     distribution(table, method, cats)
     data_map(table, method, cats)

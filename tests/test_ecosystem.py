@@ -13,8 +13,9 @@ N, B = 23, 4  # records in the ordered file, per-device batch size
 def positions_dataset():
     """Records whose input_ids encode their position in the file (position + 1, four times)."""
     datasets = pytest.importorskip("datasets")
-    return datasets.Dataset.from_dict({"input_ids": [[p + 1] * 4 for p in range(N)],
-                                       "labels": [[p + 1] * 4 for p in range(N)]})
+    return datasets.Dataset.from_dict(
+        {"input_ids": [[p + 1] * 4 for p in range(N)], "labels": [[p + 1] * 4 for p in range(N)]}
+    )
 
 
 def seen_positions(trainer) -> list[int]:
@@ -31,9 +32,15 @@ def trainer_parts(tmp_path_factory):
     model = build_model("tiny-test", vocab_size=300, device="cpu")
 
     def make(cls, **options):
-        args = TrainingArguments(str(tmp_path_factory.mktemp("trainer")), per_device_train_batch_size=B,
-                                 report_to="none", use_cpu=True, **options)
+        args = TrainingArguments(
+            str(tmp_path_factory.mktemp("trainer")),
+            per_device_train_batch_size=B,
+            report_to="none",
+            use_cpu=True,
+            **options,
+        )
         return cls(model=model, args=args, train_dataset=positions_dataset(), data_collator=default_data_collator)
+
     return make
 
 
@@ -65,8 +72,10 @@ def test_hf_trainer_keeps_the_order_with_an_overridden_sampler(trainer_parts):
 @pytest.mark.parametrize("world", [2, 3])
 def test_distributed_sampler_without_shuffle_gives_consecutive_global_batches(world):
     data = list(range(N))
-    per_rank = [list(BatchSampler(DistributedSampler(data, num_replicas=world, rank=r, shuffle=False), B, False))
-                for r in range(world)]
+    per_rank = [
+        list(BatchSampler(DistributedSampler(data, num_replicas=world, rank=r, shuffle=False), B, False))
+        for r in range(world)
+    ]
     steps = min(len(batches) for batches in per_rank)
     for step in range(steps):
         seen = sorted(i for r in range(world) for i in per_rank[r][step])
@@ -94,7 +103,7 @@ def test_packing_with_map_keeps_documents_in_order():
 
     def group_texts(batch):
         stream = [t for ids in batch["input_ids"] for t in ids]
-        return {"input_ids": [stream[i:i + block] for i in range(0, len(stream) - block + 1, block)]}
+        return {"input_ids": [stream[i : i + block] for i in range(0, len(stream) - block + 1, block)]}
 
     packed = docs.map(group_texts, batched=True, batch_size=1000)
     stream = [t for ids in packed["input_ids"] for t in ids]

@@ -16,22 +16,28 @@ import polars as pl
 import pytest
 
 from delt_engine import fileio
-from delt_engine.data import formats as corpus_formats
 from delt_engine.cli import describe_os_error, main
+from delt_engine.data import formats as corpus_formats
 from delt_engine.data.corpus import MAX_DECOMPRESSED_ENV, detect_format, load_corpus, write_records
 from delt_engine.data.formats import decompression_cap, looks_like_hub_id, parse_size
 from delt_engine.errors import ConfigError, DataError
 from delt_engine.fileio import read_json, write_json
+from delt_engine.jobs.protocol import refresh_status
 from delt_engine.organize.ordering import order
 from delt_engine.organize.selection import select
-from delt_engine.jobs.protocol import refresh_status
 from delt_engine.workspace.layout import Workspace, check_id
 from tests.conftest import ROOT
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def one_error_line(result) -> str:
@@ -121,11 +127,14 @@ def test_cli_import_cap_option_and_variable(tmp_path):
 
 # ---------------------------------------------------------------- missing paths, links, Hub ids
 
+
 @pytest.fixture
 def no_hub(monkeypatch):
     """Fail the test if anything reaches datasets.load_dataset (the Hub detour)."""
+
     def refuse(source, split):
         pytest.fail(f"{source!r} was sent to datasets.load_dataset")
+
     monkeypatch.setattr(corpus_formats, "read_hf", refuse)
 
 
@@ -166,11 +175,25 @@ def test_a_file_in_the_middle_of_a_path_and_a_folder_given_as_a_file(tmp_path, n
         load_corpus(tmp_path / "d.jsonl", fmt="jsonl")
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("owner/name", True), ("HuggingFaceFW/fineweb-edu", True), ("bigcode/the-stack-v1.2", True),
-    ("owner/name.jsonl", False), ("owner/name.xyz", False), ("./owner/name", False), ("/abs/name", False),
-    ("~/name", False), ("a/b/c", False), ("name", False), ("owner/", False), (".hidden/name", False),
-    ("owner//name", False), ("owner/-name", False)])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("owner/name", True),
+        ("HuggingFaceFW/fineweb-edu", True),
+        ("bigcode/the-stack-v1.2", True),
+        ("owner/name.jsonl", False),
+        ("owner/name.xyz", False),
+        ("./owner/name", False),
+        ("/abs/name", False),
+        ("~/name", False),
+        ("a/b/c", False),
+        ("name", False),
+        ("owner/", False),
+        (".hidden/name", False),
+        ("owner//name", False),
+        ("owner/-name", False),
+    ],
+)
 def test_looks_like_hub_id(source, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert looks_like_hub_id(source) is expected
@@ -183,8 +206,9 @@ def test_cli_import_of_a_missing_path_is_one_line(tmp_path):
 
 # ---------------------------------------------------------------- duplicate ids in select / order
 
-DUPLICATED = pl.DataFrame({"id": ["a", "b", "a", "c", "b", "d"], "text": list("uvwxyz"),
-                           "score": [0.1, 0.5, 0.3, 0.9, 0.2, 0.4]})
+DUPLICATED = pl.DataFrame(
+    {"id": ["a", "b", "a", "c", "b", "d"], "text": list("uvwxyz"), "score": [0.1, 0.5, 0.3, 0.9, 0.2, 0.4]}
+)
 
 
 def test_select_and_order_refuse_repeated_ids_naming_them():
@@ -215,6 +239,7 @@ def test_cli_select_and_order_refuse_repeated_ids(tmp_path, command):
 
 
 # ---------------------------------------------------------------- file-system errors in the CLI
+
 
 def test_cli_output_that_is_an_existing_folder(tmp_path):
     src = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
@@ -269,6 +294,7 @@ def test_cli_full_disk_names_the_output_and_leaves_no_temp_file(tmp_path, monkey
         if not os.path.isdir(f"/proc/self/fd/{fd}") and os.fstat(fd).st_size:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
+
     monkeypatch.setattr(fileio.os, "fsync", full_disk)
     out = tmp_path / "sub" / "out.jsonl"
     assert main(["import", "--input", str(src), "--output", str(out)]) == 2
@@ -293,12 +319,15 @@ def test_cli_turns_any_os_or_decode_error_into_one_line(monkeypatch, capsys):
     def fails(exc):
         def cmd(args):
             raise exc
+
         return cmd
+
     for exc, expected in [
-            (PermissionError(errno.EACCES, "Permission denied", "/x/y.jsonl"), "/x/y.jsonl: permission denied"),
-            (OSError(errno.EIO, "Input/output error", "/dev/sdz"), "/dev/sdz: Input/output error; check the path"),
-            (OSError(errno.ENOSPC, "No space left on device"), "no space left on the device"),
-            (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "not UTF-8 text (bad at byte offset 0)")]:
+        (PermissionError(errno.EACCES, "Permission denied", "/x/y.jsonl"), "/x/y.jsonl: permission denied"),
+        (OSError(errno.EIO, "Input/output error", "/dev/sdz"), "/dev/sdz: Input/output error; check the path"),
+        (OSError(errno.ENOSPC, "No space left on device"), "no space left on the device"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "not UTF-8 text (bad at byte offset 0)"),
+    ]:
         monkeypatch.setattr(data, "cmd_demo_data", fails(exc))
         assert main(["demo-data", "--out", "x"]) == 2
         err = capsys.readouterr().err
@@ -307,11 +336,14 @@ def test_cli_turns_any_os_or_decode_error_into_one_line(monkeypatch, capsys):
 
 def test_describe_os_error_names_the_destination_of_a_rename():
     exc = IsADirectoryError(errno.EISDIR, "Is a directory", "/w/.out.parquet.tmp", None, "/w/out.parquet")
-    assert describe_os_error(exc) == "/w/out.parquet: is a folder, not a file; give a file path (or remove the " \
-                                     "folder if it is in the way)"
+    assert (
+        describe_os_error(exc) == "/w/out.parquet: is a folder, not a file; give a file path (or remove the "
+        "folder if it is in the way)"
+    )
 
 
 # ---------------------------------------------------------------- damaged workspace JSON
+
 
 def _run(ws, run_id):
     d = ws.runs / run_id
@@ -321,9 +353,15 @@ def _run(ws, run_id):
     return d
 
 
-@pytest.mark.parametrize("content, problem", [(b"", "empty"), (b"  \n", "empty"),
-                                              (b'{"state": "do', "not valid JSON"),
-                                              (b'{"state": "\xe9"}', "not UTF-8 text (byte offset 11)")])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "empty"),
+        (b"  \n", "empty"),
+        (b'{"state": "do', "not valid JSON"),
+        (b'{"state": "\xe9"}', "not UTF-8 text (byte offset 11)"),
+    ],
+)
 def test_read_json_names_the_damaged_file_and_the_fix(tmp_path, content, problem):
     path = tmp_path / "status.json"
     path.write_bytes(content)
@@ -361,8 +399,9 @@ def test_cli_runs_report_on_a_damaged_comparison_is_one_line(tmp_path):
     line = one_error_line(cli("runs", "report", "cmp-1", "--workspace", ws.root))
     assert f"{path}: damaged file: not valid JSON" in line
     path.write_text("")
-    assert f"{path}: damaged file: empty" in one_error_line(cli("runs", "export", "cmp-1", "--out", tmp_path / "x",
-                                                                "--workspace", ws.root))
+    assert f"{path}: damaged file: empty" in one_error_line(
+        cli("runs", "export", "cmp-1", "--out", tmp_path / "x", "--workspace", ws.root)
+    )
 
 
 def test_damaged_comparisons_do_not_break_listing(tmp_path):
@@ -378,6 +417,7 @@ def test_damaged_comparisons_do_not_break_listing(tmp_path):
 
 
 # ---------------------------------------------------------------- ids that would become paths
+
 
 @pytest.mark.parametrize("bad", ["..", ".", "../x", "a/b", "/tmp", "", "-rf", ".hidden", "a b", "x" * 129, "a\0b"])
 def test_run_and_comparison_ids_must_be_plain_names(tmp_path, bad):
@@ -418,8 +458,16 @@ def test_cli_runs_cancel_of_a_path_writes_nothing_anywhere(tmp_path):
     assert sorted(p.name for p in ws.runs.iterdir()) == ["run-a"]
 
 
-@pytest.mark.parametrize("run", [{"id": "../../evil", "arm": "a", "seed": 0}, {"id": "/etc", "arm": "a", "seed": 0},
-                                 {"arm": "a", "seed": 0}, {"id": "run-a", "arm": "a", "seed": "zero"}, "run-a"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        {"id": "../../evil", "arm": "a", "seed": 0},
+        {"id": "/etc", "arm": "a", "seed": 0},
+        {"arm": "a", "seed": 0},
+        {"id": "run-a", "arm": "a", "seed": "zero"},
+        "run-a",
+    ],
+)
 def test_run_ids_in_a_manifest_are_validated(tmp_path, run):
     ws = Workspace(tmp_path / "ws")
     _run(ws, "run-a")
@@ -432,11 +480,18 @@ def test_run_ids_in_a_manifest_are_validated(tmp_path, run):
 
 # ---------------------------------------------------------------- atomic writes
 
+
 def test_atomic_write_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(fileio.os, "fsync", lambda fd: (events.append(
-        "fsync folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        fileio.os,
+        "fsync",
+        lambda fd: (
+            events.append("fsync folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file"),
+            real_fsync(fd),
+        )[1],
+    )
     monkeypatch.setattr(fileio.os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b))[1])
     fileio.atomic_write_bytes(tmp_path / "a.json", b"{}")
     assert events == ["fsync file", "rename", "fsync folder"]
@@ -455,7 +510,8 @@ def test_fileio_never_touches_the_umask_and_new_files_follow_it(tmp_path):
         fileio.atomic_write_bytes(sys.argv[1], b"x")
         print(calls, oct(os.stat(sys.argv[1]).st_mode & 0o777))
     """)
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "f.txt")], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "f.txt")], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "0o640"]

@@ -15,8 +15,12 @@ ENGINE = ROOT / "delt_engine"
 # order is DELT's: data -> scoring / organize / training -> jobs -> workspace -> experiments -> cli.
 FOUNDATION = {"errors", "fileio", "progress"}
 ALLOWED = {
-    "errors": set(), "fileio": {"errors"}, "progress": {"errors"},
-    "data": set(), "demo": set(), "models": set(),
+    "errors": set(),
+    "fileio": {"errors"},
+    "progress": {"errors"},
+    "data": set(),
+    "demo": set(),
+    "models": set(),
     "scoring": {"data", "models"},
     "organize": {"data"},
     "training": {"data", "models"},
@@ -25,10 +29,19 @@ ALLOWED = {
     "experiments": {"data", "demo", "jobs", "organize", "scoring", "training", "workspace"},
     "cli": {"data", "demo", "experiments", "jobs", "models", "organize", "scoring", "training", "workspace", ""},
 }
-LIGHT = ("delt_engine", "delt_engine.experiments.spec", "delt_engine.organize.configs", "delt_engine.scoring.cost",
-         "delt_engine.scoring.registry", "delt_engine.scoring.lqs_config", "delt_engine.training.metrics",
-         "delt_engine.workspace.datasets", "delt_engine.workspace.scorings", "delt_engine.workspace.runs",
-         "delt_engine.cli")
+LIGHT = (
+    "delt_engine",
+    "delt_engine.experiments.spec",
+    "delt_engine.organize.configs",
+    "delt_engine.scoring.cost",
+    "delt_engine.scoring.registry",
+    "delt_engine.scoring.lqs_config",
+    "delt_engine.training.metrics",
+    "delt_engine.workspace.datasets",
+    "delt_engine.workspace.scorings",
+    "delt_engine.workspace.runs",
+    "delt_engine.cli",
+)
 
 
 def _module(path: Path) -> str:
@@ -45,8 +58,11 @@ def _imports() -> dict[str, set[str]]:
         found = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else [])) \
-                    if node.level else (node.module or "")
+                base = (
+                    ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                    if node.level
+                    else (node.module or "")
+                )
                 for alias in node.names:
                     target = f"{base}.{alias.name}"
                     found.add(target if target in modules else base)

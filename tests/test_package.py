@@ -6,15 +6,17 @@ from tests.conftest import ROOT
 
 
 def test_import_does_not_pull_streamlit():
-    code = \
-        "import sys, delt_engine, delt_engine.cli; print('streamlit' in sys.modules)"
+    code = "import sys, delt_engine, delt_engine.cli; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_no_streamlit_import_in_engine_source():
-    offenders = [p for p in (ROOT / "delt_engine").rglob("*.py")
-                 if "import streamlit" in p.read_text() or "from streamlit" in p.read_text()]
+    offenders = [
+        p
+        for p in (ROOT / "delt_engine").rglob("*.py")
+        if "import streamlit" in p.read_text() or "from streamlit" in p.read_text()
+    ]
     assert offenders == []
 
 
@@ -51,9 +53,25 @@ def wheel(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=skip_in_copy)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--disable-pip-version-check", "-q", "-w", str(tmp / "dist"), str(src)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     (path,) = (tmp / "dist").glob("delt_studio-*.whl")
     return path
@@ -68,9 +86,13 @@ def test_wheel_holds_the_engine_the_app_and_nothing_else(wheel):
             assert module.relative_to(ROOT).as_posix() in names
     assert "delt_engine/py.typed" in names
     # the app as package data of delt_studio_app, so `delt app` finds it from any directory
-    for part in ["app.py", *(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py")),
-                 *(p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").glob("*.py")),
-                 "assets/logo.svg", ".streamlit/config.toml"]:
+    for part in [
+        "app.py",
+        *(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py")),
+        *(p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").glob("*.py")),
+        "assets/logo.svg",
+        ".streamlit/config.toml",
+    ]:
         assert f"delt_studio_app/{part}" in names
     top = {n.split("/")[0] for n in names}
     assert top == {"delt_engine", "delt_studio_app", f"delt_studio-{delt_engine.__version__}.dist-info"}
@@ -115,8 +137,14 @@ def test_lock_files_satisfy_the_package_ranges():
 
 def test_module_entry_point_version_from_any_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "delt_engine", "--version"], cwd=tmp_path, capture_output=True,
-                         text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"delt-studio {delt_engine.__version__}"
 
@@ -128,8 +156,10 @@ def test_unpacked_wheel_runs_from_any_directory_and_finds_its_app(wheel, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(site)}
     work = tmp_path / "elsewhere"
     work.mkdir()
-    code = ("import delt_engine, sys; from delt_engine.cli.app import app_command; "
-            "cmd, folder = app_command(8599, []); print(delt_engine.__file__); print(folder); print(' '.join(cmd))")
+    code = (
+        "import delt_engine, sys; from delt_engine.cli.app import app_command; "
+        "cmd, folder = app_command(8599, []); print(delt_engine.__file__); print(folder); print(' '.join(cmd))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     engine, folder, command = out.stdout.strip().splitlines()
@@ -137,8 +167,14 @@ def test_unpacked_wheel_runs_from_any_directory_and_finds_its_app(wheel, tmp_pat
     assert f"run {site / 'delt_studio_app' / 'app.py'}" in command
     assert "--server.address=localhost" in command and "--server.port=8599" in command
     assert "--client.toolbarMode=minimal" in command  # the app's .streamlit/config.toml, as flags
-    version = subprocess.run([sys.executable, "-m", "delt_engine", "--version"], cwd=work, capture_output=True,
-                             text=True, env=env, timeout=60)
+    version = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "--version"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert version.stdout.strip() == f"delt-studio {delt_engine.__version__}"
 
 

@@ -45,14 +45,30 @@ def scored_corpus(root: Path, dataset: str, frame: pl.DataFrame, job) -> Path:
 def orderings(methods: list[str], layers: int, descending: bool, window: int) -> list[OrderConfig]:
     """One ordering per chosen method, with the Organize page's knobs: L for the layered orderings, the
     "sorting descending" box for sorting, the window shuffle for every ordering but shuffle itself."""
-    return [OrderConfig(m, layers=int(layers) if "layers" in ORDERINGS[m].params else 3,
-                        descending=bool(descending) and m == "sorting",
-                        window=int(window) if window and m != "shuffle" else None) for m in methods]
+    return [
+        OrderConfig(
+            m,
+            layers=int(layers) if "layers" in ORDERINGS[m].params else 3,
+            descending=bool(descending) and m == "sorting",
+            window=int(window) if window and m != "shuffle" else None,
+        )
+        for m in methods
+    ]
 
 
-def build_spec(name: str, corpus: Path, scoring, targets: dict, selection: dict | None, orders: list[OrderConfig],
-               n_seeds: int, train: dict, first_seed: int = 0, dedup: dict | None = None,
-               group_by: str | None = None) -> dict:
+def build_spec(
+    name: str,
+    corpus: Path,
+    scoring,
+    targets: dict,
+    selection: dict | None,
+    orders: list[OrderConfig],
+    n_seeds: int,
+    train: dict,
+    first_seed: int = 0,
+    dedup: dict | None = None,
+    group_by: str | None = None,
+) -> dict:
     """A comparison spec (``experiments.spec.parse_spec`` input) for the app's choices: every arm gets the
     same selection and duplicate removal (set on Organize) and its own ordering; ``group_by``: the
     metadata column every run is also evaluated by (None for none).
@@ -63,13 +79,24 @@ def build_spec(name: str, corpus: Path, scoring, targets: dict, selection: dict 
     train = dict(train)
     if "steps" in train or "tokens" in train:
         train["epochs"] = None
-    return {"name": name, "corpus": str(corpus), "target": targets.get("target"),
-            "benchmark": targets.get("benchmark"),
-            "scorer": {"score_field": "score", "direction": scoring.direction, "scores_job": scoring.id,
-                       "scorer_method": scoring.method},
-            "selection": selection, "dedup": dedup, "orderings": [o.to_dict() for o in orders],
-            "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))), "train": train,
-            "group_by": group_by}
+    return {
+        "name": name,
+        "corpus": str(corpus),
+        "target": targets.get("target"),
+        "benchmark": targets.get("benchmark"),
+        "scorer": {
+            "score_field": "score",
+            "direction": scoring.direction,
+            "scores_job": scoring.id,
+            "scorer_method": scoring.method,
+        },
+        "selection": selection,
+        "dedup": dedup,
+        "orderings": [o.to_dict() for o in orders],
+        "seeds": list(range(int(first_seed), int(first_seed) + int(n_seeds))),
+        "train": train,
+        "group_by": group_by,
+    }
 
 
 @dataclass
@@ -155,8 +182,12 @@ def start(spec: dict, root: Path) -> str:
         _prepare_and_launch(spec, root, token, reg, jobs.submit_run)
     else:
         manager = jobs.manager()  # fetched here, in the script thread, and handed to the worker
-        threading.Thread(target=_prepare_and_launch, daemon=True, name=f"delt-prepare-{token}",
-                         args=(spec, root, token, reg, lambda run_dir: manager.submit(run_dir, "train"))).start()
+        threading.Thread(
+            target=_prepare_and_launch,
+            daemon=True,
+            name=f"delt-prepare-{token}",
+            args=(spec, root, token, reg, lambda run_dir: manager.submit(run_dir, "train")),
+        ).start()
     return token
 
 

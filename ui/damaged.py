@@ -60,8 +60,9 @@ def find(root: Path, kinds: tuple[str, ...] = tuple(FOLDERS)) -> list[Damaged]:
     if "comparison" in kinds:
         from delt_engine.workspace.layout import Workspace
 
-        comparisons = {c["id"]: c["damaged"] for c in Workspace(root).list_comparisons(include_damaged=True)
-                       if c.get("damaged")}
+        comparisons = {
+            c["id"]: c["damaged"] for c in Workspace(root).list_comparisons(include_damaged=True) if c.get("damaged")
+        }
     for kind in kinds:
         for folder in _entries(root, kind):
             problem = None

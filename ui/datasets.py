@@ -10,18 +10,43 @@ import polars as pl
 import streamlit as st
 
 from delt_engine.workspace import datasets as engine
-from delt_engine.workspace.datasets import (DEMO, check_name, imported_names, manifest, names, save_import,
-                                            save_upload, set_eval_file)
+from delt_engine.workspace.datasets import (
+    DEMO,
+    check_name,
+    imported_names,
+    manifest,
+    names,
+    save_import,
+    save_upload,
+    set_eval_file,
+)
 
 from . import state
 
-__all__ = ["DEMO", "TARGET_HELP", "check_name", "corpus_path", "demo_folder", "eval_paths", "imported_names", "load",
-           "manifest", "names", "save_import", "save_upload", "set_eval_file", "word_counts", "category_columns",
-           "group_labels"]
+__all__ = [
+    "DEMO",
+    "TARGET_HELP",
+    "check_name",
+    "corpus_path",
+    "demo_folder",
+    "eval_paths",
+    "imported_names",
+    "load",
+    "manifest",
+    "names",
+    "save_import",
+    "save_upload",
+    "set_eval_file",
+    "word_counts",
+    "category_columns",
+    "group_labels",
+]
 
 # How a user gives an imported dataset its own target set (the Data page's control), for messages elsewhere.
-TARGET_HELP = ("give this dataset a target set on the Data page: open \"Target set and benchmark for this "
-               "dataset\", enter the file, choose \"Use as: target\" and press Set")
+TARGET_HELP = (
+    'give this dataset a target set on the Data page: open "Target set and benchmark for this '
+    'dataset", enter the file, choose "Use as: target" and press Set'
+)
 
 
 @st.cache_resource(show_spinner="Generating the demo corpus…", max_entries=4)
@@ -73,8 +98,9 @@ def category_columns(frame: pl.DataFrame, max_values: int = 12) -> list[str]:
     for col, dtype in frame.schema.items():
         if col in ("id", "text"):
             continue
-        if dtype == pl.Boolean or (dtype in (pl.Utf8, pl.Categorical, pl.Int64, pl.Int32) and
-                                   frame[col].n_unique() <= max_values):
+        if dtype == pl.Boolean or (
+            dtype in (pl.Utf8, pl.Categorical, pl.Int64, pl.Int32) and frame[col].n_unique() <= max_values
+        ):
             out.append(col)
     return out
 

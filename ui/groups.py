@@ -4,8 +4,8 @@ turned into figure inputs (``figures.Makeup``, ``figures.Band`` per group)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -17,13 +17,15 @@ from . import datasets, figures
 
 NONE = "(none)"
 DEFAULT_MIN_DOCS = 5  # RunConfig.group_min_docs (the engine's default; a test keeps them equal)
-POOLING = (f"Groups with fewer than {DEFAULT_MIN_DOCS} held-out documents are pooled as \"{OTHER}\" (the "
-           "demo's validation documents are clean, so its noise kinds appear only in the training stream).")
+POOLING = (
+    f'Groups with fewer than {DEFAULT_MIN_DOCS} held-out documents are pooled as "{OTHER}" (the '
+    "demo's validation documents are clean, so its noise kinds appear only in the training stream)."
+)
 CHOICE_DATASET = "group_choice_dataset"  # app state: {widget key: the dataset its group column was chosen for}
 
 
 def options(frame: pl.DataFrame) -> list[str]:
-    """"(none)" and the dataset's metadata columns with few enough values to group by (20 at most)."""
+    """ "(none)" and the dataset's metadata columns with few enough values to group by (20 at most)."""
     return [NONE] + [c for c in datasets.category_columns(frame, max_values=20) if "." not in c]
 
 
@@ -34,8 +36,13 @@ def ensure_choice(key: str, choices: list[str], dataset: str, preferred: str | N
     chosen = st.session_state.setdefault(CHOICE_DATASET, {})
     if chosen.get(key) == dataset and st.session_state.get(key) in choices:
         return
-    default = preferred if preferred in choices and preferred != NONE else \
-        "kind" if dataset == datasets.DEMO and "kind" in choices else NONE
+    default = (
+        preferred
+        if preferred in choices and preferred != NONE
+        else "kind"
+        if dataset == datasets.DEMO and "kind" in choices
+        else NONE
+    )
     st.session_state[key] = default
     chosen[key] = dataset
 
@@ -46,6 +53,7 @@ def column(value: str | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------- make-ups
+
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _arm_makeups(runs: tuple[tuple[str, str], ...], _steps: tuple) -> dict[str, pl.DataFrame]:
@@ -66,8 +74,12 @@ def run_makeups(runs: Sequence[tuple[str, Path]]) -> dict[str, pl.DataFrame]:
 def tokens_of_step(curves: pl.DataFrame, arm: str):
     """step -> tokens seen by then, for ``arm``: the mean over its runs of the tokens recorded at each
     step, interpolated linearly between records (0 tokens at step 0)."""
-    pts = (curves.filter((pl.col("arm") == arm) & pl.col("tokens").is_not_null() & pl.col("step").is_not_null())
-           .group_by("step").agg(pl.col("tokens").cast(pl.Float64).mean()).sort("step"))
+    pts = (
+        curves.filter((pl.col("arm") == arm) & pl.col("tokens").is_not_null() & pl.col("step").is_not_null())
+        .group_by("step")
+        .agg(pl.col("tokens").cast(pl.Float64).mean())
+        .sort("step")
+    )
     steps = np.concatenate([[0.0], pts["step"].cast(pl.Float64).to_numpy()])
     tokens = np.concatenate([[0.0], pts["tokens"].to_numpy()])
     # beyond the last record (a run still going): extend at the last rate
@@ -86,6 +98,7 @@ def figure_makeups(makeups: dict[str, pl.DataFrame], x_of_step=None) -> dict[str
 
 # ----------------------------------------------------------------------------- group losses
 
+
 def band_panels(bands: pl.DataFrame, x: str = "step") -> dict[str, list[figures.Band]]:
     """``forgetting.group_bands`` as {group: [Band per arm]} (missing band edges drawn at the mean)."""
     panels: dict[str, list[figures.Band]] = {}
@@ -93,9 +106,16 @@ def band_panels(bands: pl.DataFrame, x: str = "step") -> dict[str, list[figures.
         part = bands.filter(pl.col("group") == group)
         for (arm,), rows in part.group_by(["arm"], maintain_order=True):
             rows = rows.sort(x)
-            panels.setdefault(group, []).append(figures.Band(
-                arm, rows[x].to_list(), rows["mean"].to_list(), rows["lower"].fill_null(rows["mean"]).to_list(),
-                rows["upper"].fill_null(rows["mean"]).to_list(), n=int(rows["n"].max())))
+            panels.setdefault(group, []).append(
+                figures.Band(
+                    arm,
+                    rows[x].to_list(),
+                    rows["mean"].to_list(),
+                    rows["lower"].fill_null(rows["mean"]).to_list(),
+                    rows["upper"].fill_null(rows["mean"]).to_list(),
+                    n=int(rows["n"].max()),
+                )
+            )
     return panels
 
 
@@ -118,6 +138,7 @@ def run_panels(runs: Sequence[tuple[str, list[dict]]], key: str = "group_loss") 
 
 def forgetting_table(entries: list[dict], set_name: str) -> pl.DataFrame:
     """The forgetting entries of one held-out set as the page shows them (rounded, Δ with interval)."""
+
     def num(v, fmt=".3f"):
         return "-" if v is None else format(v, fmt)
 
@@ -125,11 +146,23 @@ def forgetting_table(entries: list[dict], set_name: str) -> pl.DataFrame:
     for e in entries:
         if e["set"] != set_name:
             continue
-        delta = "-" if e["rise_delta"] is None else f"{e['rise_delta']:+.3f}" + (
-            "" if e["rise_delta_low"] is None else f" ({e['rise_delta_low']:+.3f} .. {e['rise_delta_high']:+.3f})")
+        delta = (
+            "-"
+            if e["rise_delta"] is None
+            else f"{e['rise_delta']:+.3f}"
+            + ("" if e["rise_delta_low"] is None else f" ({e['rise_delta_low']:+.3f} .. {e['rise_delta_high']:+.3f})")
+        )
         final = "-" if e["final_delta"] is None else f"{e['final_delta']:+.3f}"
-        rows.append({"arm": e["arm"], "group": e["group"], "seeds": e["n_seeds"], "lowest loss": num(e["min_loss"]),
-                     "final loss": num(e["final_loss"]), "rise": num(e["rise"]) + (
-                         "" if e["rise_ci"] is None else f" ± {e['rise_ci']:.3f}"),
-                     "Δ rise vs baseline": delta, "Δ final vs baseline": final})
+        rows.append(
+            {
+                "arm": e["arm"],
+                "group": e["group"],
+                "seeds": e["n_seeds"],
+                "lowest loss": num(e["min_loss"]),
+                "final loss": num(e["final_loss"]),
+                "rise": num(e["rise"]) + ("" if e["rise_ci"] is None else f" ± {e['rise_ci']:.3f}"),
+                "Δ rise vs baseline": delta,
+                "Δ final vs baseline": final,
+            }
+        )
     return pl.DataFrame(rows)

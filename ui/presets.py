@@ -34,10 +34,19 @@ def app_spec(preset: dict, dataset: str, columns: list[str], corpus: Path, scori
     spec = {k: preset[k] for k in KEPT if k in preset}
     if spec.get("group_by") and spec["group_by"] not in columns:
         spec["group_by"] = None  # an imported dataset without the demo's column: evaluate without groups
-    return {**spec, "name": f"{preset['name']}-{dataset}", "corpus": str(corpus), "target": targets.get("target"),
-            "benchmark": targets.get("benchmark"),
-            "scorer": {"score_field": "score", "direction": scoring.direction, "scores_job": scoring.id,
-                       "scorer_method": scoring.method}}
+    return {
+        **spec,
+        "name": f"{preset['name']}-{dataset}",
+        "corpus": str(corpus),
+        "target": targets.get("target"),
+        "benchmark": targets.get("benchmark"),
+        "scorer": {
+            "score_field": "score",
+            "direction": scoring.direction,
+            "scores_job": scoring.id,
+            "scorer_method": scoring.method,
+        },
+    }
 
 
 def panel(page: str, frame, done: dict) -> None:
@@ -49,13 +58,21 @@ def panel(page: str, frame, done: dict) -> None:
             c1, c2 = st.columns([5, 1])
             c1.markdown(f"**{md(preset['name'])}**: {md(preset.get('description', ''))}")
             ready = method in done
-            if c2.button("Launch", key=f"{page}.preset.{stem}", disabled=not ready,
-                         help=None if ready else f"score this dataset with {method} first (Score page)"):
+            if c2.button(
+                "Launch",
+                key=f"{page}.preset.{stem}",
+                disabled=not ready,
+                help=None if ready else f"score this dataset with {method} first (Score page)",
+            ):
                 _launch(preset, dataset, frame, done[method], root)
         missing = {p.get("scorer", {}).get("method", "lqs") for p in load_presets().values()} - set(done)
         if missing:
-            st.caption(md(f"The presets organise by {', '.join(sorted(missing))} scores: run that scorer on the Score "
-                          "page first (the default LQS takes about a minute and a half on a 2-core CPU)."))
+            st.caption(
+                md(
+                    f"The presets organise by {', '.join(sorted(missing))} scores: run that scorer on the Score "
+                    "page first (the default LQS takes about a minute and a half on a 2-core CPU)."
+                )
+            )
 
 
 def _launch(preset: dict, dataset: str, frame, scoring, root: Path) -> None:

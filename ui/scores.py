@@ -36,12 +36,12 @@ def dataset_with_scores(root: Path, name: str) -> tuple[pl.DataFrame, dict[str, 
     return frame, latest_done(list_scorings(root, datasets.corpus_path(root, name)))
 
 
-def dataset_with_scores_or_explain(root: Path, name: str,
-                                   unscored: str) -> tuple[pl.DataFrame, dict[str, Scoring]] | None:
+def dataset_with_scores_or_explain(
+    root: Path, name: str, unscored: str
+) -> tuple[pl.DataFrame, dict[str, Scoring]] | None:
     """``dataset_with_scores`` for a page: None after showing the error when the dataset cannot be
     loaded; when nothing is scored yet, shows ``unscored`` with a link to Score (and the scores are {})."""
     from delt_engine.errors import DeltError
-
     from ui import damaged
     from ui.safe import md
 

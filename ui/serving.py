@@ -66,14 +66,22 @@ def _refusal() -> None:
     bound = address()
     where = f"address {bound}" if bound else "every network interface (server.address is not set)"
     st.title("DELT Studio is not serving this address")
-    st.error(md(f"This server listens on {where}, which other machines can reach. DELT Studio refuses to "
-                "serve there: it is a single-user tool with no authentication."))
-    st.markdown("Anyone who can reach the port could:\n"
-                "- read any file this server can read, through the **Local path** inputs (Data and Score);\n"
-                "- launch scoring and training jobs on this machine's CPUs and GPUs, and cancel yours;\n"
-                "- delete entries of the workspace.")
+    st.error(
+        md(
+            f"This server listens on {where}, which other machines can reach. DELT Studio refuses to "
+            "serve there: it is a single-user tool with no authentication."
+        )
+    )
+    st.markdown(
+        "Anyone who can reach the port could:\n"
+        "- read any file this server can read, through the **Local path** inputs (Data and Score);\n"
+        "- launch scoring and training jobs on this machine's CPUs and GPUs, and cancel yours;\n"
+        "- delete entries of the workspace."
+    )
     st.markdown("**To use it on this machine only** (the default), start it with one of:")
     st.code("./studio.sh app\nstreamlit run app.py --server.address localhost", language="bash")
-    st.markdown("**To serve it to the network anyway** (a private network you trust, or behind a proxy that "
-                f"authenticates), set `{ALLOW_ENV}=1` in the server's environment:")
+    st.markdown(
+        "**To serve it to the network anyway** (a private network you trust, or behind a proxy that "
+        f"authenticates), set `{ALLOW_ENV}=1` in the server's environment:"
+    )
     st.code(f"{ALLOW_ENV}=1 streamlit run app.py --server.address 0.0.0.0", language="bash")

@@ -45,5 +45,7 @@ def render() -> None:
         st.caption(f"Device: **{device_name()}**")
         job_summary(root)
         if not serving.is_loopback(serving.address()):  # only with DELT_ALLOW_REMOTE=1 (else app.py refused)
-            st.warning(f"Served to the network ({serving.ALLOW_ENV}=1): no authentication; anyone who reaches "
-                       "this port can read files through the path inputs and launch jobs.")
+            st.warning(
+                f"Served to the network ({serving.ALLOW_ENV}=1): no authentication; anyone who reaches "
+                "this port can read files through the path inputs and launch jobs."
+            )

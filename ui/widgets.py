@@ -12,14 +12,19 @@ from . import jobs, sidebar, state
 from .safe import md
 
 # Material icons ship with Streamlit (emoji fonts may be missing on a headless server).
-STATE_ICONS = {"queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
-               "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
-               "cancelled": ":orange[:material/cancel:]", "created": ":gray[:material/radio_button_unchecked:]",
-               DAMAGED_STATE: ":red[:material/report:]"}
+STATE_ICONS = {
+    "queued": ":gray[:material/schedule:]",
+    "running": ":blue[:material/play_circle:]",
+    "done": ":green[:material/check_circle:]",
+    "failed": ":red[:material/error:]",
+    "cancelled": ":orange[:material/cancel:]",
+    "created": ":gray[:material/radio_button_unchecked:]",
+    DAMAGED_STATE: ":red[:material/report:]",
+}
 
 
 def device_kind() -> str:
-    """"cpu", "cuda" or "mps" (for estimates)."""
+    """ "cpu", "cuda" or "mps" (for estimates)."""
     name = sidebar.device_name()
     return name.split(" ")[0]
 
@@ -32,8 +37,7 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
     state_ = status.get("state", "created")
     c1, c2, c3 = st.columns([3, 5, 1])
     gpu = status.get("gpu")  # set when jobs are spread over several GPUs
-    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}"
-                + (f" · GPU {md(gpu)}" if gpu else ""))
+    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}" + (f" · GPU {md(gpu)}" if gpu else ""))
     if state_ == DAMAGED_STATE:  # the page's damaged-entries panel offers to delete it
         c2.error(md(status.get("error") or f"{job_dir}: unreadable status file"))
         return

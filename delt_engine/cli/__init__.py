@@ -20,10 +20,10 @@ DEFAULT_PROG = "python -m delt_engine"
 
 def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     """The whole CLI: one sub-command per ``register`` of ``COMMAND_MODULES``."""
-    parser = argparse.ArgumentParser(prog=prog,
-                                     description="DELT Studio engine: score, select, order, train, compare.")
-    parser.add_argument("--version", action="version", version=f"delt-studio {__version__}",
-                        help="print the installed version and exit")
+    parser = argparse.ArgumentParser(prog=prog, description="DELT Studio engine: score, select, order, train, compare.")
+    parser.add_argument(
+        "--version", action="version", version=f"delt-studio {__version__}", help="print the installed version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(sub)
@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None, prog: str = DEFAULT_PROG) -> int:
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
-        print(f"error: a file this command read is not UTF-8 text ({exc.reason} at byte offset {exc.start}); "
-              "re-save it as UTF-8", file=sys.stderr)
+        print(
+            f"error: a file this command read is not UTF-8 text ({exc.reason} at byte offset {exc.start}); "
+            "re-save it as UTF-8",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -29,15 +29,29 @@ def register(subparsers) -> None:
     """Add the app command to the top-level CLI."""
     from . import help_text
 
-    p = subparsers.add_parser("app", help="launch the DELT Studio app (Streamlit) on localhost",
-                              description=help_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "app",
+        help="launch the DELT Studio app (Streamlit) on localhost",
+        description=help_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
-    p.add_argument("--workspace", metavar="DIR",
-                   help="workspace folder (default: $DELT_WORKSPACE, else ./workspace of the current directory)")
-    p.add_argument("--print-command", action="store_true",
-                   help="print the streamlit command (and the app folder) instead of running it")
-    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, metavar="...",
-                   help="after --: more options for `streamlit run`, e.g. -- --server.headless false")
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="workspace folder (default: $DELT_WORKSPACE, else ./workspace of the current directory)",
+    )
+    p.add_argument(
+        "--print-command",
+        action="store_true",
+        help="print the streamlit command (and the app folder) instead of running it",
+    )
+    p.add_argument(
+        "streamlit_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="after --: more options for `streamlit run`, e.g. -- --server.headless false",
+    )
     p.set_defaults(func=cmd_app)
 
 
@@ -55,8 +69,10 @@ def app_dir() -> Path:
     for location in (spec.submodule_search_locations or []) if spec else []:
         if (Path(location) / "app.py").is_file():
             return Path(location)
-    raise ConfigError("the app's files are not installed with this engine; reinstall with "
-                      "pip install 'delt-studio[app]' (or run `streamlit run app.py` in a source checkout)")
+    raise ConfigError(
+        "the app's files are not installed with this engine; reinstall with "
+        "pip install 'delt-studio[app]' (or run `streamlit run app.py` in a source checkout)"
+    )
 
 
 def streamlit_options(folder: Path) -> list[str]:
@@ -81,8 +97,17 @@ def app_command(port: int, extra: list[str]) -> tuple[list[str], Path]:
     """The `python -m streamlit run` command line for the app, and the app folder."""
     folder = app_dir()
     extra = extra[1:] if extra[:1] == ["--"] else extra
-    command = [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), *streamlit_options(folder),
-               "--server.address=localhost", f"--server.port={port}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(folder / "app.py"),
+        *streamlit_options(folder),
+        "--server.address=localhost",
+        f"--server.port={port}",
+        *extra,
+    ]
     return command, folder
 
 
@@ -99,8 +124,11 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ConfigError("the app needs Streamlit and Plotly: pip install 'delt-studio[app]'")
     if args.workspace:
         os.environ["DELT_WORKSPACE"] = str(Path(args.workspace).expanduser().resolve())
-    print(f"DELT Studio on http://localhost:{args.port} (workspace "
-          f"{os.environ.get('DELT_WORKSPACE') or Path('workspace').resolve()}); Ctrl+C stops it", file=sys.stderr)
+    print(
+        f"DELT Studio on http://localhost:{args.port} (workspace "
+        f"{os.environ.get('DELT_WORKSPACE') or Path('workspace').resolve()}); Ctrl+C stops it",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     sys.stdout.flush()
     os.execv(sys.executable, command)

@@ -1,8 +1,8 @@
 """``compare``: prepare a comparison (arms x seeds), launch its runs through the job manager, wait, report.
 
-    python -m delt_engine compare --demo --workspace ws
-    python -m delt_engine compare --spec spec.json --max-concurrent 2 --no-wait
-    python -m delt_engine compare --spec spec.json --prepare-only      # one train command per run, nothing trained
+python -m delt_engine compare --demo --workspace ws
+python -m delt_engine compare --spec spec.json --max-concurrent 2 --no-wait
+python -m delt_engine compare --spec spec.json --prepare-only      # one train command per run, nothing trained
 """
 
 from __future__ import annotations
@@ -20,27 +20,44 @@ from .report import print_report
 
 
 def register(subparsers) -> None:
-    cmp = subparsers.add_parser("compare", help="train one run per ordering x seed and compare them",
-                                description="Prepare a comparison (score, select, order once), launch its runs "
-                                            "through the job manager, wait, and print the table and verdicts.")
+    cmp = subparsers.add_parser(
+        "compare",
+        help="train one run per ordering x seed and compare them",
+        description="Prepare a comparison (score, select, order once), launch its runs "
+        "through the job manager, wait, and print the table and verdicts.",
+    )
     src = cmp.add_mutually_exclusive_group(required=True)
     src.add_argument("--spec", help="comparison spec JSON (corpus, scorer, selection, orderings, seeds, train)")
     src.add_argument("--demo", action="store_true", help="the demo: shuffle vs sorting vs folding L=3, 3 seeds")
     workspace_arg(cmp)
-    cmp.add_argument("--max-concurrent", type=int, default=None,
-                     help="runs at once (default: one per GPU when there are several, else 1)")
+    cmp.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="runs at once (default: one per GPU when there are several, else 1)",
+    )
     cmp.add_argument("--no-wait", action="store_true", help="return after launching; runs continue in the background")
-    cmp.add_argument("--prepare-only", action="store_true",
-                     help="prepare everything (scores, arms' ordered files, tokenizer, held-out sets, manifest), train "
-                          "nothing, and print one train command per run (to submit to any scheduler)")
+    cmp.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="prepare everything (scores, arms' ordered files, tokenizer, held-out sets, manifest), train "
+        "nothing, and print one train command per run (to submit to any scheduler)",
+    )
     cmp.add_argument("--seeds", help="override the spec's seeds, e.g. 0,1,2")
-    cmp.add_argument("--scorer", help="override the spec's scoring method, e.g. lqs (the demo uses length: "
-                                      "LQS on the demo corpus takes minutes on a 2-core CPU)")
-    cmp.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a train field (JSON value), e.g. --train steps=200 --train device=cpu")
+    cmp.add_argument(
+        "--scorer",
+        help="override the spec's scoring method, e.g. lqs (the demo uses length: "
+        "LQS on the demo corpus takes minutes on a 2-core CPU)",
+    )
+    cmp.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train field (JSON value), e.g. --train steps=200 --train device=cpu",
+    )
     cmp.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     cmp.set_defaults(func=cmd_compare)
-
 
 
 def cmd_compare(args) -> int:
@@ -58,14 +75,17 @@ def cmd_compare(args) -> int:
     def on_progress(p):
         if p.phase == "prepare":
             progress(p)
+
     try:
         comparison = prepare_comparison(spec, ws, on_progress=on_progress)
     finally:
         progress.close()
     arms = ", ".join(comparison.manifest["arms"])
-    print(f"comparison {comparison.id}: {len(comparison.run_dirs)} runs ({arms}; seeds "
-          f"{comparison.manifest['seeds']}) in {ws.root}; prepared in {time.perf_counter() - start:.1f} s",
-          file=sys.stderr)
+    print(
+        f"comparison {comparison.id}: {len(comparison.run_dirs)} runs ({arms}; seeds "
+        f"{comparison.manifest['seeds']}) in {ws.root}; prepared in {time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+    )
     if args.prepare_only:
         for run_dir in comparison.run_dirs:
             print(f"{sys.executable} -m delt_engine train --run-dir {run_dir}")
@@ -73,8 +93,10 @@ def cmd_compare(args) -> int:
         return 0
     if args.no_wait:
         pid = _spawn_launcher(ws, comparison.id, args.max_concurrent)
-        print(f"launched in the background (launcher pid {pid}); follow with "
-              f"`python -m delt_engine runs list --workspace {ws.root} --comparison {comparison.id}`")
+        print(
+            f"launched in the background (launcher pid {pid}); follow with "
+            f"`python -m delt_engine runs list --workspace {ws.root} --comparison {comparison.id}`"
+        )
         print(comparison.id)
         return 0
     ok = launch_and_wait(comparison.run_dirs, args.max_concurrent)
@@ -83,8 +105,8 @@ def cmd_compare(args) -> int:
 
 
 def _apply_overrides(spec, args):
-    from ..experiments.spec import parse_spec
     from ..errors import ConfigError
+    from ..experiments.spec import parse_spec
 
     raw = spec.to_dict()
     if args.scorer:
@@ -114,11 +136,25 @@ def _spawn_launcher(ws, comparison_id: str, max_concurrent: int | None) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "delt_engine", "runs", "launch", "--workspace", str(ws.root),
-                                 "--comparison", comparison_id]
-                                + ([] if max_concurrent is None else ["--max-concurrent", str(max_concurrent)]),
-                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "delt_engine",
+                "runs",
+                "launch",
+                "--workspace",
+                str(ws.root),
+                "--comparison",
+                comparison_id,
+            ]
+            + ([] if max_concurrent is None else ["--max-concurrent", str(max_concurrent)]),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
     return proc.pid
 
 
@@ -134,8 +170,10 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
 
     def on_tick(statuses):
         states = [s.get("state", "?") for s in statuses.values()]
-        done = sum(1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
-                   for d, s in statuses.items())
+        done = sum(
+            1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
+            for d, s in statuses.items()
+        )
         counts = " ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states))
         bar.update("runs", float(done), len(run_dirs), counts)
 
@@ -144,8 +182,9 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
         statuses = manager.wait(run_dirs, on_tick=on_tick)
     except KeyboardInterrupt:
         bar.close()
-        print("interrupted: cancelling the runs (use --no-wait to keep runs going without this terminal)",
-              file=sys.stderr)
+        print(
+            "interrupted: cancelling the runs (use --no-wait to keep runs going without this terminal)", file=sys.stderr
+        )
         manager.cancel_all()
         manager.wait(run_dirs, timeout=manager.grace_s + 30)
         raise

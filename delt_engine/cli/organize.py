@@ -25,58 +25,100 @@ ORDER_METHODS = tuple(ORDERINGS)
 def register(subparsers) -> None:
     """Add the organize commands (dedup, select, order) to the top-level CLI."""
     dedup = subparsers.add_parser(
-        "dedup", help="drop exact or near duplicates, keeping the first of each in corpus order",
+        "dedup",
+        help="drop exact or near duplicates, keeping the first of each in corpus order",
         description="Drop records whose text repeats an earlier one: exact (after lower-casing and collapsing "
-                    "whitespace) or near (MinHash estimate of word n-gram Jaccard similarity >= threshold).")
+        "whitespace) or near (MinHash estimate of word n-gram Jaccard similarity >= threshold).",
+    )
     _io_arguments(dedup, scored=False)
     dedup.add_argument("--mode", required=True, choices=("exact", "near"), help="what counts as a duplicate")
-    dedup.add_argument("--threshold", type=float, default=0.7, metavar="J",
-                       help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7)")
+    dedup.add_argument(
+        "--threshold",
+        type=float,
+        default=0.7,
+        metavar="J",
+        help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7)",
+    )
     dedup.add_argument("--ngram", type=int, default=5, metavar="N", help="near: words per shingle (default 5)")
     dedup.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: text)")
     dedup.set_defaults(func=cmd_dedup)
 
     sel = subparsers.add_parser(
-        "select", help=f"keep the best-scored samples ({', '.join(SELECT_METHODS)}), in their original order",
-        description="Keep the best-scored records of a scored file, in their original order (DELT selection).")
+        "select",
+        help=f"keep the best-scored samples ({', '.join(SELECT_METHODS)}), in their original order",
+        description="Keep the best-scored records of a scored file, in their original order (DELT selection).",
+    )
     _io_arguments(sel)
     sel.add_argument("--method", required=True, choices=SELECT_METHODS, help="selection method")
     sel.add_argument("--k", type=int, default=None, metavar="N", help="top-k: how many samples to keep")
-    sel.add_argument("--ratio", type=float, default=None, metavar="R",
-                     help="top-r: share to keep, in (0, 1]; keeps floor(R * N)")
-    sel.add_argument("--threshold", type=float, default=None, metavar="T",
-                     help="threshold: keep score > T (score < T with --lower-is-better)")
+    sel.add_argument(
+        "--ratio", type=float, default=None, metavar="R", help="top-r: share to keep, in (0, 1]; keeps floor(R * N)"
+    )
+    sel.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="threshold: keep score > T (score < T with --lower-is-better)",
+    )
     side = sel.add_mutually_exclusive_group()
-    side.add_argument("--lower-is-better", dest="higher_is_better", action="store_const", const=False,
-                      help="keep the lowest scores (e.g. perplexity, where higher = harder); default: the direction "
-                           "the scored file records, else higher is better")
-    side.add_argument("--higher-is-better", dest="higher_is_better", action="store_const", const=True,
-                      help="keep the highest scores, whatever the file records")
+    side.add_argument(
+        "--lower-is-better",
+        dest="higher_is_better",
+        action="store_const",
+        const=False,
+        help="keep the lowest scores (e.g. perplexity, where higher = harder); default: the direction "
+        "the scored file records, else higher is better",
+    )
+    side.add_argument(
+        "--higher-is-better",
+        dest="higher_is_better",
+        action="store_const",
+        const=True,
+        help="keep the highest scores, whatever the file records",
+    )
     sel.set_defaults(func=cmd_select, higher_is_better=None)
 
     order = subparsers.add_parser(
-        "order", help=f"put samples in training order ({', '.join(ORDER_METHODS)})",
+        "order",
+        help=f"put samples in training order ({', '.join(ORDER_METHODS)})",
         description="Reorder the records of a scored file for training (DELT ordering); adds position "
-                    "and layer fields.")
+        "and layer fields.",
+    )
     _io_arguments(order)
-    order.add_argument("--method", required=True, choices=ORDER_METHODS,
-                       help="ordering method; beyond the paper: " + ", ".join(
-                           m for m, info in ORDERINGS.items() if info.source != "paper"))
+    order.add_argument(
+        "--method",
+        required=True,
+        choices=ORDER_METHODS,
+        help="ordering method; beyond the paper: "
+        + ", ".join(m for m, info in ORDERINGS.items() if info.source != "paper"),
+    )
     order.add_argument("--layers", type=int, default=3, metavar="L", help=f"layers of {'/'.join(LAYERED)} (default: 3)")
     order.add_argument("--descending", action="store_true", help="sort (or fold) by descending score")
-    order.add_argument("--window", type=int, default=None, metavar="W",
-                       help="then shuffle within blocks of W positions (beyond the paper)")
+    order.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        metavar="W",
+        help="then shuffle within blocks of W positions (beyond the paper)",
+    )
     order.add_argument("--seed", type=int, default=0, metavar="S", help="seed for shuffle and --window (default: 0)")
     order.set_defaults(func=cmd_order)
 
 
 def _io_arguments(parser: argparse.ArgumentParser, scored: bool = True) -> None:
-    parser.add_argument("--input", required=True, type=Path, metavar="FILE",
-                        help=f"{'scored ' if scored else ''}records, .jsonl or .parquet")
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help=f"{'scored ' if scored else ''}records, .jsonl or .parquet",
+    )
     parser.add_argument("--output", required=True, type=Path, metavar="OUT", help="output file, .jsonl or .parquet")
     if scored:
-        parser.add_argument("--score-field", default="score", metavar="NAME",
-                            help="field holding the score (default: score)")
+        parser.add_argument(
+            "--score-field", default="score", metavar="NAME", help="field holding the score (default: score)"
+        )
 
 
 def _read_input(args: argparse.Namespace, action: str | None = None):
@@ -88,8 +130,9 @@ def _read_input(args: argparse.Namespace, action: str | None = None):
 
     records_format(args.output)  # a wrong output suffix fails before any work
     if args.output.is_dir():
-        raise DataError(f"{args.output}: is an existing folder, not a file; choose another --output file name, "
-                        "or remove the folder")
+        raise DataError(
+            f"{args.output}: is an existing folder, not a file; choose another --output file name, or remove the folder"
+        )
     if args.input.exists() and args.output.exists() and args.input.resolve() == args.output.resolve():
         raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
     frame = read_records(args.input)
@@ -107,8 +150,11 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     options = {"threshold": args.threshold, "ngram": args.ngram} if args.mode == "near" else {}
     kept, result = drop_duplicates(frame, args.mode, text_field=args.text_field, **options)
     write_records(kept, args.output, score_meta=_carried_meta(_read_meta(args.input)))
-    print(f"dropped {result.n_dropped} of {frame.height} records as {args.mode} duplicates of earlier ones, "
-          f"kept {kept.height}; wrote {args.output}", file=sys.stderr)
+    print(
+        f"dropped {result.n_dropped} of {frame.height} records as {args.mode} duplicates of earlier ones, "
+        f"kept {kept.height}; wrote {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -120,8 +166,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     frame = _read_input(args, action="select")
     meta = _read_meta(args.input)
     higher, why = _direction(args, meta)
-    options = dict(k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field,
-                   higher_is_better=higher)
+    options = dict(
+        k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field, higher_is_better=higher
+    )
     kept = select(frame, args.method, **options)
     summary = summarize_selection(frame, args.method, **options)
     write_records(kept, args.output, score_meta=_carried_meta(meta))
@@ -137,8 +184,15 @@ def cmd_order(args: argparse.Namespace) -> int:
     from ..organize.ordering import LAYERED, order
 
     frame = _read_input(args, action="order")
-    ordered = order(frame, args.method, layers=args.layers, descending=args.descending, window=args.window,
-                    seed=args.seed, score_field=args.score_field)
+    ordered = order(
+        frame,
+        args.method,
+        layers=args.layers,
+        descending=args.descending,
+        window=args.window,
+        seed=args.seed,
+        score_field=args.score_field,
+    )
     meta = _read_meta(args.input)
     write_records(ordered, args.output, score_meta=_carried_meta(meta))
     label = args.method
@@ -150,12 +204,12 @@ def cmd_order(args: argparse.Namespace) -> int:
         label += " descending"
     if args.window and args.window > 1:
         label += f", window shuffle W={args.window} seed={args.seed}"
-    print(f"ordered {ordered.height} samples by {label}{_first_end(args, meta)}; wrote {args.output}",
-          file=sys.stderr)
+    print(f"ordered {ordered.height} samples by {label}{_first_end(args, meta)}; wrote {args.output}", file=sys.stderr)
     return 0
 
 
 # ----------------------------------------------------------------------------- score direction
+
 
 def _read_meta(path: Path) -> dict | None:
     from ..data.corpus import read_score_meta
@@ -184,8 +238,11 @@ def _score_name(args, meta: dict | None) -> str:
 def _direction(args, meta: dict | None) -> tuple[bool, str]:
     """Whether higher is better for ``select``, and why (for the message)."""
     recorded = _recorded_direction(args, meta)
-    stale = "" if recorded is None or meta.get("matches_file", True) else \
-        f"; note: {args.input} changed after its scores were recorded, check that this still holds"
+    stale = (
+        ""
+        if recorded is None or meta.get("matches_file", True)
+        else f"; note: {args.input} changed after its scores were recorded, check that this still holds"
+    )
     if args.higher_is_better is not None:
         flag = "--higher-is-better" if args.higher_is_better else "--lower-is-better"
         if recorded is not None and (recorded == "higher_better") != args.higher_is_better:
@@ -195,13 +252,16 @@ def _direction(args, meta: dict | None) -> tuple[bool, str]:
     if recorded is not None:
         side = "higher" if recorded == "higher_better" else "lower"
         return recorded == "higher_better", f"{side} = better for this scorer{stale}"
-    why = f"no direction recorded for {args.score_field!r} in {args.input}" if meta is not None \
+    why = (
+        f"no direction recorded for {args.score_field!r} in {args.input}"
+        if meta is not None
         else f"no direction recorded in {args.input}"
+    )
     return True, f"{why}: higher = better assumed; pass --lower-is-better for scores like perplexity"
 
 
 def _first_end(args, meta: dict | None) -> str:
-    """"; lowest perplexity scores first (lower = better for this scorer)" for the order message."""
+    """ "; lowest perplexity scores first (lower = better for this scorer)" for the order message."""
     if args.method == "shuffle":
         return ""
     recorded = _recorded_direction(args, meta)

@@ -30,7 +30,7 @@ def log_interval() -> float:
 
 
 def format_seconds(seconds: float) -> str:
-    """"42s", "3m05s", "1h02m"."""
+    """ "42s", "3m05s", "1h02m"."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -53,8 +53,15 @@ class ProgressLog:
         bar_options: extra tqdm arguments for the bars (e.g. bar_format, mininterval).
     """
 
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None, interactive: bool | None = None,
-                 interval_s: float | None = None, unit: str = "", **bar_options):
+    def __init__(
+        self,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interactive: bool | None = None,
+        interval_s: float | None = None,
+        unit: str = "",
+        **bar_options,
+    ):
         self.enabled, self._stream, self.unit, self.bar_options = enabled, stream, unit, bar_options
         self.interactive = interactive
         self.interval_s = log_interval() if interval_s is None else interval_s

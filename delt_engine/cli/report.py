@@ -48,8 +48,10 @@ def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
         print(f"{set_name} loss by {column} (mean over seeds at each evaluation step)")
         print(_group_loss_table(forgetting.group_bands(curves, set_name, level=summary["level"])))
         print()
-        print(f"forgetting on the {set_name} set by {column}: lowest loss reached, final loss, rise = final - lowest "
-              f"(means over seeds); Δ rise: paired over seeds against {summary['baseline']}")
+        print(
+            f"forgetting on the {set_name} set by {column}: lowest loss reached, final loss, rise = final - lowest "
+            f"(means over seeds); Δ rise: paired over seeds against {summary['baseline']}"
+        )
         print(forgetting.format_forgetting(entries, set_name, summary["level"]))
     from ..errors import DeltError
 
@@ -60,9 +62,11 @@ def _print_groups(ws, manifest: dict, curves, summary: dict) -> None:
         makeups = {}
     if makeups:
         print()
-        print(f"stream make-up: share of the documents of each {_group_column(manifest)} in every window of steps "
-              "between two evaluations, and the window's mean score (an arm with one ordering per seed: mean "
-              "over seeds)")
+        print(
+            f"stream make-up: share of the documents of each {_group_column(manifest)} in every window of steps "
+            "between two evaluations, and the window's mean score (an arm with one ordering per seed: mean "
+            "over seeds)"
+        )
     for arm, makeup in makeups.items():
         print(f"{arm}:")
         print(_makeup_text(makeup))
@@ -102,8 +106,10 @@ def _makeup_text(makeup) -> str:
     table = makeup_table(makeup)
     groups = [c for c in table.columns if c not in ("start_step", "end_step", "mean_score")]
     header = ["steps", "mean score"] + groups
-    rows = [[f"{r['start_step']}-{r['end_step']}", fmt(r["mean_score"])] + [f"{r[g]:.0%}" for g in groups]
-            for r in table.iter_rows(named=True)]
+    rows = [
+        [f"{r['start_step']}-{r['end_step']}", fmt(r["mean_score"])] + [f"{r[g]:.0%}" for g in groups]
+        for r in table.iter_rows(named=True)
+    ]
     return text_table(header, rows)
 
 
@@ -113,12 +119,16 @@ def _print_verdicts(summary: dict) -> None:
 
     verdicts = summary["verdicts"]
     if not verdicts:
-        print(f"no verdicts: they need an arm besides {summary['baseline']} and one of "
-              f"{', '.join(metrics.VERDICT_METRICS)} recorded")
+        print(
+            f"no verdicts: they need an arm besides {summary['baseline']} and one of "
+            f"{', '.join(metrics.VERDICT_METRICS)} recorded"
+        )
         return
     n_tests = sum(v.p is not None for v in verdicts)
-    print(f"verdicts vs {summary['baseline']}: paired t-test over seeds, p Holm-adjusted across {n_tests} "
-          f"test{'s' if n_tests != 1 else ''} (arms x metrics), better/worse when adjusted p < {summary['alpha']}")
+    print(
+        f"verdicts vs {summary['baseline']}: paired t-test over seeds, p Holm-adjusted across {n_tests} "
+        f"test{'s' if n_tests != 1 else ''} (arms x metrics), better/worse when adjusted p < {summary['alpha']}"
+    )
     print(format_verdicts(verdicts))
     print()
     for verdict in verdicts:

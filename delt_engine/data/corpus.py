@@ -24,11 +24,22 @@ from typing import Any
 
 import polars as pl
 
-from .formats import (DEFAULT_MAX_DECOMPRESSED_BYTES, FILE_FORMATS, FORMATS, MAX_DECOMPRESSED_ENV, RawTable,
-                             decompression_cap, detect_format, ensure_utf8, missing_source_error, read_jsonl,
-                             read_parquet, read_source)
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_bytes, write_json
+from .formats import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    FILE_FORMATS,
+    FORMATS,
+    MAX_DECOMPRESSED_ENV,
+    RawTable,
+    decompression_cap,
+    detect_format,
+    ensure_utf8,
+    missing_source_error,
+    read_jsonl,
+    read_parquet,
+    read_source,
+)
 
 RECORD_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 SCORE_META_KEY = "delt.score"  # Parquet key-value metadata key of a scored file
@@ -85,11 +96,21 @@ class LoadedCorpus:
     report: LoadReport
 
 
-def load_corpus(source: str | Path, text_field: str = "text", id_field: str | None = None,
-                fmt: str | None = None, skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
-                dedup: bool = False, split: str = "train", text_mode: str = "lines",
-                max_decompressed_bytes: int | str | None = None, name: str | None = None,
-                streaming: bool = False, limit: int | None = None) -> LoadedCorpus:
+def load_corpus(
+    source: str | Path,
+    text_field: str = "text",
+    id_field: str | None = None,
+    fmt: str | None = None,
+    skip_bad_lines: bool = False,
+    replace_invalid_utf8: bool = False,
+    dedup: bool = False,
+    split: str = "train",
+    text_mode: str = "lines",
+    max_decompressed_bytes: int | str | None = None,
+    name: str | None = None,
+    streaming: bool = False,
+    limit: int | None = None,
+) -> LoadedCorpus:
     """Load a training corpus into a frame with ``id`` (Utf8) first, ``text`` next, then metadata.
 
     Args:
@@ -128,9 +149,20 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
     if max_decompressed_bytes is not None:
         decompression_cap(max_decompressed_bytes)  # a bad value fails now, whatever the format
     fmt = fmt or detect_format(source)
-    raw = read_source(source, fmt, text_field=text_field, id_field=id_field, skip_bad_lines=skip_bad_lines,
-                      replace_invalid_utf8=replace_invalid_utf8, split=split, text_mode=text_mode,
-                      max_decompressed_bytes=max_decompressed_bytes, name=name, streaming=streaming, limit=limit)
+    raw = read_source(
+        source,
+        fmt,
+        text_field=text_field,
+        id_field=id_field,
+        skip_bad_lines=skip_bad_lines,
+        replace_invalid_utf8=replace_invalid_utf8,
+        split=split,
+        text_mode=text_mode,
+        max_decompressed_bytes=max_decompressed_bytes,
+        name=name,
+        streaming=streaming,
+        limit=limit,
+    )
     if limit is not None and raw.frame.height > limit:
         raw.frame = raw.frame.head(limit)
     where = str(source)
@@ -143,15 +175,27 @@ def load_corpus(source: str | Path, text_field: str = "text", id_field: str | No
     n_read = frame.height
     frame, n_empty, n_dups = _drop_empty_and_duplicates(frame, dedup)
     if frame.height == 0:
-        raise DataError(f"{where}: no documents left ({n_read} read, {n_empty} empty, {n_dups} duplicates, "
-                        f"{raw.n_bad_lines_skipped} bad lines skipped); check the file and --text-field")
+        raise DataError(
+            f"{where}: no documents left ({n_read} read, {n_empty} empty, {n_dups} duplicates, "
+            f"{raw.n_bad_lines_skipped} bad lines skipped); check the file and --text-field"
+        )
     if id_field is not None:
         _check_unique_ids(frame, id_field, where)
     report = LoadReport(
-        source=where, format=fmt, n_read=n_read, n_kept=frame.height, n_empty_dropped=n_empty,
-        n_duplicates_dropped=n_dups, n_bad_lines_skipped=raw.n_bad_lines_skipped,
-        bad_line_numbers=tuple(raw.bad_line_numbers), n_invalid_utf8_replaced=raw.n_invalid_utf8_replaced,
-        content_hash=corpus_hash(frame), text_field=text_field, id_field=id_field, notes=tuple(notes))
+        source=where,
+        format=fmt,
+        n_read=n_read,
+        n_kept=frame.height,
+        n_empty_dropped=n_empty,
+        n_duplicates_dropped=n_dups,
+        n_bad_lines_skipped=raw.n_bad_lines_skipped,
+        bad_line_numbers=tuple(raw.bad_line_numbers),
+        n_invalid_utf8_replaced=raw.n_invalid_utf8_replaced,
+        content_hash=corpus_hash(frame),
+        text_field=text_field,
+        id_field=id_field,
+        notes=tuple(notes),
+    )
     return LoadedCorpus(frame, report)
 
 
@@ -188,8 +232,9 @@ def _check_args(text_field: str, id_field: str | None, fmt: str | None) -> None:
         raise ConfigError(f"unknown corpus format '{fmt}'; use one of {', '.join(FORMATS)} (or leave it unset)")
 
 
-def _normalise(raw: RawTable, text_field: str, id_field: str | None,
-               where: str) -> tuple[pl.DataFrame, list[str], str | None]:
+def _normalise(
+    raw: RawTable, text_field: str, id_field: str | None, where: str
+) -> tuple[pl.DataFrame, list[str], str | None]:
     """Put ``id`` and ``text`` first and keep every other column as metadata.
 
     Returns the frame, notes for the report, and the field the ids came from (None: row numbers).
@@ -235,8 +280,9 @@ def _free_name(name: str, taken: list[str]) -> str:
 def _require_column(frame: pl.DataFrame, name: str, where: str, option: str, role: str) -> None:
     if name not in frame.columns:
         available = ", ".join(f"'{c}'" for c in frame.columns) or "none"
-        raise DataError(f"{where}: no {role} field '{name}'; available fields: {available}; "
-                        f"name the right one with {option}")
+        raise DataError(
+            f"{where}: no {role} field '{name}'; available fields: {available}; name the right one with {option}"
+        )
 
 
 def _text_column(raw: RawTable, name: str, where: str) -> pl.Series:
@@ -247,8 +293,10 @@ def _text_column(raw: RawTable, name: str, where: str) -> pl.Series:
     if col.dtype not in (pl.String, pl.Null):
         row = int(col.is_not_null().arg_true()[0]) if col.is_not_null().any() else 0
         value = repr(col[row])[:60]
-        raise DataError(f"{where}: field '{name}' holds {col.dtype} values, not text ({raw.row_label(row)}: "
-                        f"{value}); pick the text column with --text-field")
+        raise DataError(
+            f"{where}: field '{name}' holds {col.dtype} values, not text ({raw.row_label(row)}: "
+            f"{value}); pick the text column with --text-field"
+        )
     _forbid_nulls(col, raw, where, name, "remove that record or give it a text")
     return col.cast(pl.String)
 
@@ -274,8 +322,10 @@ def _check_unique_ids(frame: pl.DataFrame, id_field: str, where: str) -> None:
     if repeated.len():
         shown = ", ".join(repr(v) for v in repeated.head(5).to_list())
         more = f" and {repeated.len() - 5} more" if repeated.len() > 5 else ""
-        raise DataError(f"{where}: id field '{id_field}' has duplicate ids: {shown}{more}; ids must be unique: "
-                        f"fix them, or leave id_field unset to number documents by row")
+        raise DataError(
+            f"{where}: id field '{id_field}' has duplicate ids: {shown}{more}; ids must be unique: "
+            f"fix them, or leave id_field unset to number documents by row"
+        )
 
 
 def row_ids(n: int) -> pl.Series:
@@ -291,9 +341,18 @@ def corpus_hash(frame: pl.DataFrame) -> str:
     The hashed bytes are, for each row, ``f"{len(id)}:{id}{len(text)}:{text}"`` in UTF-8 with
     lengths in bytes, so no two different corpora produce the same byte stream.
     """
-    pieces = frame.select(pl.concat_str([
-        pl.col("id").str.len_bytes().cast(pl.String), pl.lit(":"), pl.col("id"),
-        pl.col("text").str.len_bytes().cast(pl.String), pl.lit(":"), pl.col("text")]).alias("piece"))
+    pieces = frame.select(
+        pl.concat_str(
+            [
+                pl.col("id").str.len_bytes().cast(pl.String),
+                pl.lit(":"),
+                pl.col("id"),
+                pl.col("text").str.len_bytes().cast(pl.String),
+                pl.lit(":"),
+                pl.col("text"),
+            ]
+        ).alias("piece")
+    )
     digest = hashlib.sha256()
     for start in range(0, frame.height, HASH_CHUNK_ROWS):  # chunks bound the size of the joined string
         joined = pieces.slice(start, HASH_CHUNK_ROWS).get_column("piece").str.join("").item()
@@ -302,7 +361,7 @@ def corpus_hash(frame: pl.DataFrame) -> str:
 
 
 def records_format(path: str | Path) -> str:
-    """"jsonl" or "parquet" from a records file's suffix; DataError for anything else."""
+    """ "jsonl" or "parquet" from a records file's suffix; DataError for anything else."""
     suffix = Path(path).suffix.lower()
     if suffix not in RECORD_SUFFIXES:
         raise DataError(f"{path}: records files must end in .jsonl or .parquet (got '{suffix or 'no suffix'}')")
@@ -355,8 +414,16 @@ def write_records(frame: pl.DataFrame, path: str | Path, score_meta: dict | None
     atomic_write_bytes(path, data)
     sidecar = score_meta_path(path)
     if score_meta:
-        write_json(sidecar, {"format": SCORE_META_FORMAT, "file": Path(path).name, "n_records": frame.height,
-                             "sha256": hashlib.sha256(data).hexdigest(), "score": score_meta})
+        write_json(
+            sidecar,
+            {
+                "format": SCORE_META_FORMAT,
+                "file": Path(path).name,
+                "n_records": frame.height,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "score": score_meta,
+            },
+        )
     elif sidecar.is_file():
         sidecar.unlink()
 
@@ -409,9 +476,24 @@ def _parse_score_meta(text: str, where: str, key: str | None = None) -> dict:
     return value
 
 
-__all__ = ["DEFAULT_MAX_DECOMPRESSED_BYTES", "FILE_FORMATS", "FORMATS", "MAX_DECOMPRESSED_ENV", "LoadReport",
-           "LoadedCorpus", "SCORE_META_KEY", "corpus_hash", "detect_format", "load_corpus", "read_records",
-           "read_score_meta", "records_format", "row_ids", "score_meta_path", "write_records"]
+__all__ = [
+    "DEFAULT_MAX_DECOMPRESSED_BYTES",
+    "FILE_FORMATS",
+    "FORMATS",
+    "MAX_DECOMPRESSED_ENV",
+    "LoadReport",
+    "LoadedCorpus",
+    "SCORE_META_KEY",
+    "corpus_hash",
+    "detect_format",
+    "load_corpus",
+    "read_records",
+    "read_score_meta",
+    "records_format",
+    "row_ids",
+    "score_meta_path",
+    "write_records",
+]
 
 
 MISSING = "(missing)"  # the group label of a missing metadata value

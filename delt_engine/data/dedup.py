@@ -12,8 +12,9 @@ The ``near`` machinery (stable hashes, MinHash, LSH, the exact check) is in ``mi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,7 +22,6 @@ import polars as pl
 from ..errors import ConfigError
 
 MODES = ("exact", "near")
-
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,14 @@ def normalize(text: str) -> str:
     return " ".join(low.split())
 
 
-def find_duplicates(texts: Sequence[str], mode: str = "exact", threshold: float = 0.7, ngram: int = 5,
-                    num_perm: int = 128, seed: int = 0) -> DedupResult:
+def find_duplicates(
+    texts: Sequence[str],
+    mode: str = "exact",
+    threshold: float = 0.7,
+    ngram: int = 5,
+    num_perm: int = 128,
+    seed: int = 0,
+) -> DedupResult:
     """Mark every document that repeats an earlier one (see the module docstring for the two modes).
 
     Args:
@@ -74,8 +80,9 @@ def find_duplicates(texts: Sequence[str], mode: str = "exact", threshold: float 
     return DedupResult(of >= 0, of, mode)
 
 
-def drop_duplicates(frame: pl.DataFrame, mode: str = "exact", text_field: str = "text",
-                    **options) -> tuple[pl.DataFrame, DedupResult]:
+def drop_duplicates(
+    frame: pl.DataFrame, mode: str = "exact", text_field: str = "text", **options
+) -> tuple[pl.DataFrame, DedupResult]:
     """``frame`` without the documents that repeat an earlier one (order kept), and what was found."""
     if text_field not in frame.columns:
         raise ConfigError(f"no text column {text_field!r} to deduplicate (columns: {', '.join(frame.columns)})")
@@ -96,8 +103,6 @@ def _check(mode, threshold, ngram, num_perm, seed) -> None:
         raise ConfigError(f"dedup seed={seed!r} must be a whole number >= 0")
 
 
-
-
 @dataclass(frozen=True)
 class DedupConfig:
     """A duplicate removal as comparison specs write it: ``{"mode": "exact"}`` or ``{"mode": "near",
@@ -113,10 +118,12 @@ class DedupConfig:
         _check(self.mode, self.threshold, self.ngram, self.num_perm, self.seed)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "DedupConfig":
+    def from_dict(cls, data: Any) -> DedupConfig:
         if not isinstance(data, dict) or data.get("mode") not in MODES:
-            raise ConfigError(f"dedup {data!r} needs a 'mode' in {', '.join(MODES)} (e.g. {{\"mode\": \"exact\"}}), "
-                              "or null to keep duplicates")
+            raise ConfigError(
+                f'dedup {data!r} needs a \'mode\' in {", ".join(MODES)} (e.g. {{"mode": "exact"}}), '
+                "or null to keep duplicates"
+            )
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
@@ -135,6 +142,9 @@ class DedupConfig:
         return "exact duplicates" if self.mode == "exact" else f"near duplicates (Jaccard >= {self.threshold:g})"
 
     def apply(self, frame: pl.DataFrame, text_field: str = "text") -> tuple[pl.DataFrame, DedupResult]:
-        options = {} if self.mode == "exact" else {"threshold": self.threshold, "ngram": self.ngram,
-                                                  "num_perm": self.num_perm, "seed": self.seed}
+        options = (
+            {}
+            if self.mode == "exact"
+            else {"threshold": self.threshold, "ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed}
+        )
         return drop_duplicates(frame, self.mode, text_field=text_field, **options)

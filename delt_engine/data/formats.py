@@ -18,21 +18,29 @@ import csv
 import errno
 import gzip
 import io
+import json
 import os
 import re
 import zlib
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
 from ..errors import ConfigError, DataError
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt", "hf-disk", "hf")
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-                  ".parquet": "parquet", ".txt": "txt"}
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
 FILE_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt")
 GZIP_SUFFIX = ".gz"  # any text format may be gzip-compressed: corpus.jsonl.gz, data.csv.gz, ...
 TEXT_MODES = ("lines", "paragraphs")
@@ -44,8 +52,22 @@ JSON_BLANK = " \t\r"  # JSON whitespace that may pad a line (\n is the separator
 MAX_DECOMPRESSED_ENV = "DELT_MAX_DECOMPRESSED_BYTES"
 DEFAULT_MAX_DECOMPRESSED_BYTES = 1_000_000_000  # 1 GB
 READ_CHUNK = 1 << 20  # bytes decompressed per step
-SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
-              "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "T": 10**12,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 # A Hugging Face Hub dataset id: owner/name, each part starting with a letter or digit, one slash.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 # A split with an optional row slice that a stream can serve: train, train[:1000], train[100:200]
@@ -89,17 +111,21 @@ def detect_format(source: str | Path) -> str:
     if suffix == GZIP_SUFFIX:
         inner = Path(path.name[: -len(GZIP_SUFFIX)]).suffix.lower()
         if SUFFIX_FORMATS.get(inner, "parquet") == "parquet":
-            raise DataError(f"{path}: cannot tell what is compressed from the name; name it like corpus.jsonl.gz "
-                            f"(jsonl, json, csv, tsv or txt inside; Parquet files compress themselves)")
+            raise DataError(
+                f"{path}: cannot tell what is compressed from the name; name it like corpus.jsonl.gz "
+                f"(jsonl, json, csv, tsv or txt inside; Parquet files compress themselves)"
+            )
         suffix = inner
     if suffix in SUFFIX_FORMATS:
         if not path.exists():
             raise missing_source_error(path)
         return SUFFIX_FORMATS[suffix]
     if path.exists():
-        raise DataError(f"{path}: cannot tell the format from the suffix '{suffix}'; name the file "
-                        f"with one of {', '.join(SUFFIX_FORMATS)} or pass the format "
-                        f"(--format {'|'.join(FORMATS)})")
+        raise DataError(
+            f"{path}: cannot tell the format from the suffix '{suffix}'; name the file "
+            f"with one of {', '.join(SUFFIX_FORMATS)} or pass the format "
+            f"(--format {'|'.join(FORMATS)})"
+        )
     if looks_like_hub_id(source):
         return "hf"
     raise missing_source_error(path)
@@ -137,28 +163,44 @@ def missing_source_error(path: Path) -> DataError:
     link, a part of the path that is a file, a folder, or a path that does not exist."""
     code = _stat_errno(path)
     if code is None and os.path.isdir(path):
-        return DataError(f"{path}: is a folder, not a file; give the file itself (a dataset folder needs "
-                         f"--format hf-disk or hf)")
+        return DataError(
+            f"{path}: is a folder, not a file; give the file itself (a dataset folder needs --format hf-disk or hf)"
+        )
     if code == errno.ELOOP:
-        return DataError(f"{path}: symbolic link loop (too many levels of symbolic links); a link in this path "
-                         f"points back to itself: fix or remove the link")
+        return DataError(
+            f"{path}: symbolic link loop (too many levels of symbolic links); a link in this path "
+            f"points back to itself: fix or remove the link"
+        )
     if os.path.islink(path):
-        return DataError(f"{path}: broken symbolic link to {os.readlink(path)} (the target does not exist); "
-                         f"fix the link or give the file itself")
+        return DataError(
+            f"{path}: broken symbolic link to {os.readlink(path)} (the target does not exist); "
+            f"fix the link or give the file itself"
+        )
     if code == errno.ENOTDIR:
         return DataError(f"{path}: a part of this path is a file, not a folder; check the path")
     if code in (errno.EACCES, errno.EPERM):
         return DataError(f"{path}: permission denied; make the file readable or copy it somewhere readable")
     hint = "" if os.path.isabs(path) else f" (relative to {Path.cwd()})"
-    return DataError(f"{path}: file not found{hint}; check the path (a Hugging Face Hub dataset id looks "
-                     f"like owner/name)")
+    return DataError(
+        f"{path}: file not found{hint}; check the path (a Hugging Face Hub dataset id looks like owner/name)"
+    )
 
 
-def read_source(source: str | Path, fmt: str, *, text_field: str = "text", id_field: str | None = None,
-                skip_bad_lines: bool = False, replace_invalid_utf8: bool = False,
-                split: str = "train", text_mode: str = "lines",
-                max_decompressed_bytes: int | str | None = None, name: str | None = None,
-                streaming: bool = False, limit: int | None = None) -> RawTable:
+def read_source(
+    source: str | Path,
+    fmt: str,
+    *,
+    text_field: str = "text",
+    id_field: str | None = None,
+    skip_bad_lines: bool = False,
+    replace_invalid_utf8: bool = False,
+    split: str = "train",
+    text_mode: str = "lines",
+    max_decompressed_bytes: int | str | None = None,
+    name: str | None = None,
+    streaming: bool = False,
+    limit: int | None = None,
+) -> RawTable:
     """Read ``source`` in format ``fmt`` into a RawTable (see the module docstring).
 
     ``max_decompressed_bytes`` caps what a ``.gz`` file may expand to (see ``decompression_cap``).
@@ -217,8 +259,9 @@ def read_bytes(path: Path, max_decompressed_bytes: int | str | None = None) -> t
                     if out.tell() > cap:
                         raise _over_cap_error(path, cap)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: not a complete gzip file ({exc}); re-compress it, or drop the .gz suffix "
-                            "if it is plain text") from None
+            raise DataError(
+                f"{path}: not a complete gzip file ({exc}); re-compress it, or drop the .gz suffix if it is plain text"
+            ) from None
     return out.getvalue(), f"{path} (decompressed)"
 
 
@@ -251,8 +294,9 @@ def parse_size(value: int | str, where: str) -> int:
         match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", str(value))
         unit = match.group(2).upper() if match else None
         if unit not in SIZE_UNITS:
-            raise ConfigError(f"{where}: {value!r} is not a size; give bytes or a number with a unit, "
-                              f"e.g. 2000000000, 2GB or 4GiB")
+            raise ConfigError(
+                f"{where}: {value!r} is not a size; give bytes or a number with a unit, e.g. 2000000000, 2GB or 4GiB"
+            )
         number = int(float(match.group(1)) * SIZE_UNITS[unit])
     if number < 1:
         raise ConfigError(f"{where}: the size must be at least 1 byte, got {value!r}")
@@ -268,10 +312,12 @@ def format_size(n_bytes: int) -> str:
 
 
 def _over_cap_error(path: Path, cap: int) -> DataError:
-    return DataError(f"{path}: decompresses to more than {format_size(cap)} ({cap:,} bytes), the cap on "
-                     f"decompressed input that guards against gzip bombs; if the file is genuine, raise the cap: "
-                     f"set {MAX_DECOMPRESSED_ENV} (e.g. {MAX_DECOMPRESSED_ENV}=8GB) or pass "
-                     f"--max-decompressed-bytes (max_decompressed_bytes=), or convert the corpus to Parquet")
+    return DataError(
+        f"{path}: decompresses to more than {format_size(cap)} ({cap:,} bytes), the cap on "
+        f"decompressed input that guards against gzip bombs; if the file is genuine, raise the cap: "
+        f"set {MAX_DECOMPRESSED_ENV} (e.g. {MAX_DECOMPRESSED_ENV}=8GB) or pass "
+        f"--max-decompressed-bytes (max_decompressed_bytes=), or convert the corpus to Parquet"
+    )
 
 
 def ensure_utf8(path: Path | str, raw: bytes, replace: bool) -> tuple[bytes, int]:
@@ -287,9 +333,11 @@ def ensure_utf8(path: Path | str, raw: bytes, replace: bool) -> tuple[bytes, int
         if not replace:
             offset = start + exc.start
             line = raw.count(b"\n", 0, offset) + 1
-            raise DataError(f"{path}: invalid UTF-8 at byte offset {offset} (line {line}): "
-                            f"{exc.reason}; re-save the file as UTF-8, or pass replace_invalid_utf8=True "
-                            f"(--replace-invalid-utf8) to replace bad bytes with U+FFFD") from None
+            raise DataError(
+                f"{path}: invalid UTF-8 at byte offset {offset} (line {line}): "
+                f"{exc.reason}; re-save the file as UTF-8, or pass replace_invalid_utf8=True "
+                f"(--replace-invalid-utf8) to replace bad bytes with U+FFFD"
+            ) from None
     text = raw[start:].decode("utf-8", errors="replace")
     # Each invalid sequence becomes one U+FFFD; U+FFFD already in the file does not count.
     n_replaced = text.count("\ufffd") - raw.count("\ufffd".encode())
@@ -307,8 +355,9 @@ def json_kind(value: Any) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def read_jsonl(path: Path, data: bytes, skip_bad_lines: bool = False,
-               string_fields: tuple[str | None, ...] = ()) -> RawTable:
+def read_jsonl(
+    path: Path, data: bytes, skip_bad_lines: bool = False, string_fields: tuple[str | None, ...] = ()
+) -> RawTable:
     """Read JSON Lines (one object per line; blank lines are ignored).
 
     Args:
@@ -324,8 +373,12 @@ def read_jsonl(path: Path, data: bytes, skip_bad_lines: bool = False,
     if frame is not None:
         return RawTable(frame, _nonblank_line_labeller(data))
     records, numbers, bad = _jsonl_slow(path, data, skip_bad_lines, string_fields)
-    return RawTable(records_to_frame(records), lambda i: f"line {numbers[i]}",
-                    n_bad_lines_skipped=len(bad), bad_line_numbers=bad[:MAX_LISTED])
+    return RawTable(
+        records_to_frame(records),
+        lambda i: f"line {numbers[i]}",
+        n_bad_lines_skipped=len(bad),
+        bad_line_numbers=bad[:MAX_LISTED],
+    )
 
 
 def _jsonl_fast(data: bytes, string_fields: tuple[str | None, ...]) -> pl.DataFrame | None:
@@ -367,11 +420,13 @@ def _nonblank_line_labeller(data: bytes) -> Callable[[int], str]:
             blank = JSON_BLANK.encode()
             numbers.extend(n for n, line in enumerate(data.split(b"\n"), 1) if line.strip(blank))
         return f"line {numbers[row]}"
+
     return label
 
 
-def _jsonl_slow(path: Path, data: bytes, skip_bad_lines: bool,
-                string_fields: tuple[str | None, ...]) -> tuple[list[dict], list[int], list[int]]:
+def _jsonl_slow(
+    path: Path, data: bytes, skip_bad_lines: bool, string_fields: tuple[str | None, ...]
+) -> tuple[list[dict], list[int], list[int]]:
     """Line-by-line parse; returns (records, their line numbers, skipped bad line numbers)."""
     records, numbers, bad = [], [], []
     for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
@@ -384,8 +439,10 @@ def _jsonl_slow(path: Path, data: bytes, skip_bad_lines: bool,
             problem = f"is not valid JSON ({exc.msg} at column {exc.colno})"
         if problem is not None:
             if not skip_bad_lines:
-                raise DataError(f"{path}: line {number} {problem}; each line must hold one JSON object: "
-                                f"fix that line, or pass skip_bad_lines=True (--skip-bad-lines) to skip such lines")
+                raise DataError(
+                    f"{path}: line {number} {problem}; each line must hold one JSON object: "
+                    f"fix that line, or pass skip_bad_lines=True (--skip-bad-lines) to skip such lines"
+                )
             bad.append(number)
             continue
         check_string_fields(record, string_fields, f"{path}: line {number}")
@@ -401,8 +458,10 @@ def check_string_fields(record: dict, string_fields: tuple[str | None, ...], whe
         if value is not None and not isinstance(value, str):
             shown = json.dumps(value, ensure_ascii=False)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise DataError(f"{where}: field '{name}' is a JSON {json_kind(value)} ({shown}), not a string; "
-                            f"store the text as a string, or pick another field with --text-field")
+            raise DataError(
+                f"{where}: field '{name}' is a JSON {json_kind(value)} ({shown}), not a string; "
+                f"store the text as a string, or pick another field with --text-field"
+            )
 
 
 def records_to_frame(records: list[dict]) -> pl.DataFrame:
@@ -434,12 +493,17 @@ def read_json_array(path: Path, data: bytes, string_fields: tuple[str | None, ..
     try:
         value = json.loads(data)
     except json.JSONDecodeError as exc:
-        hint = ("; it looks like JSON Lines (one object per line): rename it to .jsonl or pass --format jsonl"
-                if exc.msg == "Extra data" else "; fix the file")
+        hint = (
+            "; it looks like JSON Lines (one object per line): rename it to .jsonl or pass --format jsonl"
+            if exc.msg == "Extra data"
+            else "; fix the file"
+        )
         raise DataError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}){hint}") from None
     if not isinstance(value, list):
-        raise DataError(f"{path}: expected a JSON array of objects ([{{...}}, ...]), found a JSON "
-                        f"{json_kind(value)}; for one object per line use a .jsonl file")
+        raise DataError(
+            f"{path}: expected a JSON array of objects ([{{...}}, ...]), found a JSON "
+            f"{json_kind(value)}; for one object per line use a .jsonl file"
+        )
     for index, record in enumerate(value, start=1):
         if not isinstance(record, dict):
             raise DataError(f"{path}: record {index} of the array is a JSON {json_kind(record)}, not an object")
@@ -447,8 +511,9 @@ def read_json_array(path: Path, data: bytes, string_fields: tuple[str | None, ..
     return RawTable(records_to_frame(value), lambda i: f"record {i + 1}")
 
 
-def read_csv(path: Path, data: bytes, text_field: str = "text", id_field: str | None = None,
-             separator: str = ",") -> RawTable:
+def read_csv(
+    path: Path, data: bytes, text_field: str = "text", id_field: str | None = None, separator: str = ","
+) -> RawTable:
     """Read a CSV (or, with ``separator="\\t"``, TSV) file with a header row; rows are labelled
     "row N" (1-based, header not counted).
 
@@ -457,10 +522,13 @@ def read_csv(path: Path, data: bytes, text_field: str = "text", id_field: str | 
     """
     overrides = {name: pl.String for name in (text_field, id_field) if name}
     try:
-        frame = pl.read_csv(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=10000,
-                            separator=separator)
+        frame = pl.read_csv(
+            io.BytesIO(data), schema_overrides=overrides, infer_schema_length=10000, separator=separator
+        )
     except pl.exceptions.NoDataError:
-        raise DataError(f"{path}: the file is empty; a CSV corpus needs a header row and one row per document") from None
+        raise DataError(
+            f"{path}: the file is empty; a CSV corpus needs a header row and one row per document"
+        ) from None
     except pl.exceptions.PolarsError:
         frame = _read_csv_as_text(path, data, separator)
     if text_field in frame.columns and frame.schema[text_field] == pl.String:
@@ -521,8 +589,10 @@ def _check_hf_options(fmt: str, name: str | None, streaming: bool, limit: int | 
         raise ConfigError(f"limit={limit!r} must be a positive number of rows (--limit N)")
     if fmt != "hf" and (name is not None or streaming):
         given = " and ".join(o for o, v in (("a config name (--subset)", name), ("--streaming", streaming)) if v)
-        raise ConfigError(f"{given} applies to datasets loaded with datasets.load_dataset (a Hub id or a dataset "
-                          f"folder), not to {fmt} input; drop it (--limit N keeps the first N rows of any input)")
+        raise ConfigError(
+            f"{given} applies to datasets loaded with datasets.load_dataset (a Hub id or a dataset "
+            f"folder), not to {fmt} input; drop it (--limit N keeps the first N rows of any input)"
+        )
 
 
 def read_hf_disk(path: Path, split: str) -> RawTable:
@@ -542,16 +612,19 @@ def read_hf_disk(path: Path, split: str) -> RawTable:
     try:
         instructions = datasets.ReadInstruction.from_spec(split).to_absolute({n: len(d) for n, d in loaded.items()})
     except (ValueError, AssertionError) as exc:
-        raise DataError(f"{path}: split {split!r} does not fit this dataset ({exc}); available splits: "
-                        f"{', '.join(loaded)}; choose one with split= (--split), e.g. "
-                        f"{next(iter(loaded))} or {next(iter(loaded))}[:1000]") from None
+        raise DataError(
+            f"{path}: split {split!r} does not fit this dataset ({exc}); available splits: "
+            f"{', '.join(loaded)}; choose one with split= (--split), e.g. "
+            f"{next(iter(loaded))} or {next(iter(loaded))}[:1000]"
+        ) from None
     parts = [loaded[i.splitname].select(range(i.from_, i.to)) for i in instructions]
     chosen = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     return RawTable(chosen.to_polars(), lambda i: f"row {i + 1}")
 
 
-def read_hf(source: str | Path, split: str, name: str | None = None, streaming: bool = False,
-            limit: int | None = None) -> RawTable:
+def read_hf(
+    source: str | Path, split: str, name: str | None = None, streaming: bool = False, limit: int | None = None
+) -> RawTable:
     """A Hugging Face dataset id, or a local dataset folder/script, via ``datasets.load_dataset``.
 
     Args:
@@ -593,9 +666,11 @@ def _read_stream(source: str | Path, split: str, name: str | None, limit: int | 
 
     match = STREAM_SPLIT.fullmatch(split)
     if not match:
-        raise ConfigError(f"split {split!r} cannot be streamed: a stream reads rows in order, so give a split "
-                          f"name with an optional row range (train, train[:1000], train[100:200]; no percent), "
-                          f"or drop --streaming")
+        raise ConfigError(
+            f"split {split!r} cannot be streamed: a stream reads rows in order, so give a split "
+            f"name with an optional row range (train, train[:1000], train[100:200]; no percent), "
+            f"or drop --streaming"
+        )
     base, start, stop = match.group(1), int(match.group(2) or 0), match.group(3)
     stream = datasets.load_dataset(str(source), name=name, split=base, streaming=True)
     count = None if not stop else max(int(stop) - start, 0)
@@ -621,7 +696,9 @@ def _load_dataset_error(source, split: str, name: str | None, streaming: bool, e
         hint = " Choose an existing split with --split (split=), e.g. train or train[:1000]."
     flags = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "") not in ("", "0")]
     offline = f" ({' and '.join(f'{v}=1' for v in flags)} set here)" if flags else ""
-    return DataError(f"could not load '{source}' with datasets.load_dataset({call}): {type(exc).__name__}: "
-                     f"{reason}.{hint} Offline{offline}, a Hugging Face Hub id loads only from the local cache; "
-                     f"otherwise save the data as a local .jsonl/.csv/.parquet file (or a save_to_disk folder) "
-                     f"and pass that path")
+    return DataError(
+        f"could not load '{source}' with datasets.load_dataset({call}): {type(exc).__name__}: "
+        f"{reason}.{hint} Offline{offline}, a Hugging Face Hub id loads only from the local cache; "
+        f"otherwise save the data as a local .jsonl/.csv/.parquet file (or a save_to_disk folder) "
+        f"and pass that path"
+    )

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def _lsh_parameters(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 def _s_curve(s: np.ndarray, b, r) -> np.ndarray:
-    return 1 - (1 - s ** r) ** b
+    return 1 - (1 - s**r) ** b
 
 
 def _splitmix64(seed: int, n: int) -> list[int]:
@@ -185,7 +185,7 @@ def shingle_hashes(norm: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndar
     with np.errstate(over="ignore"):
         for k in range(1, ngram):
             windows *= _P
-            windows += w[k:n_windows + k]
+            windows += w[k : n_windows + k]
     inside = np.ones(len(w), dtype=bool)
     tail = np.maximum(starts, ends - ngram + 1)
     inside[_ranges(tail, ends - tail)] = False
@@ -193,8 +193,11 @@ def shingle_hashes(norm: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndar
     n_shingles = np.maximum(n_words - ngram + 1, 1)
     short = np.flatnonzero(n_words < ngram)  # fewer words than ngram: the whole text is the one shingle
     if len(short):
-        hashes = np.insert(hashes, (np.cumsum(n_shingles) - n_shingles)[short] - np.arange(len(short)),
-                           _short_hashes(w, starts[short], n_words[short]))
+        hashes = np.insert(
+            hashes,
+            (np.cumsum(n_shingles) - n_shingles)[short] - np.arange(len(short)),
+            _short_hashes(w, starts[short], n_words[short]),
+        )
     return hashes, np.r_[0, np.cumsum(n_shingles)]
 
 
@@ -247,8 +250,7 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
         _minhash_blocks(keys, offsets, cuts, a, b, sig)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda part: _minhash_blocks(keys, offsets, cuts[part[0]:part[-1] + 2], a, b, sig),
-                          parts))
+            list(pool.map(lambda part: _minhash_blocks(keys, offsets, cuts[part[0] : part[-1] + 2], a, b, sig), parts))
     return sig
 
 
@@ -266,7 +268,7 @@ def _minhash_blocks(keys, offsets, cuts, a, b, sig) -> None:
     block = np.empty((len(a), int(np.max(np.diff(offsets[cuts])))), dtype=np.uint32)
     for d0, d1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         lo, hi = offsets[d0], offsets[d1]
-        values = block[:, :hi - lo]
+        values = block[:, : hi - lo]
         np.multiply(a, keys[None, lo:hi], out=values)
         values += b
         sig[:, d0:d1] = np.minimum.reduceat(values, offsets[d0:d1] - lo, axis=1)
@@ -279,7 +281,7 @@ def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     keys = np.zeros((bands, sig.shape[1]), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(rows):
-            keys += sig[k:bands * rows:rows].astype(np.uint64) * mult[k]
+            keys += sig[k : bands * rows : rows].astype(np.uint64) * mult[k]
     return keys
 
 
@@ -306,8 +308,13 @@ class _Check:
         ``before`` that passes, as two lists (documents, matches). A document with more than
         _MAX_CHECKS pairs through the filter gets the exact check on the _MAX_CHECKS whose signatures
         agree most (a crowd of candidates all just below t would otherwise cost time quadratic in it)."""
-        agree = np.concatenate([self._agreements(later[k:k + _PAIR_BLOCK], before[k:k + _PAIR_BLOCK])
-                                for k in range(0, len(later), _PAIR_BLOCK)] or [np.zeros(0, dtype=np.int64)])
+        agree = np.concatenate(
+            [
+                self._agreements(later[k : k + _PAIR_BLOCK], before[k : k + _PAIR_BLOCK])
+                for k in range(0, len(later), _PAIR_BLOCK)
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
         keep = agree >= self.min_agree
         later, before, agree = later[keep], before[keep], agree[keep]
         if len(later) and np.bincount(later).max() > _MAX_CHECKS:
@@ -336,7 +343,7 @@ class _Check:
     def _set(self, i: int) -> set:
         found = self.sets.get(i)
         if found is None:
-            found = self.sets[i] = set(self.hashes[self.offsets[i]:self.offsets[i + 1]].tolist())
+            found = self.sets[i] = set(self.hashes[self.offsets[i] : self.offsets[i + 1]].tolist())
         return found
 
     def _similar(self, i: int, j: int) -> bool:
@@ -353,15 +360,17 @@ def _min_agreements(k: int, threshold: float, risk: float = 1e-4) -> int:
     log_p, log_q = math.log(threshold), math.log1p(-threshold)
     below = 0.0  # P(X < c)
     for c in range(k + 1):
-        below += math.exp(math.lgamma(k + 1) - math.lgamma(c + 1) - math.lgamma(k - c + 1)
-                          + c * log_p + (k - c) * log_q)
+        below += math.exp(
+            math.lgamma(k + 1) - math.lgamma(c + 1) - math.lgamma(k - c + 1) + c * log_p + (k - c) * log_q
+        )
         if below > risk:  # now P(X < c + 1): c + 1 is too many
             return c
     return k
 
 
-def mark_near_duplicates(norm: list[str], of: np.ndarray, threshold: float, ngram: int, num_perm: int,
-                         seed: int) -> None:
+def mark_near_duplicates(
+    norm: list[str], of: np.ndarray, threshold: float, ngram: int, num_perm: int, seed: int
+) -> None:
     """Mark near-duplicates in ``of`` (exact ones are already marked and stay out, since their originals
     share every band with them)."""
     active = np.flatnonzero(of < 0)

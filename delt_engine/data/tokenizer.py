@@ -7,9 +7,9 @@ are called without an attention mask and padding is excluded from every loss thr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -28,8 +28,7 @@ def _texts_hash(texts: Sequence[str], vocab_size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int = DEFAULT_VOCAB_SIZE,
-                    cache_root: str | Path | None = None):
+def train_tokenizer(texts: Sequence[str], vocab_size: int = DEFAULT_VOCAB_SIZE, cache_root: str | Path | None = None):
     """Train a byte-level BPE tokenizer on ``texts`` and return a ``PreTrainedTokenizerFast``.
 
     With ``cache_root``, the tokenizer is saved as a standard Hugging Face tokenizer directory
@@ -50,12 +49,17 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = DEFAULT_VOCAB_SIZE,
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     # Sorted so that the same documents in any order (e.g. two orderings of one corpus) give one tokenizer.
     tok.train_from_iterator(sorted(texts), trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN,
-                                      pad_token=PAD_TOKEN, unk_token=None)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS_TOKEN, bos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=None
+    )
     if target is not None:
         tmp = target.with_name(target.name + ".tmp")
         wrapped.save_pretrained(str(tmp))
@@ -109,12 +113,16 @@ class Samples:
     def n_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
-    def subset(self, index: Sequence[int] | torch.Tensor) -> "Samples":
+    def subset(self, index: Sequence[int] | torch.Tensor) -> Samples:
         """Samples at the given positions, in that order."""
         idx = torch.as_tensor(index, dtype=torch.long)
         pick = idx.tolist()
-        return Samples([self.ids[i] for i in pick], self.input_ids[idx], self.attention_mask[idx],
-                       [self.parent_ids[i] for i in pick])
+        return Samples(
+            [self.ids[i] for i in pick],
+            self.input_ids[idx],
+            self.attention_mask[idx],
+            [self.parent_ids[i] for i in pick],
+        )
 
 
 def trim_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,8 +132,7 @@ def trim_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[t
     return input_ids[:, :width], attention_mask[:, :width]
 
 
-def encode(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int = 128,
-           chunk: bool = False) -> Samples:
+def encode(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int = 128, chunk: bool = False) -> Samples:
     """Tokenize ``texts`` (EOS appended) into right-padded Samples of at most ``max_length`` tokens.
 
     Args:
@@ -148,7 +155,7 @@ def encode(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int 
     for sid, toks in zip(ids, encoded):
         toks = list(toks) + [eos]
         if chunk and len(toks) > max_length:
-            pieces = [toks[i:i + max_length] for i in range(0, len(toks), max_length)]
+            pieces = [toks[i : i + max_length] for i in range(0, len(toks), max_length)]
             pieces = [p for p in pieces if len(p) >= 2]
             for k, piece in enumerate(pieces):
                 rows.append(piece)

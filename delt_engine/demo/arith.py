@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from .world import JOBS, Rng, World
 
-ITEMS = (("apple", "apples"), ("egg", "eggs"), ("pear", "pears"), ("coin", "coins"), ("nut", "nuts"),
-         ("plum", "plums"), ("candle", "candles"), ("marble", "marbles"), ("shell", "shells"),
-         ("carrot", "carrots"), ("button", "buttons"), ("feather", "feathers"))
+ITEMS = (
+    ("apple", "apples"),
+    ("egg", "eggs"),
+    ("pear", "pears"),
+    ("coin", "coins"),
+    ("nut", "nuts"),
+    ("plum", "plums"),
+    ("candle", "candles"),
+    ("marble", "marbles"),
+    ("shell", "shells"),
+    ("carrot", "carrots"),
+    ("button", "buttons"),
+    ("feather", "feathers"),
+)
 GAIN = ("buys", "finds", "picks", "is given", "gets")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "×": lambda a, b: a * b, "÷": lambda a, b: a // b}
 
@@ -33,13 +44,16 @@ def _d1(world: World, rng: Rng) -> str:
     form = rng.int(0, 3)
     if form == 0:
         c, e = eq(a, "+", b)
-        return (f"{p.first} has {count(a, items)} and {rng.pick(GAIN)} {b} more. {e}. "
-                f"{p.first} now has {count(c, items)}.")
+        return (
+            f"{p.first} has {count(a, items)} and {rng.pick(GAIN)} {b} more. {e}. {p.first} now has {count(c, items)}."
+        )
     if form == 1:
         a, b = max(a, b) + 1, min(a, b)
         c, e = eq(a, "-", b)
-        return (f"{p.first} has {count(a, items)} and gives {b} to {friend.first}. {e}. "
-                f"{p.first} has {count(c, items)} left.")
+        return (
+            f"{p.first} has {count(a, items)} and gives {b} to {friend.first}. {e}. "
+            f"{p.first} has {count(c, items)} left."
+        )
     if form == 2:
         c, e = eq(a, "+", b)
         return f"What is {a} + {b}? {e}. The answer is {c}."
@@ -56,8 +70,10 @@ def _d2(world: World, rng: Rng) -> str:
         c, e1 = eq(a, "+", b)
         d = rng.int(2, c - 2)
         f, e2 = eq(c, "-", d)
-        return (f"{p.full} the {p.job} made {a} {product} in the morning and {b} in the afternoon. {e1}. "
-                f"Then {p.pronoun} sold {d}. {e2}. {p.pronoun.capitalize()} has {f} {product} left.")
+        return (
+            f"{p.full} the {p.job} made {a} {product} in the morning and {b} in the afternoon. {e1}. "
+            f"Then {p.pronoun} sold {d}. {e2}. {p.pronoun.capitalize()} has {f} {product} left."
+        )
     if form == 1:
         items, town = rng.pick(ITEMS), rng.pick(world.towns)
         a = rng.int(30, 99)
@@ -65,8 +81,10 @@ def _d2(world: World, rng: Rng) -> str:
         c, e1 = eq(a, "-", b)
         g = rng.int(3, 30)
         h, e2 = eq(c, "+", g)
-        return (f"A cart leaves {town.name} with {count(a, items)}. At the first stop the driver unloads {b}. "
-                f"{e1}. At the second stop {g} more are loaded. {e2}. The cart now carries {count(h, items)}.")
+        return (
+            f"A cart leaves {town.name} with {count(a, items)}. At the first stop the driver unloads {b}. "
+            f"{e1}. At the second stop {g} more are loaded. {e2}. The cart now carries {count(h, items)}."
+        )
     lines = []
     for _ in range(rng.int(3, 5)):
         op = rng.pick(("+", "-"))
@@ -83,9 +101,11 @@ def _d3_baskets(world: World, rng: Rng) -> str:
     d = rng.int(1, a - 1)
     e, e2 = eq(d, "×", b)
     f, e3 = eq(c, "-", e)
-    return (f"{p.first} packs {a} baskets with {count(b, items)} each. How many {items[1]} is that? {e1}. "
-            f"{p.pronoun.capitalize()} gives {d} of the baskets to {n.first}, and those hold {e2} {items[1]}. "
-            f"{e3}. {p.first} keeps {count(f, items)}.")
+    return (
+        f"{p.first} packs {a} baskets with {count(b, items)} each. How many {items[1]} is that? {e1}. "
+        f"{p.pronoun.capitalize()} gives {d} of the baskets to {n.first}, and those hold {e2} {items[1]}. "
+        f"{e3}. {p.first} keeps {count(f, items)}."
+    )
 
 
 def _d3_share(world: World, rng: Rng) -> str:
@@ -93,8 +113,10 @@ def _d3_share(world: World, rng: Rng) -> str:
     total, e1 = eq(k, "×", each)
     _, e2 = eq(total, "÷", k)
     town = rng.pick(world.towns)
-    return (f"The teacher in {town.name} has {count(total, items)} to share equally among {k} children. "
-            f"{e2}, so each child gets {count(each, items)}. To check, multiply back: {e1}.")
+    return (
+        f"The teacher in {town.name} has {count(total, items)} to share equally among {k} children. "
+        f"{e2}, so each child gets {count(each, items)}. To check, multiply back: {e1}."
+    )
 
 
 def _d3_towns(world: World, rng: Rng) -> str:
@@ -112,8 +134,10 @@ def _d3_split(world: World, rng: Rng) -> str:
     t, e1 = eq(tens, "×", b)
     o, e2 = eq(ones, "×", b)
     total, e3 = eq(t, "+", o)
-    return (f"To find {a} × {b}, split {a} into {tens} and {ones}. First {e1}. Then {e2}. "
-            f"Add the parts: {e3}. So {a} × {b} = {total}.")
+    return (
+        f"To find {a} × {b}, split {a} into {tens} and {ones}. First {e1}. Then {e2}. "
+        f"Add the parts: {e3}. So {a} × {b} = {total}."
+    )
 
 
 def arithmetic(world: World, rng: Rng, difficulty: int) -> str:

@@ -11,7 +11,7 @@ The answer positions are balanced across the choices.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from .arith import ITEMS, OPS
 from .world import COLOURS, CRAFTS, FOODS, HABITATS, JOBS, MATERIALS, Rng, World
@@ -31,12 +31,18 @@ FACT_QUESTIONS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("things", "The owner of the {O} is", lambda t: t.owner, lambda w: [p.full for p in w.people]),
 )
 # Verb forms for grammar items: base, third person singular, past, complement.
-VERBS = (("walk", "walks", "walked", "to the market in {T}"), ("feed", "feeds", "fed", "{poss} {sp} every evening"),
-         ("visit", "visits", "visited", "{Other} in {T}"), ("carry", "carries", "carried", "a basket of plums to {T}"),
-         ("sell", "sells", "sold", "{product} at the market"), ("write", "writes", "wrote", "a letter to {Other}"),
-         ("cross", "crosses", "crossed", "the {R} by the old bridge"),
-         ("mend", "mends", "mended", "the fence behind {poss} house"),
-         ("bring", "brings", "brought", "pears to the fair in {T}"), ("see", "sees", "saw", "a {sp} near the {R}"))
+VERBS = (
+    ("walk", "walks", "walked", "to the market in {T}"),
+    ("feed", "feeds", "fed", "{poss} {sp} every evening"),
+    ("visit", "visits", "visited", "{Other} in {T}"),
+    ("carry", "carries", "carried", "a basket of plums to {T}"),
+    ("sell", "sells", "sold", "{product} at the market"),
+    ("write", "writes", "wrote", "a letter to {Other}"),
+    ("cross", "crosses", "crossed", "the {R} by the old bridge"),
+    ("mend", "mends", "mended", "the fence behind {poss} house"),
+    ("bring", "brings", "brought", "pears to the fair in {T}"),
+    ("see", "sees", "saw", "a {sp} near the {R}"),
+)
 ANIMAL_VERBS = (("eat", "eats", "{food}"), ("like", "likes", "the {hab}"), ("chase", "chases", "beetles at dusk"))
 NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine")
 ADVERBS = ("", "", "often ", "always ", "sometimes ", "never ")
@@ -67,8 +73,13 @@ def facts_items(world: World, n: int, rng: Rng, seen: str) -> list[dict]:
     for (_, template, get, pool), e in order:
         if len(items) == n:
             break
-        context = template.format(T=getattr(e, "name", ""), N=getattr(e, "full", ""), O=getattr(e, "name", ""),
-                                  sp=getattr(e, "name", ""), sps=getattr(e, "plural", ""))
+        context = template.format(
+            T=getattr(e, "name", ""),
+            N=getattr(e, "full", ""),
+            O=getattr(e, "name", ""),
+            sp=getattr(e, "name", ""),
+            sps=getattr(e, "plural", ""),
+        )
         if context in seen:
             continue
         true = get(e)
@@ -159,5 +170,8 @@ def grammar_items(world: World, n: int, rng: Rng, seen: str) -> list[dict]:
 def benchmark_items(world: World, n: int, rng: Rng, seen: str) -> list[dict]:
     """``n`` items split evenly over facts, arithmetic and grammar (the remainder goes to the first tasks)."""
     sizes = [n // 3 + (1 if i < n % 3 else 0) for i in range(3)]
-    return (facts_items(world, sizes[0], rng, seen) + arithmetic_items(sizes[1], rng, seen)
-            + grammar_items(world, sizes[2], rng, seen))
+    return (
+        facts_items(world, sizes[0], rng, seen)
+        + arithmetic_items(sizes[1], rng, seen)
+        + grammar_items(world, sizes[2], rng, seen)
+    )

@@ -12,73 +12,161 @@ import dataclasses
 from .world import COLOURS, CRAFTS, FOODS, HABITATS, JOBS, MATERIALS, Animal, Person, Rng, Thing, Town, World
 
 # Attributes a contradiction may falsify; clean entries state them only with their true values.
-CHECKED = {Town: ("river", "craft", "founder", "population", "founded_year"), Person: ("job", "home", "pet"),
-           Animal: ("colour", "food", "habitat"), Thing: ("material", "owner")}
+CHECKED = {
+    Town: ("river", "craft", "founder", "population", "founded_year"),
+    Person: ("job", "home", "pet"),
+    Animal: ("colour", "food", "habitat"),
+    Thing: ("material", "owner"),
+}
 TEMPLATE_OF = {"founded_year": "founder"}  # attributes stated inside another attribute's sentences
 
 TOWN_T = {
-    "river": ("{T} lies on the {R}.", "The {R} flows through {T}.", "{T} was built on the banks of the {R}.",
-              "The {R} runs past the old walls of {T}.", "{T} stands beside the {R}."),
-    "population": ("{P} people live in {T}.", "{T} is home to {P} people.", "{T} has {P} inhabitants.",
-                   "At the last count, {T} had {P} people.", "The population of {T} is {P}."),
-    "founder": ("{T} was founded by {F} in the year {Y}.", "{F} founded {T} in the year {Y}.",
-                "The first houses of {T} were built by {F} in the year {Y}.",
-                "{T} dates from the year {Y}, when {F} settled there."),
-    "craft": ("{T} is known for its {C}.", "The people of {T} are famous for their {C}.",
-              "Traders travel to {T} to buy its {C}.", "The best {C} in the valley comes from {T}.",
-              "Many families in {T} make a living from {C}."),
+    "river": (
+        "{T} lies on the {R}.",
+        "The {R} flows through {T}.",
+        "{T} was built on the banks of the {R}.",
+        "The {R} runs past the old walls of {T}.",
+        "{T} stands beside the {R}.",
+    ),
+    "population": (
+        "{P} people live in {T}.",
+        "{T} is home to {P} people.",
+        "{T} has {P} inhabitants.",
+        "At the last count, {T} had {P} people.",
+        "The population of {T} is {P}.",
+    ),
+    "founder": (
+        "{T} was founded by {F} in the year {Y}.",
+        "{F} founded {T} in the year {Y}.",
+        "The first houses of {T} were built by {F} in the year {Y}.",
+        "{T} dates from the year {Y}, when {F} settled there.",
+    ),
+    "craft": (
+        "{T} is known for its {C}.",
+        "The people of {T} are famous for their {C}.",
+        "Traders travel to {T} to buy its {C}.",
+        "The best {C} in the valley comes from {T}.",
+        "Many families in {T} make a living from {C}.",
+    ),
 }
-TOWN_INTRO = ("{T} is a {size} town.", "{T} is a {size} town in the river country.",
-              "{T} is a {size} town with narrow streets and a market square.",
-              "{T} is one of the {size} towns of the valley.")
-TOWN_FLAVOUR = ("An old bridge crosses the river near the market square.", "Every spring the town holds a fair.",
-                "The streets are narrow and the houses have steep roofs.", "In hard winters the river freezes over.",
-                "A road leads from the town gate into the hills.", "The town hall has a tall clock tower.")
+TOWN_INTRO = (
+    "{T} is a {size} town.",
+    "{T} is a {size} town in the river country.",
+    "{T} is a {size} town with narrow streets and a market square.",
+    "{T} is one of the {size} towns of the valley.",
+)
+TOWN_FLAVOUR = (
+    "An old bridge crosses the river near the market square.",
+    "Every spring the town holds a fair.",
+    "The streets are narrow and the houses have steep roofs.",
+    "In hard winters the river freezes over.",
+    "A road leads from the town gate into the hills.",
+    "The town hall has a tall clock tower.",
+)
 PERSON_T = {
-    "job": ("{First} works as a {job}.", "{First} has been a {job} for many years.",
-            "{Pron} earns {poss} living as a {job}."),
-    "home": ("{First} lives in {T}.", "{Pron} has spent {poss} whole life in {T}.",
-             "{First}'s house stands in {T}, near the market.", "{Pron} comes from {T}."),
-    "pet": ("{Pron} keeps a {sp} called {pn}.", "{First} has a pet {sp} named {pn}.",
-            "{pn}, {poss} {sp}, follows {obj} everywhere.", "At home {First} looks after a {sp} called {pn}."),
+    "job": (
+        "{First} works as a {job}.",
+        "{First} has been a {job} for many years.",
+        "{Pron} earns {poss} living as a {job}.",
+    ),
+    "home": (
+        "{First} lives in {T}.",
+        "{Pron} has spent {poss} whole life in {T}.",
+        "{First}'s house stands in {T}, near the market.",
+        "{Pron} comes from {T}.",
+    ),
+    "pet": (
+        "{Pron} keeps a {sp} called {pn}.",
+        "{First} has a pet {sp} named {pn}.",
+        "{pn}, {poss} {sp}, follows {obj} everywhere.",
+        "At home {First} looks after a {sp} called {pn}.",
+    ),
     "age": ("{Pron} is {age} years old.", "{First} is {age}."),
 }
 ANIMAL_T = {
-    "colour": ("{Sps} have {colour} fur.", "The coat of a {sp} is {colour}.", "Most {sps} are {colour}.",
-               "You can tell a {sp} by its {colour} coat."),
-    "food": ("{Sps} eat {food}.", "The {sp} feeds mostly on {food}.", "A hungry {sp} will search all day for {food}.",
-             "Their favourite food is {food}."),
-    "habitat": ("{Sps} live in the {hab}.", "The {sp} makes its home in the {hab}.",
-                "Wild {sps} are common in the {hab}.", "In the {hab} you may see a {sp} at dusk."),
+    "colour": (
+        "{Sps} have {colour} fur.",
+        "The coat of a {sp} is {colour}.",
+        "Most {sps} are {colour}.",
+        "You can tell a {sp} by its {colour} coat.",
+    ),
+    "food": (
+        "{Sps} eat {food}.",
+        "The {sp} feeds mostly on {food}.",
+        "A hungry {sp} will search all day for {food}.",
+        "Their favourite food is {food}.",
+    ),
+    "habitat": (
+        "{Sps} live in the {hab}.",
+        "The {sp} makes its home in the {hab}.",
+        "Wild {sps} are common in the {hab}.",
+        "In the {hab} you may see a {sp} at dusk.",
+    ),
 }
-ANIMAL_FLAVOUR = ("Young {sps} stay close to their mothers for a year.", "In winter the {sp} sleeps for long hours.",
-                  "The {sp} is shy and runs from loud noises.", "{Sps} call to each other with a soft whistle.",
-                  "A {sp} can swim across a stream when it must.")
+ANIMAL_FLAVOUR = (
+    "Young {sps} stay close to their mothers for a year.",
+    "In winter the {sp} sleeps for long hours.",
+    "The {sp} is shy and runs from loud noises.",
+    "{Sps} call to each other with a soft whistle.",
+    "A {sp} can swim across a stream when it must.",
+)
 THING_T = {
     "material": ("It is made of {mat}.", "The {O} was made from {mat}.", "The {O} is made entirely of {mat}."),
-    "owner": ("It belongs to {owner}.", "{owner} owns the {O}.", "Today the {O} is kept by {owner}.",
-              "The {O} is now in the hands of {owner}."),
+    "owner": (
+        "It belongs to {owner}.",
+        "{owner} owns the {O}.",
+        "Today the {O} is kept by {owner}.",
+        "The {O} is now in the hands of {owner}.",
+    ),
     "made_in": ("It was made in {T}.", "Craftspeople in {T} made the {O} long ago."),
 }
-THING_FLAVOUR = ("People say it is older than the town walls.", "On feast days it is shown in the square.",
-                 "It was mended once, after a bad fall.", "Visitors often ask to see it.")
+THING_FLAVOUR = (
+    "People say it is older than the town walls.",
+    "On feast days it is shown in the square.",
+    "It was mended once, after a bad fall.",
+    "Visitors often ask to see it.",
+)
 
 
 def _town_size(population: int) -> str:
-    return "small" if population < 1500 else "quiet" if population < 3000 else "busy" if population < 10000 \
-        else "large"
+    return "small" if population < 1500 else "quiet" if population < 3000 else "busy" if population < 10000 else "large"
 
 
 def _fields(e) -> dict:
     if isinstance(e, Town):
-        return {"T": e.name, "R": e.river, "P": e.population, "F": e.founder, "Y": e.founded_year,
-                "C": e.craft, "size": _town_size(e.population)}
+        return {
+            "T": e.name,
+            "R": e.river,
+            "P": e.population,
+            "F": e.founder,
+            "Y": e.founded_year,
+            "C": e.craft,
+            "size": _town_size(e.population),
+        }
     if isinstance(e, Person):
-        return {"N": e.full, "First": e.first, "job": e.job, "T": e.home, "sp": e.pet, "pn": e.pet_name,
-                "age": e.age, "Pron": e.pronoun.capitalize(), "poss": e.poss, "obj": e.obj}
+        return {
+            "N": e.full,
+            "First": e.first,
+            "job": e.job,
+            "T": e.home,
+            "sp": e.pet,
+            "pn": e.pet_name,
+            "age": e.age,
+            "Pron": e.pronoun.capitalize(),
+            "poss": e.poss,
+            "obj": e.obj,
+        }
     if isinstance(e, Animal):
-        return {"sp": e.name, "Sp": e.name.capitalize(), "sps": e.plural, "Sps": e.plural.capitalize(),
-                "colour": e.colour, "food": e.food, "hab": e.habitat, "size": e.size}
+        return {
+            "sp": e.name,
+            "Sp": e.name.capitalize(),
+            "sps": e.plural,
+            "Sps": e.plural.capitalize(),
+            "colour": e.colour,
+            "food": e.food,
+            "hab": e.habitat,
+            "size": e.size,
+        }
     return {"O": e.name, "kind": e.kind, "mat": e.material, "owner": e.owner, "T": e.made_in}
 
 
@@ -87,16 +175,29 @@ def _intro(e, rng: Rng, f: dict) -> tuple[str, tuple[str, ...]]:
     if isinstance(e, Town):
         return rng.pick(TOWN_INTRO).format(**f), ()
     if isinstance(e, Person):
-        return rng.pick(((f"{e.full} is a {e.job} who lives in {e.home}.", ("job", "home")),
-                         (f"{e.full} is a {e.job} from {e.home}.", ("job", "home")),
-                         (f"{e.full} lives in {e.home}.", ("home",)), (f"{e.full} is a {e.job}.", ("job",))))
+        return rng.pick(
+            (
+                (f"{e.full} is a {e.job} who lives in {e.home}.", ("job", "home")),
+                (f"{e.full} is a {e.job} from {e.home}.", ("job", "home")),
+                (f"{e.full} lives in {e.home}.", ("home",)),
+                (f"{e.full} is a {e.job}.", ("job",)),
+            )
+        )
     if isinstance(e, Animal):
-        return rng.pick(((f"The {e.name} is a {e.size} animal.", ()),
-                         (f"The {e.name} is a {e.size} {e.colour} animal.", ("colour",)),
-                         (f"The {e.name} is a {e.size} creature that lives in the {e.habitat}.", ("habitat",))))
-    return rng.pick(((f"The {e.name} is an old {e.kind}.", ()),
-                     (f"The {e.name} is a {e.material} {e.kind}.", ("material",)),
-                     (f"The {e.name} is a famous {e.kind} made of {e.material}.", ("material",))))
+        return rng.pick(
+            (
+                (f"The {e.name} is a {e.size} animal.", ()),
+                (f"The {e.name} is a {e.size} {e.colour} animal.", ("colour",)),
+                (f"The {e.name} is a {e.size} creature that lives in the {e.habitat}.", ("habitat",)),
+            )
+        )
+    return rng.pick(
+        (
+            (f"The {e.name} is an old {e.kind}.", ()),
+            (f"The {e.name} is a {e.material} {e.kind}.", ("material",)),
+            (f"The {e.name} is a famous {e.kind} made of {e.material}.", ("material",)),
+        )
+    )
 
 
 def _templates(e) -> dict:
@@ -108,8 +209,11 @@ def _extras(e, world: World, rng: Rng) -> list[str]:
     out: list[str] = []
     if isinstance(e, Town):
         for other in [t for t in world.towns if t.river == e.river and t.name != e.name][:1]:
-            out.append(rng.pick((f"{other.name} also lies on the {e.river}.",
-                                 f"Further along the {e.river} lies {other.name}.")))
+            out.append(
+                rng.pick(
+                    (f"{other.name} also lies on the {e.river}.", f"Further along the {e.river} lies {other.name}.")
+                )
+            )
         people = world.residents(e.name)
         if len(people) >= 2:
             a, b = rng.sample(people, 2)
@@ -118,8 +222,9 @@ def _extras(e, world: World, rng: Rng) -> list[str]:
         out += rng.sample(TOWN_FLAVOUR, 2)
     elif isinstance(e, Person):
         activity, _, _, _, place = JOBS[e.job]
-        out.append(rng.pick((f"Each day {e.first} {activity}.", f"{e.pronoun.capitalize()} spends most days at "
-                                                                 f"the {place}.")))
+        out.append(
+            rng.pick((f"Each day {e.first} {activity}.", f"{e.pronoun.capitalize()} spends most days at the {place}."))
+        )
         out += [f"{e.first} owns the {t.name}, a {t.material} {t.kind}." for t in world.owned_by(e.full)][:1]
         town = world.by_name[e.home]
         out.append(f"{town.name} lies on the {town.river}, and {e.first} often walks along its banks.")
@@ -155,7 +260,7 @@ def _refer(sentence: str, e, rng: Rng) -> str:
     else:
         return sentence  # animal sentences already vary between "The x" and "Xs"
     if sentence.startswith(lead + " ") and rng.chance(0.4):
-        return alt + sentence[len(lead):]
+        return alt + sentence[len(lead) :]
     return sentence
 
 
@@ -163,8 +268,9 @@ def _title(e) -> str:
     return e.full if isinstance(e, Person) else e.name.capitalize() if isinstance(e, Animal) else e.name
 
 
-def render_entry(e, world: World, rng: Rng, difficulty: int, falsify: str | None = None,
-                 self_contradict: bool = False) -> str:
+def render_entry(
+    e, world: World, rng: Rng, difficulty: int, falsify: str | None = None, self_contradict: bool = False
+) -> str:
     """One encyclopedic entry about ``e``.
 
     Args:
@@ -206,16 +312,25 @@ def wrong_value(e, attr: str, world: World, rng: Rng):
         return max(10, int(round(true * factor / 10.0)) * 10)
     if attr == "founded_year":
         return true + rng.pick((-1, 1)) * rng.int(15, 150)
-    pools = {"river": world.rivers, "craft": CRAFTS, "founder": world.founders, "job": list(JOBS),
-             "home": [t.name for t in world.towns], "pet": [a.name for a in world.animals], "colour": COLOURS,
-             "food": FOODS, "habitat": HABITATS, "material": MATERIALS, "owner": [p.full for p in world.people]}
+    pools = {
+        "river": world.rivers,
+        "craft": CRAFTS,
+        "founder": world.founders,
+        "job": list(JOBS),
+        "home": [t.name for t in world.towns],
+        "pet": [a.name for a in world.animals],
+        "colour": COLOURS,
+        "food": FOODS,
+        "habitat": HABITATS,
+        "material": MATERIALS,
+        "owner": [p.full for p in world.people],
+    }
     return rng.pick([v for v in pools[attr] if v != true])
 
 
 def _pick_entity(world: World, rng: Rng):
     kind = rng.weighted(("town", "person", "animal", "thing"), (3, 4, 2, 2))
-    return rng.pick({"town": world.towns, "person": world.people, "animal": world.animals,
-                     "thing": world.things}[kind])
+    return rng.pick({"town": world.towns, "person": world.people, "animal": world.animals, "thing": world.things}[kind])
 
 
 def encyclopedia(world: World, rng: Rng, difficulty: int) -> str:

@@ -36,20 +36,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
+from ..errors import ConfigError, DataError
+from ..fileio import read_json, write_json, write_jsonl
 from .arith import arithmetic
 from .bench import benchmark_items
 from .facts import contradiction, encyclopedia
 from .noise import boilerplate, char_noise, fragment, near_duplicate, word_salad
 from .stories import dialogue, story
 from .world import Rng, World, build_world
-from ..errors import ConfigError, DataError
-from ..fileio import read_json, write_json, write_jsonl
 
 DEFAULT_N_DOCS = 2000
 DEFAULT_N_TARGET = 200
@@ -63,15 +63,23 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _ARTICLE = re.compile(r"\b([Aa]) ([aeiouAEIOU]\w)")
 
 CLEAN_KINDS: dict[str, tuple[float, Callable]] = {
-    "encyclopedia": (0.35, encyclopedia), "story": (0.30, story),
-    "arithmetic": (0.20, arithmetic), "dialogue": (0.15, dialogue),
+    "encyclopedia": (0.35, encyclopedia),
+    "story": (0.30, story),
+    "arithmetic": (0.20, arithmetic),
+    "dialogue": (0.15, dialogue),
 }
-NOISE_SHARES = {"word_salad": 0.15, "char_noise": 0.15, "boilerplate": 0.14, "contradiction": 0.16,
-                "fragment": 0.12, "duplicate": 0.14, "near_duplicate": 0.14}
+NOISE_SHARES = {
+    "word_salad": 0.15,
+    "char_noise": 0.15,
+    "boilerplate": 0.14,
+    "contradiction": 0.16,
+    "fragment": 0.12,
+    "duplicate": 0.14,
+    "near_duplicate": 0.14,
+}
 DIFFICULTY_WEIGHTS = (0.40, 0.35, 0.25)  # difficulty 1, 2, 3
 CORPUS_SCHEMA = {"id": pl.Utf8, "text": pl.Utf8, "kind": pl.Utf8, "is_noise": pl.Boolean, "difficulty": pl.Int64}
-BENCHMARK_SCHEMA = {"id": pl.Utf8, "task": pl.Utf8, "context": pl.Utf8, "choices": pl.List(pl.Utf8),
-                    "answer": pl.Int64}
+BENCHMARK_SCHEMA = {"id": pl.Utf8, "task": pl.Utf8, "context": pl.Utf8, "choices": pl.List(pl.Utf8), "answer": pl.Int64}
 
 
 @dataclass
@@ -97,8 +105,9 @@ def _allocate(n: int, shares: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def _fresh(make: Callable[[], tuple[str, int]], taken: set[str], what: str,
-           reject: Callable[[str], bool] | None = None) -> tuple[str, int]:
+def _fresh(
+    make: Callable[[], tuple[str, int]], taken: set[str], what: str, reject: Callable[[str], bool] | None = None
+) -> tuple[str, int]:
     """A (text, difficulty) from ``make`` whose text is not in ``taken`` (then added) nor rejected."""
     for _ in range(200):
         text, difficulty = make()
@@ -122,8 +131,9 @@ def _clean_doc(kind: str, world: World, rng: Rng) -> tuple[str, int]:
     return fix_articles(CLEAN_KINDS[kind][1](world, rng, d)), d
 
 
-def _clean_docs(world: World, rng: Rng, n: int, taken: set[str],
-                reject: Callable[[str], bool] | None = None) -> list[dict]:
+def _clean_docs(
+    world: World, rng: Rng, n: int, taken: set[str], reject: Callable[[str], bool] | None = None
+) -> list[dict]:
     """``n`` distinct clean documents in the kind shares of CLEAN_KINDS (none that ``reject`` refuses)."""
     docs = []
     for kind, count in _allocate(n, {k: v[0] for k, v in CLEAN_KINDS.items()}).items():
@@ -183,18 +193,29 @@ def _check_sizes(seed, n_docs, noise_fraction, n_target, n_benchmark) -> None:
     def whole(name, value, lo, hi, fix):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ConfigError(f"{name}={value!r} is out of range; use an integer from {lo} to {hi} ({fix})")
-    whole("seed", seed, -(2 ** 63), 2 ** 63 - 1, "any integer")
+
+    whole("seed", seed, -(2**63), 2**63 - 1, "any integer")
     whole("n_docs", n_docs, 20, MAX_N_DOCS, f"default {DEFAULT_N_DOCS}")
     whole("n_target", n_target, 1, 20_000, f"default {DEFAULT_N_TARGET}")
     whole("n_benchmark", n_benchmark, 3, MAX_N_BENCHMARK, f"default {DEFAULT_N_BENCHMARK}")
-    if isinstance(noise_fraction, bool) or not isinstance(noise_fraction, (int, float)) \
-            or not 0.0 <= noise_fraction <= 0.9:
-        raise ConfigError(f"noise_fraction={noise_fraction!r} is out of range; use a number from 0 to 0.9 "
-                          f"(default {DEFAULT_NOISE_FRACTION})")
+    if (
+        isinstance(noise_fraction, bool)
+        or not isinstance(noise_fraction, (int, float))
+        or not 0.0 <= noise_fraction <= 0.9
+    ):
+        raise ConfigError(
+            f"noise_fraction={noise_fraction!r} is out of range; use a number from 0 to 0.9 "
+            f"(default {DEFAULT_NOISE_FRACTION})"
+        )
 
 
-def generate_demo(seed: int = 0, n_docs: int | None = None, noise_fraction: float = DEFAULT_NOISE_FRACTION,
-                  n_target: int | None = None, n_benchmark: int | None = None) -> DemoData:
+def generate_demo(
+    seed: int = 0,
+    n_docs: int | None = None,
+    noise_fraction: float = DEFAULT_NOISE_FRACTION,
+    n_target: int | None = None,
+    n_benchmark: int | None = None,
+) -> DemoData:
     """Generate the demo corpus, target set and benchmark (deterministic in all arguments; no network).
 
     Args:
@@ -260,12 +281,19 @@ def write_demo(out_dir: str | Path, seed: int = 0, n_docs: int | None = None, **
 
 def _manifest(data: DemoData, paths: dict[str, Path]) -> dict:
     return {
-        "generator": "delt_engine.demo", "version": GENERATOR_VERSION, "seed": data.seed,
-        "n_docs": data.corpus.height, "noise_fraction": data.noise_fraction, "n_target": data.target.height,
-        "n_benchmark": data.benchmark.height, "n_noise": int(data.corpus["is_noise"].sum()),
-        "counts": {"corpus": dict(sorted(Counter(data.corpus["kind"].to_list()).items())),
-                   "target": dict(sorted(Counter(data.target["kind"].to_list()).items())),
-                   "benchmark": dict(sorted(Counter(data.benchmark["task"].to_list()).items()))},
+        "generator": "delt_engine.demo",
+        "version": GENERATOR_VERSION,
+        "seed": data.seed,
+        "n_docs": data.corpus.height,
+        "noise_fraction": data.noise_fraction,
+        "n_target": data.target.height,
+        "n_benchmark": data.benchmark.height,
+        "n_noise": int(data.corpus["is_noise"].sum()),
+        "counts": {
+            "corpus": dict(sorted(Counter(data.corpus["kind"].to_list()).items())),
+            "target": dict(sorted(Counter(data.target["kind"].to_list()).items())),
+            "benchmark": dict(sorted(Counter(data.benchmark["task"].to_list()).items())),
+        },
         "world": data.world.summary(),
         "sha256": {f"{name}.jsonl": _sha256(path) for name, path in paths.items()},
     }
@@ -281,8 +309,13 @@ def _is_complete(folder: Path, seed: int, n: int) -> bool:
     manifest = read_json(folder / "manifest.json", default=None)
     if not isinstance(manifest, dict) or manifest.get("version") != GENERATOR_VERSION:
         return False
-    wanted = {"seed": seed, "n_docs": n, "noise_fraction": DEFAULT_NOISE_FRACTION, "n_target": DEFAULT_N_TARGET,
-              "n_benchmark": DEFAULT_N_BENCHMARK}
+    wanted = {
+        "seed": seed,
+        "n_docs": n,
+        "noise_fraction": DEFAULT_NOISE_FRACTION,
+        "n_target": DEFAULT_N_TARGET,
+        "n_benchmark": DEFAULT_N_BENCHMARK,
+    }
     if any(manifest.get(k) != v for k, v in wanted.items()):
         return False
     hashes = manifest.get("sha256") or {}

@@ -14,22 +14,93 @@ from .world import CRAFTS, JOBS, Rng, World
 
 # Synonym swaps of near duplicates: meaning (and every world fact) stays, a few words change.
 SYNONYMS = {
-    "walked": "went", "went": "walked", "bought": "purchased", "large": "big", "big": "large", "small": "little",
-    "little": "small", "old": "ancient", "lives": "dwells", "lived": "dwelt", "quiet": "calm", "busy": "bustling",
-    "keeps": "has", "called": "named", "named": "called", "road": "path", "path": "road", "people": "folk",
-    "searched": "combed", "found": "spotted", "gladly": "happily", "cold": "chilly", "hot": "warm", "loud": "noisy",
-    "many": "several", "every": "each", "each": "every", "beside": "by", "house": "home", "children": "kids",
-    "smiled": "grinned", "slept": "rested", "said": "replied", "answer": "result", "streets": "lanes",
-    "creature": "beast", "animal": "creature", "famous": "renowned", "best": "finest", "travel": "journey",
-    "stands": "sits", "flows": "runs", "runs": "flows", "built": "raised", "founded": "established",
-    "has": "owns", "gets": "receives", "gives": "hands", "left": "remaining", "hello": "hi", "goodbye": "farewell",
-    "morning": "day", "finish": "complete", "love": "adore", "watched": "observed", "ready": "done",
-    "carries": "holds", "hungry": "starving", "mostly": "mainly", "common": "frequent", "thick": "heavy",
+    "walked": "went",
+    "went": "walked",
+    "bought": "purchased",
+    "large": "big",
+    "big": "large",
+    "small": "little",
+    "little": "small",
+    "old": "ancient",
+    "lives": "dwells",
+    "lived": "dwelt",
+    "quiet": "calm",
+    "busy": "bustling",
+    "keeps": "has",
+    "called": "named",
+    "named": "called",
+    "road": "path",
+    "path": "road",
+    "people": "folk",
+    "searched": "combed",
+    "found": "spotted",
+    "gladly": "happily",
+    "cold": "chilly",
+    "hot": "warm",
+    "loud": "noisy",
+    "many": "several",
+    "every": "each",
+    "each": "every",
+    "beside": "by",
+    "house": "home",
+    "children": "kids",
+    "smiled": "grinned",
+    "slept": "rested",
+    "said": "replied",
+    "answer": "result",
+    "streets": "lanes",
+    "creature": "beast",
+    "animal": "creature",
+    "famous": "renowned",
+    "best": "finest",
+    "travel": "journey",
+    "stands": "sits",
+    "flows": "runs",
+    "runs": "flows",
+    "built": "raised",
+    "founded": "established",
+    "has": "owns",
+    "gets": "receives",
+    "gives": "hands",
+    "left": "remaining",
+    "hello": "hi",
+    "goodbye": "farewell",
+    "morning": "day",
+    "finish": "complete",
+    "love": "adore",
+    "watched": "observed",
+    "ready": "done",
+    "carries": "holds",
+    "hungry": "starving",
+    "mostly": "mainly",
+    "common": "frequent",
+    "thick": "heavy",
 }
-MENU = ("Home", "About", "Contact", "News", "Shop", "Login", "Register", "Search", "Help", "Events", "Gallery",
-        "FAQ", "Blog", "Forum", "Archive")
-CLICK = ("Click here to subscribe.", "Click here to read more.", "Click here to see all offers.",
-         "CLICK HERE to claim your reward!", "Click here to download the guide.", "Click here for more info.")
+MENU = (
+    "Home",
+    "About",
+    "Contact",
+    "News",
+    "Shop",
+    "Login",
+    "Register",
+    "Search",
+    "Help",
+    "Events",
+    "Gallery",
+    "FAQ",
+    "Blog",
+    "Forum",
+    "Archive",
+)
+CLICK = (
+    "Click here to subscribe.",
+    "Click here to read more.",
+    "Click here to see all offers.",
+    "CLICK HERE to claim your reward!",
+    "Click here to download the guide.",
+    "Click here for more info.",
+)
 BLOCKS = (
     "This site uses cookies. By continuing to browse you agree to our use of cookies. Accept | Decline",
     "Share this: Print | Email | Save | Like",
@@ -58,13 +129,13 @@ def _typo(word: str, rng: Rng) -> str:
     i = rng.int(0, len(word) - 2)
     op = rng.int(0, 4)
     if op == 0:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if op == 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     if op == 2:
         return word[:i] + word[i] + word[i:]
     if op == 3:
-        return word[:i] + rng.pick(string.ascii_lowercase) + word[i + 1:]
+        return word[:i] + rng.pick(string.ascii_lowercase) + word[i + 1 :]
     return word[:i] + rng.pick(string.ascii_lowercase + string.digits) + word[i:]
 
 
@@ -98,10 +169,18 @@ def char_noise(text: str, rng: Rng) -> str:
 def boilerplate(world: World, rng: Rng) -> str:
     """A page of navigation, link lists, banners and spam lines, some repeated."""
     t1, t2 = rng.sample(world.towns, 2)
-    site = rng.pick((f"{t1.name} Online", f"The {t1.name} Gazette", f"{t1.river} Valley Portal",
-                     f"{t1.name} Market News"))
-    links = [f"{t1.name} news", f"{t2.name} weather", f"{t1.river} fishing reports", f"Best {t1.craft} deals",
-             f"Jobs for a {rng.pick(list(JOBS))}", f"{t2.name} events", f"Cheap {rng.pick(CRAFTS)}"]
+    site = rng.pick(
+        (f"{t1.name} Online", f"The {t1.name} Gazette", f"{t1.river} Valley Portal", f"{t1.name} Market News")
+    )
+    links = [
+        f"{t1.name} news",
+        f"{t2.name} weather",
+        f"{t1.river} fishing reports",
+        f"Best {t1.craft} deals",
+        f"Jobs for a {rng.pick(list(JOBS))}",
+        f"{t2.name} events",
+        f"Cheap {rng.pick(CRAFTS)}",
+    ]
     blocks = [
         " | ".join(rng.sample(MENU, rng.int(4, 8))),
         rng.pick(CLICK),
@@ -124,8 +203,8 @@ def fragment(text: str, rng: Rng) -> str:
     words = text.split()
     n = min(len(words), rng.int(3, 12))
     start = 0 if rng.chance(0.5) or len(words) <= n else rng.int(0, len(words) - n)
-    piece = words[start:start + n]
-    piece[-1] = piece[-1].rstrip(".,;:!?\"")
+    piece = words[start : start + n]
+    piece[-1] = piece[-1].rstrip('.,;:!?"')
     if not piece[-1]:
         piece = piece[:-1]
     return " ".join(piece)

@@ -27,10 +27,20 @@ JOBS = {
     "potter": ("shapes bowls on a wheel", "shape bowls on a wheel", "shaped bowls on a wheel", "jugs", "workshop"),
     "fisher": ("catches fish from a boat", "catch fish from a boat", "caught fish from a boat", "trout", "boat"),
     "miller": ("grinds flour", "grind flour", "ground flour", "sacks of flour", "mill"),
-    "carpenter": ("builds tables and chairs", "build tables and chairs", "built tables and chairs", "stools",
-                  "workshop"),
-    "teacher": ("teaches the children to read", "teach the children to read", "taught the children to read",
-                "slates", "school"),
+    "carpenter": (
+        "builds tables and chairs",
+        "build tables and chairs",
+        "built tables and chairs",
+        "stools",
+        "workshop",
+    ),
+    "teacher": (
+        "teaches the children to read",
+        "teach the children to read",
+        "taught the children to read",
+        "slates",
+        "school",
+    ),
     "healer": ("cares for the sick", "care for the sick", "cared for the sick", "herb packets", "house"),
     "farmer": ("grows turnips and beans", "grow turnips and beans", "grew turnips and beans", "turnips", "farm"),
     "shepherd": ("watches the sheep", "watch the sheep", "watched the sheep", "fleeces", "hut"),
@@ -40,13 +50,48 @@ JOBS = {
     "scribe": ("copies old books", "copy old books", "copied old books", "letters", "study"),
 }
 TOWN_SUFFIXES = ("mere", "ford", "holt", "wick", "by", "stead", "dale", "moor", "ton", "well")
-ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "j",
-          "b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "br", "dr", "gr", "tr", "st", "sk", "fl", "th")
+ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "j",
+    "b",
+    "d",
+    "k",
+    "l",
+    "m",
+    "n",
+    "r",
+    "s",
+    "t",
+    "v",
+    "br",
+    "dr",
+    "gr",
+    "tr",
+    "st",
+    "sk",
+    "fl",
+    "th",
+)
 VOWELS = ("a", "e", "i", "o", "u", "a", "e", "i", "o", "a", "e", "o", "ai", "ou")
 CODAS = ("n", "r", "l", "m", "n", "r", "l", "v", "th", "nd", "rn", "ld", "rk", "lt", "sk", "st")
 SIMPLE_CODAS = ("n", "r", "l", "m", "n", "r", "l", "v", "nd", "rn", "ld")
 # Invented names must never be ordinary words of the templates.
-_RESERVED = set("""
+_RESERVED = set(
+    """
 a an and at bale ban band bane bark barn bash bath bell belt bend bent bile bill bin bind bite blade bode bold
 bolt bond bone bore born both bout brain brave bride brown bun burn by cage cane cape cash cave code cold colt
 cone core cork corn crown cure dale dark darn dash date dell den dent desk dim dine dire dish disk dive doll don
@@ -66,7 +111,8 @@ sum sun sure tail tale tan tape task tell ten tend tent the their them thin tide
 told toll ton tone tore torn tote tour tout town trade train trim trout trove tune turn tusk vain vale van vane
 vile vim vine vole vote wade wage wail wand wane want wash wave well welt went were whole wide wild wile will
 win wind wine wipe wire wish with won wore work worn yarn your yule zone
-""".split())
+""".split()
+)
 
 
 class Rng:
@@ -201,8 +247,12 @@ class World:
     def fact_rows(self) -> list[dict]:
         """Every fact of the world as {"entity", "type", "attribute", "value"} rows (for explanations)."""
         rows = []
-        for kind, items, key in (("town", self.towns, "name"), ("person", self.people, "full"),
-                                 ("animal", self.animals, "name"), ("object", self.things, "name")):
+        for kind, items, key in (
+            ("town", self.towns, "name"),
+            ("person", self.people, "full"),
+            ("animal", self.animals, "name"),
+            ("object", self.things, "name"),
+        ):
             for item in items:
                 name = getattr(item, key)
                 for attr, value in vars(item).items():
@@ -211,8 +261,13 @@ class World:
         return rows
 
     def summary(self) -> dict:
-        return {"towns": len(self.towns), "people": len(self.people), "animals": len(self.animals),
-                "objects": len(self.things), "rivers": len(self.rivers)}
+        return {
+            "towns": len(self.towns),
+            "people": len(self.people),
+            "animals": len(self.animals),
+            "objects": len(self.things),
+            "rivers": len(self.rivers),
+        }
 
 
 class _Names:
@@ -242,12 +297,12 @@ class _Names:
         return self._unique(lambda: (self._syllable(self.rng.chance(0.6)) + self._syllable(True)).capitalize())
 
     def town(self) -> str:
-        return self._unique(lambda: (self._syllable(self.rng.chance(0.5)) + self.rng.pick(TOWN_SUFFIXES))
-                            .capitalize())
+        return self._unique(lambda: (self._syllable(self.rng.chance(0.5)) + self.rng.pick(TOWN_SUFFIXES)).capitalize())
 
     def river(self) -> str:
-        return self._unique(lambda: (self._syllable(True, simple=False) + self.rng.pick(("", "", "a", "e")))
-                            .capitalize())
+        return self._unique(
+            lambda: (self._syllable(True, simple=False) + self.rng.pick(("", "", "a", "e"))).capitalize()
+        )
 
     def species(self) -> str:
         # Lower case, simple final consonant so the plural is name + "s"; consonant first so "a <name>" reads.
@@ -257,8 +312,9 @@ class _Names:
         return self._unique(lambda: (self._syllable(False) + self._syllable(False)).capitalize())
 
     def thing(self, kind: str) -> str:
-        return self._unique(lambda: (self._syllable(False) + self._syllable(True)).capitalize()) + " " + \
-            kind.capitalize()
+        return (
+            self._unique(lambda: (self._syllable(False) + self._syllable(True)).capitalize()) + " " + kind.capitalize()
+        )
 
 
 def build_world(seed: int, scale: float = 1.0) -> World:
@@ -277,17 +333,37 @@ def build_world(seed: int, scale: float = 1.0) -> World:
     names = _Names(rng)
     rivers = [names.river() for _ in range((n_towns + 1) // 2)]
     town_names = [names.town() for _ in range(n_towns)]
-    towns = [Town(name, rivers[i // 2], int(10 ** (2.4 + 2.0 * rng.float()) / 10) * 10,
-                  f"{names.first()} {names.family()}",
-                  rng.int(300, 990), rng.pick(CRAFTS)) for i, name in enumerate(town_names)]
-    animals = [Animal(names.species(), rng.pick(COLOURS), rng.pick(FOODS), rng.pick(HABITATS), rng.pick(SIZES))
-               for _ in range(n_animals)]
-    people = [Person(names.first(), names.family(), rng.pick(("she", "he")), rng.pick(list(JOBS)), town.name,
-                     rng.pick(animals).name, names.pet(), rng.int(18, 80))
-              for town in towns for _ in range(people_per_town)]
+    towns = [
+        Town(
+            name,
+            rivers[i // 2],
+            int(10 ** (2.4 + 2.0 * rng.float()) / 10) * 10,
+            f"{names.first()} {names.family()}",
+            rng.int(300, 990),
+            rng.pick(CRAFTS),
+        )
+        for i, name in enumerate(town_names)
+    ]
+    animals = [
+        Animal(names.species(), rng.pick(COLOURS), rng.pick(FOODS), rng.pick(HABITATS), rng.pick(SIZES))
+        for _ in range(n_animals)
+    ]
+    people = [
+        Person(
+            names.first(),
+            names.family(),
+            rng.pick(("she", "he")),
+            rng.pick(list(JOBS)),
+            town.name,
+            rng.pick(animals).name,
+            names.pet(),
+            rng.int(18, 80),
+        )
+        for town in towns
+        for _ in range(people_per_town)
+    ]
     things = []
     for _ in range(n_things):
         kind = rng.pick(THING_KINDS)
-        things.append(Thing(names.thing(kind), kind, rng.pick(MATERIALS), rng.pick(people).full,
-                            rng.pick(towns).name))
+        things.append(Thing(names.thing(kind), kind, rng.pick(MATERIALS), rng.pick(people).full, rng.pick(towns).name))
     return World(seed, towns, people, animals, things)

@@ -9,7 +9,7 @@ unit, as for the verdicts). ``forgetting`` gives those entries; ``summary.summar
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -21,9 +21,23 @@ from .verdicts import paired_delta
 
 GROUP_SETS = {"group_loss": "validation", "target_group_loss": "target"}  # group metric -> held-out set
 NOTABLE_RISE = 0.01  # a rise below this (nats per token) is worded "nothing measurable was forgotten"
-FORGETTING_KEYS = ("set", "column", "arm", "group", "n_seeds", "min_loss", "final_loss", "rise", "rise_ci",
-                   "rise_delta", "rise_delta_low", "rise_delta_high", "final_delta", "final_delta_low",
-                   "final_delta_high")
+FORGETTING_KEYS = (
+    "set",
+    "column",
+    "arm",
+    "group",
+    "n_seeds",
+    "min_loss",
+    "final_loss",
+    "rise",
+    "rise_ci",
+    "rise_delta",
+    "rise_delta_low",
+    "rise_delta_high",
+    "final_delta",
+    "final_delta_low",
+    "final_delta_high",
+)
 
 
 def group_curves(curves: pl.DataFrame) -> pl.DataFrame:
@@ -41,12 +55,23 @@ def group_curves(curves: pl.DataFrame) -> pl.DataFrame:
         if split is None or not curves.schema[name].is_numeric():
             continue
         metric, column, group = split
-        parts.append(curves.select(*keys, pl.lit(GROUP_SETS[metric]).alias("set"), pl.lit(column).alias("column"),
-                                   pl.lit(group).alias("group"), pl.col(name).cast(pl.Float64).alias("loss"))
-                     .filter(pl.col("loss").is_not_null() & pl.col("loss").is_finite()))
+        parts.append(
+            curves.select(
+                *keys,
+                pl.lit(GROUP_SETS[metric]).alias("set"),
+                pl.lit(column).alias("column"),
+                pl.lit(group).alias("group"),
+                pl.col(name).cast(pl.Float64).alias("loss"),
+            ).filter(pl.col("loss").is_not_null() & pl.col("loss").is_finite())
+        )
     if not parts:
-        schema = {**{k: curves.schema[k] for k in keys}, "set": pl.Utf8, "column": pl.Utf8, "group": pl.Utf8,
-                  "loss": pl.Float64}
+        schema = {
+            **{k: curves.schema[k] for k in keys},
+            "set": pl.Utf8,
+            "column": pl.Utf8,
+            "group": pl.Utf8,
+            "loss": pl.Float64,
+        }
         return pl.DataFrame(schema=schema)
     return pl.concat(parts).sort(["set", "column", "group", "run", "step"])
 
@@ -59,15 +84,24 @@ def forgetting_runs(curves: pl.DataFrame) -> pl.DataFrame:
         final_step, rise), rise = final_loss - min_loss >= 0 (0 when the last evaluation is the lowest).
     """
     long = group_curves(curves)
-    keys = ["run", "arm", "seed"] + (["comparison"] if "comparison" in long.columns else []) + \
-        ["set", "column", "group"]
+    keys = (
+        ["run", "arm", "seed"] + (["comparison"] if "comparison" in long.columns else []) + ["set", "column", "group"]
+    )
     if long.is_empty():
-        return long.select(keys).with_columns(*(pl.lit(None, pl.Float64).alias(c) for c in
-                                                ("min_loss", "min_step", "final_loss", "final_step", "rise")))
-    return (long.sort("step").group_by(keys, maintain_order=True)
-            .agg(pl.col("loss").min().alias("min_loss"), pl.col("step").get(pl.col("loss").arg_min()).alias("min_step"),
-                 pl.col("loss").last().alias("final_loss"), pl.col("step").last().alias("final_step"))
-            .with_columns((pl.col("final_loss") - pl.col("min_loss")).alias("rise")))
+        return long.select(keys).with_columns(
+            *(pl.lit(None, pl.Float64).alias(c) for c in ("min_loss", "min_step", "final_loss", "final_step", "rise"))
+        )
+    return (
+        long.sort("step")
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("loss").min().alias("min_loss"),
+            pl.col("step").get(pl.col("loss").arg_min()).alias("min_step"),
+            pl.col("loss").last().alias("final_loss"),
+            pl.col("step").last().alias("final_step"),
+        )
+        .with_columns((pl.col("final_loss") - pl.col("min_loss")).alias("rise"))
+    )
 
 
 def forgetting(curves: pl.DataFrame, baseline: str | None = None, level: float = 0.95) -> list[dict]:
@@ -105,8 +139,11 @@ def forgetting(curves: pl.DataFrame, baseline: str | None = None, level: float =
                 entry["rise_ci"] = finite_or_none(mean_ci(mine["rise"].to_list(), level)[1])
                 for key, metric in (("rise_delta", "rise"), ("final_delta", "final_loss")):
                     d = paired_delta(part, arm, baseline, metric, level) if arm != baseline else {}
-                    entry[key], entry[f"{key}_low"], entry[f"{key}_high"] = (d.get("delta"), d.get("ci_low"),
-                                                                              d.get("ci_high"))
+                    entry[key], entry[f"{key}_low"], entry[f"{key}_high"] = (
+                        d.get("delta"),
+                        d.get("ci_low"),
+                        d.get("ci_high"),
+                    )
                 out.append(entry)
     order = {arm: i for i, arm in enumerate(arms)}
     return sorted(out, key=lambda e: (e["set"] != "validation", e["column"], order[e["arm"]], e["group"]))
@@ -114,8 +151,10 @@ def forgetting(curves: pl.DataFrame, baseline: str | None = None, level: float =
 
 def forgetting_frame(entries: Sequence[dict]) -> pl.DataFrame:
     """``forgetting`` entries as a frame (columns ``FORGETTING_KEYS``), e.g. for CSV."""
-    schema = {k: (pl.Utf8 if k in ("set", "column", "arm", "group") else pl.Int64 if k == "n_seeds" else pl.Float64)
-              for k in FORGETTING_KEYS}
+    schema = {
+        k: (pl.Utf8 if k in ("set", "column", "arm", "group") else pl.Int64 if k == "n_seeds" else pl.Float64)
+        for k in FORGETTING_KEYS
+    }
     return pl.DataFrame([{k: e.get(k) for k in FORGETTING_KEYS} for e in entries], schema=schema)
 
 
@@ -131,8 +170,12 @@ def format_forgetting(entries: Sequence[dict], set_name: str = "validation", lev
     body = []
     for e in rows:
         rise = f(e["rise"]) + ("" if e["rise_ci"] is None else f" ± {e['rise_ci']:.4f}")
-        delta = "-" if e["rise_delta"] is None else f"{e['rise_delta']:+.4f}" + (
-            "" if e["rise_delta_low"] is None else f" [{e['rise_delta_low']:+.4f}, {e['rise_delta_high']:+.4f}]")
+        delta = (
+            "-"
+            if e["rise_delta"] is None
+            else f"{e['rise_delta']:+.4f}"
+            + ("" if e["rise_delta_low"] is None else f" [{e['rise_delta_low']:+.4f}, {e['rise_delta_high']:+.4f}]")
+        )
         body.append([e["arm"], e["group"], str(e["n_seeds"]), f(e["min_loss"]), f(e["final_loss"]), rise, delta])
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
@@ -169,25 +212,35 @@ def explain_groups(summary: dict, set_name: str | None = None) -> list[str]:
         worst = max(mine, key=lambda e: e["final_delta"])
         if worst["final_delta"] <= 0:
             best = min(mine, key=lambda e: e["final_delta"])
-            out.append(f"{arm} ends with a lower {loss} than {base} on every {column} ({len(mine)} of them); "
-                       f"the largest lead is on {best['group']} ({best['final_delta']:+.3f}{_interval(best, level)}).")
+            out.append(
+                f"{arm} ends with a lower {loss} than {base} on every {column} ({len(mine)} of them); "
+                f"the largest lead is on {best['group']} ({best['final_delta']:+.3f}{_interval(best, level)})."
+            )
             continue
         b = at[(base, worst["group"])]
-        text = (f"{arm} ends furthest behind {base} on {worst['group']}: {loss} {worst['final_loss']:.3f} against "
-                f"{b['final_loss']:.3f} ({worst['final_delta']:+.3f}{_interval(worst, level)}).")
+        text = (
+            f"{arm} ends furthest behind {base} on {worst['group']}: {loss} {worst['final_loss']:.3f} against "
+            f"{b['final_loss']:.3f} ({worst['final_delta']:+.3f}{_interval(worst, level)})."
+        )
         extra_rise = worst["rise"] - b["rise"]
         if extra_rise >= 0.5 * worst["final_delta"]:
-            text += (f" Most of that gap is forgetting: {arm} had brought {worst['group']} down to "
-                     f"{worst['min_loss']:.3f} and lost {worst['rise']:.3f} of it by the end ({base} lost "
-                     f"{b['rise']:.3f}).")
+            text += (
+                f" Most of that gap is forgetting: {arm} had brought {worst['group']} down to "
+                f"{worst['min_loss']:.3f} and lost {worst['rise']:.3f} of it by the end ({base} lost "
+                f"{b['rise']:.3f})."
+            )
         elif max(worst["rise"], b["rise"]) < NOTABLE_RISE:
-            text += (f" None of it is forgetting (neither loss on {worst['group']} rose from its lowest point by "
-                     f"{NOTABLE_RISE} or more): {arm} never got as low there (lowest {worst['min_loss']:.3f} against "
-                     f"{b['min_loss']:.3f}).")
+            text += (
+                f" None of it is forgetting (neither loss on {worst['group']} rose from its lowest point by "
+                f"{NOTABLE_RISE} or more): {arm} never got as low there (lowest {worst['min_loss']:.3f} against "
+                f"{b['min_loss']:.3f})."
+            )
         else:
-            text += (f" Little of it is forgetting ({arm}'s loss there rose {worst['rise']:.3f} from its lowest, "
-                     f"{base}'s {b['rise']:.3f}): {arm} never got as low on {worst['group']} (lowest "
-                     f"{worst['min_loss']:.3f} against {b['min_loss']:.3f}).")
+            text += (
+                f" Little of it is forgetting ({arm}'s loss there rose {worst['rise']:.3f} from its lowest, "
+                f"{base}'s {b['rise']:.3f}): {arm} never got as low on {worst['group']} (lowest "
+                f"{worst['min_loss']:.3f} against {b['min_loss']:.3f})."
+            )
         ahead = [e for e in mine if e["final_delta"] < 0]
         if ahead:
             best = min(ahead, key=lambda e: e["final_delta"])
@@ -196,12 +249,15 @@ def explain_groups(summary: dict, set_name: str | None = None) -> list[str]:
     top = max(rows, key=lambda e: e["rise"] or 0.0)
     seeds = f"mean over {top['n_seeds']} seed{'s' if top['n_seeds'] != 1 else ''}"
     if (top["rise"] or 0.0) >= NOTABLE_RISE:
-        out.append(f"The largest rise after a lowest point: {top['arm']} on {top['group']}, +{top['rise']:.3f} "
-                   f"({seeds}).")
+        out.append(
+            f"The largest rise after a lowest point: {top['arm']} on {top['group']}, +{top['rise']:.3f} ({seeds})."
+        )
     elif (top["rise"] or 0.0) > 0:
-        out.append(f"No arm's {loss} rose by {NOTABLE_RISE} or more on any {column} after its lowest point "
-                   f"(largest: {top['arm']} on {top['group']}, +{top['rise']:.3f}, {seeds}): nothing measurable "
-                   "was forgotten.")
+        out.append(
+            f"No arm's {loss} rose by {NOTABLE_RISE} or more on any {column} after its lowest point "
+            f"(largest: {top['arm']} on {top['group']}, +{top['rise']:.3f}, {seeds}): nothing measurable "
+            "was forgotten."
+        )
     else:
         out.append(f"No arm's {loss} rose on any {column} after its lowest point: nothing learned was forgotten.")
     return out
@@ -213,8 +269,9 @@ def _interval(entry: dict, level: float) -> str:
     return f", {level:.0%} CI {entry['final_delta_low']:+.3f} to {entry['final_delta_high']:+.3f}"
 
 
-def group_bands(curves: pl.DataFrame, set_name: str | None = None, x: str = "step", level: float = 0.95,
-                n_points: int = 50) -> pl.DataFrame:
+def group_bands(
+    curves: pl.DataFrame, set_name: str | None = None, x: str = "step", level: float = 0.95, n_points: int = 50
+) -> pl.DataFrame:
     """Each arm's loss per group over training: mean and t band over seeds.
 
     Args:
@@ -238,10 +295,24 @@ def group_bands(curves: pl.DataFrame, set_name: str | None = None, x: str = "ste
         if x == "tokens":
             pts = align_by_tokens(pts.rename({"value": "loss"}), "loss", n_points=n_points)
         agg = aggregate_seeds(pts, level).rename({"tokens": x})
-        out.append(agg.select(pl.lit(set_).alias("set"), pl.lit(column).alias("column"), pl.lit(group).alias("group"),
-                              pl.all()))
+        out.append(
+            agg.select(
+                pl.lit(set_).alias("set"), pl.lit(column).alias("column"), pl.lit(group).alias("group"), pl.all()
+            )
+        )
     if not out:
-        return pl.DataFrame(schema={"set": pl.Utf8, "column": pl.Utf8, "group": pl.Utf8, "arm": pl.Utf8,
-                                    x: pl.Float64, "mean": pl.Float64, "half_width": pl.Float64,
-                                    "lower": pl.Float64, "upper": pl.Float64, "n": pl.UInt32})
+        return pl.DataFrame(
+            schema={
+                "set": pl.Utf8,
+                "column": pl.Utf8,
+                "group": pl.Utf8,
+                "arm": pl.Utf8,
+                x: pl.Float64,
+                "mean": pl.Float64,
+                "half_width": pl.Float64,
+                "lower": pl.Float64,
+                "upper": pl.Float64,
+                "n": pl.UInt32,
+            }
+        )
     return pl.concat(out, how="vertical_relaxed")

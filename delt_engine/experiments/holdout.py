@@ -95,7 +95,7 @@ def validation_split(frame: pl.DataFrame, fraction: float, seed: int = HOLDOUT_S
 def copies_of(held: list[str], training: list[str]) -> np.ndarray:
     """Positions in ``training`` of the texts that copy (exactly or nearly) one of ``held``."""
     groups = copy_groups(list(held) + list(training))
-    return np.flatnonzero(groups[len(held):] < len(held))
+    return np.flatnonzero(groups[len(held) :] < len(held))
 
 
 def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTION) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -105,12 +105,18 @@ def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTIO
     parts hold at least one text; the split still depends on the texts alone.
 
     Raises ValueError for fewer than two distinct texts."""
-    keys = np.array([int.from_bytes(hashlib.sha256(normalize(t).encode()).digest()[:8], "big") / 2**64
-                     for t in frame["text"].to_list()])
+    keys = np.array(
+        [
+            int.from_bytes(hashlib.sha256(normalize(t).encode()).digest()[:8], "big") / 2**64
+            for t in frame["text"].to_list()
+        ]
+    )
     if len(set(keys.tolist())) < 2:
-        raise ValueError(f"a target set of {frame.height} text(s) ({len(set(keys.tolist()))} distinct) cannot be "
-                         "split into a scoring part and an evaluation part; give at least two different target "
-                         "texts, or a separate evaluation file")
+        raise ValueError(
+            f"a target set of {frame.height} text(s) ({len(set(keys.tolist()))} distinct) cannot be "
+            "split into a scoring part and an evaluation part; give at least two different target "
+            "texts, or a separate evaluation file"
+        )
     to_eval = keys < eval_fraction
     if not to_eval.any():
         to_eval = keys == keys.min()
@@ -119,8 +125,9 @@ def split_target(frame: pl.DataFrame, eval_fraction: float = EVAL_TARGET_FRACTIO
     return frame.filter(pl.Series(~to_eval)), frame.filter(pl.Series(to_eval))
 
 
-def target_part_files(target: str | Path, out_dir: str | Path,
-                      eval_fraction: float = EVAL_TARGET_FRACTION) -> tuple[Path, Path]:
+def target_part_files(
+    target: str | Path, out_dir: str | Path, eval_fraction: float = EVAL_TARGET_FRACTION
+) -> tuple[Path, Path]:
     """The scoring and evaluation parts of a target file, written once as JSONL under ``out_dir`` (named by
     the file's content, so every caller that splits the same file gets the same two files).
 
@@ -132,7 +139,10 @@ def target_part_files(target: str | Path, out_dir: str | Path,
 
     target = Path(target)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
-    paths = (Path(out_dir) / f"{digest}-{eval_fraction:g}-score.jsonl", Path(out_dir) / f"{digest}-{eval_fraction:g}-eval.jsonl")
+    paths = (
+        Path(out_dir) / f"{digest}-{eval_fraction:g}-score.jsonl",
+        Path(out_dir) / f"{digest}-{eval_fraction:g}-eval.jsonl",
+    )
     if not all(p.is_file() for p in paths):
         try:
             parts = split_target(load_corpus(target).frame, eval_fraction)

@@ -80,8 +80,12 @@ class Comparison:
     run_dirs: list[Path]
 
 
-def prepare_comparison(spec: ComparisonSpec | dict | str | Path, workspace: Workspace,
-                       on_progress: ProgressFn = None, should_stop: StopFn = None) -> Comparison:
+def prepare_comparison(
+    spec: ComparisonSpec | dict | str | Path,
+    workspace: Workspace,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> Comparison:
     """Prepare every run of a comparison (see the module docstring).
 
     Args:
@@ -109,8 +113,9 @@ def load_comparison(workspace: Workspace, comparison_id: str) -> Comparison:
     return Comparison(comparison_id, cmp_dir, manifest, [workspace.root / "runs" / r["id"] for r in manifest["runs"]])
 
 
-def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, on_progress: ProgressFn,
-             should_stop: StopFn) -> dict:
+def _prepare(
+    spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, on_progress: ProgressFn, should_stop: StopFn
+) -> dict:
     def report(phase: int) -> None:
         if on_progress is not None:
             on_progress(Progress("prepare", phase, len(PHASES), None, PHASES[phase]))
@@ -132,19 +137,34 @@ def _prepare(spec: ComparisonSpec, workspace: Workspace, cmp_dir: Path, on_progr
     arm_data = {arm.label: by_data[arm.data_key] for arm in spec.arms}
     checks = _overlap_checks(inputs, arm_data)
     runs = _write_runs(spec, workspace, cmp_dir.name, data_dir, arm_data, tokenizer_dir, inputs, score_info)
-    manifest = {"id": cmp_dir.name, "name": spec.name, "spec": spec.to_dict(), "baseline": spec.baseline_label,
-                "arms": spec.labels, "seeds": list(spec.seeds), "runs": runs, "corpus_hash": inputs.corpus_hash,
-                "scores": score_info.to_dict(), "tokenizer": str(tokenizer_dir), "n_train_docs": inputs.train.height,
-                "arm_data": {label: d["entry"] for label, d in arm_data.items()},
-                "validation": inputs.validation, "validation_note": inputs.validation_note,
-                "n_copies_removed": inputs.n_copies_removed, "score_target": inputs.score_target,
-                "eval_target": inputs.eval_target, "benchmark": inputs.benchmark, "overlap": checks}
+    manifest = {
+        "id": cmp_dir.name,
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "baseline": spec.baseline_label,
+        "arms": spec.labels,
+        "seeds": list(spec.seeds),
+        "runs": runs,
+        "corpus_hash": inputs.corpus_hash,
+        "scores": score_info.to_dict(),
+        "tokenizer": str(tokenizer_dir),
+        "n_train_docs": inputs.train.height,
+        "arm_data": {label: d["entry"] for label, d in arm_data.items()},
+        "validation": inputs.validation,
+        "validation_note": inputs.validation_note,
+        "n_copies_removed": inputs.n_copies_removed,
+        "score_target": inputs.score_target,
+        "eval_target": inputs.eval_target,
+        "benchmark": inputs.benchmark,
+        "overlap": checks,
+    }
     write_json(cmp_dir / MANIFEST, manifest)
     report(4)
     return manifest
 
 
 # ----------------------------------------------------------------------------- inputs
+
 
 def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> Inputs:
     """Load the corpus, resolve target/benchmark (demo defaults), make the validation and target splits."""
@@ -171,25 +191,30 @@ def build_inputs(spec: ComparisonSpec, workspace: Workspace, data_dir: Path) -> 
             write_records(held.validation, validation)
             removed, n_copies = held.removed_ids, held.n_copies_removed
             frame = frame.filter(~pl.col("id").is_in(removed))
-            note = (f"held out {held.validation.height} clean documents ({spec.validation_fraction:.0%}, seed "
-                    f"{holdout.HOLDOUT_SEED}) with their {n_copies} exact or near copies; they are not scored, "
-                    "selected or trained on")
+            note = (
+                f"held out {held.validation.height} clean documents ({spec.validation_fraction:.0%}, seed "
+                f"{holdout.HOLDOUT_SEED}) with their {n_copies} exact or near copies; they are not scored, "
+                "selected or trained on"
+            )
     if validation is None:
         note = "no validation set (val_loss is not reported)"
     if frame.height == 0:
         raise DataError(f"corpus {corpus} has no documents left to train on after the validation split")
     score_hash = hashlib.sha256(f"{corpus_hash}|holdout={sorted(removed)}".encode()).hexdigest()[:16]
     score_target, eval_target = _target_parts(spec, target, data_dir)
-    return Inputs(frame, str(corpus), corpus_hash, score_hash, validation, note, n_copies, score_target, eval_target,
-                  benchmark)
+    return Inputs(
+        frame, str(corpus), corpus_hash, score_hash, validation, note, n_copies, score_target, eval_target, benchmark
+    )
 
 
 def _check_group_column(group_by: str | None, frame: pl.DataFrame, what: str) -> None:
     """ConfigError unless ``frame`` has the ``group_by`` column (the runs evaluate by it)."""
     if group_by and group_by not in frame.columns:
         columns = ", ".join(c for c in frame.columns if c not in ("id", "text")) or "none"
-        raise ConfigError(f"group_by={group_by!r}: the {what} has no such column (metadata columns: {columns}); "
-                          "pick one of them, or null for no evaluation by group")
+        raise ConfigError(
+            f"group_by={group_by!r}: the {what} has no such column (metadata columns: {columns}); "
+            "pick one of them, or null for no evaluation by group"
+        )
 
 
 def _target_parts(spec: ComparisonSpec, target: str | None, data_dir: Path) -> tuple[str | None, str | None]:
@@ -218,6 +243,7 @@ def _existing(path: Path) -> str | None:
 
 # ----------------------------------------------------------------------------- scoring
 
+
 def scores_key(corpus_hash: str, scorer: dict, settings: dict) -> str:
     """Cache key of a scoring: corpus content, scorer and the settings that change the scores."""
     blob = json.dumps({"corpus": corpus_hash, "scorer": scorer, "settings": settings}, sort_keys=True, default=str)
@@ -236,8 +262,13 @@ def read_cached_scores(scores_dir: Path) -> pl.DataFrame | None:
         return None
 
 
-def score_corpus(spec: ComparisonSpec, inputs: Inputs, workspace: Workspace, on_progress: ProgressFn = None,
-                 should_stop: StopFn = None) -> tuple[pl.DataFrame, ScoreInfo]:
+def score_corpus(
+    spec: ComparisonSpec,
+    inputs: Inputs,
+    workspace: Workspace,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> tuple[pl.DataFrame, ScoreInfo]:
     """Scores joined to the training frame: from a score column, the workspace cache, or computed now.
 
     Cached scorings live in ``scores/<method>-<key>/`` (key: corpus content, hold-out, scorer, settings).
@@ -246,16 +277,22 @@ def score_corpus(spec: ComparisonSpec, inputs: Inputs, workspace: Workspace, on_
     if scorer.score_field is not None:
         name = scorer.score_field
         if name not in frame.columns or not frame.schema[name].is_numeric():
-            raise DataError(f"the corpus has no numeric column {name!r} to use as scores "
-                            f"(columns: {', '.join(frame.columns)}); give a scorer method instead")
+            raise DataError(
+                f"the corpus has no numeric column {name!r} to use as scores "
+                f"(columns: {', '.join(frame.columns)}); give a scorer method instead"
+            )
         return _drop_unscored(frame, ScoreInfo(None, name, scorer.direction))
     from ..scoring import get_scorer
     from ..scoring.runner import join_scores, run_scoring
 
     info = get_scorer(scorer.method)
-    settings = {"model": scorer.model or spec.train.get("model", "cpu-demo"),
-                "device": scorer.device or spec.train.get("device", "auto"), "seed": scorer.seed,
-                "max_length": spec.train.get("max_length", 128), "batch_size": spec.train.get("batch_size", 16)}
+    settings = {
+        "model": scorer.model or spec.train.get("model", "cpu-demo"),
+        "device": scorer.device or spec.train.get("device", "auto"),
+        "seed": scorer.seed,
+        "max_length": spec.train.get("max_length", 128),
+        "batch_size": spec.train.get("batch_size", 16),
+    }
     target_texts = None
     if info.needs_target:
         if not inputs.score_target:
@@ -270,19 +307,50 @@ def score_corpus(spec: ComparisonSpec, inputs: Inputs, workspace: Workspace, on_
     if scores is None:
         cached = False
         call = {k: v for k, v in settings.items() if k != "target_hash"}
-        result = run_scoring(frame, scorer.method, **call, target_texts=target_texts, options=dict(scorer.options),
-                             cache_dir=workspace.cache, on_progress=on_progress, should_stop=should_stop)
+        result = run_scoring(
+            frame,
+            scorer.method,
+            **call,
+            target_texts=target_texts,
+            options=dict(scorer.options),
+            cache_dir=workspace.cache,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
         scores, elapsed = result.scores, result.elapsed_s
         scores_dir.mkdir(parents=True, exist_ok=True)
         scores.write_parquet(scores_dir / "scores.parquet")
         # "input" names the corpus, so the app lists this scoring with that dataset's scores (it covers
         # the corpus minus the validation hold-out)
-        write_json(scores_dir / CONFIG_FILE, {**result.config, "input": str(Path(inputs.corpus_source).resolve()),
-                                              "corpus_hash": inputs.corpus_hash, "score_hash": inputs.score_hash})
-        write_json(scores_dir / STATUS_FILE, {"state": "done", "direction": result.direction, "created_at": now_iso(),
-                                              "elapsed_s": round(elapsed, 3), "n_scored": scores.height})
-    made = ScoreInfo(scorer.method, "score", info.direction, dict(scorer.options), settings, scores_dir.name, cached,
-                     round(elapsed, 3))
+        write_json(
+            scores_dir / CONFIG_FILE,
+            {
+                **result.config,
+                "input": str(Path(inputs.corpus_source).resolve()),
+                "corpus_hash": inputs.corpus_hash,
+                "score_hash": inputs.score_hash,
+            },
+        )
+        write_json(
+            scores_dir / STATUS_FILE,
+            {
+                "state": "done",
+                "direction": result.direction,
+                "created_at": now_iso(),
+                "elapsed_s": round(elapsed, 3),
+                "n_scored": scores.height,
+            },
+        )
+    made = ScoreInfo(
+        scorer.method,
+        "score",
+        info.direction,
+        dict(scorer.options),
+        settings,
+        scores_dir.name,
+        cached,
+        round(elapsed, 3),
+    )
     return _drop_unscored(join_scores(frame, scores), made)
 
 
@@ -304,8 +372,11 @@ def shared_tokenizer(train: pl.DataFrame, spec: ComparisonSpec, workspace: Works
     model = Path(str(spec.train.get("model", "cpu-demo")))
     if model.is_dir() and (model / "tokenizer.json").exists():
         return model.resolve()
-    tok = train_tokenizer(train["text"].to_list(), vocab_size=int(spec.train.get("vocab_size", DEFAULT_VOCAB_SIZE)),
-                          cache_root=workspace.cache)
+    tok = train_tokenizer(
+        train["text"].to_list(),
+        vocab_size=int(spec.train.get("vocab_size", DEFAULT_VOCAB_SIZE)),
+        cache_root=workspace.cache,
+    )
     path = Path(tok.name_or_path)
     if not (path / "tokenizer.json").exists():
         raise DataError(f"the shared tokenizer was not saved under {workspace.cache}; check that it is writable")
@@ -313,6 +384,7 @@ def shared_tokenizer(train: pl.DataFrame, spec: ComparisonSpec, workspace: Works
 
 
 # ----------------------------------------------------------------------------- arms and runs
+
 
 def _arm_data(arm: Arm, scored: pl.DataFrame, info: ScoreInfo) -> dict:
     """The arm's documents before ordering (dedup, then selection) and its manifest entry."""
@@ -323,11 +395,16 @@ def _arm_data(arm: Arm, scored: pl.DataFrame, info: ScoreInfo) -> dict:
     if arm.selection is not None:
         frame = arm.selection.apply(frame, info.score_field, info.direction == "higher_better")
         if frame.height == 0:
-            raise DataError(f"arm {arm.label!r}: selection {arm.selection.to_dict()} kept no documents; raise k / "
-                            "ratio or lower the threshold")
-    entry = {"dedup": None if arm.dedup is None else arm.dedup.to_dict(),
-             "selection": None if arm.selection is None else arm.selection.to_dict(),
-             "n_duplicates": n_duplicates, "n_selected": frame.height}
+            raise DataError(
+                f"arm {arm.label!r}: selection {arm.selection.to_dict()} kept no documents; raise k / "
+                "ratio or lower the threshold"
+            )
+    entry = {
+        "dedup": None if arm.dedup is None else arm.dedup.to_dict(),
+        "selection": None if arm.selection is None else arm.selection.to_dict(),
+        "n_duplicates": n_duplicates,
+        "n_selected": frame.height,
+    }
     return {"frame": frame, "entry": entry}
 
 
@@ -353,16 +430,32 @@ def _overlap_checks(inputs: Inputs, arm_data: dict) -> dict:
     return worst
 
 
-def _write_runs(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, data_dir: Path, arm_data: dict,
-                tokenizer_dir: Path, inputs: Inputs, info: ScoreInfo) -> list[dict]:
+def _write_runs(
+    spec: ComparisonSpec,
+    workspace: Workspace,
+    cmp_id: str,
+    data_dir: Path,
+    arm_data: dict,
+    tokenizer_dir: Path,
+    inputs: Inputs,
+    info: ScoreInfo,
+) -> list[dict]:
     runs = []
     for arm in spec.arms:
         for seed in spec.seeds:
             path = order_arm(arm, arm_data[arm.label]["frame"], seed, info.score_field, data_dir)
-            run_dir = _write_run(spec, workspace, cmp_id, arm, seed, path, tokenizer_dir, inputs, info,
-                                 arm_data[arm.label]["entry"])
-            runs.append({"id": run_dir.name, "arm": arm.label, "ordering": arm.ordering.to_dict(), "seed": seed,
-                         "input": str(path)})
+            run_dir = _write_run(
+                spec, workspace, cmp_id, arm, seed, path, tokenizer_dir, inputs, info, arm_data[arm.label]["entry"]
+            )
+            runs.append(
+                {
+                    "id": run_dir.name,
+                    "arm": arm.label,
+                    "ordering": arm.ordering.to_dict(),
+                    "seed": seed,
+                    "input": str(path),
+                }
+            )
     return runs
 
 
@@ -378,20 +471,49 @@ def order_arm(arm: Arm, frame: pl.DataFrame, seed: int, score_field: str, data_d
     return path
 
 
-def _write_run(spec: ComparisonSpec, workspace: Workspace, cmp_id: str, arm: Arm, seed: int, data_file: Path,
-               tokenizer_dir: Path, inputs: Inputs, info: ScoreInfo, data: dict) -> Path:
+def _write_run(
+    spec: ComparisonSpec,
+    workspace: Workspace,
+    cmp_id: str,
+    arm: Arm,
+    seed: int,
+    data_file: Path,
+    tokenizer_dir: Path,
+    inputs: Inputs,
+    info: ScoreInfo,
+    data: dict,
+) -> Path:
     from ..training.config import RunConfig
 
-    provenance = {"comparison": cmp_id, "arm": arm.label, "ordering": {**arm.ordering.to_dict(), "label": arm.label},
-                  "seed": seed, "corpus": inputs.corpus_source, "corpus_hash": inputs.corpus_hash,
-                  "scorer": info.to_dict(), "selection": data["selection"], "dedup": data["dedup"],
-                  "n_selected": data["n_selected"], "validation_note": inputs.validation_note}
-    config = RunConfig.from_dict({**spec.train, "input": str(data_file), "text_field": "text",
-                                  "score_field": info.score_field, "tokenizer": str(tokenizer_dir),
-                                  "cache_dir": str(workspace.cache.resolve()), "seed": int(seed),
-                                  "validation": inputs.validation, "target": inputs.eval_target,
-                                  "benchmark": inputs.benchmark, "group_by": spec.group_by,
-                                  "provenance": provenance})
+    provenance = {
+        "comparison": cmp_id,
+        "arm": arm.label,
+        "ordering": {**arm.ordering.to_dict(), "label": arm.label},
+        "seed": seed,
+        "corpus": inputs.corpus_source,
+        "corpus_hash": inputs.corpus_hash,
+        "scorer": info.to_dict(),
+        "selection": data["selection"],
+        "dedup": data["dedup"],
+        "n_selected": data["n_selected"],
+        "validation_note": inputs.validation_note,
+    }
+    config = RunConfig.from_dict(
+        {
+            **spec.train,
+            "input": str(data_file),
+            "text_field": "text",
+            "score_field": info.score_field,
+            "tokenizer": str(tokenizer_dir),
+            "cache_dir": str(workspace.cache.resolve()),
+            "seed": int(seed),
+            "validation": inputs.validation,
+            "target": inputs.eval_target,
+            "benchmark": inputs.benchmark,
+            "group_by": spec.group_by,
+            "provenance": provenance,
+        }
+    )
     run_dir = workspace.new_run_dir()
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     return run_dir

@@ -14,7 +14,7 @@ hand-picked from several comparisons) makes the replicate (comparison, seed).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -41,7 +41,7 @@ def ema(values: Sequence[float], weight: float = 0.6) -> np.ndarray:
         if np.isfinite(v):
             s, count = weight * s + (1.0 - weight) * v, count + 1
         if count:
-            out[i] = s / (1.0 - weight ** count)
+            out[i] = s / (1.0 - weight**count)
     return out
 
 
@@ -57,8 +57,9 @@ def smooth(curves: pl.DataFrame, metric: str, weight: float = 0.6) -> pl.DataFra
 
 def _metric_points(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
     _require(curves, ("run", "arm", "seed", "tokens", metric))
-    pts = (curves.select("run", "arm", "seed", "tokens", pl.col(metric).cast(pl.Float64).alias("value"))
-           .filter(pl.col("value").is_not_null() & pl.col("value").is_finite() & pl.col("tokens").is_not_null()))
+    pts = curves.select("run", "arm", "seed", "tokens", pl.col(metric).cast(pl.Float64).alias("value")).filter(
+        pl.col("value").is_not_null() & pl.col("value").is_finite() & pl.col("tokens").is_not_null()
+    )
     if pts.is_empty():
         raise DataError(f"no run has recorded {metric!r} yet; wait for the first evaluation or pick another metric")
     return pts.sort(["run", "tokens"])
@@ -66,17 +67,23 @@ def _metric_points(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 def token_grid(curves: pl.DataFrame, metric: str, n_points: int = 50) -> np.ndarray:
     """Evenly spaced token counts over the range every run covers for ``metric`` (no extrapolation)."""
-    spans = _metric_points(curves, metric).group_by("run").agg(pl.col("tokens").min().alias("lo"),
-                                                                pl.col("tokens").max().alias("hi"))
+    spans = (
+        _metric_points(curves, metric)
+        .group_by("run")
+        .agg(pl.col("tokens").min().alias("lo"), pl.col("tokens").max().alias("hi"))
+    )
     lo, hi = float(spans["lo"].max()), float(spans["hi"].min())
     if lo > hi:
-        raise DataError(f"the runs' {metric!r} curves do not overlap in tokens ({lo:.0f} > {hi:.0f}); "
-                        "compare runs with the same token budget")
+        raise DataError(
+            f"the runs' {metric!r} curves do not overlap in tokens ({lo:.0f} > {hi:.0f}); "
+            "compare runs with the same token budget"
+        )
     return np.linspace(lo, hi, max(int(n_points), 1)) if hi > lo else np.array([lo])
 
 
-def align_by_tokens(curves: pl.DataFrame, metric: str, grid: Sequence[float] | None = None,
-                    n_points: int = 50) -> pl.DataFrame:
+def align_by_tokens(
+    curves: pl.DataFrame, metric: str, grid: Sequence[float] | None = None, n_points: int = 50
+) -> pl.DataFrame:
     """Interpolate each run's ``metric`` linearly onto a common token grid.
 
     Args:
@@ -92,8 +99,17 @@ def align_by_tokens(curves: pl.DataFrame, metric: str, grid: Sequence[float] | N
         x, y = part["tokens"].cast(pl.Float64).to_numpy(), part["value"].to_numpy()
         vals = np.interp(grid_arr, x, y)
         vals[(grid_arr < x[0]) | (grid_arr > x[-1])] = np.nan
-        out.append(pl.DataFrame({"run": [run] * len(grid_arr), "arm": [arm] * len(grid_arr),
-                                 "seed": [seed] * len(grid_arr), "tokens": grid_arr, "value": vals}))
+        out.append(
+            pl.DataFrame(
+                {
+                    "run": [run] * len(grid_arr),
+                    "arm": [arm] * len(grid_arr),
+                    "seed": [seed] * len(grid_arr),
+                    "tokens": grid_arr,
+                    "value": vals,
+                }
+            )
+        )
     return pl.concat(out).with_columns(pl.col("value").fill_nan(None))
 
 
@@ -104,15 +120,20 @@ def aggregate_seeds(aligned: pl.DataFrame, level: float = 0.95) -> pl.DataFrame:
         Frame (arm, tokens, mean, half_width, lower, upper, n), sorted by arm order of appearance, tokens.
     """
     _require(aligned, ("arm", "tokens", "value"))
-    agg = (aligned.filter(pl.col("value").is_not_null())
-           .group_by(["arm", "tokens"], maintain_order=True)
-           .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("std"),
-                pl.len().alias("n")))
+    agg = (
+        aligned.filter(pl.col("value").is_not_null())
+        .group_by(["arm", "tokens"], maintain_order=True)
+        .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("std"), pl.len().alias("n"))
+    )
     half = t_half_widths(agg["std"].fill_null(np.nan).to_numpy(), agg["n"].to_numpy(), level)
-    return (agg.with_columns(pl.Series("half_width", half).fill_nan(None))
-            .with_columns((pl.col("mean") - pl.col("half_width")).alias("lower"),
-                          (pl.col("mean") + pl.col("half_width")).alias("upper"))
-            .select("arm", "tokens", "mean", "half_width", "lower", "upper", "n"))
+    return (
+        agg.with_columns(pl.Series("half_width", half).fill_nan(None))
+        .with_columns(
+            (pl.col("mean") - pl.col("half_width")).alias("lower"),
+            (pl.col("mean") + pl.col("half_width")).alias("upper"),
+        )
+        .select("arm", "tokens", "mean", "half_width", "lower", "upper", "n")
+    )
 
 
 def metric_columns(curves: pl.DataFrame) -> list[str]:
@@ -146,8 +167,11 @@ def arm_table(finals: pl.DataFrame, metrics: Sequence[str], level: float = 0.95)
     metrics = [m for m in metrics if m in finals.columns]
     aggs = [pl.len().alias("n_seeds")]
     for m in metrics:
-        aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std(ddof=1).alias(f"{m}_std"),
-                 pl.col(m).count().alias(f"{m}_n")]
+        aggs += [
+            pl.col(m).mean().alias(f"{m}_mean"),
+            pl.col(m).std(ddof=1).alias(f"{m}_std"),
+            pl.col(m).count().alias(f"{m}_n"),
+        ]
     table = finals.group_by("arm", maintain_order=True).agg(aggs)
     for m in metrics:
         half = t_half_widths(table[f"{m}_std"].fill_null(np.nan).to_numpy(), table[f"{m}_n"].to_numpy(), level)
@@ -172,8 +196,10 @@ def _num(v):
 def _require(frame: pl.DataFrame, columns: Iterable[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"curves frame lacks column(s) {', '.join(missing)}; "
-                        f"it has {', '.join(frame.columns) or 'none'} (build it with Workspace.comparison_curves)")
+        raise DataError(
+            f"curves frame lacks column(s) {', '.join(missing)}; "
+            f"it has {', '.join(frame.columns) or 'none'} (build it with Workspace.comparison_curves)"
+        )
 
 
 def finite_or_none(value):

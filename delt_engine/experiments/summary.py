@@ -5,8 +5,8 @@ writes it with the curves."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import polars as pl
 
@@ -15,9 +15,18 @@ from ..fileio import atomic_write_text, write_json
 from ..training.metrics import METRICS, VERDICT_METRICS, is_quality
 from ..training.metrics import label as metric_label
 from .forgetting import forgetting, forgetting_frame, group_bands
+from .stats import (
+    ID_COLUMNS,
+    aggregate_seeds,
+    align_by_tokens,
+    arm_table,
+    final_metrics,
+    finite_or_none,
+    metric_columns,
+    pick_baseline,
+    quality_metrics,
+)
 from .verdicts import compare_arms, paired_delta
-from .stats import (ID_COLUMNS, aggregate_seeds, align_by_tokens, arm_table, final_metrics, metric_columns,
-                    finite_or_none, pick_baseline, quality_metrics)
 
 
 def format_table(table: pl.DataFrame, metrics: Sequence[str]) -> str:
@@ -36,8 +45,14 @@ def format_table(table: pl.DataFrame, metrics: Sequence[str]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
 
 
-def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequence[str] | None = None,
-              level: float = 0.95, alpha: float = 0.05, verdict_metrics: Sequence[str] = VERDICT_METRICS) -> dict:
+def summarize(
+    curves: pl.DataFrame,
+    baseline: str | None = None,
+    metrics: Sequence[str] | None = None,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    verdict_metrics: Sequence[str] = VERDICT_METRICS,
+) -> dict:
     """Per-arm final metrics (mean, CI), paired deltas vs the baseline, and verdicts.
 
     Args:
@@ -61,18 +76,41 @@ def summarize(curves: pl.DataFrame, baseline: str | None = None, metrics: Sequen
     per_arm = {}
     for r in table.iter_rows(named=True):
         runs = finals.filter(pl.col("arm") == r["arm"])
-        per_arm[r["arm"]] = {"n_seeds": r["n_seeds"], "runs": runs["run"].to_list(), "seeds": runs["seed"].to_list(),
-                             **({"comparisons": runs["comparison"].to_list()} if "comparison" in runs.columns else {}),
-                             **{m: {"mean": finite_or_none(r[f"{m}_mean"]), "ci_half_width": finite_or_none(r[f"{m}_ci"]),
-                                    "values": [finite_or_none(v) for v in runs[m].to_list()]} for m in metrics}}
+        per_arm[r["arm"]] = {
+            "n_seeds": r["n_seeds"],
+            "runs": runs["run"].to_list(),
+            "seeds": runs["seed"].to_list(),
+            **({"comparisons": runs["comparison"].to_list()} if "comparison" in runs.columns else {}),
+            **{
+                m: {
+                    "mean": finite_or_none(r[f"{m}_mean"]),
+                    "ci_half_width": finite_or_none(r[f"{m}_ci"]),
+                    "values": [finite_or_none(v) for v in runs[m].to_list()],
+                }
+                for m in metrics
+            },
+        }
     if baseline not in arms:
         raise DataError(f"baseline arm {baseline!r} has no runs with metrics; arms present: {', '.join(arms)}")
-    deltas = [paired_delta(finals, arm, baseline, m, level) for arm in arms if arm != baseline
-              for m in metrics if m in METRICS and is_quality(m)]
+    deltas = [
+        paired_delta(finals, arm, baseline, m, level)
+        for arm in arms
+        if arm != baseline
+        for m in metrics
+        if m in METRICS and is_quality(m)
+    ]
     tested = [m for m in verdict_metrics if m in metrics]
-    return {"baseline": baseline, "level": level, "alpha": alpha, "metrics": metrics, "verdict_metrics": tested,
-            "arms": per_arm, "deltas": deltas, "verdicts": compare_arms(finals, baseline, tested, level, alpha),
-            "forgetting": forgetting(curves, baseline, level)}
+    return {
+        "baseline": baseline,
+        "level": level,
+        "alpha": alpha,
+        "metrics": metrics,
+        "verdict_metrics": tested,
+        "arms": per_arm,
+        "deltas": deltas,
+        "verdicts": compare_arms(finals, baseline, tested, level, alpha),
+        "forgetting": forgetting(curves, baseline, level),
+    }
 
 
 def summary_json(summary: dict) -> dict:
@@ -84,8 +122,9 @@ def summary_json(summary: dict) -> dict:
     return json.loads(json.dumps(out, default=finite_or_none), parse_constant=lambda _: None)
 
 
-def export_comparison(curves: pl.DataFrame, out_dir: str | Path, baseline: str | None = None,
-                      level: float = 0.95, n_points: int = 50) -> dict[str, Path]:
+def export_comparison(
+    curves: pl.DataFrame, out_dir: str | Path, baseline: str | None = None, level: float = 0.95, n_points: int = 50
+) -> dict[str, Path]:
     """Write ``curves.csv`` (every record), ``curves_by_arm.csv`` (seed means and bands on a token grid
     per metric), ``summary.json`` and, for runs evaluated by group, ``group_curves_by_arm.csv`` (seed means
     and bands of each group's loss per evaluation step) and ``forgetting.csv`` into ``out_dir``.

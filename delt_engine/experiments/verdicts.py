@@ -19,26 +19,38 @@ on a rank among the others that would change as seeds are added.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import polars as pl
 
+from ..errors import ConfigError, DataError
 from ..training.metrics import label as metric_label
 from ..training.metrics import lower_is_better
 from .tdist import _t_central_prob, t_quantile
-from ..errors import ConfigError, DataError
 
 ALPHA = 0.05
 POWER = 0.8
 SEEDS_CAP = 1000
 VERDICTS = ("better", "worse", "unresolved")
-JSON_KEYS = ("arm", "baseline", "metric", "n_seeds", "delta", "ci_low", "ci_high", "p", "p_adjusted",
-             "seeds_needed", "verdict")
+JSON_KEYS = (
+    "arm",
+    "baseline",
+    "metric",
+    "n_seeds",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adjusted",
+    "seeds_needed",
+    "verdict",
+)
 
 
 # ----------------------------------------------------------------------------- tests and corrections
+
 
 def t_test_p(t: float, df: int) -> float:
     """Two-sided p-value of Student t with integer ``df``: ``1 - P(|T| < |t|)`` (exact CDF, no scipy).
@@ -86,8 +98,9 @@ def _z_quantile(level: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def seeds_needed(delta: float, sd: float, alpha: float = ALPHA, power: float = POWER,
-                 cap: int = SEEDS_CAP) -> int | str | None:
+def seeds_needed(
+    delta: float, sd: float, alpha: float = ALPHA, power: float = POWER, cap: int = SEEDS_CAP
+) -> int | str | None:
     """Seeds a paired t-test needs to detect a mean difference ``delta`` given the paired spread ``sd``.
 
     The smallest n >= 2 with ``n >= ((t(1 - alpha/2, n-1) + t(power, n-1)) * sd / |delta|) ** 2``, where
@@ -138,6 +151,7 @@ def seeds_needed(delta: float, sd: float, alpha: float = ALPHA, power: float = P
 
 # ----------------------------------------------------------------------------- pairing
 
+
 def pairing_keys(finals: pl.DataFrame) -> list[str]:
     """What makes one replicate: (comparison, seed) when the frame says which comparison a run is from.
 
@@ -163,8 +177,11 @@ def paired_differences(finals: pl.DataFrame, arm: str, baseline: str, metric: st
         if col not in finals.columns:
             raise DataError(f"final metrics lack column {col!r}; they have {', '.join(finals.columns)}")
     keys = pairing_keys(finals)
-    pairs = _per_unit(finals, arm, metric, keys, "a").join(_per_unit(finals, baseline, metric, keys, "b"),
-                                                           on=keys, how="inner").sort(keys)
+    pairs = (
+        _per_unit(finals, arm, metric, keys, "a")
+        .join(_per_unit(finals, baseline, metric, keys, "b"), on=keys, how="inner")
+        .sort(keys)
+    )
     diffs = (pairs["a"] - pairs["b"]).to_numpy()
     return diffs[np.isfinite(diffs)]
 
@@ -173,8 +190,15 @@ def paired_delta(finals: pl.DataFrame, arm: str, baseline: str, metric: str, lev
     """The paired difference and its t interval, without a test: {arm, baseline, metric, n_seeds, delta,
     ci_low, ci_high} (None where it cannot be computed). Used for the descriptive Δ of every metric."""
     stats = _paired_stats(paired_differences(finals, arm, baseline, metric), level)
-    return {"arm": arm, "baseline": baseline, "metric": metric, "n_seeds": stats["n"], "delta": stats["delta"],
-            "ci_low": stats["ci_low"], "ci_high": stats["ci_high"]}
+    return {
+        "arm": arm,
+        "baseline": baseline,
+        "metric": metric,
+        "n_seeds": stats["n"],
+        "delta": stats["delta"],
+        "ci_low": stats["ci_low"],
+        "ci_high": stats["ci_high"],
+    }
 
 
 def _paired_stats(diffs: np.ndarray, level: float) -> dict:
@@ -191,17 +215,19 @@ def _paired_stats(diffs: np.ndarray, level: float) -> dict:
     # identical differences in every seed (accuracy on a small benchmark moves in steps) leave no spread:
     # a zero-width interval is not evidence
     if sd <= 1e-9 * max(abs(out["delta"]), 1e-12):
-        out["reason"] = (f"the difference is {out['delta']:+.4f} in each of the {n} seeds; with no spread "
-                         "between seeds there is no test, run more seeds")
+        out["reason"] = (
+            f"the difference is {out['delta']:+.4f} in each of the {n} seeds; with no spread "
+            "between seeds there is no test, run more seeds"
+        )
         return out
     se = sd / math.sqrt(n)
     half = t_quantile(level, n - 1) * se
-    out.update(sd=sd, ci_low=out["delta"] - half, ci_high=out["delta"] + half,
-               p=t_test_p(out["delta"] / se, n - 1))
+    out.update(sd=sd, ci_low=out["delta"] - half, ci_high=out["delta"] + half, p=t_test_p(out["delta"] / se, n - 1))
     return out
 
 
 # ----------------------------------------------------------------------------- verdicts
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -241,22 +267,30 @@ class Verdict:
         seeds = f"{n} seed{'s' if n != 1 else ''}"
         if self.p is None:
             return f"{self.arm} vs {self.baseline} on {label}: not resolved with {seeds}; {self.reason}"
-        numbers = (f"Δ {self.delta:+.4f}, {self.level:.0%} CI {self.ci_low:+.4f} to {self.ci_high:+.4f}, "
-                   f"p = {_fmt_p(self.p)}, Holm-adjusted p = {_fmt_p(self.p_adjusted)}")
+        numbers = (
+            f"Δ {self.delta:+.4f}, {self.level:.0%} CI {self.ci_low:+.4f} to {self.ci_high:+.4f}, "
+            f"p = {_fmt_p(self.p)}, Holm-adjusted p = {_fmt_p(self.p_adjusted)}"
+        )
         if self.verdict != "unresolved":
             return f"{self.arm} is {self.verdict} than {self.baseline} on {label} ({numbers}, {seeds})"
-        need = (f"more than {self.seeds_needed[1:]} seeds" if isinstance(self.seeds_needed, str)
-                else f"about {self.seeds_needed} seeds")
-        return (f"{self.arm} vs {self.baseline} on {label}: not resolved with {seeds} ({numbers}); "
-                f"{need} would resolve a difference this size")
+        need = (
+            f"more than {self.seeds_needed[1:]} seeds"
+            if isinstance(self.seeds_needed, str)
+            else f"about {self.seeds_needed} seeds"
+        )
+        return (
+            f"{self.arm} vs {self.baseline} on {label}: not resolved with {seeds} ({numbers}); "
+            f"{need} would resolve a difference this size"
+        )
 
 
 def _fmt_p(p: float) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
 
 
-def compare_arms(finals: pl.DataFrame, baseline: str, metrics: Sequence[str], level: float = 0.95,
-                 alpha: float = ALPHA) -> list[Verdict]:
+def compare_arms(
+    finals: pl.DataFrame, baseline: str, metrics: Sequence[str], level: float = 0.95, alpha: float = ALPHA
+) -> list[Verdict]:
     """Verdicts of every other arm against ``baseline`` on each of ``metrics`` that was recorded.
 
     Args:
@@ -274,8 +308,12 @@ def compare_arms(finals: pl.DataFrame, baseline: str, metrics: Sequence[str], le
     if baseline not in arms:
         raise DataError(f"baseline arm {baseline!r} has no finished runs; arms present: {', '.join(arms)}")
     present = [m for m in metrics if m in finals.columns and finals[m].drop_nulls().len() > 0]
-    cells = [(arm, m, _paired_stats(paired_differences(finals, arm, baseline, m), level))
-             for arm in arms if arm != baseline for m in present]
+    cells = [
+        (arm, m, _paired_stats(paired_differences(finals, arm, baseline, m), level))
+        for arm in arms
+        if arm != baseline
+        for m in present
+    ]
     adjusted = holm([s["p"] for _, _, s in cells])
     n_tests = sum(p is not None for p in adjusted)
     out = []
@@ -285,8 +323,24 @@ def compare_arms(finals: pl.DataFrame, baseline: str, metrics: Sequence[str], le
             verdict = "better" if (s["delta"] < 0) == lower_is_better(m) else "worse"
         elif p_adj is not None:
             needed = seeds_needed(s["delta"], s["sd"], alpha / n_tests)
-        out.append(Verdict(arm, baseline, m, s["n"], s["delta"], s["ci_low"], s["ci_high"], s["p"], p_adj,
-                           needed, verdict, s["reason"], level, alpha))
+        out.append(
+            Verdict(
+                arm,
+                baseline,
+                m,
+                s["n"],
+                s["delta"],
+                s["ci_low"],
+                s["ci_high"],
+                s["p"],
+                p_adj,
+                needed,
+                verdict,
+                s["reason"],
+                level,
+                alpha,
+            )
+        )
     return out
 
 
@@ -297,9 +351,19 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
     rows = []
     for v in verdicts:
         ci = "-" if v.ci_low is None else f"{v.ci_low:+.4f} .. {v.ci_high:+.4f}"
-        rows.append([v.arm, metric_label(v.metric), str(v.n_seeds), "-" if v.delta is None else f"{v.delta:+.4f}",
-                     ci, "-" if v.p is None else _fmt_p(v.p), "-" if v.p_adjusted is None else _fmt_p(v.p_adjusted),
-                     "-" if v.seeds_needed is None else str(v.seeds_needed), v.verdict])
+        rows.append(
+            [
+                v.arm,
+                metric_label(v.metric),
+                str(v.n_seeds),
+                "-" if v.delta is None else f"{v.delta:+.4f}",
+                ci,
+                "-" if v.p is None else _fmt_p(v.p),
+                "-" if v.p_adjusted is None else _fmt_p(v.p_adjusted),
+                "-" if v.seeds_needed is None else str(v.seeds_needed),
+                v.verdict,
+            ]
+        )
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + rows]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])

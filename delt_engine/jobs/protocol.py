@@ -30,8 +30,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 try:  # POSIX; elsewhere (Windows) transitions are not locked, see status_lock
     import fcntl
@@ -70,8 +71,10 @@ class StatusConflict(JobError):
 
     def __init__(self, job_dir: Path, current: str | None, wanted: str):
         self.job_dir, self.current, self.wanted = Path(job_dir), current, wanted
-        super().__init__(f"job {self.job_dir.name} is {current or 'not started'}, so it cannot become {wanted} "
-                         f"({self.job_dir / STATUS_FILE}); a final state is kept, start a new job instead")
+        super().__init__(
+            f"job {self.job_dir.name} is {current or 'not started'}, so it cannot become {wanted} "
+            f"({self.job_dir / STATUS_FILE}); a final state is kept, start a new job instead"
+        )
 
 
 _HELD = threading.local()  # lock files this thread holds, with their nesting depth
@@ -123,8 +126,9 @@ def _current(job_dir: Path) -> tuple[dict, str | None]:
     return status, status.get("state")
 
 
-def write_status(job_dir: str | os.PathLike, state: str, expect: Iterable[str | None] | str | None = None,
-                 **fields: Any) -> dict[str, Any]:
+def write_status(
+    job_dir: str | os.PathLike, state: str, expect: Iterable[str | None] | str | None = None, **fields: Any
+) -> dict[str, Any]:
     """Merge ``fields`` into status.json with the new state: atomic, under the job's lock, compare-and-set.
 
     A ``pid`` (or ``manager_pid``) among the fields gets its process's start time and the boot id
@@ -148,8 +152,11 @@ def write_status(job_dir: str | os.PathLike, state: str, expect: Iterable[str | 
     job_dir.mkdir(parents=True, exist_ok=True)
     with status_lock(job_dir):
         status, current = _current(job_dir)
-        allowed = current not in FINAL_STATES if expect is None else current in (
-            (expect,) if isinstance(expect, str) else tuple(expect))
+        allowed = (
+            current not in FINAL_STATES
+            if expect is None
+            else current in ((expect,) if isinstance(expect, str) else tuple(expect))
+        )
         if not allowed:
             raise StatusConflict(job_dir, current, state)
         for key, start_key in (("pid", "pid_start"), ("manager_pid", "manager_start")):
@@ -209,10 +216,11 @@ class JobRun:
     def __init__(self, job_dir: str | os.PathLike, lead: bool = True):
         self.job_dir, self.lead, self.state = Path(job_dir), lead, None
 
-    def __enter__(self) -> "JobRun":
+    def __enter__(self) -> JobRun:
         if self.lead:  # never over a final state: a job cancelled (or finished) before it started stays so
-            write_status(self.job_dir, "running", expect=(None, "queued", "running", DAMAGED_STATE),
-                         pid=os.getpid(), error=None)
+            write_status(
+                self.job_dir, "running", expect=(None, "queued", "running", DAMAGED_STATE), pid=os.getpid(), error=None
+            )
         return self
 
     def finish(self, state: str, **fields: Any) -> None:
@@ -297,6 +305,7 @@ def pid_alive(pid: int) -> bool:
 
 # ----------------------------------------------------------------------------- process identity
 
+
 def as_pid(value: Any) -> int | None:
     """``value`` as a process id (a positive int, or its decimal text), else None. Never 0 or negative:
     ``os.kill`` would signal a whole process group (0) or every process it may (-1)."""
@@ -324,7 +333,7 @@ def process_start(pid: int) -> int | None:
         with open(f"/proc/{int(pid)}/stat", "rb") as fh:
             raw = fh.read()
         # "pid (comm) state ppid ...": comm may hold spaces and ')', so split after the last ')'
-        return int(raw[raw.rindex(b")") + 2:].split()[19])
+        return int(raw[raw.rindex(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -417,16 +426,22 @@ def _tolerant(job_dir: Path) -> dict:
     except (DataError, OSError, UnicodeDecodeError) as exc:
         return _damaged(f"unreadable status file: {exc}")
     if not isinstance(status, dict):
-        return _damaged(f"unreadable status file: {job_dir / STATUS_FILE} holds a JSON "
-                        f"{type(status).__name__}, not an object; {fix}")
+        return _damaged(
+            f"unreadable status file: {job_dir / STATUS_FILE} holds a JSON "
+            f"{type(status).__name__}, not an object; {fix}"
+        )
     state = status.get("state")
     if state is not None and state not in STATES:
-        return _damaged(f"damaged status file: {job_dir / STATUS_FILE} has the unknown state {state!r} "
-                        f"(expected one of {', '.join(STATES)}); {fix}")
+        return _damaged(
+            f"damaged status file: {job_dir / STATUS_FILE} has the unknown state {state!r} "
+            f"(expected one of {', '.join(STATES)}); {fix}"
+        )
     for key, needed in (("pid", "running"), ("manager_pid", "queued")):
         if state == needed and status.get(key) is not None and as_pid(status[key]) is None:
-            return _damaged(f"damaged status file: {job_dir / STATUS_FILE} gives {key} {status[key]!r}, "
-                            f"which is not a process id; {fix}")
+            return _damaged(
+                f"damaged status file: {job_dir / STATUS_FILE} gives {key} {status[key]!r}, "
+                f"which is not a process id; {fix}"
+            )
     return status
 
 

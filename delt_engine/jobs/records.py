@@ -25,7 +25,7 @@ def read_metrics(run_dir: str | os.PathLike, offset: int = 0) -> tuple[list[dict
     A live reader polls with the returned offset; an unfinished last line is left for the next call.
     """
     records, end = [], offset
-    for record, end in iter_jsonl_tolerant(Path(run_dir) / METRICS_FILE, offset):
+    for record, end in iter_jsonl_tolerant(Path(run_dir) / METRICS_FILE, offset):  # noqa: B007 (the last one)
         if isinstance(record, dict):
             records.append(record)
     return records, end

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError
 from ..progress import ProgressFn, StopFn, check_stop
@@ -29,8 +28,9 @@ def job_methods(config: dict) -> list[str]:
     return list(dict.fromkeys(config.get("methods") or [config.get("method")]))
 
 
-def _run_job_config(config: dict, on_progress: ProgressFn, should_stop: StopFn,
-                    method: Optional[str] = None) -> Optional[ScoreResult]:
+def _run_job_config(
+    config: dict, on_progress: ProgressFn, should_stop: StopFn, method: str | None = None
+) -> ScoreResult | None:
     from ..data.corpus import load_corpus
 
     check_stop(should_stop)
@@ -39,10 +39,21 @@ def _run_job_config(config: dict, on_progress: ProgressFn, should_stop: StopFn,
     target = None
     if cfg["target"]:
         target = load_corpus(cfg["target"], text_field=cfg.get("target_text_field", "text")).frame["text"].to_list()
-    return run_scoring(frame, cfg["method"], model=cfg["model"], tokenizer=cfg["tokenizer"], device=cfg["device"],
-                       seed=cfg["seed"], max_length=cfg["max_length"], batch_size=cfg["batch_size"],
-                       target_texts=target, options=cfg["options"], cache_dir=cfg["cache_dir"],
-                       on_progress=on_progress, should_stop=should_stop)
+    return run_scoring(
+        frame,
+        cfg["method"],
+        model=cfg["model"],
+        tokenizer=cfg["tokenizer"],
+        device=cfg["device"],
+        seed=cfg["seed"],
+        max_length=cfg["max_length"],
+        batch_size=cfg["batch_size"],
+        target_texts=target,
+        options=cfg["options"],
+        cache_dir=cfg["cache_dir"],
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
 
 
 def _save_scores(job_dir: Path, result: ScoreResult) -> None:
@@ -55,17 +66,23 @@ def _save_scores(job_dir: Path, result: ScoreResult) -> None:
 
 def _save_other_method(job_dir: Path, config: dict, result: ScoreResult) -> Path:
     """Write ``result`` (a method after the job's first) as a finished scoring folder beside ``job_dir``."""
-    from ..fileio import write_json
-    from ..fileio import new_dir
+    from ..fileio import new_dir, write_json
     from .protocol import CONFIG_FILE, write_status
 
     out = new_dir(job_dir.parent, result.method)
     own = {k: v for k, v in config.items() if k != "methods"}
     write_json(out / CONFIG_FILE, {**own, "method": result.method, "made_by": job_dir.name})
     _save_scores(out, result)
-    write_status(out, "done", n_scored=result.scores.height, n_samples=result.frame.height,
-                 elapsed_s=round(result.elapsed_s, 3), direction=result.direction, method=result.method,
-                 made_by=job_dir.name)
+    write_status(
+        out,
+        "done",
+        n_scored=result.scores.height,
+        n_samples=result.frame.height,
+        elapsed_s=round(result.elapsed_s, 3),
+        direction=result.direction,
+        method=result.method,
+        made_by=job_dir.name,
+    )
     return out
 
 
@@ -83,7 +100,7 @@ def _restored_signal_handlers():
                 pass
 
 
-def run_score_job(job_dir, on_progress: ProgressFn = None) -> Optional[ScoreResult]:
+def run_score_job(job_dir, on_progress: ProgressFn = None) -> ScoreResult | None:
     """Run the scoring job in ``job_dir`` (see ``protocol`` for the files).
 
     Writes status "running" (with pid), progress.json while it works, ``scores.parquet`` (id, score,
@@ -118,7 +135,13 @@ def run_score_job(job_dir, on_progress: ProgressFn = None) -> Optional[ScoreResu
             return None
         also = {r.method: _save_other_method(job_dir, config, r).name for r in results[1:]}
         _save_scores(job_dir, result)
-        job.finish("done", n_scored=result.scores.height, n_samples=result.frame.height,
-                   elapsed_s=round(result.elapsed_s, 3), direction=result.direction, method=result.method,
-                   **({"also": also} if also else {}))
+        job.finish(
+            "done",
+            n_scored=result.scores.height,
+            n_samples=result.frame.height,
+            elapsed_s=round(result.elapsed_s, 3),
+            direction=result.direction,
+            method=result.method,
+            **({"also": also} if also else {}),
+        )
         return result

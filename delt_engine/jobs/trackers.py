@@ -45,18 +45,19 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from ..errors import Cancelled, ConfigError, DataError, DeltError
 from ..fileio import read_json, write_json
+from ..training.config import REPORT_TO_CHOICES
 from .protocol import METRICS_FILE, file_lock, read_status
 from .records import flatten_record, read_metrics
-from ..training.config import REPORT_TO_CHOICES
 
 INSTALL_HINT = "pip install 'delt-studio[trackers]'"
 TB_DIR = "tb"  # a live run's TensorBoard log dir, inside the run folder
@@ -72,6 +73,7 @@ _MLFLOW_KEY_MAX, _MLFLOW_PARAM_MAX, _MLFLOW_BATCH = 250, 6000, 100
 
 
 # ---------------------------------------------------------------------------------------- conversion
+
 
 def record_scalars(record: dict) -> tuple[int, dict[str, float]] | None:
     """The scalars of one metrics record: (step, {name: value}), or None for a record without a step.
@@ -119,6 +121,7 @@ def mlflow_name(name: str) -> str:
 
 # ---------------------------------------------------------------------------------------- labels
 
+
 @dataclass(frozen=True)
 class RunLabels:
     """How a DELT run is named in the trackers."""
@@ -131,14 +134,20 @@ class RunLabels:
     ordering: str | None = None
 
     @classmethod
-    def from_config(cls, run_dir: str | os.PathLike, config: dict) -> "RunLabels":
+    def from_config(cls, run_dir: str | os.PathLike, config: dict) -> RunLabels:
         """Labels from a run's config.json (its provenance names the comparison, arm and seed)."""
         prov = config.get("provenance") if isinstance(config.get("provenance"), dict) else {}
         ordering = prov.get("ordering")
         ordering = (ordering.get("label") or ordering.get("method")) if isinstance(ordering, dict) else ordering
         seed = prov.get("seed", config.get("seed"))
-        return cls(Path(run_dir).name, Path(run_dir), prov.get("comparison"), prov.get("arm") or ordering,
-                   seed if _is_number(seed) else None, ordering if isinstance(ordering, str) else None)
+        return cls(
+            Path(run_dir).name,
+            Path(run_dir),
+            prov.get("comparison"),
+            prov.get("arm") or ordering,
+            seed if _is_number(seed) else None,
+            ordering if isinstance(ordering, str) else None,
+        )
 
     @property
     def run_name(self) -> str:
@@ -149,8 +158,14 @@ class RunLabels:
         return self.comparison or DEFAULT_EXPERIMENT
 
     def tags(self) -> dict[str, str]:
-        tags = {"delt.run_id": self.run_id, "delt.run_dir": str(Path(self.run_dir).resolve()),
-                "comparison": self.comparison, "arm": self.arm, "seed": self.seed, "ordering": self.ordering}
+        tags = {
+            "delt.run_id": self.run_id,
+            "delt.run_dir": str(Path(self.run_dir).resolve()),
+            "comparison": self.comparison,
+            "arm": self.arm,
+            "seed": self.seed,
+            "ordering": self.ordering,
+        }
         return {k: str(v) for k, v in tags.items() if v is not None}
 
     def text(self) -> str:
@@ -169,14 +184,16 @@ def mlflow_params(config: dict) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- imports
 
+
 def import_tensorboard():
     """``torch.utils.tensorboard.SummaryWriter``, or a DeltError naming the extra when tensorboard is missing."""
     try:
         import tensorboard  # noqa: F401  (torch's writer needs it)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
-        raise DeltError(f"report_to tensorboard needs the tensorboard package ({exc}); install it with "
-                        f"{INSTALL_HINT}") from None
+        raise DeltError(
+            f"report_to tensorboard needs the tensorboard package ({exc}); install it with {INSTALL_HINT}"
+        ) from None
     return SummaryWriter
 
 
@@ -193,8 +210,9 @@ def import_mlflow():
         import mlflow.entities  # noqa: F401
         import mlflow.tracking  # noqa: F401
     except ImportError as exc:
-        raise DeltError(f"report_to mlflow needs MLflow ({exc}); install it with {INSTALL_HINT} "
-                        "(mlflow-skinny is enough)") from None
+        raise DeltError(
+            f"report_to mlflow needs MLflow ({exc}); install it with {INSTALL_HINT} (mlflow-skinny is enough)"
+        ) from None
     return mlflow
 
 
@@ -218,6 +236,7 @@ def check_installed(names: Iterable[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- writers
+
 
 class TensorBoardWriter:
     """Scalars of one run as TensorBoard event files in ``log_dir`` (32-bit ``simple_value`` scalars:
@@ -247,25 +266,27 @@ class MlflowWriter:
 
     name = "mlflow"
 
-    def __init__(self, tracking_uri: str, labels: RunLabels, params: dict[str, str],
-                 start_time: float | None = None):
+    def __init__(self, tracking_uri: str, labels: RunLabels, params: dict[str, str], start_time: float | None = None):
         mlflow = import_mlflow()
         self._entities = mlflow.entities
         self.tracking_uri = tracking_uri
         try:
             self.client, self.experiment_id = open_experiment(tracking_uri, labels.experiment)
-            run = self.client.create_run(self.experiment_id, run_name=labels.run_name, tags=labels.tags(),
-                                         start_time=_ms(start_time))
+            run = self.client.create_run(
+                self.experiment_id, run_name=labels.run_name, tags=labels.tags(), start_time=_ms(start_time)
+            )
         except DeltError:
             raise
         except Exception as exc:  # a store it cannot open (a bad URI, a server not reachable, ...)
-            raise DeltError(f"could not open the MLflow store {tracking_uri}: {exc}; check MLFLOW_TRACKING_URI "
-                            f"(unset: the workspace's {MLRUNS} folder)") from None
+            raise DeltError(
+                f"could not open the MLflow store {tracking_uri}: {exc}; check MLFLOW_TRACKING_URI "
+                f"(unset: the workspace's {MLRUNS} folder)"
+            ) from None
         self.experiment, self.run_id = labels.experiment, run.info.run_id
         self._keys: dict[str, str] = {}
         items = [self._entities.Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), _MLFLOW_BATCH):
-            self.client.log_batch(self.run_id, params=items[i:i + _MLFLOW_BATCH])
+            self.client.log_batch(self.run_id, params=items[i : i + _MLFLOW_BATCH])
 
     def _key(self, name: str) -> str:
         """The MLflow name of ``name``, unique within the run (``_2``, ... when two names clean to one)."""
@@ -276,7 +297,7 @@ class MlflowWriter:
             n = 1
             while key in taken:
                 n += 1
-                key = f"{base[:_MLFLOW_KEY_MAX - 8]}_{n}"
+                key = f"{base[: _MLFLOW_KEY_MAX - 8]}_{n}"
             self._keys[name] = key
         return key
 
@@ -284,15 +305,19 @@ class MlflowWriter:
         stamp = _ms(wall_time if wall_time is not None else time.time())
         metrics = [self._entities.Metric(self._key(k), v, stamp, step) for k, v in scalars.items()]
         for i in range(0, len(metrics), _MLFLOW_BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + _MLFLOW_BATCH])
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + _MLFLOW_BATCH])
 
     def close(self, state: str | None, end_time: float | None = None) -> None:
         if state in MLFLOW_STATUS:
             self.client.set_terminated(self.run_id, MLFLOW_STATUS[state], end_time=_ms(end_time))
 
     def info(self) -> dict:
-        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
-                "experiment_id": self.experiment_id, "run_id": self.run_id}
+        return {
+            "tracking_uri": self.tracking_uri,
+            "experiment": self.experiment,
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+        }
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -319,8 +344,10 @@ def open_experiment(tracking_uri: str, name: str):
                 if found is None:
                     raise
     if found.lifecycle_stage != "active":
-        raise DeltError(f"the MLflow experiment {name!r} in {tracking_uri} is deleted; restore it (mlflow "
-                        "experiments restore) or empty that store's .trash folder")
+        raise DeltError(
+            f"the MLflow experiment {name!r} in {tracking_uri} is deleted; restore it (mlflow "
+            "experiments restore) or empty that store's .trash folder"
+        )
     return client, found.experiment_id
 
 
@@ -352,6 +379,7 @@ def _open(name: str, run_dir: Path, labels: RunLabels, config: dict):
 
 # ---------------------------------------------------------------------------------------- live
 
+
 class RunTrackers:
     """The trackers one training job reports to (none when ``report_to`` is empty).
 
@@ -380,6 +408,7 @@ class RunTrackers:
         def on_record(record: dict) -> None:
             write(record)
             self.log(record)
+
         return on_record
 
     def open(self) -> None:
@@ -432,11 +461,17 @@ class RunTrackers:
             self._save()
 
     def _save(self) -> None:
-        write_json(self.run_dir / TRACKERS_FILE, {
-            "report_to": list(self.names), "state": self.state, "errors": self.errors,
-            **{name: writer.info() for name, writer in self.writers.items()}})
+        write_json(
+            self.run_dir / TRACKERS_FILE,
+            {
+                "report_to": list(self.names),
+                "state": self.state,
+                "errors": self.errors,
+                **{name: writer.info() for name, writer in self.writers.items()},
+            },
+        )
 
-    def __enter__(self) -> "RunTrackers":
+    def __enter__(self) -> RunTrackers:
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
@@ -448,6 +483,7 @@ class RunTrackers:
 
 
 # ---------------------------------------------------------------------------------------- export
+
 
 @dataclass(frozen=True)
 class ExportedRun:
@@ -473,8 +509,7 @@ def export_runs(runs: Sequence[RunLabels], fmt: str, out_dir: str | os.PathLike)
         curves (delete its folder / MLflow run to write it again).
     """
     if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"export format {fmt!r} is not known; use one of {', '.join(EXPORT_FORMATS)} "
-                          "(or csv)")
+        raise ConfigError(f"export format {fmt!r} is not known; use one of {', '.join(EXPORT_FORMATS)} (or csv)")
     check_installed([fmt])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -567,6 +602,5 @@ def _export_mlflow(labels: RunLabels, records: list[dict], out_dir: Path) -> Exp
 def _mlflow_run_of(uri: str, labels: RunLabels) -> str | None:
     """The MLflow run that already holds DELT run ``labels.run_id`` in its experiment, if any."""
     client, experiment = open_experiment(uri, labels.experiment)
-    hits = client.search_runs([experiment], filter_string=f"tags.`delt.run_id` = '{labels.run_id}'",
-                              max_results=1)
+    hits = client.search_runs([experiment], filter_string=f"tags.`delt.run_id` = '{labels.run_id}'", max_results=1)
     return hits[0].info.run_id if hits else None

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_losses(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy per position [N, L-1] and the mask of positions that count.
 
     A position counts when both the input token and the predicted token are real (not padding).
@@ -14,8 +16,11 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: 
     shift_logits = logits[:, :-1, :].float()
     targets = input_ids[:, 1:]
     mask = attention_mask[:, 1:].to(shift_logits.dtype)
-    losses = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), targets.reshape(-1),
-                             reduction="none").view_as(targets).to(shift_logits.dtype)
+    losses = (
+        F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), targets.reshape(-1), reduction="none")
+        .view_as(targets)
+        .to(shift_logits.dtype)
+    )
     return losses * mask, mask
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .device import resolve_device
 from ..errors import ConfigError, DataError
+from .device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,19 @@ def preset_config(name: str, vocab_size: int, eos_token_id: int = 0, pad_token_i
         raise ConfigError(f"model preset {name!r} is not known; use one of {', '.join(PRESETS)} or a model directory")
     p = PRESETS[name]
     return MistralConfig(
-        vocab_size=vocab_size, hidden_size=p.hidden_size, num_hidden_layers=p.num_layers,
-        num_attention_heads=p.num_heads, num_key_value_heads=p.num_heads,
-        intermediate_size=p.intermediate_size, max_position_embeddings=p.max_positions,
-        sliding_window=None, tie_word_embeddings=True, bos_token_id=eos_token_id,
-        eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=False,
+        vocab_size=vocab_size,
+        hidden_size=p.hidden_size,
+        num_hidden_layers=p.num_layers,
+        num_attention_heads=p.num_heads,
+        num_key_value_heads=p.num_heads,
+        intermediate_size=p.intermediate_size,
+        max_position_embeddings=p.max_positions,
+        sliding_window=None,
+        tie_word_embeddings=True,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        use_cache=False,
     )
 
 
@@ -81,8 +89,12 @@ class HubSnapshot:
 def looks_like_hub_id(spec: str) -> bool:
     """True for ``owner/name`` that is neither a preset nor an existing local path."""
     text = str(spec)
-    return bool(HUB_MODEL_ID.fullmatch(text)) and text not in PRESETS and not os.path.lexists(text) \
+    return (
+        bool(HUB_MODEL_ID.fullmatch(text))
+        and text not in PRESETS
+        and not os.path.lexists(text)
         and not os.path.isdir(text.split("/")[0])
+    )
 
 
 def hub_offline() -> bool:
@@ -129,9 +141,11 @@ def fetch_hub_model(repo_id: str, with_tokenizer: bool = True) -> HubSnapshot:
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise DataError(f"Hub model {repo_id}: its config cannot be used without running the repository's own "
-                        f"code (trust_remote_code), which DELT never does, or is not a transformers config: "
-                        f"{_first_line(exc)}; choose a model transformers supports natively") from None
+        raise DataError(
+            f"Hub model {repo_id}: its config cannot be used without running the repository's own "
+            f"code (trust_remote_code), which DELT never does, or is not a transformers config: "
+            f"{_first_line(exc)}; choose a model transformers supports natively"
+        ) from None
     archs = getattr(config, "architectures", None) or []
     if archs and not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
         raise DataError(f"Hub model {repo_id} is a {archs[0]}, not a causal LM; give a *ForCausalLM model")
@@ -156,13 +170,17 @@ def _fetch_safetensors(repo_id: str, revision: str, folder: Path) -> None:
     except _NotCached as exc:
         if not list(folder.glob("*.bin")):
             raise DataError(str(exc)) from None
-        raise DataError(f"the cached copy of Hub model {repo_id} ({folder}) has pickled .bin weights and no "
-                        "safetensors; DELT loads safetensors only: choose a repository with safetensors weights, or "
-                        "convert the checkpoint and give its local folder") from None
+        raise DataError(
+            f"the cached copy of Hub model {repo_id} ({folder}) has pickled .bin weights and no "
+            "safetensors; DELT loads safetensors only: choose a repository with safetensors weights, or "
+            "convert the checkpoint and give its local folder"
+        ) from None
     except _NotOnHub:
-        raise DataError(f"Hub model {repo_id} has no safetensors weights (model.safetensors or a sharded index); "
-                        "DELT loads safetensors only, never pickled .bin checkpoints: choose a repository with "
-                        "safetensors weights, or convert the checkpoint and give its local folder") from None
+        raise DataError(
+            f"Hub model {repo_id} has no safetensors weights (model.safetensors or a sharded index); "
+            "DELT loads safetensors only, never pickled .bin checkpoints: choose a repository with "
+            "safetensors weights, or convert the checkpoint and give its local folder"
+        ) from None
 
 
 def fetch_hub_tokenizer(repo_id: str) -> HubSnapshot:
@@ -178,8 +196,10 @@ def fetch_hub_tokenizer(repo_id: str) -> HubSnapshot:
             if name == TOKENIZER_FILES[-1]:
                 raise DataError(str(exc)) from None
     if anchor is None:
-        raise DataError(f"Hub repository {repo_id} has no tokenizer (no {' or '.join(TOKENIZER_FILES)}); "
-                        "give a tokenizer folder or another id with --tokenizer")
+        raise DataError(
+            f"Hub repository {repo_id} has no tokenizer (no {' or '.join(TOKENIZER_FILES)}); "
+            "give a tokenizer folder or another id with --tokenizer"
+        )
     _fetch_tokenizer_files(repo_id, anchor.parent.name)
     return HubSnapshot(repo_id, anchor.parent.name, anchor.parent)
 
@@ -189,12 +209,14 @@ def _fetch_tokenizer_files(repo_id: str, revision: str) -> None:
     from transformers import AutoTokenizer
 
     try:
-        AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=False,
-                                      local_files_only=hub_offline())
+        AutoTokenizer.from_pretrained(
+            repo_id, revision=revision, trust_remote_code=False, local_files_only=hub_offline()
+        )
     except (OSError, ValueError) as exc:
-        raise DataError(f"Hub repository {repo_id}: its tokenizer cannot be loaded without custom code or is "
-                        f"missing ({_first_line(exc)}); give a tokenizer with --tokenizer (a folder or a Hub id)"
-                        + _offline_hint()) from None
+        raise DataError(
+            f"Hub repository {repo_id}: its tokenizer cannot be loaded without custom code or is "
+            f"missing ({_first_line(exc)}); give a tokenizer with --tokenizer (a folder or a Hub id)" + _offline_hint()
+        ) from None
 
 
 class _NotOnHub(Exception):
@@ -213,27 +235,41 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, what: str, stri
         DataError: an unknown, gated or private repository, or an unknown revision.
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = hub_offline()
     strict = strict or filename == "config.json"
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=offline))
     except GatedRepoError:
-        raise DataError(f"Hub {what} {repo_id} is gated: accept its terms on the Hub and log in "
-                        "(hf auth login), or give a local folder") from None
+        raise DataError(
+            f"Hub {what} {repo_id} is gated: accept its terms on the Hub and log in "
+            "(hf auth login), or give a local folder"
+        ) from None
     except RepositoryNotFoundError:
-        raise DataError(f"{repo_id} is not a model preset ({', '.join(PRESETS)}), not a local folder, and not a "
-                        "Hugging Face Hub repository you can read; check the name") from None
+        raise DataError(
+            f"{repo_id} is not a model preset ({', '.join(PRESETS)}), not a local folder, and not a "
+            "Hugging Face Hub repository you can read; check the name"
+        ) from None
     except RevisionNotFoundError:
         raise DataError(f"Hub {what} {repo_id} has no revision {revision}") from None
     except LocalEntryNotFoundError:
-        reason = ("HF_HUB_OFFLINE=1 forbids downloading it; unset HF_HUB_OFFLINE where the Hub is reachable to "
-                  "fetch it once (it is cached after)" if offline
-                  else "the Hub could not be reached; check the network or proxy settings")
-        message = (f"{what} {repo_id!r} is not a preset or a local folder, and its {filename} is not in the "
-                   f"Hugging Face cache: {reason}; or give a local {what} folder")
+        reason = (
+            "HF_HUB_OFFLINE=1 forbids downloading it; unset HF_HUB_OFFLINE where the Hub is reachable to "
+            "fetch it once (it is cached after)"
+            if offline
+            else "the Hub could not be reached; check the network or proxy settings"
+        )
+        message = (
+            f"{what} {repo_id!r} is not a preset or a local folder, and its {filename} is not in the "
+            f"Hugging Face cache: {reason}; or give a local {what} folder"
+        )
         if strict:
             raise DataError(message) from None
         raise _NotCached(message) from None
@@ -252,9 +288,16 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def build_model(spec: str = DEFAULT_PRESET, vocab_size: int | None = None, seed: int = 0,
-                device: str | torch.device = "auto", dtype: torch.dtype = torch.float32,
-                eos_token_id: int = 0, pad_token_id: int | None = None, attn_implementation: str = "eager"):
+def build_model(
+    spec: str = DEFAULT_PRESET,
+    vocab_size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+    eos_token_id: int = 0,
+    pad_token_id: int | None = None,
+    attn_implementation: str = "eager",
+):
     """A causal LM from a preset name (random init, seeded) or a local model directory (safetensors).
 
     Args:
@@ -296,8 +339,13 @@ def load_model_dir(path: str | Path, dtype: torch.dtype = torch.float32, attn_im
         raise DataError(f"{path} has no .safetensors weights; convert the checkpoint to safetensors first")
     try:
         return AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True,
-            dtype=dtype, attn_implementation=attn_implementation)
+            str(path),
+            local_files_only=True,
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+        )
     except (OSError, ValueError) as exc:
         raise DataError(f"could not load a causal LM from {path}: {exc}") from exc
 

@@ -56,7 +56,7 @@ class SelectConfig:
             raise ConfigError(f"selection higher_is_better={self.higher_is_better!r} must be true, false or null")
 
     @classmethod
-    def from_dict(cls, data: Any) -> "SelectConfig":
+    def from_dict(cls, data: Any) -> SelectConfig:
         """From the spec format, e.g. ``{"method": "top-r", "ratio": 0.8}``."""
         return cls(**_from_dict(cls, data, "selection", SELECTIONS))
 
@@ -84,8 +84,15 @@ class SelectConfig:
         from .selection import select
 
         higher = higher_is_better if self.higher_is_better is None else self.higher_is_better
-        return select(frame, self.method, k=self.k, ratio=self.ratio, threshold=self.threshold,
-                      score_field=score_field, higher_is_better=higher)
+        return select(
+            frame,
+            self.method,
+            k=self.k,
+            ratio=self.ratio,
+            threshold=self.threshold,
+            score_field=score_field,
+            higher_is_better=higher,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class OrderConfig:
             raise ConfigError(f"ordering label={self.label!r} must be a non-empty string")
 
     @classmethod
-    def from_dict(cls, data: Any) -> "OrderConfig":
+    def from_dict(cls, data: Any) -> OrderConfig:
         """From the spec format: ``"shuffle"`` or ``{"method": "folding", "layers": 3}``."""
         return cls(**_from_dict(cls, data, "ordering", ORDERINGS))
 
@@ -153,12 +160,26 @@ class OrderConfig:
         """``frame`` in this training order (``ordering.order``)."""
         from .ordering import order
 
-        return order(frame, self.method, layers=self.layers, descending=self.descending, window=self.window,
-                     seed=seed, score_field=score_field)
+        return order(
+            frame,
+            self.method,
+            layers=self.layers,
+            descending=self.descending,
+            window=self.window,
+            seed=seed,
+            score_field=score_field,
+        )
 
     def layout(self, frame: pl.DataFrame, seed: int, score_field: str = "score"):
         """The plot description of this order (``ordering.layout``)."""
         from .ordering import layout
 
-        return layout(frame, self.method, layers=self.layers, descending=self.descending, window=self.window,
-                      seed=seed, score_field=score_field)
+        return layout(
+            frame,
+            self.method,
+            layers=self.layers,
+            descending=self.descending,
+            window=self.window,
+            seed=seed,
+            score_field=score_field,
+        )

@@ -14,8 +14,8 @@ Shares count documents, not tokens. A missing group value is the group ``"(missi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral
-from typing import Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -36,8 +36,14 @@ def default_window(total_steps: int, n_windows: int = 25) -> int:
     return max(1, int(round(int(total_steps) / max(int(n_windows), 1))))
 
 
-def stream_makeup(frame: pl.DataFrame, group_col: str, batch_size: int, window_steps: int,
-                  score_field: Optional[str] = "score", total_steps: Optional[int] = None) -> pl.DataFrame:
+def stream_makeup(
+    frame: pl.DataFrame,
+    group_col: str,
+    batch_size: int,
+    window_steps: int,
+    score_field: str | None = "score",
+    total_steps: int | None = None,
+) -> pl.DataFrame:
     """Share of each group and the mean score in every window of training steps.
 
     Args:
@@ -68,8 +74,10 @@ def stream_makeup(frame: pl.DataFrame, group_col: str, batch_size: int, window_s
     if not isinstance(frame, pl.DataFrame) or frame.height == 0:
         raise DataError("there is no ordered data to describe: the frame has no rows")
     if group_col not in frame.columns:
-        raise DataError(f"the ordered data has no column {group_col!r} to group by "
-                        f"(columns: {', '.join(frame.columns)}); pick one of them")
+        raise DataError(
+            f"the ordered data has no column {group_col!r} to group by "
+            f"(columns: {', '.join(frame.columns)}); pick one of them"
+        )
     labels = np.asarray([group_label(v) for v in frame[group_col].to_list()], dtype=object)
     scores = _scores(frame, score_field)
     per_epoch = steps_per_epoch(frame.height, batch_size)
@@ -89,9 +97,18 @@ def stream_makeup(frame: pl.DataFrame, group_col: str, batch_size: int, window_s
         for g, n in zip(groups, counts.tolist()):
             for key, value in zip(COLUMNS, (w, start + 1, end, g, n, n / picked.size, mean)):
                 out[key].append(value)
-    return pl.DataFrame(out, schema={"window": pl.Int64, "start_step": pl.Int64, "end_step": pl.Int64,
-                                     "group": pl.Utf8, "n_docs": pl.Int64, "share": pl.Float64,
-                                     "mean_score": pl.Float64})
+    return pl.DataFrame(
+        out,
+        schema={
+            "window": pl.Int64,
+            "start_step": pl.Int64,
+            "end_step": pl.Int64,
+            "group": pl.Utf8,
+            "n_docs": pl.Int64,
+            "share": pl.Float64,
+            "mean_score": pl.Float64,
+        },
+    )
 
 
 def makeup_table(makeup: pl.DataFrame) -> pl.DataFrame:
@@ -102,8 +119,9 @@ def makeup_table(makeup: pl.DataFrame) -> pl.DataFrame:
         raise DataError(f"not a stream make-up frame: it lacks {', '.join(missing)} (build it with stream_makeup)")
     if makeup.is_empty():
         return pl.DataFrame({"start_step": [], "end_step": [], "mean_score": []})
-    wide = makeup.pivot(on="group", index=["window", "start_step", "end_step", "mean_score"], values="share",
-                        sort_columns=False)
+    wide = makeup.pivot(
+        on="group", index=["window", "start_step", "end_step", "mean_score"], values="share", sort_columns=False
+    )
     return wide.sort("window").drop("window")
 
 
@@ -120,11 +138,18 @@ def average_makeups(makeups: Sequence[pl.DataFrame]) -> pl.DataFrame:
     full = []
     for m in makeups:  # every group in every window of every make-up, so the mean counts absences as 0
         grid = m.select(keys + ["mean_score"]).unique(keys).join(pl.DataFrame({"group": groups}), how="cross")
-        full.append(grid.join(m.select(keys + ["group", "n_docs", "share"]), on=keys + ["group"], how="left")
-                    .with_columns(pl.col("n_docs").fill_null(0), pl.col("share").fill_null(0.0)))
-    return (pl.concat(full, how="vertical_relaxed").group_by(keys + ["group"])
-            .agg(pl.col("n_docs").cast(pl.Float64).mean(), pl.col("share").mean(), pl.col("mean_score").mean())
-            .sort(["window", "group"]).select(COLUMNS))
+        full.append(
+            grid.join(m.select(keys + ["group", "n_docs", "share"]), on=keys + ["group"], how="left").with_columns(
+                pl.col("n_docs").fill_null(0), pl.col("share").fill_null(0.0)
+            )
+        )
+    return (
+        pl.concat(full, how="vertical_relaxed")
+        .group_by(keys + ["group"])
+        .agg(pl.col("n_docs").cast(pl.Float64).mean(), pl.col("share").mean(), pl.col("mean_score").mean())
+        .sort(["window", "group"])
+        .select(COLUMNS)
+    )
 
 
 def describe_makeup(makeup: pl.DataFrame, name: str = "this ordering") -> str:
@@ -133,18 +158,27 @@ def describe_makeup(makeup: pl.DataFrame, name: str = "this ordering") -> str:
     sorting, steps 1-24 are 38% fragment (4% of the whole stream)". A gap within what a random order
     gives (twice the binomial spread of a window that size) is called chance."""
     windows = makeup.group_by("window").agg(pl.col("n_docs").sum().alias("in_window"))
-    worst = (makeup.join(_overall_shares(makeup), on="group").join(windows, on="window")
-             .with_columns((pl.col("share") - pl.col("all")).alias("gap"))
-             .sort(["gap", "window", "group"], descending=[True, False, False]).row(0, named=True))
-    steps = f"step {worst['start_step']}" if worst["start_step"] == worst["end_step"] else \
-        f"steps {worst['start_step']}-{worst['end_step']}"
+    worst = (
+        makeup.join(_overall_shares(makeup), on="group")
+        .join(windows, on="window")
+        .with_columns((pl.col("share") - pl.col("all")).alias("gap"))
+        .sort(["gap", "window", "group"], descending=[True, False, False])
+        .row(0, named=True)
+    )
+    steps = (
+        f"step {worst['start_step']}"
+        if worst["start_step"] == worst["end_step"]
+        else f"steps {worst['start_step']}-{worst['end_step']}"
+    )
     p, n = worst["all"], max(float(worst["in_window"]), 1.0)
     chance = 2.0 * math.sqrt(p * (1.0 - p) / n)
     if worst["gap"] <= chance:
-        return (f"In {name}, no window's mix strays from the whole stream's by more than chance would (largest: "
-                f"{steps}, {worst['share']:.0%} {worst['group']} against {p:.0%}).")
+        return (
+            f"In {name}, no window's mix strays from the whole stream's by more than chance would (largest: "
+            f"{steps}, {worst['share']:.0%} {worst['group']} against {p:.0%})."
+        )
     verb = "is" if worst["start_step"] == worst["end_step"] else "are"
-    return (f"In {name}, {steps} {verb} {worst['share']:.0%} {worst['group']} ({p:.0%} of the whole stream).")
+    return f"In {name}, {steps} {verb} {worst['share']:.0%} {worst['group']} ({p:.0%} of the whole stream)."
 
 
 def _overall_shares(makeup: pl.DataFrame) -> pl.DataFrame:
@@ -158,7 +192,7 @@ def _check_positive(name: str, value) -> None:
         raise ConfigError(f"{name}={value!r} must be an integer >= 1")
 
 
-def _scores(frame: pl.DataFrame, score_field: Optional[str]) -> np.ndarray:
+def _scores(frame: pl.DataFrame, score_field: str | None) -> np.ndarray:
     if not score_field or score_field not in frame.columns or not frame.schema[score_field].is_numeric():
         return np.full(frame.height, np.nan)
     return frame[score_field].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -170,5 +204,12 @@ def _step_rows(n_rows: int, batch_size: int, per_epoch: int, total: int) -> list
     return [batches[i % per_epoch] for i in range(total)]
 
 
-__all__ = ["COLUMNS", "average_makeups", "default_window", "describe_makeup", "makeup_table", "steps_per_epoch",
-           "stream_makeup"]
+__all__ = [
+    "COLUMNS",
+    "average_makeups",
+    "default_window",
+    "describe_makeup",
+    "makeup_table",
+    "steps_per_epoch",
+    "stream_makeup",
+]

@@ -17,9 +17,9 @@ Every result is a permutation: no sample is duplicated or dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import polars as pl
@@ -31,8 +31,15 @@ from .selection import check_scores, check_unique_ids, score_array, scores_of
 PACKED_SORT_MIN = 4096  # below this numpy's stable argsort is fast enough
 
 
-def order(frame: pl.DataFrame, method: str = "shuffle", layers: int = 3, descending: bool = False,
-          window: Optional[int] = None, seed: int = 0, score_field: str = "score") -> pl.DataFrame:
+def order(
+    frame: pl.DataFrame,
+    method: str = "shuffle",
+    layers: int = 3,
+    descending: bool = False,
+    window: int | None = None,
+    seed: int = 0,
+    score_field: str = "score",
+) -> pl.DataFrame:
     """Rows of ``frame`` in training order (paper section 4), with ``position`` and ``layer`` columns.
 
     Args:
@@ -64,12 +71,19 @@ def order(frame: pl.DataFrame, method: str = "shuffle", layers: int = 3, descend
     else:
         scores = score_array(frame, score_field, action="order")
     perm, layer = _order(scores, method, layers, descending, window, seed)
-    return frame[perm].with_columns(pl.Series("position", np.arange(perm.size, dtype=np.int64)),
-                                    pl.Series("layer", layer))
+    return frame[perm].with_columns(
+        pl.Series("position", np.arange(perm.size, dtype=np.int64)), pl.Series("layer", layer)
+    )
 
 
-def order_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "shuffle", layers: int = 3,
-                  descending: bool = False, window: Optional[int] = None, seed: int = 0) -> np.ndarray:
+def order_indices(
+    scores: np.ndarray | Sequence[float],
+    method: str = "shuffle",
+    layers: int = 3,
+    descending: bool = False,
+    window: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """The training order as a permutation: ``perm[i]`` is the input position trained at step i.
 
     Args:
@@ -142,9 +156,15 @@ class Layout:
         return np.add.reduceat(self.scores, starts) / counts
 
 
-def layout(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], method: str = "folding",
-           layers: int = 3, descending: bool = False, window: Optional[int] = None, seed: int = 0,
-           score_field: str = "score") -> Layout:
+def layout(
+    frame_or_scores: pl.DataFrame | np.ndarray | Sequence[float],
+    method: str = "folding",
+    layers: int = 3,
+    descending: bool = False,
+    window: int | None = None,
+    seed: int = 0,
+    score_field: str = "score",
+) -> Layout:
     """Describe an ordering for plots: score and layer per training position, layer boundaries.
 
     Args:
@@ -178,8 +198,15 @@ def _is_int(value, minimum: int) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool) and value >= minimum
 
 
-def _order(scores: np.ndarray, method: str, layers: int, descending: bool, window: Optional[int], seed: int,
-           with_layers: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _order(
+    scores: np.ndarray,
+    method: str,
+    layers: int,
+    descending: bool,
+    window: int | None,
+    seed: int,
+    with_layers: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(permutation, layer of the sample at each position or None); inputs already checked."""
     n = scores.size
     rng = np.random.Generator(np.random.PCG64(int(seed)))
@@ -293,5 +320,14 @@ def _window_permutation(n: int, window: int, rng: np.random.Generator) -> np.nda
     return np.concatenate([head, tail])
 
 
-__all__ = ["LAYERED", "Layout", "ORDERINGS", "WINDOW_SHUFFLE", "layer_sizes", "layout", "order", "order_indices",
-           "stable_argsort"]
+__all__ = [
+    "LAYERED",
+    "Layout",
+    "ORDERINGS",
+    "WINDOW_SHUFFLE",
+    "layer_sizes",
+    "layout",
+    "order",
+    "order_indices",
+    "stable_argsort",
+]

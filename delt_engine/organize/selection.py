@@ -16,10 +16,10 @@ Ties at the cutoff are broken by original position: the earlier sample wins.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Context, Decimal
 from numbers import Integral, Real
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import polars as pl
@@ -27,12 +27,11 @@ import polars as pl
 from ..errors import ConfigError, DataError
 from .registry import SELECTIONS
 
-
 N_EXAMPLES = 5  # how many offending ids an error message lists
 DIRECTIONS = ("higher_better", "higher_harder")  # a scorer's direction, as scored files record it
 
 
-def resolve_higher_is_better(higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> bool:
+def resolve_higher_is_better(higher_is_better: bool | None = None, direction: str | None = None) -> bool:
     """Whether higher scores are better: ``higher_is_better`` when given, else from a scorer's
     ``direction`` ("higher_better" -> True, "higher_harder" -> False, e.g. perplexity), else True.
 
@@ -58,7 +57,7 @@ class SelectionSummary:
     method: str
     n_total: int
     n_kept: int
-    cutoff: Optional[float]
+    cutoff: float | None
     higher_is_better: bool
     n_tied_dropped: int = 0
 
@@ -78,9 +77,16 @@ class SelectionSummary:
         return text
 
 
-def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, ratio: Optional[float] = None,
-           threshold: Optional[float] = None, score_field: str = "score",
-           higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> pl.DataFrame:
+def select(
+    frame: pl.DataFrame,
+    method: str = "top-k",
+    k: int | None = None,
+    ratio: float | None = None,
+    threshold: float | None = None,
+    score_field: str = "score",
+    higher_is_better: bool | None = None,
+    direction: str | None = None,
+) -> pl.DataFrame:
     """Keep the best-scored rows of ``frame`` (paper section 3), in their original order.
 
     Args:
@@ -111,9 +117,15 @@ def select(frame: pl.DataFrame, method: str = "top-k", k: Optional[int] = None, 
     return frame[kept]
 
 
-def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "top-k", k: Optional[int] = None,
-                   ratio: Optional[float] = None, threshold: Optional[float] = None,
-                   higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> np.ndarray:
+def select_indices(
+    scores: np.ndarray | Sequence[float],
+    method: str = "top-k",
+    k: int | None = None,
+    ratio: float | None = None,
+    threshold: float | None = None,
+    higher_is_better: bool | None = None,
+    direction: str | None = None,
+) -> np.ndarray:
     """Positions kept by a selection, sorted ascending (the vectorised core of ``select``).
 
     Args:
@@ -133,10 +145,16 @@ def select_indices(scores: Union[np.ndarray, Sequence[float]], method: str = "to
     return kept
 
 
-def summarize_selection(frame_or_scores: Union[pl.DataFrame, np.ndarray, Sequence[float]], method: str = "top-k",
-                        k: Optional[int] = None, ratio: Optional[float] = None,
-                        threshold: Optional[float] = None, score_field: str = "score",
-                        higher_is_better: Optional[bool] = None, direction: Optional[str] = None) -> SelectionSummary:
+def summarize_selection(
+    frame_or_scores: pl.DataFrame | np.ndarray | Sequence[float],
+    method: str = "top-k",
+    k: int | None = None,
+    ratio: float | None = None,
+    threshold: float | None = None,
+    score_field: str = "score",
+    higher_is_better: bool | None = None,
+    direction: str | None = None,
+) -> SelectionSummary:
     """How many samples a selection keeps and where its cutoff lies, without building the result.
 
     Unlike ``select`` this does not raise when a threshold keeps nothing (``n_kept`` is 0), so a page
@@ -174,19 +192,23 @@ def score_array(frame: pl.DataFrame, score_field: str = "score", action: str = "
     if frame.height == 0:
         raise DataError(f"there are no samples to {action}: the input has no rows")
     if score_field not in frame.columns:
-        raise DataError(f"score field {score_field!r} not found; columns are {', '.join(frame.columns) or '(none)'}; "
-                        f"score the corpus first or pass the right score field")
+        raise DataError(
+            f"score field {score_field!r} not found; columns are {', '.join(frame.columns) or '(none)'}; "
+            f"score the corpus first or pass the right score field"
+        )
     column = frame.get_column(score_field)
     if column.null_count():
         where = np.flatnonzero(column.is_null().to_numpy())
-        raise DataError(f"{column.null_count()} sample(s) have no {score_field!r} (null), e.g. "
-                        f"{_names(frame, where)}; JSONL stores NaN as null: drop or rescore those samples")
+        raise DataError(
+            f"{column.null_count()} sample(s) have no {score_field!r} (null), e.g. "
+            f"{_names(frame, where)}; JSONL stores NaN as null: drop or rescore those samples"
+        )
     if not column.dtype.is_numeric():
         raise DataError(f"score field {score_field!r} holds {column.dtype}, not numbers; pick a numeric field")
     return check_scores(column.cast(pl.Float64).to_numpy(), frame=frame, action=action)
 
 
-def check_unique_ids(frame: pl.DataFrame, action: str = "select", where: Optional[str] = None) -> None:
+def check_unique_ids(frame: pl.DataFrame, action: str = "select", where: str | None = None) -> None:
     """Refuse a frame whose ``id`` column repeats a value (a sample twice would be trained twice and
     every later join by id would be ambiguous). A frame without an ``id`` column passes.
 
@@ -206,9 +228,11 @@ def check_unique_ids(frame: pl.DataFrame, action: str = "select", where: Optiona
         shown = ", ".join(repr(v) for v in repeated.head(N_EXAMPLES).to_list())
         more = f" and {repeated.len() - N_EXAMPLES} more" if repeated.len() > N_EXAMPLES else ""
         prefix = f"{where}: " if where else ""
-        raise DataError(f"{prefix}{repeated.len()} id(s) appear more than once: {shown}{more}; every sample needs "
-                        f"a unique id to {action}: remove the repeated records or give them new ids (importing the "
-                        f"file again without --id-field numbers the documents by row)")
+        raise DataError(
+            f"{prefix}{repeated.len()} id(s) appear more than once: {shown}{more}; every sample needs "
+            f"a unique id to {action}: remove the repeated records or give them new ids (importing the "
+            f"file again without --id-field numbers the documents by row)"
+        )
 
 
 def scores_of(frame_or_scores, score_field: str = "score", action: str = "select") -> np.ndarray:
@@ -218,8 +242,9 @@ def scores_of(frame_or_scores, score_field: str = "score", action: str = "select
     return check_scores(frame_or_scores, action=action)
 
 
-def check_scores(scores: Union[np.ndarray, Sequence[float]], frame: Optional[pl.DataFrame] = None,
-                 action: str = "select") -> np.ndarray:
+def check_scores(
+    scores: np.ndarray | Sequence[float], frame: pl.DataFrame | None = None, action: str = "select"
+) -> np.ndarray:
     """Scores as a 1-D float64 array, refusing empty input and NaN/inf.
 
     Args:
@@ -242,12 +267,14 @@ def check_scores(scores: Union[np.ndarray, Sequence[float]], frame: Optional[pl.
     if bad.any():
         where = np.flatnonzero(bad)
         n_nan = int(np.isnan(arr[where]).sum())
-        raise DataError(f"{where.size} score(s) are not finite ({n_nan} NaN, {where.size - n_nan} inf), e.g. "
-                        f"{_names(frame, where)}; drop or rescore those samples")
+        raise DataError(
+            f"{where.size} score(s) are not finite ({n_nan} NaN, {where.size - n_nan} inf), e.g. "
+            f"{_names(frame, where)}; drop or rescore those samples"
+        )
     return arr
 
 
-def _names(frame: Optional[pl.DataFrame], where: np.ndarray) -> str:
+def _names(frame: pl.DataFrame | None, where: np.ndarray) -> str:
     first = where[:N_EXAMPLES]
     if frame is not None and "id" in frame.columns:
         names = [f"id {v}" for v in frame.get_column("id").gather(first).to_list()]
@@ -266,8 +293,11 @@ def check_select_config(method: str, k, ratio, threshold) -> None:
     if extra:
         raise ConfigError(f"{method} takes only {needed}; unset {', '.join(extra)} (they belong to other methods)")
     if given[needed] is None:
-        raise ConfigError(f"{method} needs {needed} (e.g. " + {"k": "k=1000", "ratio": "ratio=0.5",
-                                                               "threshold": "threshold=0.0"}[needed] + ")")
+        raise ConfigError(
+            f"{method} needs {needed} (e.g. "
+            + {"k": "k=1000", "ratio": "ratio=0.5", "threshold": "threshold=0.0"}[needed]
+            + ")"
+        )
     if method == "top-k" and (isinstance(k, bool) or not isinstance(k, Integral) or k < 1):
         raise ConfigError(f"k={k!r} must be an integer >= 1 (k = 0 would keep nothing)")
     if method == "top-r" and not (_is_real(ratio, finite=True) and 0 < ratio <= 1):
@@ -288,13 +318,16 @@ def top_count(n_total: int, method: str, k, ratio) -> int:
     count = math.floor(Decimal(repr(float(ratio))) * n_total)
     if count == 0:
         smallest = Context(prec=6, rounding=ROUND_CEILING).divide(Decimal(1), Decimal(n_total))
-        raise ConfigError(f"ratio={ratio} of {n_total} samples keeps floor({ratio} * {n_total}) = 0; "
-                          f"use a ratio of at least {float(smallest):g}")
+        raise ConfigError(
+            f"ratio={ratio} of {n_total} samples keeps floor({ratio} * {n_total}) = 0; "
+            f"use a ratio of at least {float(smallest):g}"
+        )
     return count
 
 
-def _select(scores: np.ndarray, method: str, k, ratio, threshold,
-            higher_is_better: bool) -> tuple[np.ndarray, SelectionSummary]:
+def _select(
+    scores: np.ndarray, method: str, k, ratio, threshold, higher_is_better: bool
+) -> tuple[np.ndarray, SelectionSummary]:
     """Kept positions (ascending) and the summary; scores are already checked."""
     n = scores.size
     if method == "threshold":
@@ -329,9 +362,21 @@ def _top_positions(key: np.ndarray, count: int) -> tuple[np.ndarray, float, int]
 def _require_kept(kept: np.ndarray, method: str, threshold, n_total: int) -> None:
     # Only a threshold can keep nothing (counts are >= 1); an empty selection would break training.
     if kept.size == 0:
-        raise DataError(f"threshold {threshold} keeps none of the {n_total} samples; move the threshold "
-                        f"(or flip the score direction)")
+        raise DataError(
+            f"threshold {threshold} keeps none of the {n_total} samples; move the threshold "
+            f"(or flip the score direction)"
+        )
 
 
-__all__ = ["DIRECTIONS", "SELECTIONS", "SelectionSummary", "check_select_config", "check_scores",
-           "resolve_higher_is_better", "score_array", "select", "select_indices", "summarize_selection"]
+__all__ = [
+    "DIRECTIONS",
+    "SELECTIONS",
+    "SelectionSummary",
+    "check_select_config",
+    "check_scores",
+    "resolve_higher_is_better",
+    "score_array",
+    "select",
+    "select_indices",
+    "summarize_selection",
+]

@@ -14,8 +14,11 @@ def spearman_matrix(table: pl.DataFrame, methods: list[str]) -> np.ndarray:
     """
     clean = table.select(methods).drop_nulls()
     clean = clean.filter(pl.all_horizontal([pl.col(m).cast(pl.Float64).is_finite() for m in methods]))
-    ranks = np.column_stack([clean[m].rank("average").to_numpy().astype(float) for m in methods]) if clean.height else \
-        np.zeros((0, len(methods)))
+    ranks = (
+        np.column_stack([clean[m].rank("average").to_numpy().astype(float) for m in methods])
+        if clean.height
+        else np.zeros((0, len(methods)))
+    )
     out = np.full((len(methods), len(methods)), np.nan)
     for i in range(len(methods)):
         for j in range(len(methods)):

@@ -24,8 +24,10 @@ PERPLEXITY_WARMUP = {"warmup_steps": 100, "warmup_lr": 3e-3}
 
 
 def _table(ids, score, **components) -> pl.DataFrame:
-    columns = {"id": pl.Series("id", [str(i) for i in ids], dtype=pl.Utf8),
-               "score": pl.Series("score", score, dtype=pl.Float64)}
+    columns = {
+        "id": pl.Series("id", [str(i) for i in ids], dtype=pl.Utf8),
+        "score": pl.Series("score", score, dtype=pl.Float64),
+    }
     columns.update(components)
     return pl.DataFrame(columns)
 
@@ -53,12 +55,16 @@ def score_length(ctx: ScoreContext) -> pl.DataFrame:
     counts: list[int] = []
     for start in range(0, len(texts), CHUNK):
         check_stop(ctx.should_stop)
-        encoded = tokenizer(texts[start:start + CHUNK], add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(texts[start : start + CHUNK], add_special_tokens=False)["input_ids"]
         counts.extend(len(toks) for toks in encoded)
         timer.update(len(counts))
     timer.update(len(counts), force=True)
-    return _table(ctx.frame["id"].to_list(), [float(c) for c in counts],
-                  n_tokens=pl.Series(counts, dtype=pl.Int64), n_chars=pl.Series([len(t) for t in texts], dtype=pl.Int64))
+    return _table(
+        ctx.frame["id"].to_list(),
+        [float(c) for c in counts],
+        n_tokens=pl.Series(counts, dtype=pl.Int64),
+        n_chars=pl.Series([len(t) for t in texts], dtype=pl.Int64),
+    )
 
 
 def compression_ratio(text: str) -> float | None:
@@ -86,20 +92,32 @@ def score_compression(ctx: ScoreContext) -> pl.DataFrame:
     gz_bytes: list[int] = []
     for start in range(0, len(texts), CHUNK):
         check_stop(ctx.should_stop)
-        for text in texts[start:start + CHUNK]:
+        for text in texts[start : start + CHUNK]:
             raw_size, gz_size = gzip_sizes(text)
             n_bytes.append(raw_size)
             gz_bytes.append(gz_size)
         timer.update(len(n_bytes))
     timer.update(len(n_bytes), force=True)
     ratios = [g / n if n else None for g, n in zip(gz_bytes, n_bytes)]
-    return _table(ctx.frame["id"].to_list(), ratios, n_bytes=pl.Series(n_bytes, dtype=pl.Int64),
-                  gzip_bytes=pl.Series(gz_bytes, dtype=pl.Int64))
+    return _table(
+        ctx.frame["id"].to_list(),
+        ratios,
+        n_bytes=pl.Series(n_bytes, dtype=pl.Int64),
+        gzip_bytes=pl.Series(gz_bytes, dtype=pl.Int64),
+    )
 
 
-def sample_mean_losses(model, samples, *, batch_size: int = 16, bf16: bool = False,
-                       on_progress: ProgressFn = None, should_stop: StopFn = None,
-                       phase: str = "perplexity", sort_by_length: bool = True) -> torch.Tensor:
+def sample_mean_losses(
+    model,
+    samples,
+    *,
+    batch_size: int = 16,
+    bf16: bool = False,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+    phase: str = "perplexity",
+    sort_by_length: bool = True,
+) -> torch.Tensor:
     """Mean next-token cross-entropy of every sample over its real tokens (padding masked), shape [N].
 
     Samples are sorted by length (longest first, so an out-of-memory error shows at once) and cut
@@ -116,19 +134,20 @@ def sample_mean_losses(model, samples, *, batch_size: int = 16, bf16: bool = Fal
     Returns:
         float64 tensor on the CPU; 0 for samples with fewer than 2 tokens (nothing to predict).
     """
-    from ..models.losses import sample_losses
     from ..data.tokenizer import trim_batch
+    from ..models.losses import sample_losses
 
     device = next(model.parameters()).device
-    order = (torch.argsort(samples.lengths, descending=True, stable=True) if sort_by_length
-             else torch.arange(len(samples)))
+    order = (
+        torch.argsort(samples.lengths, descending=True, stable=True) if sort_by_length else torch.arange(len(samples))
+    )
     out = torch.zeros(len(samples), dtype=torch.float64)
     timer = PhaseTimer(phase, len(samples), on_progress)
     autocast = bf16 and device.type == "cuda"
     with torch.inference_mode():
         for start in range(0, len(samples), batch_size):
             check_stop(should_stop)
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
                 losses = sample_losses(model, ids.to(device), mask.to(device))
@@ -169,13 +188,20 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     ctx = dataclasses.replace(ctx, device=str(device), options=perplexity_options(ctx))
     tokenizer = prepare_tokenizer(ctx)
     samples = prepare_samples(ctx, tokenizer)
-    model = prepare_model(ctx, tokenizer, samples=samples,
-                          attn_implementation=str(ctx.options.get("attn_implementation", "sdpa")))
-    mine = torch.tensor(shard(torch.argsort(samples.lengths, descending=True, stable=True).tolist(), world),
-                        dtype=torch.long)  # round robin over length order: balanced shards
-    part = sample_mean_losses(model, samples.subset(mine), batch_size=ctx.batch_size,
-                              bf16=bool(ctx.options.get("bf16", False)), on_progress=ctx.on_progress,
-                              should_stop=ctx.should_stop)
+    model = prepare_model(
+        ctx, tokenizer, samples=samples, attn_implementation=str(ctx.options.get("attn_implementation", "sdpa"))
+    )
+    mine = torch.tensor(
+        shard(torch.argsort(samples.lengths, descending=True, stable=True).tolist(), world), dtype=torch.long
+    )  # round robin over length order: balanced shards
+    part = sample_mean_losses(
+        model,
+        samples.subset(mine),
+        batch_size=ctx.batch_size,
+        bf16=bool(ctx.options.get("bf16", False)),
+        on_progress=ctx.on_progress,
+        should_stop=ctx.should_stop,
+    )
     shards = gather((mine, part), world)
     leave(world)
     if not world.is_lead:
@@ -186,4 +212,6 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     n_tokens = samples.lengths.tolist()
     loss = [float(v) if n >= 2 else None for v, n in zip(losses.tolist(), n_tokens)]
     ppl = [math.exp(v) if v is not None and v < 700 else (math.inf if v is not None else None) for v in loss]
-    return _table(samples.ids, ppl, loss=pl.Series(loss, dtype=pl.Float64), n_tokens=pl.Series(n_tokens, dtype=pl.Int64))
+    return _table(
+        samples.ids, ppl, loss=pl.Series(loss, dtype=pl.Float64), n_tokens=pl.Series(n_tokens, dtype=pl.Int64)
+    )

@@ -47,10 +47,22 @@ class Estimate:
     note: str
 
 
-def estimate(method: str, n_docs: int, mean_tokens: float, model: str, device: str = "cpu",
-             steps: int = 20, delta: int = 5, batch_size: int = 16, warmup_steps: int | None = None,
-             target_docs: int = 200, proxy_size: int | None = None, distill_epochs: int = 8,
-             chunk_size: int = 0, checkpoint: str = "auto") -> Estimate:
+def estimate(
+    method: str,
+    n_docs: int,
+    mean_tokens: float,
+    model: str,
+    device: str = "cpu",
+    steps: int = 20,
+    delta: int = 5,
+    batch_size: int = 16,
+    warmup_steps: int | None = None,
+    target_docs: int = 200,
+    proxy_size: int | None = None,
+    distill_epochs: int = 8,
+    chunk_size: int = 0,
+    checkpoint: str = "auto",
+) -> Estimate:
     """Order-of-magnitude time and peak memory of one scoring job (``target_docs``: LQS/PDS target set
     size; ``proxy_size``: LQS/PDS scores that many samples exactly and distils the rest; ``chunk_size``
     (0 = by device) and ``checkpoint`` as the LQS options of those names; ``warmup_steps``: the proxy's

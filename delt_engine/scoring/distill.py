@@ -44,7 +44,7 @@ def spearman(a, b) -> float:
     """Spearman rank correlation (Pearson correlation of average ranks); NaN if either is constant."""
     ra, rb = rankdata(a), rankdata(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = float(np.sqrt((ra ** 2).sum() * (rb ** 2).sum()))
+    denom = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
@@ -70,7 +70,8 @@ class Regressor(torch.nn.Module):
         self.lm = lm
         # made on the CPU (seeded by the CPU generator, see train_regressor), then moved to the LM's device
         self.head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=next(lm.parameters()).dtype).to(
-            next(lm.parameters()).device)
+            next(lm.parameters()).device
+        )
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.lm.base_model(input_ids=ids).last_hidden_state
@@ -79,8 +80,15 @@ class Regressor(torch.nn.Module):
         return self.head(pooled).squeeze(-1)
 
 
-def _predict(reg: Regressor, samples, positions: np.ndarray, batch_size: int, device,
-             timer: PhaseTimer | None = None, should_stop: StopFn = None) -> np.ndarray:
+def _predict(
+    reg: Regressor,
+    samples,
+    positions: np.ndarray,
+    batch_size: int,
+    device,
+    timer: PhaseTimer | None = None,
+    should_stop: StopFn = None,
+) -> np.ndarray:
     from ..data.tokenizer import trim_batch
 
     out = np.zeros(len(positions))
@@ -90,7 +98,7 @@ def _predict(reg: Regressor, samples, positions: np.ndarray, batch_size: int, de
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             check_stop(should_stop)
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             idx = torch.as_tensor(positions[rows], dtype=torch.long)
             ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
             out[rows] = reg(ids.to(device), mask.to(device)).double().cpu().numpy()
@@ -99,9 +107,20 @@ def _predict(reg: Regressor, samples, positions: np.ndarray, batch_size: int, de
     return out
 
 
-def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, epochs: int, lr: float,
-                    batch_size: int, val_fraction: float, seed: int, on_progress: ProgressFn = None,
-                    should_stop: StopFn = None) -> tuple[Regressor, dict[str, Any]]:
+def train_regressor(
+    lm,
+    samples,
+    positions: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    val_fraction: float,
+    seed: int,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> tuple[Regressor, dict[str, Any]]:
     """Fit a Regressor on (samples at ``positions``, z-scored clipped ``labels``); keep the best epoch.
 
     Returns:
@@ -129,7 +148,7 @@ def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, e
         order = train[rng.permutation(len(train))]
         for start in range(0, len(order), batch_size):
             check_stop(should_stop)
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             idx = torch.as_tensor(positions[rows], dtype=torch.long)
             ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
             pred = reg(ids.to(device), mask.to(device))
@@ -144,13 +163,21 @@ def train_regressor(lm, samples, positions: np.ndarray, labels: np.ndarray, *, e
         if np.isfinite(rho) and rho > best[0] or best[2] is None:
             best = (rho, epoch, copy.deepcopy(reg.state_dict()))
     reg.load_state_dict(best[2])
-    facts = {"val_spearman": float(best[0]), "best_epoch": best[1] + 1, "val_spearman_by_epoch": history,
-             "n_train": int(len(train)), "n_val": int(n_val), "label_mean": mean, "label_std": std}
+    facts = {
+        "val_spearman": float(best[0]),
+        "best_epoch": best[1] + 1,
+        "val_spearman_by_epoch": history,
+        "n_train": int(len(train)),
+        "n_val": int(n_val),
+        "label_mean": mean,
+        "label_std": std,
+    }
     return reg, facts
 
 
-def distill_scores(exact, table: pl.DataFrame, method: str, cfg, on_progress: ProgressFn = None,
-                   should_stop: StopFn = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+def distill_scores(
+    exact, table: pl.DataFrame, method: str, cfg, on_progress: ProgressFn = None, should_stop: StopFn = None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Every corpus sample scored by a regressor trained on the exact rows of ``table``, in corpus order.
 
     Args:
@@ -170,25 +197,42 @@ def distill_scores(exact, table: pl.DataFrame, method: str, cfg, on_progress: Pr
     """
     positions = np.asarray(exact.parts.positions)
     if len(positions) < MIN_PROXY:
-        raise ConfigError(f"distill needs proxy_size >= {MIN_PROXY} (train and validation samples); "
-                          f"got {len(positions)}")
+        raise ConfigError(
+            f"distill needs proxy_size >= {MIN_PROXY} (train and validation samples); got {len(positions)}"
+        )
     labels = table[method].to_numpy().astype(np.float64)
-    reg, facts = train_regressor(exact.flm.model, exact.samples, positions, labels, epochs=cfg.distill_epochs,
-                                 lr=cfg.distill_lr, batch_size=cfg.batch_size, val_fraction=cfg.distill_val_fraction,
-                                 seed=cfg.seed, on_progress=on_progress, should_stop=should_stop)
+    reg, facts = train_regressor(
+        exact.flm.model,
+        exact.samples,
+        positions,
+        labels,
+        epochs=cfg.distill_epochs,
+        lr=cfg.distill_lr,
+        batch_size=cfg.batch_size,
+        val_fraction=cfg.distill_val_fraction,
+        seed=cfg.seed,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     everything = np.arange(len(exact.samples))
     timer = PhaseTimer("distill-score", len(everything), on_progress)
     z = _predict(reg, exact.samples, everything, cfg.batch_size, next(reg.parameters()).device, timer, should_stop)
     predicted = facts["label_mean"] + facts["label_std"] * z
     facts["exact_spearman"] = spearman(predicted[positions], labels)
     rest = np.setdiff1d(everything, positions)
-    distilled = pl.DataFrame({"id": pl.Series([exact.samples.ids[p] for p in rest], dtype=pl.Utf8),
-                              "exact": pl.Series([False] * len(rest), dtype=pl.Boolean),
-                              "source": pl.Series(["distilled"] * len(rest), dtype=pl.Utf8)})
+    distilled = pl.DataFrame(
+        {
+            "id": pl.Series([exact.samples.ids[p] for p in rest], dtype=pl.Utf8),
+            "exact": pl.Series([False] * len(rest), dtype=pl.Boolean),
+            "source": pl.Series(["distilled"] * len(rest), dtype=pl.Utf8),
+        }
+    )
     kept = table.with_columns(pl.col(method).alias("exact_score"))
     merged = pl.concat([kept, distilled], how="diagonal_relaxed")
     order = np.argsort(np.concatenate([positions, rest]), kind="stable")
     merged = merged[order.tolist()]  # corpus order, as ``predicted``
-    return merged.with_columns(pl.Series("score", predicted, dtype=pl.Float64),
-                               pl.Series(method, predicted, dtype=pl.Float64),
-                               pl.lit(facts["val_spearman"], dtype=pl.Float64).alias("distill_val_spearman")), facts
+    return merged.with_columns(
+        pl.Series("score", predicted, dtype=pl.Float64),
+        pl.Series(method, predicted, dtype=pl.Float64),
+        pl.lit(facts["val_spearman"], dtype=pl.Float64).alias("distill_val_spearman"),
+    ), facts

@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -76,8 +77,10 @@ def init_world(device: torch.device) -> World:
         try:
             dist.init_process_group(backend=backend)
         except (RuntimeError, ValueError) as exc:
-            raise JobError(f"could not join the torchrun process group ({backend}): {exc}; "
-                           "start with `torchrun --nproc_per_node N -m delt_engine score ...`") from exc
+            raise JobError(
+                f"could not join the torchrun process group ({backend}): {exc}; "
+                "start with `torchrun --nproc_per_node N -m delt_engine score ...`"
+            ) from exc
         atexit.register(_destroy)
     return World(dist.get_rank(), dist.get_world_size())
 
@@ -111,7 +114,7 @@ def shard(items: Sequence[Any], world: World) -> list[Any]:
 
     Round robin over length-sorted chunks keeps the ranks' work balanced.
     """
-    return list(items[world.rank::world.size])
+    return list(items[world.rank :: world.size])
 
 
 def gather(obj: Any, world: World) -> list[Any]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
-
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .registry import ScoreContext
@@ -80,8 +79,8 @@ class LQSConfig:
     warmup_lr: float = 3e-3
     batch_size: int = 16
     max_length: int = 128
-    proxy_size: Optional[int] = None
-    chunk_size: Optional[int] = None
+    proxy_size: int | None = None
+    chunk_size: int | None = None
     checkpoint: str = "auto"
     final_norm: str = "paper"
     dtype: str = "float32"
@@ -95,8 +94,15 @@ class LQSConfig:
     distill_val_fraction: float = 0.2
 
     def __post_init__(self):
-        for name, low in (("steps", 1), ("delta", 1), ("warmup_steps", 0), ("batch_size", 1), ("max_length", 2),
-                          ("distill_epochs", 1), ("seed", 0)):
+        for name, low in (
+            ("steps", 1),
+            ("delta", 1),
+            ("warmup_steps", 0),
+            ("batch_size", 1),
+            ("max_length", 2),
+            ("distill_epochs", 1),
+            ("seed", 0),
+        ):
             _check_int(name, getattr(self, name), low)
         for name in ("proxy_size", "chunk_size"):
             if getattr(self, name) is not None:
@@ -104,29 +110,39 @@ class LQSConfig:
         for name in ("eta", "warmup_lr", "distill_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"LQS option {name}={value!r} must be a number > 0 (e.g. --set {name}={_default(name)})")
+                raise ConfigError(
+                    f"LQS option {name}={value!r} must be a number > 0 (e.g. --set {name}={_default(name)})"
+                )
         if self.steps < self.delta:
-            raise ConfigError(f"LQS option steps={self.steps} is smaller than delta={self.delta}: the trajectory needs "
-                              f"at least one segment; use steps >= {self.delta} or a smaller delta")
-        for name, allowed in (("checkpoint", CHECKPOINTS), ("final_norm", FINAL_NORMS), ("dtype", DTYPES),
-                              ("hvp", ("double-backward", "forward-over-reverse")),
-                              ("per_sample", ("auto", "hooks", "vmap"))):
+            raise ConfigError(
+                f"LQS option steps={self.steps} is smaller than delta={self.delta}: the trajectory needs "
+                f"at least one segment; use steps >= {self.delta} or a smaller delta"
+            )
+        for name, allowed in (
+            ("checkpoint", CHECKPOINTS),
+            ("final_norm", FINAL_NORMS),
+            ("dtype", DTYPES),
+            ("hvp", ("double-backward", "forward-over-reverse")),
+            ("per_sample", ("auto", "hooks", "vmap")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"LQS option {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if not 0 < self.distill_val_fraction <= 0.5:
             raise ConfigError(f"LQS option distill_val_fraction={self.distill_val_fraction!r} must be in (0, 0.5]")
         if self.distill and self.proxy_size is None:
-            raise ConfigError("LQS option distill=True needs proxy_size=M (the exactly scored subset); "
-                              "e.g. --set proxy_size=1000 --set distill=true")
+            raise ConfigError(
+                "LQS option distill=True needs proxy_size=M (the exactly scored subset); "
+                "e.g. --set proxy_size=1000 --set distill=true"
+            )
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"LQS option device={self.device!r} must be a device name (auto, cpu, cuda, mps)")
 
-    def chunk_for(self, device: "torch.device") -> int:
+    def chunk_for(self, device: torch.device) -> int:
         """The chunk size to use on ``device``: the one set, else ``default_chunk_size``."""
         return self.chunk_size if self.chunk_size is not None else default_chunk_size(device.type)
 
     @classmethod
-    def from_options(cls, ctx: ScoreContext) -> "LQSConfig":
+    def from_options(cls, ctx: ScoreContext) -> LQSConfig:
         """The config of ``ctx``: seed/device/max_length/batch_size from the context, then ``ctx.options``.
 
         Raises ConfigError for unknown keys (listing the valid ones) and values of the wrong type.
@@ -134,10 +150,16 @@ class LQSConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(k for k in ctx.options if k not in names and k not in PASS_THROUGH)
         if unknown:
-            raise ConfigError(f"unknown LQS option(s) {', '.join(unknown)}; valid options: "
-                              f"{', '.join(sorted(list(names) + list(PASS_THROUGH)))}")
-        values: dict[str, Any] = {"seed": ctx.seed, "device": ctx.device, "max_length": ctx.max_length,
-                                  "batch_size": ctx.batch_size}
+            raise ConfigError(
+                f"unknown LQS option(s) {', '.join(unknown)}; valid options: "
+                f"{', '.join(sorted(list(names) + list(PASS_THROUGH)))}"
+            )
+        values: dict[str, Any] = {
+            "seed": ctx.seed,
+            "device": ctx.device,
+            "max_length": ctx.max_length,
+            "batch_size": ctx.batch_size,
+        }
         values.update({k: v for k, v in ctx.options.items() if k in names})
         return cls(**{k: _coerce(k, v, names[k].type) for k, v in values.items()})
 
@@ -152,7 +174,9 @@ def _default(name: str):
 
 def _check_int(name: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"LQS option {name}={value!r} must be an integer >= {low} (e.g. --set {name}={_default(name)})")
+        raise ConfigError(
+            f"LQS option {name}={value!r} must be an integer >= {low} (e.g. --set {name}={_default(name)})"
+        )
 
 
 def _coerce(name: str, value, annotation: str):
@@ -171,4 +195,6 @@ def _coerce(name: str, value, annotation: str):
     try:
         return float(text) if annotation == "float" else int(text)
     except ValueError:
-        raise ConfigError(f"LQS option {name}={value!r} must be a number (e.g. --set {name}={_default(name)})") from None
+        raise ConfigError(
+            f"LQS option {name}={value!r} must be a number (e.g. --set {name}={_default(name)})"
+        ) from None

@@ -9,8 +9,9 @@ Direction: "higher_better" (keep/late = high) or "higher_harder" (e.g. perplexit
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..errors import ConfigError
 from ..progress import ProgressFn, StopFn
@@ -27,9 +28,9 @@ class ScoreContext:
     seed: int = 0
     max_length: int = 128
     batch_size: int = 16
-    target_texts: Optional[list[str]] = None  # LQS/PDS target set
+    target_texts: list[str] | None = None  # LQS/PDS target set
     options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
-    cache_dir: Optional[str] = None  # workspace cache (tokenizers)
+    cache_dir: str | None = None  # workspace cache (tokenizers)
     on_progress: ProgressFn = None
     should_stop: StopFn = None
 
@@ -75,9 +76,18 @@ SCORERS: dict[str, ScorerInfo] = {}
 
 # A scoring job's config.json: these keys with these defaults, plus "input" and "method" (and optionally
 # "methods": several scorers run by one job, see jobs/score_job.py).
-JOB_DEFAULTS: dict[str, Any] = {"text_field": "text", "model": "cpu-demo", "tokenizer": None, "device": "auto",
-                                "seed": 0, "max_length": 128, "batch_size": 16, "target": None, "options": {},
-                                "cache_dir": None}
+JOB_DEFAULTS: dict[str, Any] = {
+    "text_field": "text",
+    "model": "cpu-demo",
+    "tokenizer": None,
+    "device": "auto",
+    "seed": 0,
+    "max_length": 128,
+    "batch_size": 16,
+    "target": None,
+    "options": {},
+    "cache_dir": None,
+}
 
 
 def register(info: ScorerInfo) -> None:
@@ -97,17 +107,58 @@ def score(method: str, ctx: ScoreContext):
 
 # Built-in scorers; modules are imported lazily by ScorerInfo.load.
 for _info in (
-    ScorerInfo("random", "higher_better", "seeded uniform random scores (a control)", False,
-               "delt_engine.scoring.baselines", "score_random"),
-    ScorerInfo("length", "higher_harder", "number of tokens in the sample", False,
-               "delt_engine.scoring.baselines", "score_length"),
-    ScorerInfo("compression", "higher_better", "gzip compression ratio of the text (low = repetitive)", False,
-               "delt_engine.scoring.baselines", "score_compression"),
-    ScorerInfo("perplexity", "higher_harder", "perplexity under the proxy model", True,
-               "delt_engine.scoring.baselines", "score_perplexity", cost="forward"),
-    ScorerInfo("lqs", "higher_better", "Learnability-Quality Score (DELT): gradient consistency with a target set", True,
-               "delt_engine.scoring.lqs", "score_lqs", needs_target=True, cost="gradient"),
-    ScorerInfo("pds", "higher_better", "PDS: un-normalised LQS numerator (Gu et al. 2025)", True,
-               "delt_engine.scoring.lqs", "score_pds", needs_target=True, cost="gradient"),
+    ScorerInfo(
+        "random",
+        "higher_better",
+        "seeded uniform random scores (a control)",
+        False,
+        "delt_engine.scoring.baselines",
+        "score_random",
+    ),
+    ScorerInfo(
+        "length",
+        "higher_harder",
+        "number of tokens in the sample",
+        False,
+        "delt_engine.scoring.baselines",
+        "score_length",
+    ),
+    ScorerInfo(
+        "compression",
+        "higher_better",
+        "gzip compression ratio of the text (low = repetitive)",
+        False,
+        "delt_engine.scoring.baselines",
+        "score_compression",
+    ),
+    ScorerInfo(
+        "perplexity",
+        "higher_harder",
+        "perplexity under the proxy model",
+        True,
+        "delt_engine.scoring.baselines",
+        "score_perplexity",
+        cost="forward",
+    ),
+    ScorerInfo(
+        "lqs",
+        "higher_better",
+        "Learnability-Quality Score (DELT): gradient consistency with a target set",
+        True,
+        "delt_engine.scoring.lqs",
+        "score_lqs",
+        needs_target=True,
+        cost="gradient",
+    ),
+    ScorerInfo(
+        "pds",
+        "higher_better",
+        "PDS: un-normalised LQS numerator (Gu et al. 2025)",
+        True,
+        "delt_engine.scoring.lqs",
+        "score_pds",
+        needs_target=True,
+        cost="gradient",
+    ),
 ):
     register(_info)

@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import polars as pl
 import torch
@@ -41,7 +41,7 @@ def rank() -> int:
 # ---------------------------------------------------------------- shared preparation helpers
 
 
-def _model_dir_tokenizer(spec: str) -> Optional[Path]:
+def _model_dir_tokenizer(spec: str) -> Path | None:
     path = Path(spec)
     if path.is_dir() and any((path / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
         return path
@@ -87,8 +87,14 @@ def prepare_samples(ctx: ScoreContext, tokenizer):
     return samples
 
 
-def prepare_model(ctx: ScoreContext, tokenizer, *, samples=None, attn_implementation: str = "eager",
-                  dtype: torch.dtype = torch.float32):
+def prepare_model(
+    ctx: ScoreContext,
+    tokenizer,
+    *,
+    samples=None,
+    attn_implementation: str = "eager",
+    dtype: torch.dtype = torch.float32,
+):
     """The proxy causal LM of ``ctx``, on ``ctx.device``, in eval mode.
 
     A preset is randomly initialised from ``ctx.seed``; a directory is loaded as is. With
@@ -108,35 +114,65 @@ def prepare_model(ctx: ScoreContext, tokenizer, *, samples=None, attn_implementa
     """
     from ..models.presets import build_model
 
-    model = build_model(str(ctx.model), vocab_size=len(tokenizer), seed=ctx.seed, device=ctx.device,
-                        dtype=dtype, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                        attn_implementation=attn_implementation)
+    model = build_model(
+        str(ctx.model),
+        vocab_size=len(tokenizer),
+        seed=ctx.seed,
+        device=ctx.device,
+        dtype=dtype,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=attn_implementation,
+    )
     n_embed = model.get_input_embeddings().num_embeddings
     if n_embed < len(tokenizer):
-        raise DataError(f"model {ctx.model} has {n_embed} token embeddings but the tokenizer has {len(tokenizer)} "
-                        "tokens; give the tokenizer that belongs to the model (--tokenizer DIR)")
+        raise DataError(
+            f"model {ctx.model} has {n_embed} token embeddings but the tokenizer has {len(tokenizer)} "
+            "tokens; give the tokenizer that belongs to the model (--tokenizer DIR)"
+        )
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and ctx.max_length > max_pos:
-        raise ConfigError(f"max_length={ctx.max_length} exceeds the {max_pos} positions of model {ctx.model}; "
-                          f"use --max-length {max_pos} or less")
+        raise ConfigError(
+            f"max_length={ctx.max_length} exceeds the {max_pos} positions of model {ctx.model}; "
+            f"use --max-length {max_pos} or less"
+        )
     steps = _int_option(ctx.options, "warmup_steps", 0, minimum=0)
     if steps > 0:
         if samples is None:
             samples = prepare_samples(ctx, tokenizer)
-        warm_up(model, samples, steps=steps, lr=float(ctx.options.get("warmup_lr", 1e-3)),
-                batch_size=ctx.batch_size, seed=ctx.seed, on_progress=ctx.on_progress, should_stop=ctx.should_stop)
+        warm_up(
+            model,
+            samples,
+            steps=steps,
+            lr=float(ctx.options.get("warmup_lr", 1e-3)),
+            batch_size=ctx.batch_size,
+            seed=ctx.seed,
+            on_progress=ctx.on_progress,
+            should_stop=ctx.should_stop,
+        )
     return model.eval()
 
 
 def _int_option(options: dict, name: str, default: int, minimum: int) -> int:
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-        raise ConfigError(f"option {name}={value!r} must be an integer >= {minimum} (e.g. --set {name}={max(default, minimum)})")
+        raise ConfigError(
+            f"option {name}={value!r} must be an integer >= {minimum} (e.g. --set {name}={max(default, minimum)})"
+        )
     return int(value)
 
 
-def warm_up(model, samples, *, steps: int, lr: float = 1e-3, batch_size: int = 16, seed: int = 0,
-            on_progress: ProgressFn = None, should_stop: StopFn = None) -> list[float]:
+def warm_up(
+    model,
+    samples,
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    batch_size: int = 16,
+    seed: int = 0,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> list[float]:
     """Train ``model`` for ``steps`` AdamW steps on ``samples`` (mean loss over real tokens).
 
     Batches cycle through a seeded permutation of the samples, so the warm-up is reproducible.
@@ -144,8 +180,8 @@ def warm_up(model, samples, *, steps: int, lr: float = 1e-3, batch_size: int = 1
     Returns:
         The training loss of each step.
     """
-    from ..models.losses import token_mean_loss
     from ..data.tokenizer import trim_batch
+    from ..models.losses import token_mean_loss
 
     if lr <= 0:
         raise ConfigError(f"option warmup_lr={lr} must be > 0 (e.g. --set warmup_lr=0.001)")
@@ -159,7 +195,7 @@ def warm_up(model, samples, *, steps: int, lr: float = 1e-3, batch_size: int = 1
         check_stop(should_stop)
         if pos + batch_size > len(samples):
             pos, order = 0, torch.randperm(len(samples), generator=gen)
-        idx = order[pos:pos + batch_size]
+        idx = order[pos : pos + batch_size]
         pos += batch_size
         ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
         loss = token_mean_loss(model, ids.to(device), mask.to(device))
@@ -207,9 +243,15 @@ def score_metadata(result: ScoreResult, score_field: str = "score") -> dict[str,
         config: model, tokenizer, seed, max_length, options, ...), "n_scored", "elapsed_s", "created_at"}.
     """
     settings = {k: v for k, v in result.config.items() if k not in ("method", "direction", "n_scored")}
-    return {"scorer": result.method, "direction": result.direction, "score_field": score_field,
-            "settings": settings, "n_scored": result.scores.height, "elapsed_s": round(result.elapsed_s, 3),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "scorer": result.method,
+        "direction": result.direction,
+        "score_field": score_field,
+        "settings": settings,
+        "n_scored": result.scores.height,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def check_frame(frame) -> pl.DataFrame:
@@ -220,16 +262,20 @@ def check_frame(frame) -> pl.DataFrame:
         raise DataError("the corpus is empty: nothing to score; load a file with at least one record")
     for column in ("id", "text"):
         if column not in frame.columns:
-            raise DataError(f"the corpus has no {column!r} column (columns: {', '.join(frame.columns)}); "
-                            "load it with load_corpus(..., text_field=...) or rename the column")
+            raise DataError(
+                f"the corpus has no {column!r} column (columns: {', '.join(frame.columns)}); "
+                "load it with load_corpus(..., text_field=...) or rename the column"
+            )
     if frame["text"].null_count():
         row = frame["text"].is_null().arg_true()[0]
         raise DataError(f"record {row} (id {frame['id'][row]!r}) has no text; drop it or fill it in")
     frame = frame.with_columns(pl.col("id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8))
     if frame["id"].n_unique() != frame.height:
         dup = frame.filter(pl.col("id").is_duplicated())["id"][0]
-        raise DataError(f"sample id {dup!r} occurs more than once; ids must be unique (load_corpus(dedup=True) "
-                        "or give an id field with unique values)")
+        raise DataError(
+            f"sample id {dup!r} occurs more than once; ids must be unique (load_corpus(dedup=True) "
+            "or give an id field with unique values)"
+        )
     return frame
 
 
@@ -255,10 +301,22 @@ def join_scores(frame: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
     return base.join(right, on=KEY, how="left", maintain_order="left").drop(KEY)
 
 
-def run_scoring(frame, method: str, *, model: str = "cpu-demo", tokenizer=None, device: str = "auto",
-                seed: int = 0, max_length: int = 128, batch_size: int = 16, target_texts=None,
-                options: Optional[dict] = None, cache_dir=None, on_progress: ProgressFn = None,
-                should_stop: StopFn = None) -> Optional[ScoreResult]:
+def run_scoring(
+    frame,
+    method: str,
+    *,
+    model: str = "cpu-demo",
+    tokenizer=None,
+    device: str = "auto",
+    seed: int = 0,
+    max_length: int = 128,
+    batch_size: int = 16,
+    target_texts=None,
+    options: dict | None = None,
+    cache_dir=None,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> ScoreResult | None:
     """Score every sample of ``frame`` with scorer ``method`` (see ``SCORERS``).
 
     Args:
@@ -280,11 +338,20 @@ def run_scoring(frame, method: str, *, model: str = "cpu-demo", tokenizer=None, 
     frame = check_frame(frame)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer (e.g. 16)")
-    ctx = ScoreContext(frame=frame, model=model, tokenizer=tokenizer, device=device, seed=int(seed),
-                       max_length=int(max_length), batch_size=batch_size,
-                       target_texts=list(target_texts) if target_texts is not None else None,
-                       options=dict(options or {}), cache_dir=str(cache_dir) if cache_dir else None,
-                       on_progress=on_progress, should_stop=should_stop)
+    ctx = ScoreContext(
+        frame=frame,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        seed=int(seed),
+        max_length=int(max_length),
+        batch_size=batch_size,
+        target_texts=list(target_texts) if target_texts is not None else None,
+        options=dict(options or {}),
+        cache_dir=str(cache_dir) if cache_dir else None,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     check_stop(should_stop)
     start = time.perf_counter()
     scores = info.load()(ctx)
@@ -292,26 +359,65 @@ def run_scoring(frame, method: str, *, model: str = "cpu-demo", tokenizer=None, 
     if scores is None:
         return None
     scores = _check_scores(scores, frame, method)
-    tok_name = None if tokenizer is None else str(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) \
+    tok_name = (
+        None
+        if tokenizer is None
+        else str(tokenizer)
+        if isinstance(tokenizer, (str, os.PathLike))
         else getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-    config = {"method": method, "direction": info.direction, "model": str(model), "tokenizer": tok_name,
-              "device": str(device), "seed": int(seed), "max_length": int(max_length), "batch_size": batch_size,
-              "n_target": None if target_texts is None else len(ctx.target_texts), "options": ctx.options,
-              "n_samples": frame.height, "n_scored": scores.height}
+    )
+    config = {
+        "method": method,
+        "direction": info.direction,
+        "model": str(model),
+        "tokenizer": tok_name,
+        "device": str(device),
+        "seed": int(seed),
+        "max_length": int(max_length),
+        "batch_size": batch_size,
+        "n_target": None if target_texts is None else len(ctx.target_texts),
+        "options": ctx.options,
+        "n_samples": frame.height,
+        "n_scored": scores.height,
+    }
     return ScoreResult(join_scores(frame_in, scores), scores, method, info.direction, config, elapsed)
 
 
-def score_frame(frame, method: str, *, model: str = "cpu-demo", tokenizer=None, device: str = "auto",
-                seed: int = 0, max_length: int = 128, batch_size: int = 16, target_texts=None,
-                options: Optional[dict] = None, cache_dir=None, on_progress: ProgressFn = None,
-                should_stop: StopFn = None) -> Optional[pl.DataFrame]:
+def score_frame(
+    frame,
+    method: str,
+    *,
+    model: str = "cpu-demo",
+    tokenizer=None,
+    device: str = "auto",
+    seed: int = 0,
+    max_length: int = 128,
+    batch_size: int = 16,
+    target_texts=None,
+    options: dict | None = None,
+    cache_dir=None,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> pl.DataFrame | None:
     """The input frame with the score columns left-joined on id (input row order kept; samples the
     method did not score have a null score). Arguments as in ``run_scoring``.
 
     Returns:
         The joined frame, or None on a non-zero torchrun rank.
     """
-    result = run_scoring(frame, method, model=model, tokenizer=tokenizer, device=device, seed=seed,
-                         max_length=max_length, batch_size=batch_size, target_texts=target_texts,
-                         options=options, cache_dir=cache_dir, on_progress=on_progress, should_stop=should_stop)
+    result = run_scoring(
+        frame,
+        method,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        seed=seed,
+        max_length=max_length,
+        batch_size=batch_size,
+        target_texts=target_texts,
+        options=options,
+        cache_dir=cache_dir,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     return None if result is None else result.frame

@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ..models.losses import token_losses
 from ..data.benchmark import Item, load_benchmark
 from ..data.tokenizer import Samples, trim_batch
+from ..errors import DataError
+from ..models.losses import token_losses
 from .config import RunConfig
 from .data import read_rows, read_texts
-
 
 TARGET_DELIMITER = " "  # between context and choice, as lm-eval's default target_delimiter
 
@@ -44,7 +43,7 @@ TARGET_DELIMITER = " "  # between context and choice, as lm-eval's default targe
 def split_pair(context: str, choice: str) -> tuple[str, str]:
     """The (context, continuation) strings scored for one choice (lm-eval's rules; see module doc)."""
     stripped = context.rstrip()
-    return stripped, context[len(stripped):] + TARGET_DELIMITER + choice
+    return stripped, context[len(stripped) :] + TARGET_DELIMITER + choice
 
 
 def prefix_token_id(tokenizer) -> int:
@@ -65,7 +64,7 @@ def encode_pair(tokenizer, context: str, choice: str) -> tuple[list[int], list[i
         ctx_ids, cont_ids = (cont_ids[:1], cont_ids[1:]) if cont_ids[0] == prefix else ([prefix], cont_ids)
     else:
         ctx_ids = _encode_default(tokenizer, ctx)
-        cont_ids = _encode_default(tokenizer, ctx + cont)[len(ctx_ids):]
+        cont_ids = _encode_default(tokenizer, ctx + cont)[len(ctx_ids) :]
     if not cont_ids:
         raise DataError(f"choice {choice!r} after context {context!r} encodes to no tokens of its own")
     return ctx_ids, cont_ids
@@ -92,7 +91,7 @@ def _encode_requests(items: Sequence[Item], tokenizer, max_length: int):
     for i, item in enumerate(items):
         for j, choice in enumerate(item.choices):
             ctx_ids, cont_ids = encode_pair(tokenizer, item.context, choice)
-            full = (ctx_ids + cont_ids)[-(max_length + 1):]
+            full = (ctx_ids + cont_ids)[-(max_length + 1) :]
             n_cont = min(len(cont_ids), len(full) - 1)  # a continuation longer than the window is cut too
             requests.append((i, j, full, n_cont))
     return requests
@@ -104,7 +103,7 @@ def _score_requests(model, requests, device, batch_size: int, pad_id: int, autoc
     order = sorted(range(len(requests)), key=lambda k: -len(requests[k][2]))
     scores = [0.0] * len(requests)
     for start in range(0, len(order), batch_size):
-        chunk = [requests[k] for k in order[start:start + batch_size]]
+        chunk = [requests[k] for k in order[start : start + batch_size]]
         width = max(len(r[2]) for r in chunk) - 1
         inputs = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         targets = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -113,19 +112,26 @@ def _score_requests(model, requests, device, batch_size: int, pad_id: int, autoc
             n = len(full) - 1
             inputs[row, :n] = torch.tensor(full[:-1])
             targets[row, :n] = torch.tensor(full[1:])
-            scored[row, n - n_cont:n] = True
+            scored[row, n - n_cont : n] = True
         with autocast_context(device, autocast_dtype):
             logits = model(input_ids=inputs.to(device)).logits
         logits = logits.float()
         picked = logits.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
         logp = (picked - torch.logsumexp(logits, dim=-1)) * scored.to(device)
-        for k, value in zip(order[start:start + batch_size], logp.sum(dim=1).tolist()):
+        for k, value in zip(order[start : start + batch_size], logp.sum(dim=1).tolist()):
             scores[k] = value
     return scores
 
 
-def evaluate(model, tokenizer, items: Sequence[Item], device: str | torch.device = "cpu", batch_size: int = 32,
-             max_length: int | None = None, autocast_dtype: torch.dtype | None = None) -> dict:
+def evaluate(
+    model,
+    tokenizer,
+    items: Sequence[Item],
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
     """Multiple-choice accuracy of ``model`` on ``items`` (lm-eval style log-likelihood scoring).
 
     Args:
@@ -164,11 +170,17 @@ def _accuracies(items: Sequence[Item], loglik: list[list[float]]) -> dict:
     for item, ll in zip(items, loglik):
         normed = [v / len(c) for v, c in zip(ll, item.choices)]  # characters, as lm-eval's acc_norm
         per_task.setdefault(item.task, []).append((_argmax(ll) == item.answer, _argmax(normed) == item.answer))
-    tasks = {t: {"acc": sum(a for a, _ in r) / len(r), "acc_norm": sum(b for _, b in r) / len(r), "n": len(r)}
-             for t, r in per_task.items()}
-    return {"acc": sum(t["acc"] for t in tasks.values()) / len(tasks),
-            "acc_norm": sum(t["acc_norm"] for t in tasks.values()) / len(tasks),
-            "n": len(items), "tasks": tasks, "loglik": loglik}
+    tasks = {
+        t: {"acc": sum(a for a, _ in r) / len(r), "acc_norm": sum(b for _, b in r) / len(r), "n": len(r)}
+        for t, r in per_task.items()
+    }
+    return {
+        "acc": sum(t["acc"] for t in tasks.values()) / len(tasks),
+        "acc_norm": sum(t["acc_norm"] for t in tasks.values()) / len(tasks),
+        "n": len(items),
+        "tasks": tasks,
+        "loglik": loglik,
+    }
 
 
 @dataclass(frozen=True)
@@ -189,8 +201,13 @@ class HeldOutLosses:
 
 
 @torch.inference_mode()
-def lm_losses(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
-              autocast_dtype: torch.dtype | None = None) -> HeldOutLosses:
+def lm_losses(
+    model,
+    samples: Samples,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> HeldOutLosses:
     """Per-sample summed next-token loss and counted tokens of ``samples`` (one forward pass each).
 
     ``.mean`` is the held-out loss (``lm_loss``); ``group_means`` splits the same numbers by group.
@@ -203,8 +220,9 @@ def lm_losses(model, samples: Samples, batch_size: int = 32, device: str | torch
     sums, counts = [], []
     try:
         for start in range(0, len(samples), batch_size):
-            ids, mask = trim_batch(samples.input_ids[start:start + batch_size],
-                                   samples.attention_mask[start:start + batch_size])
+            ids, mask = trim_batch(
+                samples.input_ids[start : start + batch_size], samples.attention_mask[start : start + batch_size]
+            )
             ids, mask = ids.to(device), mask.to(device)
             with autocast_context(device, autocast_dtype):
                 logits = model(input_ids=ids).logits
@@ -216,8 +234,13 @@ def lm_losses(model, samples: Samples, batch_size: int = 32, device: str | torch
     return HeldOutLosses(torch.cat(sums).numpy(), torch.cat(counts).numpy())
 
 
-def lm_loss(model, samples: Samples, batch_size: int = 32, device: str | torch.device | None = None,
-            autocast_dtype: torch.dtype | None = None) -> float:
+def lm_loss(
+    model,
+    samples: Samples,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
     """Mean next-token loss over all real tokens of ``samples`` (held-out validation/target loss).
 
     Token-weighted over the whole set (not a mean of per-sample means), padding excluded.
@@ -271,8 +294,10 @@ def _group_labels(rows: list[dict], config: RunConfig, name: str, path) -> list[
     if not any(column in row for row in rows):
         if name == "target":
             return None
-        raise DataError(f"{name} file {path} has no column {column!r} to evaluate by group; give a validation "
-                        f"file with that column, or pick another group_by (or none)")
+        raise DataError(
+            f"{name} file {path} has no column {column!r} to evaluate by group; give a validation "
+            f"file with that column, or pick another group_by (or none)"
+        )
     return pool_groups([group_label(row.get(column)) for row in rows], config.group_min_docs)
 
 
@@ -340,13 +365,15 @@ def _attach_groups(sets: EvalSets, name: str, rows: list[dict], samples, config:
 def predicted_bytes(samples: Samples, tokenizer) -> int:
     """UTF-8 bytes of the tokens a held-out loss predicts (every real token but each sample's first;
     special tokens such as EOS count 0 bytes), for bits per byte."""
+
     def n_bytes(ids: list[int]) -> int:
         text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return len(text.encode("utf-8"))
 
     # all tokens minus the first, decoded whole: a character split across tokens is counted once
-    return sum(n_bytes(ids[:n]) - n_bytes(ids[:1])
-               for ids, n in zip(samples.input_ids.tolist(), samples.lengths.tolist()))
+    return sum(
+        n_bytes(ids[:n]) - n_bytes(ids[:1]) for ids, n in zip(samples.input_ids.tolist(), samples.lengths.tolist())
+    )
 
 
 def bits_per_byte(losses: HeldOutLosses, n_bytes: int) -> float | None:
@@ -358,10 +385,19 @@ def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -
     """One eval record's metrics: val_loss, target_loss (and as bits per byte), bench_acc(_norm), per-task
     bench results and, with ``group_by``, ``group_loss`` / ``target_group_loss`` from the same forward passes."""
     bs = config.eval_batch_size
-    out = {"val_loss": None, "target_loss": None, "val_bpb": None, "target_bpb": None, "bench_acc": None,
-           "bench_acc_norm": None, "bench": {}}
-    for name, key, group_key in (("validation", "val_loss", "group_loss"),
-                                 ("target", "target_loss", "target_group_loss")):
+    out = {
+        "val_loss": None,
+        "target_loss": None,
+        "val_bpb": None,
+        "target_bpb": None,
+        "bench_acc": None,
+        "bench_acc_norm": None,
+        "bench": {},
+    }
+    for name, key, group_key in (
+        ("validation", "val_loss", "group_loss"),
+        ("target", "target_loss", "target_group_loss"),
+    ):
         samples = getattr(sets, name)
         if samples is None:
             continue
@@ -373,6 +409,9 @@ def run_eval(model, tokenizer, sets: EvalSets, config: RunConfig, device, amp) -
             out[group_key] = {config.group_by: group_means(losses, labels)}
     if sets.items:
         res = evaluate(model, tokenizer, sets.items, device, bs, autocast_dtype=amp)
-        out.update(bench_acc=res["acc"], bench_acc_norm=res["acc_norm"],
-                   bench={t: {"acc": r["acc"], "acc_norm": r["acc_norm"]} for t, r in res["tasks"].items()})
+        out.update(
+            bench_acc=res["acc"],
+            bench_acc_norm=res["acc_norm"],
+            bench={t: {"acc": r["acc"], "acc_norm": r["acc_norm"]} for t, r in res["tasks"].items()},
+        )
     return out

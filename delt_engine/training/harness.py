@@ -20,9 +20,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ConfigError, DataError, DeltError
 from ..fileio import atomic_write_text, read_json, write_json, write_jsonl
@@ -48,6 +48,7 @@ def import_lm_eval():
 
 # ----------------------------------------------------------------------------------------- export
 
+
 @dataclass(frozen=True)
 class ExportedTasks:
     """What ``export_task`` wrote: lm-eval task name per benchmark task, the group name and the files."""
@@ -65,8 +66,9 @@ def task_name(task: str, prefix: str = "delt_") -> str:
     return prefix + re.sub(r"[^A-Za-z0-9_-]+", "_", task)
 
 
-def export_task(items: Sequence, out_dir: str | Path, prefix: str = "delt_",
-                group: str | None = "delt_benchmark") -> ExportedTasks:
+def export_task(
+    items: Sequence, out_dir: str | Path, prefix: str = "delt_", group: str | None = "delt_benchmark"
+) -> ExportedTasks:
     """Write multiple-choice items as lm-eval tasks (one per ``item.task``) into ``out_dir``.
 
     Args:
@@ -99,8 +101,13 @@ def export_task(items: Sequence, out_dir: str | Path, prefix: str = "delt_",
     files: list[Path] = []
     for task, task_items in by_task.items():
         data = out_dir / f"{names[task]}.jsonl"
-        write_jsonl(data, ({"id": it.id, "context": it.context, "choices": list(it.choices), "answer": it.answer}
-                           for it in task_items))
+        write_jsonl(
+            data,
+            (
+                {"id": it.id, "context": it.context, "choices": list(it.choices), "answer": it.answer}
+                for it in task_items
+            ),
+        )
         config = out_dir / f"{names[task]}.yaml"
         atomic_write_text(config, _task_yaml(names[task], data, task))
         files += [data, config]
@@ -108,8 +115,15 @@ def export_task(items: Sequence, out_dir: str | Path, prefix: str = "delt_",
         files.append(out_dir / f"{group}.yaml")
         atomic_write_text(files[-1], _group_yaml(group, list(names.values())))
     _remove_stale(out_dir, files)
-    write_json(out_dir / MANIFEST, {"tasks": names, "group": group, "files": sorted(p.name for p in files),
-                                    "n_items": {t: len(v) for t, v in by_task.items()}})
+    write_json(
+        out_dir / MANIFEST,
+        {
+            "tasks": names,
+            "group": group,
+            "files": sorted(p.name for p in files),
+            "n_items": {t: len(v) for t, v in by_task.items()},
+        },
+    )
     return ExportedTasks(out_dir, names, group, tuple(files))
 
 
@@ -122,8 +136,10 @@ def _check_unique(names: dict[str, str], group: str | None) -> None:
     seen: dict[str, str] = {}
     for task, name in names.items():
         if name in seen:
-            raise DataError(f"benchmark tasks {seen[name]!r} and {task!r} both become lm-eval task {name!r}; "
-                            "rename one of them in the benchmark file")
+            raise DataError(
+                f"benchmark tasks {seen[name]!r} and {task!r} both become lm-eval task {name!r}; "
+                "rename one of them in the benchmark file"
+            )
         seen[name] = task
     if group is not None and group in seen:
         raise ConfigError(f"group name {group!r} is also a task name; choose another --group")
@@ -135,36 +151,36 @@ def _q(value: str) -> str:
 
 
 def _task_yaml(name: str, data: Path, task: str) -> str:
-    metrics = "".join(f"  - metric: {m}\n    aggregation: mean\n    higher_is_better: true\n"
-                      for m in ("acc", "acc_norm"))
-    return (f"# benchmark task {task!r}, written by delt_engine (benchmark export --format lm-eval)\n"
-            f"task: {_q(name)}\n"
-            "dataset_path: json\n"
-            "dataset_kwargs:\n"
-            "  data_files:\n"
-            f"    test: {_q(str(data))}\n"
-            "output_type: multiple_choice\n"
-            "test_split: test\n"
-            "doc_to_text: context\n"
-            "doc_to_choice: choices\n"
-            "doc_to_target: answer\n"
-            f"target_delimiter: {_q(' ')}\n"
-            "num_fewshot: 0\n"
-            f"metric_list:\n{metrics}"
-            "metadata:\n"
-            "  version: 1.0\n")
+    metrics = "".join(
+        f"  - metric: {m}\n    aggregation: mean\n    higher_is_better: true\n" for m in ("acc", "acc_norm")
+    )
+    return (
+        f"# benchmark task {task!r}, written by delt_engine (benchmark export --format lm-eval)\n"
+        f"task: {_q(name)}\n"
+        "dataset_path: json\n"
+        "dataset_kwargs:\n"
+        "  data_files:\n"
+        f"    test: {_q(str(data))}\n"
+        "output_type: multiple_choice\n"
+        "test_split: test\n"
+        "doc_to_text: context\n"
+        "doc_to_choice: choices\n"
+        "doc_to_target: answer\n"
+        f"target_delimiter: {_q(' ')}\n"
+        "num_fewshot: 0\n"
+        f"metric_list:\n{metrics}"
+        "metadata:\n"
+        "  version: 1.0\n"
+    )
 
 
 def _group_yaml(group: str, names: list[str]) -> str:
     tasks = "".join(f"  - {_q(n)}\n" for n in names)
     # unweighted over tasks, like the built-in bench_acc / bench_acc_norm
-    metrics = "".join(f"  - metric: {m}\n    aggregation: mean\n    weight_by_size: false\n"
-                      for m in ("acc", "acc_norm"))
-    return (f"group: {_q(group)}\n"
-            f"task:\n{tasks}"
-            f"aggregate_metric_list:\n{metrics}"
-            "metadata:\n"
-            "  version: 1.0\n")
+    metrics = "".join(
+        f"  - metric: {m}\n    aggregation: mean\n    weight_by_size: false\n" for m in ("acc", "acc_norm")
+    )
+    return f"group: {_q(group)}\ntask:\n{tasks}aggregate_metric_list:\n{metrics}metadata:\n  version: 1.0\n"
 
 
 def _remove_stale(out_dir: Path, written: list[Path]) -> None:
@@ -181,15 +197,21 @@ def _remove_stale(out_dir: Path, written: list[Path]) -> None:
 
 # ----------------------------------------------------------------------------------------- evaluate
 
+
 @contextlib.contextmanager
 def offline_hub():
     """No Hugging Face Hub access inside: the offline environment variables for modules imported from
     here on, and the offline flags of ``huggingface_hub`` / ``datasets`` if they are already imported
     (they read the variables once, at import). Everything is restored afterwards."""
     saved_env = {k: os.environ.get(k) for k in OFFLINE_ENV}
-    flags = [(sys.modules.get(mod), attr) for mod, attr in (
-        ("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
-        ("datasets.config", "HF_DATASETS_OFFLINE"))]
+    flags = [
+        (sys.modules.get(mod), attr)
+        for mod, attr in (
+            ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+            ("datasets.config", "HF_HUB_OFFLINE"),
+            ("datasets.config", "HF_DATASETS_OFFLINE"),
+        )
+    ]
     flags = [(m, a, getattr(m, a)) for m, a in flags if m is not None and hasattr(m, a)]
     try:
         os.environ.update({k: "1" for k in OFFLINE_ENV})
@@ -218,8 +240,10 @@ def _task_manager(include_path: str | Path | None, tasks: Sequence[str]):
     if include_path is not None:
         include_path = Path(include_path)
         if not include_path.is_dir():
-            raise ConfigError(f"--include-path {include_path} is not a folder; export tasks there with "
-                              "`benchmark export --format lm-eval --out DIR`")
+            raise ConfigError(
+                f"--include-path {include_path} is not a folder; export tasks there with "
+                "`benchmark export --format lm-eval --out DIR`"
+            )
         own = TaskManager(include_path=str(include_path), include_defaults=False)
         if all(t in own.all_tasks for t in tasks):
             return own
@@ -227,14 +251,22 @@ def _task_manager(include_path: str | Path | None, tasks: Sequence[str]):
     missing = [t for t in tasks if t not in manager.all_tasks]
     if missing:
         offered = f"; {include_path} offers {', '.join(own.all_tasks) or 'none'}" if include_path else ""
-        raise ConfigError(f"lm-eval does not know task(s) {', '.join(missing)}{offered}. Export the benchmark "
-                          "with `benchmark export --format lm-eval --out DIR` and pass --include-path DIR")
+        raise ConfigError(
+            f"lm-eval does not know task(s) {', '.join(missing)}{offered}. Export the benchmark "
+            "with `benchmark export --format lm-eval --out DIR` and pass --include-path DIR"
+        )
     return manager
 
 
-def run_lm_eval(model_dir: str | Path, tasks: Sequence[str], include_path: str | Path | None = None,
-                limit: int | None = None, device: str = "auto", batch_size: int = 16,
-                log_samples: bool = False) -> dict:
+def run_lm_eval(
+    model_dir: str | Path,
+    tasks: Sequence[str],
+    include_path: str | Path | None = None,
+    limit: int | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+    log_samples: bool = False,
+) -> dict:
     """Evaluate the local Hugging Face model in ``model_dir`` on lm-eval ``tasks``, offline.
 
     Args:
@@ -259,20 +291,32 @@ def run_lm_eval(model_dir: str | Path, tasks: Sequence[str], include_path: str |
     lm_eval = import_lm_eval()
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file() or not list(model_dir.glob("*.safetensors")):
-        raise DataError(f"{model_dir} holds no kept model (config.json + safetensors); train the run with "
-                        "--save-model, or give a Hugging Face model folder")
+        raise DataError(
+            f"{model_dir} holds no kept model (config.json + safetensors); train the run with "
+            "--save-model, or give a Hugging Face model folder"
+        )
     tasks = [t.strip() for t in tasks if t.strip()]
     if not tasks:
         raise ConfigError("give at least one lm-eval task, e.g. --tasks delt_facts,delt_grammar")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit={limit} must be at least 1 (or left out for every document)")
-    model_args = {"pretrained": str(model_dir.resolve()), "trust_remote_code": False,
-                  "device": str(resolve_device(device)), "batch_size": int(batch_size)}
+    model_args = {
+        "pretrained": str(model_dir.resolve()),
+        "trust_remote_code": False,
+        "device": str(resolve_device(device)),
+        "batch_size": int(batch_size),
+    }
     with offline_hub():
         manager = _task_manager(include_path, tasks)
         try:
-            out = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks, limit=limit,
-                                          task_manager=manager, log_samples=log_samples)
+            out = lm_eval.simple_evaluate(
+                model="hf",
+                model_args=model_args,
+                tasks=tasks,
+                limit=limit,
+                task_manager=manager,
+                log_samples=log_samples,
+            )
         except ValueError as exc:  # e.g. a group and one of its tasks both asked for
             raise ConfigError(f"lm-eval refused the evaluation: {exc}") from exc
     if out is None:  # only on non-zero ranks of a distributed run
@@ -280,8 +324,14 @@ def run_lm_eval(model_dir: str | Path, tasks: Sequence[str], include_path: str |
     return out
 
 
-def eval_run(run_dir: str | Path, tasks: Sequence[str], include_path: str | Path | None = None,
-             limit: int | None = None, device: str = "auto", batch_size: int = 16) -> tuple[Path, dict]:
+def eval_run(
+    run_dir: str | Path,
+    tasks: Sequence[str],
+    include_path: str | Path | None = None,
+    limit: int | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+) -> tuple[Path, dict]:
     """Evaluate a run's kept model with lm-eval and write ``<run_dir>/lm_eval.json`` (atomically).
 
     Returns:
@@ -297,8 +347,10 @@ def eval_run(run_dir: str | Path, tasks: Sequence[str], include_path: str | Path
     run_dir = Path(run_dir)
     model_dir = run_dir / "model"
     if not model_dir.is_dir():
-        raise DataError(f"run {run_dir.name} kept no model ({model_dir} is missing); train it with --save-model "
-                        "(or save_model: true in the run config)")
+        raise DataError(
+            f"run {run_dir.name} kept no model ({model_dir} is missing); train it with --save-model "
+            "(or save_model: true in the run config)"
+        )
     device = str(resolve_device(device))
     started = time.perf_counter()
     out = run_lm_eval(model_dir, tasks, include_path, limit, device, batch_size)
@@ -308,12 +360,18 @@ def eval_run(run_dir: str | Path, tasks: Sequence[str], include_path: str | Path
         "versions": out.get("versions", {}),
         "n-samples": out.get("n-samples", {}),
         "config": out.get("config", {}),
-        "delt": {"run": run_dir.name, "model_dir": str(model_dir.resolve()), "tasks": list(tasks),
-                 "include_path": None if include_path is None else str(Path(include_path).resolve()),
-                 "limit": limit, "device": device, "batch_size": batch_size,
-                 "lm_eval_version": _installed_version(),
-                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 "eval_s": round(time.perf_counter() - started, 3)},
+        "delt": {
+            "run": run_dir.name,
+            "model_dir": str(model_dir.resolve()),
+            "tasks": list(tasks),
+            "include_path": None if include_path is None else str(Path(include_path).resolve()),
+            "limit": limit,
+            "device": device,
+            "batch_size": batch_size,
+            "lm_eval_version": _installed_version(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "eval_s": round(time.perf_counter() - started, 3),
+        },
     }
     path = run_dir / RESULTS_FILE
     # not write_json: that sorts keys, and the results are kept in lm-eval's own order

@@ -42,28 +42,33 @@ class Metric:
 
     def __post_init__(self):
         if (self.verdict or self.table) and self.lower_is_better is None:
-            raise ValueError(f"metric {self.name!r}: a verdict or table metric needs a direction (lower_is_better "
-                             "True or False): comparisons test and tabulate losses and accuracies only")
+            raise ValueError(
+                f"metric {self.name!r}: a verdict or table metric needs a direction (lower_is_better "
+                "True or False): comparisons test and tabulate losses and accuracies only"
+            )
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("target_loss", "target loss", True, "eval", verdict=True, table=True, live=True),
-    Metric("val_loss", "validation loss", True, "eval", table=True, live=True),
-    # the same losses in bits per UTF-8 byte of the predicted text: comparable across tokenizers and models
-    Metric("target_bpb", "target bits per byte", True, "eval", table=True),
-    Metric("val_bpb", "validation bits per byte", True, "eval", table=True),
-    # the paper reports acc_norm (length-normalised log-likelihood), so verdicts use it
-    Metric("bench_acc_norm", "benchmark accuracy (norm)", False, "eval", verdict=True, table=True),
-    Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),
-    Metric("group_loss", "validation loss by group", True, "group"),
-    Metric("target_group_loss", "target loss by group", True, "group"),
-    Metric("train_loss", "train loss", True, "train", table=True),
-    Metric("lr", "learning rate", None, "train"),
-    Metric("tok_s", "tokens per second", None, "train"),
-    Metric("batch_score", "mean score of the batch", None, "train"),
-    Metric("epoch", "epoch", None, "train"),
-    Metric("elapsed_s", "elapsed seconds", None, "train"),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("target_loss", "target loss", True, "eval", verdict=True, table=True, live=True),
+        Metric("val_loss", "validation loss", True, "eval", table=True, live=True),
+        # the same losses in bits per UTF-8 byte of the predicted text: comparable across tokenizers and models
+        Metric("target_bpb", "target bits per byte", True, "eval", table=True),
+        Metric("val_bpb", "validation bits per byte", True, "eval", table=True),
+        # the paper reports acc_norm (length-normalised log-likelihood), so verdicts use it
+        Metric("bench_acc_norm", "benchmark accuracy (norm)", False, "eval", verdict=True, table=True),
+        Metric("bench_acc", "benchmark accuracy", False, "eval", table=True, live=True),
+        Metric("group_loss", "validation loss by group", True, "group"),
+        Metric("target_group_loss", "target loss by group", True, "group"),
+        Metric("train_loss", "train loss", True, "train", table=True),
+        Metric("lr", "learning rate", None, "train"),
+        Metric("tok_s", "tokens per second", None, "train"),
+        Metric("batch_score", "mean score of the batch", None, "train"),
+        Metric("epoch", "epoch", None, "train"),
+        Metric("elapsed_s", "elapsed seconds", None, "train"),
+    )
+}
 
 EVAL_METRICS = tuple(m.name for m in METRICS.values() if m.kind == "eval")
 VERDICT_METRICS = tuple(m.name for m in METRICS.values() if m.verdict)

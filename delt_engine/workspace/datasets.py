@@ -36,8 +36,11 @@ def imported_names(root: Path) -> list[str]:
     if not base.is_dir():
         return []
     # The demo's own folders (datasets/demo-s*-n*/) hold JSONL, not corpus.parquet, so they are not listed.
-    return sorted(p.name for p in base.iterdir()
-                  if (p / "manifest.json").exists() and (p / "corpus.parquet").exists() and p.name != DEMO)
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if (p / "manifest.json").exists() and (p / "corpus.parquet").exists() and p.name != DEMO
+    )
 
 
 def names(root: Path) -> list[str]:
@@ -79,16 +82,19 @@ def eval_paths(root: Path, name: str, demo: Path | None = None) -> dict[str, str
     if name != DEMO:
         return {key: info.get(key) or None for key in ("target", "benchmark")}
     folder = demo or demo_folder(root)
-    return {key: str(folder / f"{key}.jsonl") if (folder / f"{key}.jsonl").exists() else None
-            for key in ("target", "benchmark")}
+    return {
+        key: str(folder / f"{key}.jsonl") if (folder / f"{key}.jsonl").exists() else None
+        for key in ("target", "benchmark")
+    }
 
 
 def check_name(name: str, root: Path | None = None) -> str:
     """A new dataset's name, stripped; DataError unless it is a plain folder name of at most 64 characters."""
     name = (name or "").strip()
     if name == DEMO or not NAME_RE.match(name):
-        raise DataError(f"dataset name {name!r} is not allowed; use letters, digits, '-', '_' or '.' "
-                        "(at most 64, not 'demo')")
+        raise DataError(
+            f"dataset name {name!r} is not allowed; use letters, digits, '-', '_' or '.' (at most 64, not 'demo')"
+        )
     return name
 
 
@@ -113,7 +119,7 @@ def save_upload(root: Path, filename: str, data: bytes) -> Path:
         name = "upload" + name
     if len(name) > 120:  # keep the suffixes, shorten the stem (file names are limited to 255 bytes)
         suffix = "".join(Path(name).suffixes)[-24:]
-        name = name[:120 - len(suffix)] + suffix
+        name = name[: 120 - len(suffix)] + suffix
     folder = Path(root).joinpath(*UPLOADS)
     for _ in range(100):
         path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}-{name}"
@@ -134,11 +140,20 @@ def save_import(root: Path, name: str, loaded, source: str, text_field: str) -> 
     folder.mkdir(parents=True, exist_ok=True)
     frame = loaded.frame
     write_records(frame, folder / "corpus.parquet")
-    write_json(folder / "manifest.json", {"name": name, "source": source, "text_field": text_field,
-                                          "n_documents": frame.height, "columns": frame.columns,
-                                          "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                          "report": loaded.report.to_dict(), "summary": loaded.report.summary(),
-                                          "content_hash": loaded.report.content_hash})
+    write_json(
+        folder / "manifest.json",
+        {
+            "name": name,
+            "source": source,
+            "text_field": text_field,
+            "n_documents": frame.height,
+            "columns": frame.columns,
+            "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "report": loaded.report.to_dict(),
+            "summary": loaded.report.summary(),
+            "content_hash": loaded.report.content_hash,
+        },
+    )
     return folder
 
 
@@ -176,5 +191,3 @@ def set_eval_file(root: Path, name: str, kind: str, source: str, text_field: str
         raise ValueError(f"kind must be 'target' or 'benchmark', not {kind!r}")
     write_json(folder / "manifest.json", {**info, kind: str(out), f"{kind}_source": str(source)})
     return out
-
-

@@ -27,7 +27,7 @@ SUBDIRS = ("datasets", "scores", "runs", "comparisons", "cache")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def default_workspace() -> "Workspace":
+def default_workspace() -> Workspace:
     """The workspace named by the ``DELT_WORKSPACE`` environment variable, else ``./workspace``."""
     return Workspace(os.environ.get("DELT_WORKSPACE") or "workspace")
 
@@ -43,8 +43,10 @@ def check_id(value: Any, kind: str = "run id") -> str:
         ``value`` unchanged.
     """
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise DataError(f"{kind} {value!r} is not valid: it must be 1-128 letters, digits, '.', '_' or '-', "
-                        f"starting with a letter or digit (no '/', no '..'); give the id as `runs list` shows it")
+        raise DataError(
+            f"{kind} {value!r} is not valid: it must be 1-128 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit (no '/', no '..'); give the id as `runs list` shows it"
+        )
     return value
 
 
@@ -92,9 +94,11 @@ class Workspace:
             if path.parent.resolve() != runs.resolve():
                 if path.is_dir() and (path / "config.json").is_file():
                     return path
-                raise DataError(f"{name!r} is neither a run of this workspace ({runs}) nor a run folder (no "
-                                "config.json in it); give a run id as `runs list` shows it (or --workspace for "
-                                "another workspace)")
+                raise DataError(
+                    f"{name!r} is neither a run of this workspace ({runs}) nor a run folder (no "
+                    "config.json in it); give a run id as `runs list` shows it (or --workspace for "
+                    "another workspace)"
+                )
             name = path.name
         check_id(name, "run id")
         path = runs / name
@@ -129,9 +133,15 @@ class Workspace:
         path = self.run_dir(run_id)
         status = refresh_status(path)
         records, _ = read_metrics(path)
-        return RunRecord(path.name, path, read_json(path / "config.json", default={}) or {}, status,
-                         read_progress(path), metrics_frame(records),
-                         read_json(path / "summary.json", default={}) or {})
+        return RunRecord(
+            path.name,
+            path,
+            read_json(path / "config.json", default={}) or {},
+            status,
+            read_progress(path),
+            metrics_frame(records),
+            read_json(path / "summary.json", default={}) or {},
+        )
 
     def comparison_dir(self, comparison_id: str) -> Path:
         """The folder of comparison ``comparison_id`` (DataError naming the known ones when missing,
@@ -192,11 +202,19 @@ class Workspace:
             if not records:
                 continue
             frame = metrics_frame(records)
-            frames.append(frame.select(pl.lit(run["id"]).alias("run"), pl.lit(run["arm"]).alias("arm"),
-                                       pl.lit(int(run["seed"])).alias("seed"), pl.all()))
+            frames.append(
+                frame.select(
+                    pl.lit(run["id"]).alias("run"),
+                    pl.lit(run["arm"]).alias("arm"),
+                    pl.lit(int(run["seed"])).alias("seed"),
+                    pl.all(),
+                )
+            )
         if not frames:
-            raise DataError(f"no run of comparison {comparison_id!r} has recorded metrics yet; "
-                            "wait for the runs to start (see `runs list --comparison ...`)")
+            raise DataError(
+                f"no run of comparison {comparison_id!r} has recorded metrics yet; "
+                "wait for the runs to start (see `runs list --comparison ...`)"
+            )
         return pl.concat(frames, how="diagonal_relaxed")
 
 

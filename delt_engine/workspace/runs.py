@@ -6,17 +6,25 @@ A reader that polls a live run keeps a byte offset and reads only what was appen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import polars as pl
 
 from ..fileio import read_json
+from ..jobs.protocol import (
+    CONFIG_FILE,
+    DAMAGED_STATE,
+    FINAL_STATES,
+    PROGRESS_FILE,
+    SUMMARY_FILE,
+    read_progress,
+    read_status,
+    refresh_status,
+)
 from ..jobs.records import last_metrics
-from ..jobs.protocol import (CONFIG_FILE, DAMAGED_STATE, FINAL_STATES, PROGRESS_FILE, SUMMARY_FILE,
-                             read_progress, read_status, refresh_status)
-
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,23 @@ def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
     prov = config.get("provenance") or {}
     prog = read_progress(run_dir)
     return RunInfo(
-        id=run_dir.name, dir=run_dir, state=status.get("state", "created"),
-        created_at=status.get("created_at"), started_at=status.get("started_at"), ended_at=status.get("ended_at"),
-        error=status.get("error"), gpu=status.get("gpu"), model=_pick(config, prov, "model"),
+        id=run_dir.name,
+        dir=run_dir,
+        state=status.get("state", "created"),
+        created_at=status.get("created_at"),
+        started_at=status.get("started_at"),
+        ended_at=status.get("ended_at"),
+        error=status.get("error"),
+        gpu=status.get("gpu"),
+        model=_pick(config, prov, "model"),
         ordering=_ordering_label(prov.get("ordering")) or _ordering_label(config.get("ordering")),
-        seed=_pick(config, prov, "seed"), comparison=_pick(prov, config, "comparison"),
-        arm=_pick(prov, config, "arm"), progress=_fraction(status.get("state"), prog), phase=prog.get("phase"),
-        last_metrics=last_metrics(run_dir))
+        seed=_pick(config, prov, "seed"),
+        comparison=_pick(prov, config, "comparison"),
+        arm=_pick(prov, config, "arm"),
+        progress=_fraction(status.get("state"), prog),
+        phase=prog.get("phase"),
+        last_metrics=last_metrics(run_dir),
+    )
 
 
 def _fraction(state: str | None, progress: dict) -> float | None:
@@ -100,7 +118,8 @@ def _ordering_label(ordering) -> str | None:
 
 # ----------------------------------------------------------------------------- metrics
 
-def planned_steps(run_dir: str | Path) -> Optional[int]:
+
+def planned_steps(run_dir: str | Path) -> int | None:
     """The steps a run takes: its config's ``steps``, else what the run reported (summary, progress),
     else ``epochs`` passes over its input (a token budget ends earlier); None when unknown."""
     run_dir = Path(run_dir)
@@ -116,8 +135,9 @@ def planned_steps(run_dir: str | Path) -> Optional[int]:
     return None
 
 
-def arm_makeups(runs: Sequence[tuple[str, str | Path]], window_steps: Optional[int] = None,
-                n_windows: int = 25) -> dict[str, pl.DataFrame]:
+def arm_makeups(
+    runs: Sequence[tuple[str, str | Path]], window_steps: int | None = None, n_windows: int = 25
+) -> dict[str, pl.DataFrame]:
     """The stream make-up of every arm of a comparison, from its runs' ordered data files.
 
     Args:
@@ -151,6 +171,12 @@ def arm_makeups(runs: Sequence[tuple[str, str | Path]], window_steps: Optional[i
         key = (str(config["input"]), config["group_by"], batch, steps)
         files = per_arm.setdefault(arm, {})
         if key not in files:  # the seeds of a deterministic ordering share one file
-            files[key] = stream_makeup(read_records(config["input"]), config["group_by"], batch, window,
-                                       config.get("score_field", "score"), steps)
+            files[key] = stream_makeup(
+                read_records(config["input"]),
+                config["group_by"],
+                batch,
+                window,
+                config.get("score_field", "score"),
+                steps,
+            )
     return {arm: average_makeups(list(files.values())) for arm, files in per_arm.items()}

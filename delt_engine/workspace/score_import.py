@@ -35,8 +35,10 @@ def read_score_file(path: str | Path, id_field: str = "id", score_field: str = "
     where = str(path)
     for name, option in ((id_field, "id_field"), (score_field, "score_field")):
         if name not in frame.columns:
-            raise DataError(f"{where}: no column {name!r} (columns: {', '.join(frame.columns) or 'none'}); "
-                            f"name the right one with {option}")
+            raise DataError(
+                f"{where}: no column {name!r} (columns: {', '.join(frame.columns) or 'none'}); "
+                f"name the right one with {option}"
+            )
     if frame.height == 0:
         raise DataError(f"{where}: the file holds no scores")
     if not frame.schema[score_field].is_numeric():
@@ -48,20 +50,32 @@ def read_score_file(path: str | Path, id_field: str = "id", score_field: str = "
         raise DataError(f"{where}: row {bad['_row'][0]} has no {id_field!r}; every score needs the id of its sample")
     dup = frame.filter(ids.is_duplicated())
     if dup.height:
-        raise DataError(f"{where}: id {str(dup[id_field][0])!r} appears more than once (rows "
-                        f"{', '.join(str(r) for r in dup.filter(pl.col(id_field) == dup[id_field][0])['_row'])})")
+        raise DataError(
+            f"{where}: id {str(dup[id_field][0])!r} appears more than once (rows "
+            f"{', '.join(str(r) for r in dup.filter(pl.col(id_field) == dup[id_field][0])['_row'])})"
+        )
     values = frame[score_field].cast(pl.Float64)
     bad = frame.filter(values.is_null() | values.is_nan() | values.is_infinite())
     if bad.height:
-        raise DataError(f"{where}: row {bad['_row'][0]} (id {str(bad[id_field][0])!r}) has score "
-                        f"{bad[score_field][0]!r}; scores must be finite numbers (drop the row or fix it)")
+        raise DataError(
+            f"{where}: row {bad['_row'][0]} (id {str(bad[id_field][0])!r}) has score "
+            f"{bad[score_field][0]!r}; scores must be finite numbers (drop the row or fix it)"
+        )
     rest = [c for c in frame.columns if c not in ("_row", id_field, score_field, "id", "score", "text")]
     return frame.select(ids.alias("id"), values.alias("score"), *rest)
 
 
-def import_scores(scores_root: str | Path, corpus: str | Path, scores_file: str | Path, *, name: str,
-                  direction: str = "higher_better", id_field: str = "id", score_field: str = "score",
-                  text_field: str = "text") -> Path:
+def import_scores(
+    scores_root: str | Path,
+    corpus: str | Path,
+    scores_file: str | Path,
+    *,
+    name: str,
+    direction: str = "higher_better",
+    id_field: str = "id",
+    score_field: str = "score",
+    text_field: str = "text",
+) -> Path:
     """Register ``scores_file`` as a finished scoring job named ``name`` for ``corpus``.
 
     Args:
@@ -95,19 +109,32 @@ def import_scores(scores_root: str | Path, corpus: str | Path, scores_file: str 
     unknown = scores.filter(~pl.col("id").is_in(known.implode()))
     if unknown.height:
         examples = ", ".join(repr(i) for i in unknown["id"].head(3))
-        raise DataError(f"{scores_file}: {unknown.height} of {scores.height} ids are not in {corpus.name} "
-                        f"(e.g. {examples}; its ids look like {', '.join(repr(i) for i in known.head(3))}); "
-                        "score the same corpus file, or name the id column with id_field")
+        raise DataError(
+            f"{scores_file}: {unknown.height} of {scores.height} ids are not in {corpus.name} "
+            f"(e.g. {examples}; its ids look like {', '.join(repr(i) for i in known.head(3))}); "
+            "score the same corpus file, or name the id column with id_field"
+        )
     stamp = f"{scores_file}|{time.time_ns()}"
-    job_dir = Path(scores_root) / f"{name}-import-{time.strftime('%Y%m%d-%H%M%S')}-" \
-                                  f"{hashlib.sha1(stamp.encode()).hexdigest()[:6]}"
+    job_dir = (
+        Path(scores_root) / f"{name}-import-{time.strftime('%Y%m%d-%H%M%S')}-"
+        f"{hashlib.sha1(stamp.encode()).hexdigest()[:6]}"
+    )
     job_dir.mkdir(parents=True, exist_ok=False)
-    write_json(job_dir / "config.json", {"input": str(corpus), "method": name, "direction": direction,
-                                         "imported_from": str(scores_file), "id_field": id_field,
-                                         "score_field": score_field})
+    write_json(
+        job_dir / "config.json",
+        {
+            "input": str(corpus),
+            "method": name,
+            "direction": direction,
+            "imported_from": str(scores_file),
+            "id_field": id_field,
+            "score_field": score_field,
+        },
+    )
     buf = io.BytesIO()
     scores.write_parquet(buf)
     atomic_write_bytes(job_dir / "scores.parquet", buf.getvalue())
-    write_status(job_dir, "done", direction=direction, n_scored=scores.height, n_corpus=known.len(),
-                 elapsed_s=0.0, imported=True)
+    write_status(
+        job_dir, "done", direction=direction, n_scored=scores.height, n_corpus=known.len(), elapsed_s=0.0, imported=True
+    )
     return job_dir

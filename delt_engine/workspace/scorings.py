@@ -15,18 +15,17 @@ one-method folders, old workspaces included, keeps working unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from ..errors import ConfigError, DataError
-from ..fileio import read_json, write_json
+from ..fileio import new_dir, read_json, write_json
 from ..jobs.protocol import CONFIG_FILE, refresh_status, write_status
 from ..scoring import get_scorer
 from ..scoring.registry import JOB_DEFAULTS
-from ..fileio import new_dir
 
 SCORES_FILE = "scores.parquet"
 
@@ -64,8 +63,7 @@ def list_scorings(root: Path, corpus: Path | None = None) -> list[Scoring]:
         if want and str(Path(config["input"]).absolute()) != want:
             continue
         status = refresh_status(path)
-        jobs.append(Scoring(path.name, path, str(config.get("method")), status.get("state", "created"),
-                             config, status))
+        jobs.append(Scoring(path.name, path, str(config.get("method")), status.get("state", "created"), config, status))
     return sorted(jobs, key=lambda j: (j.status.get("created_at") or "", j.id))
 
 
@@ -108,7 +106,9 @@ def read_scores(scoring: Scoring) -> pl.DataFrame:
     return pl.read_parquet(scoring.dir / SCORES_FILE).with_columns(pl.col("id").cast(pl.Utf8))
 
 
-def score_table(frame: pl.DataFrame, scorings: dict[str, Scoring], reader: Callable[[Scoring], pl.DataFrame] | None = None) -> pl.DataFrame:
+def score_table(
+    frame: pl.DataFrame, scorings: dict[str, Scoring], reader: Callable[[Scoring], pl.DataFrame] | None = None
+) -> pl.DataFrame:
     """Corpus + one score column per method (``<method>``) and its components (``<method>.<name>``).
 
     ``reader`` reads a scoring's scores (default ``read_scores``; the app passes a cached one)."""
@@ -130,8 +130,11 @@ def numeric_components(table: pl.DataFrame, method: str) -> list[str]:
 def category_components(table: pl.DataFrame, method: str, max_values: int = 6) -> list[str]:
     """Categorical component columns of ``method`` worth colouring by (e.g. ``lqs.source``: exact/distilled)."""
     prefix = f"{method}."
-    return [c for c, dt in table.schema.items() if c.startswith(prefix) and dt in (pl.Boolean, pl.Utf8)
-            and table[c].n_unique() <= max_values]
+    return [
+        c
+        for c, dt in table.schema.items()
+        if c.startswith(prefix) and dt in (pl.Boolean, pl.Utf8) and table[c].n_unique() <= max_values
+    ]
 
 
 def list_components(table: pl.DataFrame, method: str) -> list[str]:
@@ -163,8 +166,10 @@ def create_score_job(workspace_scores_dir, config: dict) -> Path:
         raise ConfigError(f"method {config['method']!r} must be the first of methods {methods}")
     for method in methods:
         if get_scorer(method).needs_target and not config.get("target"):
-            raise ConfigError(f"{method} needs a target set (clean text the model should get good at): give "
-                              "'target' (a JSONL/Parquet file with a text field) in the job config")
+            raise ConfigError(
+                f"{method} needs a target set (clean text the model should get good at): give "
+                "'target' (a JSONL/Parquet file with a text field) in the job config"
+            )
     config = {**JOB_DEFAULTS, **config, "method": methods[0]}
     if len(methods) > 1:
         config["methods"] = methods
@@ -179,5 +184,3 @@ def create_score_job(workspace_scores_dir, config: dict) -> Path:
     write_json(job_dir / CONFIG_FILE, config)
     write_status(job_dir, "queued")
     return job_dir
-
-

@@ -98,11 +98,13 @@ def frame_with(at: AppTest, *columns: str, index: int = 0):
 def ensure_length_scores(workspace) -> None:
     """A finished length scoring of the demo (made with the engine directly when no test made one)."""
     from delt_engine.jobs.score_job import run_score_job
-    from delt_engine.workspace.scorings import create_score_job
+    from delt_engine.workspace.scorings import create_score_job, latest_done, list_scorings
     from ui.datasets import DEMO, corpus_path
-    from delt_engine.workspace.scorings import latest_done, list_scorings
 
     corpus = corpus_path(workspace, DEMO)
     if "length" not in latest_done(list_scorings(workspace, corpus)):
-        run_score_job(create_score_job(workspace / "scores", {"input": str(corpus), "method": "length",
-                                                              "cache_dir": str(workspace / "cache")}))
+        run_score_job(
+            create_score_job(
+                workspace / "scores", {"input": str(corpus), "method": "length", "cache_dir": str(workspace / "cache")}
+            )
+        )

@@ -18,8 +18,10 @@ def _two_comparisons(ws):
                 run_id = f"run-{cmp_id}-{arm.split()[0]}-{seed}"
                 _run(ws, run_id, arm, seed, cmp_id, shift)
                 runs.append({"id": run_id, "arm": arm, "seed": seed})
-        write_json(ws / "comparisons" / cmp_id / "comparison.json",
-                   {"id": cmp_id, "name": cmp_id, "baseline": "shuffle", "arms": list(arms), "runs": runs})
+        write_json(
+            ws / "comparisons" / cmp_id / "comparison.json",
+            {"id": cmp_id, "name": cmp_id, "baseline": "shuffle", "arms": list(arms), "runs": runs},
+        )
 
 
 def test_individual_runs_pair_on_comparison_and_seed(workspace):
@@ -27,8 +29,9 @@ def test_individual_runs_pair_on_comparison_and_seed(workspace):
     at = open_page("pages/compare.py")
     assert not at.exception, at.exception
     at.radio(key="compare.source").set_value("Individual runs").run()
-    picked = [f"run-cmp-a-folding-{s}" for s in (0, 1)] + [f"run-{c}-shuffle-{s}" for c in ("cmp-a", "cmp-b")
-                                                           for s in (0, 1)]
+    picked = [f"run-cmp-a-folding-{s}" for s in (0, 1)] + [
+        f"run-{c}-shuffle-{s}" for c in ("cmp-a", "cmp-b") for s in (0, 1)
+    ]
     at.multiselect(key="compare.runs").set_value(picked).run()
     assert not at.exception, at.exception
     arms = frame_with(at, "arm", "seeds")
@@ -41,8 +44,10 @@ def test_individual_runs_pair_on_comparison_and_seed(workspace):
     assert not any("no difference" in t or " beats " in t for t in shown)
     # target loss: differences -0.25, -0.20 on 1 dof, p about 0.06 alone, unresolved: shown as info
     # Δ from cmp-a's shuffle runs only (cmp-b's, 2 to 3 higher, would pull it to about -2.7)
-    assert any(t.startswith("folding L=3 vs shuffle on target loss: not resolved with 2 seeds (Δ -0.2250")
-               for t in texts(at, "info")), texts(at, "info")
+    assert any(
+        t.startswith("folding L=3 vs shuffle on target loss: not resolved with 2 seeds (Δ -0.2250")
+        for t in texts(at, "info")
+    ), texts(at, "info")
 
 
 def test_verdict_colour_follows_the_verdict_field(workspace):
@@ -54,18 +59,29 @@ def test_verdict_colour_follows_the_verdict_field(workspace):
             run_id = f"run-cmp-c-{arm.split()[0]}-{seed}"
             _run(workspace, run_id, arm, seed, "cmp-c", shift)
             runs.append({"id": run_id, "arm": arm, "seed": seed})
-    write_json(workspace / "comparisons" / "cmp-c" / "comparison.json",
-               {"id": "cmp-c", "name": "cmp-c", "baseline": "shuffle", "runs": runs,
-                "arms": ["shuffle", "folding L=3", "sorting"]})
+    write_json(
+        workspace / "comparisons" / "cmp-c" / "comparison.json",
+        {
+            "id": "cmp-c",
+            "name": "cmp-c",
+            "baseline": "shuffle",
+            "runs": runs,
+            "arms": ["shuffle", "folding L=3", "sorting"],
+        },
+    )
     at = open_page("pages/compare.py")
     at.radio(key="compare.source").set_value("A comparison").run()
     at.selectbox(key="compare.comparison").set_value("cmp-c").run()
     assert not at.exception, at.exception
     success, warning = texts(at, "success"), texts(at, "warning")
     assert sorted(t.split(" (")[0] for t in success) == [
-        "folding L=3 is better than shuffle on benchmark accuracy", "folding L=3 is better than shuffle on target loss"]
+        "folding L=3 is better than shuffle on benchmark accuracy",
+        "folding L=3 is better than shuffle on target loss",
+    ]
     assert sorted(t.split(" (")[0] for t in warning) == [
-        "sorting is worse than shuffle on benchmark accuracy", "sorting is worse than shuffle on target loss"]
+        "sorting is worse than shuffle on benchmark accuracy",
+        "sorting is worse than shuffle on target loss",
+    ]
     assert all("Holm-adjusted p = 0.026" in t for t in success + warning), success + warning
     table = frame_with(at, "verdict", "Holm-adjusted p", "seeds needed")
     assert sorted(table["verdict"]) == ["better", "better", "worse", "worse"]
@@ -85,33 +101,64 @@ def _grouped_comparison(ws, cmp_id="zz-groups"):
     data.mkdir(parents=True)
     kinds = ["story"] * 16 + ["arithmetic"] * 16
     files = {"shuffle": ["story", "arithmetic"] * 16, "folding L=3": kinds}  # folding: all stories first
-    losses = {"shuffle": {"story": [6.0, 4.0, 3.5], "arithmetic": [6.0, 5.0, 4.0]},
-              "folding L=3": {"story": [6.0, 3.0, 4.2], "arithmetic": [6.0, 5.5, 3.5]}}
+    losses = {
+        "shuffle": {"story": [6.0, 4.0, 3.5], "arithmetic": [6.0, 5.0, 4.0]},
+        "folding L=3": {"story": [6.0, 3.0, 4.2], "arithmetic": [6.0, 5.5, 3.5]},
+    }
     runs = []
     for arm, order in files.items():
         path = data / f"{arm.split()[0]}.parquet"
-        pl.DataFrame({"id": [str(i) for i in range(32)], "text": ["x"] * 32, "kind": order,
-                      "score": [float(i) for i in range(32)]}).write_parquet(path)
+        pl.DataFrame(
+            {
+                "id": [str(i) for i in range(32)],
+                "text": ["x"] * 32,
+                "kind": order,
+                "score": [float(i) for i in range(32)],
+            }
+        ).write_parquet(path)
         for seed in (0, 1):
             run_id = f"run-{cmp_id}-{arm.split()[0]}-{seed}"
             d = ws / "runs" / run_id
             d.mkdir(parents=True)
-            write_json(d / "config.json", {"input": str(path), "model": "tiny-test", "seed": seed, "batch_size": 8,
-                                           "steps": 4, "group_by": "kind",
-                                           "provenance": {"comparison": cmp_id, "arm": arm, "seed": seed}})
+            write_json(
+                d / "config.json",
+                {
+                    "input": str(path),
+                    "model": "tiny-test",
+                    "seed": seed,
+                    "batch_size": 8,
+                    "steps": 4,
+                    "group_by": "kind",
+                    "provenance": {"comparison": cmp_id, "arm": arm, "seed": seed},
+                },
+            )
             write_status(d, "done", pid=12345)
             for i, step in enumerate((0, 2, 4)):
                 groups = {k: v[i] + 0.05 * seed for k, v in losses[arm].items()}
                 append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 40 * step, "train_loss": 5 - 0.1 * step})
-                append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 40 * step,
-                                                   "val_loss": sum(groups.values()) / 2,
-                                                   "target_loss": sum(groups.values()) / 2 + 0.1,
-                                                   "group_loss": {"kind": groups}})
+                append_jsonl(
+                    d / "metrics.jsonl",
+                    {
+                        "step": step,
+                        "tokens": 40 * step,
+                        "val_loss": sum(groups.values()) / 2,
+                        "target_loss": sum(groups.values()) / 2 + 0.1,
+                        "group_loss": {"kind": groups},
+                    },
+                )
             write_json(d / "summary.json", {"state": "done", "steps": 4, "total_steps": 4})
             runs.append({"id": run_id, "arm": arm, "seed": seed})
-    write_json(ws / "comparisons" / cmp_id / "comparison.json",
-               {"id": cmp_id, "name": cmp_id, "baseline": "shuffle", "arms": list(files), "runs": runs,
-                "spec": {"group_by": "kind"}})
+    write_json(
+        ws / "comparisons" / cmp_id / "comparison.json",
+        {
+            "id": cmp_id,
+            "name": cmp_id,
+            "baseline": "shuffle",
+            "arms": list(files),
+            "runs": runs,
+            "spec": {"group_by": "kind"},
+        },
+    )
     return cmp_id
 
 
@@ -129,8 +176,11 @@ def test_compare_and_learn_explain_the_result_by_group(workspace):
     at.radio(key="compare.x").set_value("step").run()
     curves = figure(at, "validation loss per run")
     assert bar_groups(curves) == {"story", "arithmetic"}
-    folding = [t for t in curves["data"] if t.get("type") == "bar" and t["name"] == "story"
-               and t["hovertemplate"].endswith("<extra>folding L=3</extra>")]
+    folding = [
+        t
+        for t in curves["data"]
+        if t.get("type") == "bar" and t["name"] == "story" and t["hovertemplate"].endswith("<extra>folding L=3</extra>")
+    ]
     # folding's 4 steps of 8 documents (windows of 1 step): all 16 stories in steps 1-2
     assert folding[0]["y"] == [1.0, 1.0, 0.0, 0.0]
     panels = figure(at, "Validation loss by kind: mean ± 95% interval across seeds")

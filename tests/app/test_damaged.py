@@ -32,8 +32,9 @@ def damaged_workspace(workspace):
     _write(workspace / "runs" / "run-bad-config" / "config.json", "{")
     _write(workspace / "runs" / "run-bad-config" / "status.json", json.dumps({"state": "done"}))
     _write(workspace / "scores" / "length-bad-config" / "config.json", "{not json")
-    _write(workspace / "scores" / "length-empty-status" / "config.json",
-           json.dumps({"input": corpus, "method": "length"}))
+    _write(
+        workspace / "scores" / "length-empty-status" / "config.json", json.dumps({"input": corpus, "method": "length"})
+    )
     _write(workspace / "scores" / "length-empty-status" / "status.json", "")
     _write(workspace / "comparisons" / "cmp-bad" / "comparison.json", "[1, 2")
     (workspace / "datasets" / "bad-ds").mkdir(parents=True)
@@ -51,8 +52,12 @@ def test_no_page_raises_on_damaged_entries(damaged_workspace, page):
     at = open_page(page)
     assert not at.exception, at.exception
     ws = damaged_workspace
-    runs = [ws / "runs" / "run-bad-config", ws / "runs" / "run-bad-pid", ws / "runs" / "run-empty-status",
-            ws / "comparisons" / "cmp-bad"]
+    runs = [
+        ws / "runs" / "run-bad-config",
+        ws / "runs" / "run-bad-pid",
+        ws / "runs" / "run-empty-status",
+        ws / "comparisons" / "cmp-bad",
+    ]
     shown = {
         "pages/data.py": [ws / "datasets" / "bad-ds"],
         "pages/score.py": [ws / "scores" / "length-bad-config", ws / "scores" / "length-empty-status"],
@@ -91,8 +96,9 @@ def test_delete_asks_first_and_removes_only_that_folder(damaged_workspace):
     at.button(key=f"{key}.delete").click().run()
     at.button(key=f"{key}.yes").click().run()
     assert not at.exception and not folder.exists()
-    assert sorted(p for p in ws.rglob("*") if p.exists() and "uploads" not in p.parts) == \
-        [p for p in others if "uploads" not in p.parts]  # everything else is still there
+    assert sorted(p for p in ws.rglob("*") if p.exists() and "uploads" not in p.parts) == [
+        p for p in others if "uploads" not in p.parts
+    ]  # everything else is still there
     assert str(folder) not in _codes(at)
 
     at.switch_page("pages/train.py").run()
@@ -109,8 +115,13 @@ def test_remove_refuses_anything_but_an_entry_of_the_workspace(workspace, tmp_pa
     (workspace / "runs").mkdir(exist_ok=True)
     link = workspace / "runs" / "link-to-precious"
     link.symlink_to(outside)
-    for item in (Damaged("run", outside, "x"), Damaged("run", link, "x"), Damaged("run", workspace / "runs", "x"),
-                 Damaged("dataset", workspace / "runs" / "..", "x"), Damaged("scoring", workspace / "datasets", "x")):
+    for item in (
+        Damaged("run", outside, "x"),
+        Damaged("run", link, "x"),
+        Damaged("run", workspace / "runs", "x"),
+        Damaged("dataset", workspace / "runs" / "..", "x"),
+        Damaged("scoring", workspace / "datasets", "x"),
+    ):
         with pytest.raises(DataError, match="nothing was deleted"):
             remove(item, workspace)
     assert outside.is_dir() and link.is_symlink() and (workspace / "runs").is_dir()

@@ -30,7 +30,7 @@ def test_batch_means_matches_brute_force():
     starts, means = figures.batch_means(scores, 8)
     assert starts.tolist() == [0, 8, 16, 24, 32]
     for s, m in zip(starts, means):
-        assert m == pytest.approx(float(np.mean(scores[s:s + 8])))
+        assert m == pytest.approx(float(np.mean(scores[s : s + 8])))
 
 
 def test_histogram_groups_and_cutoff():
@@ -51,8 +51,9 @@ def test_histogram_without_groups_skips_nan():
 
 
 def test_data_map_hover_has_text_and_ids():
-    fig = figures.data_map([0.1, 0.2, 0.3], [1, 2, 3], ["a" * 300, "short", "mid"], groups=[True, False, False],
-                         ids=["x1", "x2", "x3"])
+    fig = figures.data_map(
+        [0.1, 0.2, 0.3], [1, 2, 3], ["a" * 300, "short", "mid"], groups=[True, False, False], ids=["x1", "x2", "x3"]
+    )
     assert {t.name for t in fig.data} == {"True", "False"}
     by_name = {t.name: t for t in fig.data}
     assert list(by_name["True"].customdata) == ["x1"]
@@ -149,8 +150,9 @@ def _toy_makeup():
     from delt_engine.organize.makeup import stream_makeup
     from delt_engine.organize.ordering import order
 
-    toy = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "score": [float(i) for i in range(9)],
-                        "kind": ["a"] * 6 + ["b"] * 3})
+    toy = pl.DataFrame(
+        {"id": [f"d{i}" for i in range(9)], "score": [float(i) for i in range(9)], "kind": ["a"] * 6 + ["b"] * 3}
+    )
     return stream_makeup(order(toy, "folding", layers=3), "kind", batch_size=2, window_steps=2)
 
 
@@ -164,8 +166,11 @@ def test_makeup_from_frame_maps_windows_onto_the_x_axis():
 
 def test_ordering_grid_with_makeup_adds_a_stacked_row_per_ordering():
     m = figures.makeup_from_frame(_toy_makeup(), "folding", x_of_step=lambda s: min(2 * s, 9))
-    fig = figures.ordering_grid({"folding": (np.arange(9.0), [0, 3, 6]), "sorting": (np.arange(9.0), [])},
-                                batch_size=2, makeups={"folding": m, "sorting": m})
+    fig = figures.ordering_grid(
+        {"folding": (np.arange(9.0), [0, 3, 6]), "sorting": (np.arange(9.0), [])},
+        batch_size=2,
+        makeups={"folding": m, "sorting": m},
+    )
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == ["a", "b", "a", "b"] and [t.showlegend for t in bars] == [True, True, False, False]
     assert bars[0].xaxis == "x3" and bars[2].xaxis == "x4"  # second row, under each ordering
@@ -189,13 +194,21 @@ def test_curves_with_trace_adds_makeup_rows_with_mean_score():
 
 def test_group_panels_one_panel_per_group_arms_coloured_alike():
     band = lambda arm, n: figures.Band(arm, [0, 10, 20], [6, 4, 4.5], [5.5, 3.5, 4], [6.5, 4.5, 5], n=n)  # noqa
-    fig = figures.group_panels({"story": [band("shuffle", 2), band("folding L=3", 2)],
-                                "arithmetic": [band("shuffle", 2), band("folding L=3", 1)]}, cols=2)
+    fig = figures.group_panels(
+        {
+            "story": [band("shuffle", 2), band("folding L=3", 2)],
+            "arithmetic": [band("shuffle", 2), band("folding L=3", 1)],
+        },
+        cols=2,
+    )
     assert [a.text for a in fig.layout.annotations] == ["story", "arithmetic"]
     lines = [t for t in fig.data if t.fill != "toself"]
     assert [(t.name, t.showlegend, t.xaxis) for t in lines] == [
-        ("shuffle (n=2)", True, "x"), ("folding L=3 (n=2)", True, "x"),
-        ("shuffle (n=2)", False, "x2"), ("folding L=3", False, "x2")]
+        ("shuffle (n=2)", True, "x"),
+        ("folding L=3 (n=2)", True, "x"),
+        ("shuffle (n=2)", False, "x2"),
+        ("folding L=3", False, "x2"),
+    ]
     assert len([t for t in fig.data if t.fill == "toself"]) == 3  # no band for the single seed
     assert lines[1].line.color == lines[3].line.color == figures.color_for("folding")
     with pytest.raises(ValueError):

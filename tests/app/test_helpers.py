@@ -19,28 +19,43 @@ class Job:
 def test_orderings_apply_the_organize_knobs():
     orders = comparisons.orderings(["shuffle", "sorting", "folding", "zigzag"], layers=4, descending=True, window=8)
     assert [o.to_dict() for o in orders] == [
-        {"method": "shuffle"}, {"method": "sorting", "descending": True, "window": 8},
-        {"method": "folding", "layers": 4, "window": 8}, {"method": "zigzag", "layers": 4, "window": 8}]
+        {"method": "shuffle"},
+        {"method": "sorting", "descending": True, "window": 8},
+        {"method": "folding", "layers": 4, "window": 8},
+        {"method": "zigzag", "layers": 4, "window": 8},
+    ]
 
 
-@pytest.mark.parametrize("train, selection", [
-    ({"steps": 10, "batch_size": 10}, None),
-    ({"steps": 500, "batch_size": 10}, {"method": "top-r", "ratio": 0.29}),  # far more steps than 29% of the data
-    ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}),
-])
+@pytest.mark.parametrize(
+    "train, selection",
+    [
+        ({"steps": 10, "batch_size": 10}, None),
+        ({"steps": 500, "batch_size": 10}, {"method": "top-r", "ratio": 0.29}),  # far more steps than 29% of the data
+        ({"tokens": 900, "batch_size": 16}, {"method": "top-k", "k": 50}),
+    ],
+)
 def test_build_spec_lets_a_step_or_token_budget_run_as_many_passes_as_it_needs(train, selection):
     from delt_engine.experiments.spec import parse_spec
     from delt_engine.organize.configs import OrderConfig
 
-    spec = comparisons.build_spec("demo-length", "/tmp/c.parquet", Job(), {"target": None, "benchmark": None},
-                                  selection, [OrderConfig("shuffle"), OrderConfig("folding", layers=3)], 2, train,
-                                  first_seed=5)
+    spec = comparisons.build_spec(
+        "demo-length",
+        "/tmp/c.parquet",
+        Job(),
+        {"target": None, "benchmark": None},
+        selection,
+        [OrderConfig("shuffle"), OrderConfig("folding", layers=3)],
+        2,
+        train,
+        first_seed=5,
+    )
     assert spec["train"]["epochs"] is None  # no guess of the kept share or the hold-out: the budget decides
     assert spec["seeds"] == [5, 6]
     assert spec["scorer"]["score_field"] == "score" and spec["scorer"]["direction"] == "higher_harder"
     assert parse_spec(spec).labels == ["shuffle", "folding L=3"]
-    epochs = comparisons.build_spec("x", "/tmp/c.parquet", Job(), {}, None, [OrderConfig("shuffle")], 1,
-                                    {"epochs": 2}, first_seed=0)
+    epochs = comparisons.build_spec(
+        "x", "/tmp/c.parquet", Job(), {}, None, [OrderConfig("shuffle")], 1, {"epochs": 2}, first_seed=0
+    )
     assert epochs["train"]["epochs"] == 2
 
 
@@ -123,16 +138,27 @@ def test_estimates_grow_with_the_method_cost():
 
 
 def test_labels_and_category_columns():
-    frame = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "is_noise": [True, False], "kind": ["x", "y"],
-                          "difficulty": [1, 2], "length": [0.5, 0.7]})
+    frame = pl.DataFrame(
+        {
+            "id": ["1", "2"],
+            "text": ["a", "b"],
+            "is_noise": [True, False],
+            "kind": ["x", "y"],
+            "difficulty": [1, 2],
+            "length": [0.5, 0.7],
+        }
+    )
     assert group_labels(frame, "is_noise") == ["noise", "clean"]
     assert group_labels(frame, "kind") == ["x", "y"]
     assert category_columns(frame) == ["is_noise", "kind", "difficulty"]
 
 
 def test_metric_series_keeps_only_records_with_the_metric():
-    records = [{"step": 1, "tokens": 10, "train_loss": 3.0}, {"step": 2, "tokens": 20, "train_loss": 2.5},
-               {"step": 2, "tokens": 20, "val_loss": 2.9}]
+    records = [
+        {"step": 1, "tokens": 10, "train_loss": 3.0},
+        {"step": 2, "tokens": 20, "train_loss": 2.5},
+        {"step": 2, "tokens": 20, "val_loss": 2.9},
+    ]
     assert live.metric_series(records, "train_loss") == ([1.0, 2.0], [3.0, 2.5])
     assert live.metric_series(records, "val_loss", x="tokens") == ([20.0], [2.9])
 
@@ -142,8 +168,12 @@ def test_score_page_lqs_defaults_are_the_engines():
     from ui.state import DEFAULTS
 
     cfg = LQSConfig()
-    assert (DEFAULTS["score.lqs_steps"], DEFAULTS["score.lqs_delta"], DEFAULTS["score.lqs_eta"],
-            DEFAULTS["score.warmup_steps"]) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
+    assert (
+        DEFAULTS["score.lqs_steps"],
+        DEFAULTS["score.lqs_delta"],
+        DEFAULTS["score.lqs_eta"],
+        DEFAULTS["score.warmup_steps"],
+    ) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
     from delt_engine.scoring.baselines import PERPLEXITY_WARMUP
 
     assert cost.DEFAULT_WARMUP_STEPS == PERPLEXITY_WARMUP["warmup_steps"] == cfg.warmup_steps
@@ -157,8 +187,7 @@ def test_group_pooling_threshold_shown_is_the_engines():
 
     assert groups.DEFAULT_MIN_DOCS == RunConfig(input="x").group_min_docs
     assert f"fewer than {RunConfig(input='x').group_min_docs} held-out documents" in groups.POOLING
-    frame = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "kind": ["x", "y"], "a.b": ["p", "q"],
-                          "n": [1.5, 2.5]})
+    frame = pl.DataFrame({"id": ["1", "2"], "text": ["a", "b"], "kind": ["x", "y"], "a.b": ["p", "q"], "n": [1.5, 2.5]})
     assert groups.options(frame) == ["(none)", "kind"]  # no float column, no dotted name
     assert groups.column("(none)") is None and groups.column("kind") == "kind"
 
@@ -168,14 +197,16 @@ def test_tokens_of_step_interpolates_the_arms_records():
 
     from ui import groups
 
-    curves = pl.DataFrame({"arm": ["a", "a", "a", "a", "b"], "step": [1, 2, 1, 2, 1],
-                           "tokens": [100, 220, 120, 240, 50]})
+    curves = pl.DataFrame(
+        {"arm": ["a", "a", "a", "a", "b"], "step": [1, 2, 1, 2, 1], "tokens": [100, 220, 120, 240, 50]}
+    )
     at = groups.tokens_of_step(curves, "a")  # mean over runs: step 1 -> 110, step 2 -> 230
     assert (at(0), at(1), at(1.5), at(2), at(4)) == pytest.approx((0.0, 110.0, 170.0, 230.0, 460.0))
 
 
-@pytest.mark.parametrize("raw, expected, problem", [(None, 1, False), ("2", 2, False), ("0", 1, True),
-                                                     ("two", 1, True), ("-3", 1, True)])
+@pytest.mark.parametrize(
+    "raw, expected, problem", [(None, 1, False), ("2", 2, False), ("0", 1, True), ("two", 1, True), ("-3", 1, True)]
+)
 def test_max_jobs_from_the_environment(monkeypatch, raw, expected, problem):
     from ui import jobs
 
@@ -195,18 +226,28 @@ def test_scenarios_pin_what_they_compare():
 
     assert all(s.values["train.lr"] == 3e-3 for s in SCENARIOS.values())
     paper, cfg = SCENARIOS["paper"].values, LQSConfig()
-    assert (paper["score.lqs_steps"], paper["score.lqs_delta"], paper["score.lqs_eta"], paper["score.warmup_steps"]) \
-        == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
+    assert (
+        paper["score.lqs_steps"],
+        paper["score.lqs_delta"],
+        paper["score.lqs_eta"],
+        paper["score.warmup_steps"],
+    ) == (cfg.steps, cfg.delta, cfg.eta, cfg.warmup_steps)
     assert paper["score.model_dir"] == "" and paper["score.distill"] is False
 
 
 def test_scores_a_comparison_computed_are_listed_with_its_dataset(tmp_path):
-    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.demo.generate import ensure_demo
+    from delt_engine.experiments.prepare import prepare_comparison
     from delt_engine.workspace.layout import Workspace
 
-    spec = {"name": "t", "corpus": "demo", "scorer": {"method": "length"}, "orderings": [{"method": "shuffle"}],
-            "seeds": [0], "train": {"model": "tiny-test", "steps": 1}}
+    spec = {
+        "name": "t",
+        "corpus": "demo",
+        "scorer": {"method": "length"},
+        "orderings": [{"method": "shuffle"}],
+        "seeds": [0],
+        "train": {"model": "tiny-test", "steps": 1},
+    }
     prepare_comparison(spec, Workspace(tmp_path))
     corpus = ensure_demo(tmp_path) / "corpus.jsonl"
     (job,) = scorings.list_scorings(tmp_path, corpus)

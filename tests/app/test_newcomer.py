@@ -60,8 +60,9 @@ def test_lqs_and_pds_run_as_one_job_and_every_page_then_defaults_to_lqs(workspac
 
     # the PDS scores equal a PDS-only job's (a fresh computation: the per-process cache is cleared)
     lqs_module._CACHE.clear()
-    alone = create_score_job(workspace / "scores", {**{k: v for k, v in jobs[gradient_job].items() if k != "methods"},
-                                                     "method": "pds"})
+    alone = create_score_job(
+        workspace / "scores", {**{k: v for k, v in jobs[gradient_job].items() if k != "methods"}, "method": "pds"}
+    )
     run_score_job(alone)
     shared = pl.read_parquet(workspace / "scores" / pds_dir / "scores.parquet")
     pds_only = pl.read_parquet(alone / "scores.parquet")
@@ -106,8 +107,12 @@ def test_imported_dataset_needs_its_own_target_for_lqs(workspace, tmp_path):
     from ui.datasets import eval_paths
 
     corpus = tmp_path / "mine.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"note {i}: the {w} grew by the wall in spring."}) + "\n"
-                              for i, w in enumerate(["rose", "ivy", "moss", "fern", "oak", "elm"] * 4)))
+    corpus.write_text(
+        "".join(
+            json.dumps({"text": f"note {i}: the {w} grew by the wall in spring."}) + "\n"
+            for i, w in enumerate(["rose", "ivy", "moss", "fern", "oak", "elm"] * 4)
+        )
+    )
     at = open_page()
     at.text_input(key="data.path").set_value(str(corpus))
     at.text_input(key="data.name").set_value("garden")
@@ -130,8 +135,9 @@ def test_imported_dataset_needs_its_own_target_for_lqs(workspace, tmp_path):
     assert any("will report no target loss" in i and "no benchmark accuracy" in i for i in texts(at, "info"))
 
     target = tmp_path / "clean.jsonl"
-    target.write_text("".join(json.dumps({"text": f"The {w} grew by the wall."}) + "\n"
-                              for w in ("rose", "fern", "oak")))
+    target.write_text(
+        "".join(json.dumps({"text": f"The {w} grew by the wall."}) + "\n" for w in ("rose", "fern", "oak"))
+    )
     at.switch_page("pages/data.py").run()
     at.text_input(key="data.eval_path").set_value(str(target))
     at.selectbox(key="data.eval_kind").set_value("target")

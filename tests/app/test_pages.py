@@ -11,8 +11,17 @@ import polars as pl
 import pytest
 
 from delt_engine.jobs.protocol import now_iso
-from tests.app.conftest import (ALL_PAGES, bar_groups, charts, ensure_length_scores, figure, frame_with, open_page,
-                                rendered, texts)
+from tests.app.conftest import (
+    ALL_PAGES,
+    bar_groups,
+    charts,
+    ensure_length_scores,
+    figure,
+    frame_with,
+    open_page,
+    rendered,
+    texts,
+)
 from tests.conftest import ROOT
 
 PAGES = ALL_PAGES
@@ -53,8 +62,12 @@ def test_data_import_errors_then_success(workspace, tmp_path):
     assert any("line 2" in t for t in texts(at, "error")), texts(at, "error")
 
     good = tmp_path / "good.jsonl"
-    good.write_text("".join(json.dumps({"text": f"document number {i} " * (i + 1), "kind": "a" if i % 2 else "b"})
-                            + "\n" for i in range(7)))
+    good.write_text(
+        "".join(
+            json.dumps({"text": f"document number {i} " * (i + 1), "kind": "a" if i % 2 else "b"}) + "\n"
+            for i in range(7)
+        )
+    )
     at.text_input(key="data.path").set_value(str(good))
     at.text_input(key="data.name").set_value("demo")  # reserved name
     at.button(key="data.import").click().run()
@@ -116,8 +129,8 @@ def test_score_length_and_random_then_results(workspace):
 
 
 def test_score_with_a_local_model_folder(workspace, tmp_path):
-    from delt_engine.models.presets import build_model
     from delt_engine.data.tokenizer import train_tokenizer
+    from delt_engine.models.presets import build_model
     from delt_engine.training.loop import save_trained
 
     tok = train_tokenizer(["the cat sat on the mat", "a dog ran in the park"] * 20, vocab_size=300)
@@ -167,8 +180,13 @@ def test_score_lqs_on_a_subset_and_distil_the_rest(workspace):
     at.multiselect(key="score.methods").set_value(["lqs"]).run()
     at.selectbox(key="score.model").set_value("tiny-test").run()
     at.checkbox(key="score.distill").check().run()  # the subset size is editable only then
-    for key, value in (("score.lqs_steps", 4), ("score.lqs_delta", 2), ("score.warmup_steps", 2),
-                       ("score.proxy_size", 40), ("score.chunk_size", 3)):
+    for key, value in (
+        ("score.lqs_steps", 4),
+        ("score.lqs_delta", 2),
+        ("score.warmup_steps", 2),
+        ("score.proxy_size", 40),
+        ("score.chunk_size", 3),
+    ):
         at.number_input(key=key).set_value(value).run()
     at.selectbox(key="score.checkpoint").set_value("delta").run()
     estimate = frame_with(at, "scorer", "time", "memory")
@@ -223,7 +241,10 @@ def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
     assert "chars (higher = better)" in [rendered(o) for o in at.radio(key="score.view").options]
     assert at.radio(key="score.view").value == "chars"
     top = frame_with(at, "id", "chars", "text")
-    assert list(top["chars"]) == sorted(top["chars"], reverse=True) and top["chars"].max() == corpus["text"].str.len_chars().max()
+    assert (
+        list(top["chars"]) == sorted(top["chars"], reverse=True)
+        and top["chars"].max() == corpus["text"].str.len_chars().max()
+    )
 
 
 def test_organize_selection_cutoff_and_orderings(workspace):
@@ -299,7 +320,9 @@ def test_train_tiny_comparison_then_compare(workspace):
     # the stream make-up of each arm under the train loss, and each kind's validation loss per run
     loss = figure(at, "Train loss (and mean score of each batch), and the stream's make-up per arm")
     assert bar_groups(loss) and [a["text"] for a in loss["layout"]["annotations"]] == [
-        "stream make-up: shuffle", "stream make-up: folding L=3"]
+        "stream make-up: shuffle",
+        "stream make-up: folding L=3",
+    ]
     panels = figure(at, "Validation loss by kind, per run")
     assert {a["text"] for a in panels["layout"]["annotations"]} >= {"other"}  # 120 documents: few held out
     cmp = open_page("pages/compare.py")
@@ -316,8 +339,12 @@ def test_train_tiny_comparison_then_compare(workspace):
     target = frame_with(cmp, "arm", "group", "rise")
     assert len(set(target["group"])) >= 2  # the demo's target set: more documents, several kinds
     labels = [b.proto.label for b in cmp.get("download_button")]
-    assert labels == ["Download curves (CSV)", "Download summary (JSON)", "Download the spec (JSON)",
-                      "Download forgetting (CSV)"]
+    assert labels == [
+        "Download curves (CSV)",
+        "Download summary (JSON)",
+        "Download the spec (JSON)",
+        "Download forgetting (CSV)",
+    ]
     from delt_engine.experiments.spec import parse_spec
     from delt_engine.workspace.layout import Workspace
 
@@ -385,14 +412,25 @@ def write_lqs_job(workspace, corpus, ids, delta=5, steps=3):
     contribution = 0.5 * lam * cos * ratio
     job = workspace / "scores" / "lqs-fixture"
     job.mkdir(parents=True)
-    pl.DataFrame({"id": ids, "score": contribution.sum(1), "lqs": contribution.sum(1),
-                  "quality": cos.sum(1), "learnability": ratio.sum(1),
-                  "contribution": contribution.tolist(), "cos": cos.tolist(), "ratio": ratio.tolist(),
-                  "grad_norm": rng.uniform(1, 3, (n, steps)).tolist(), "lambda_norm": lam.tolist(),
-                  "source": ["exact"] * n}).write_parquet(job / "scores.parquet")
+    pl.DataFrame(
+        {
+            "id": ids,
+            "score": contribution.sum(1),
+            "lqs": contribution.sum(1),
+            "quality": cos.sum(1),
+            "learnability": ratio.sum(1),
+            "contribution": contribution.tolist(),
+            "cos": cos.tolist(),
+            "ratio": ratio.tolist(),
+            "grad_norm": rng.uniform(1, 3, (n, steps)).tolist(),
+            "lambda_norm": lam.tolist(),
+            "source": ["exact"] * n,
+        }
+    ).write_parquet(job / "scores.parquet")
     write_json(job / "config.json", {"input": str(corpus), "method": "lqs", "options": {"delta": delta}})
-    write_json(job / "status.json", {"state": "done", "direction": "higher_better", "method": "lqs",
-                                     "created_at": now_iso()})  # the newest LQS job, as a real one would be
+    write_json(
+        job / "status.json", {"state": "done", "direction": "higher_better", "method": "lqs", "created_at": now_iso()}
+    )  # the newest LQS job, as a real one would be
     return job
 
 
@@ -434,9 +472,13 @@ def test_running_job_can_be_cancelled_and_failure_is_shown(workspace):
         from delt_engine.jobs.protocol import process_fields
 
         # a job's status records its process's start time with the pid (without one it is never signalled)
-        for job, status in ((running, {"state": "running", **process_fields(sleeper.pid), "created_at": now_iso()}),
-                            (failed, {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test",
-                                      "created_at": now_iso()})):
+        for job, status in (
+            (running, {"state": "running", **process_fields(sleeper.pid), "created_at": now_iso()}),
+            (
+                failed,
+                {"state": "failed", "error": "model cpu-demo needs 4 GB; pick tiny-test", "created_at": now_iso()},
+            ),
+        ):
             job.mkdir(parents=True)
             write_json(job / "config.json", {"input": corpus, "method": "perplexity"})
             write_json(job / "status.json", status)

@@ -13,10 +13,12 @@ from tests.app.conftest import ensure_length_scores, open_page, texts
 from tests.conftest import ROOT
 
 PRESETS = sorted((ROOT / "assets" / "presets").glob("*.json"))
-EXPECTED = {"paper-conventional-vs-delt": ["conventional", "DELT"],
-            "paper-ordering-ablation": ["shuffle", "descending", "ascending", "folding L=3"],
-            "paper-folding-sweep": ["shuffle"] + [f"folding L={k}" for k in range(1, 6)],
-            "selection-ratio-sweep": ["all data", "top-r 0.8", "top-r 0.6", "top-r 0.4"]}
+EXPECTED = {
+    "paper-conventional-vs-delt": ["conventional", "DELT"],
+    "paper-ordering-ablation": ["shuffle", "descending", "ascending", "folding L=3"],
+    "paper-folding-sweep": ["shuffle"] + [f"folding L={k}" for k in range(1, 6)],
+    "selection-ratio-sweep": ["all data", "top-r 0.8", "top-r 0.6", "top-r 0.4"],
+}
 
 
 def test_the_four_presets_are_valid_specs_with_the_papers_arms():
@@ -35,16 +37,25 @@ def _lqs_scoring(workspace) -> None:
     corpus = corpus_path(workspace, DEMO)
     ids = pl.read_ndjson(corpus)["id"].cast(pl.Utf8)
     scores = workspace / "lqs-scores.jsonl"
-    scores.write_text("".join(json.dumps({"id": i, "score": (k * 37 % 101) / 101}) + "\n"
-                              for k, i in enumerate(ids.to_list())))
+    scores.write_text(
+        "".join(json.dumps({"id": i, "score": (k * 37 % 101) / 101}) + "\n" for k, i in enumerate(ids.to_list()))
+    )
     import_scores(workspace / "scores", corpus, scores, name="lqs")
 
 
 def test_a_preset_launches_as_one_comparison_from_the_train_page(workspace, monkeypatch):
     from ui import presets
 
-    small = {"model": "tiny-test", "device": "cpu", "steps": 2, "epochs": None, "batch_size": 8, "max_length": 32,
-             "eval_every": 2, "eval_max_samples": 8}
+    small = {
+        "model": "tiny-test",
+        "device": "cpu",
+        "steps": 2,
+        "epochs": None,
+        "batch_size": 8,
+        "max_length": 32,
+        "eval_every": 2,
+        "eval_max_samples": 8,
+    }
     loaded = {p.stem: {**json.loads(p.read_text()), "train": small} for p in PRESETS}
     monkeypatch.setattr(presets, "load_presets", lambda: loaded)
     open_page()
@@ -59,8 +70,7 @@ def test_a_preset_launches_as_one_comparison_from_the_train_page(workspace, monk
     (manifest,) = [m for m in manifests if m["name"].startswith("paper-ordering-ablation")]
     assert manifest["arms"] == EXPECTED["paper-ordering-ablation"] and manifest["seeds"] == [0, 1, 2]
     assert manifest["scores"]["score_field"] == "score" and manifest["spec"]["scorer"]["scorer_method"] == "lqs"
-    states = [json.loads((workspace / "runs" / r["id"] / "status.json").read_text())["state"]
-              for r in manifest["runs"]]
+    states = [json.loads((workspace / "runs" / r["id"] / "status.json").read_text())["state"] for r in manifest["runs"]]
     assert states == ["done"] * 12  # 4 arms x 3 seeds, trained (jobs run inline in these tests)
 
 

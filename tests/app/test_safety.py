@@ -9,8 +9,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
 from tests.app.conftest import APP, TIMEOUT, charts, open_page, rendered, server_address, texts
+from tests.conftest import ROOT
 from ui.serving import is_loopback
 
 REFUSAL = "DELT Studio is not serving this address"
@@ -19,12 +19,27 @@ REFUSAL = "DELT Studio is not serving this address"
 # ----------------------------------------------------------------------------- serving
 
 
-@pytest.mark.parametrize("address, loopback", [
-    (None, False), ("", False), ("0.0.0.0", False), ("::", False), ("[::]", False), ("192.168.1.5", False),
-    ("10.0.0.1", False), ("myhost.example", False), ("localhost", True), ("LOCALHOST", True),
-    ("app.localhost", True), ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
-    ("unix:///tmp/delt.sock", True),
-])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        (None, False),
+        ("", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("[::]", False),
+        ("192.168.1.5", False),
+        ("10.0.0.1", False),
+        ("myhost.example", False),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("app.localhost", True),
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("unix:///tmp/delt.sock", True),
+    ],
+)
 def test_is_loopback(address, loopback):
     assert is_loopback(address) is loopback
 
@@ -71,8 +86,17 @@ def test_delt_allow_remote_serves_the_network_with_a_warning(workspace, monkeypa
 IMAGE, LINK, TAG = "![x](http://example.com/a.png)", "[link](http://evil)", "<img src=x>"
 RAW = (IMAGE, LINK, TAG, "![i](", "![c](", "[k](", "<a href")
 # elements whose content Streamlit renders as plain text (user text belongs there)
-PLAIN = {"text", "code", "dataframe", "arrow_data_frame", "plotly_chart", "text_input", "text_area",
-         "number_input", "download_button"}
+PLAIN = {
+    "text",
+    "code",
+    "dataframe",
+    "arrow_data_frame",
+    "plotly_chart",
+    "text_input",
+    "text_area",
+    "number_input",
+    "download_button",
+}
 OPTIONS_PLAIN = {"selectbox", "multiselect"}  # their options are plain text; their labels are markdown
 
 
@@ -87,9 +111,12 @@ def _strings(message):
     if message is None or not hasattr(message, "ListFields"):
         return
     for field, value in message.ListFields():
-        values = list(value) if getattr(field, "is_repeated", False) or (
-            hasattr(value, "__len__") and not isinstance(value, (str, bytes)) and not hasattr(value, "ListFields")) \
+        values = (
+            list(value)
+            if getattr(field, "is_repeated", False)
+            or (hasattr(value, "__len__") and not isinstance(value, (str, bytes)) and not hasattr(value, "ListFields"))
             else [value]
+        )
         for item in values:
             if isinstance(item, str):
                 yield item
@@ -106,18 +133,26 @@ def markdown_leaks(at: AppTest) -> list[str]:
         if kind in PLAIN:
             continue
         shown = [str(node.label)] if kind in OPTIONS_PLAIN else list(_strings(getattr(node, "proto", None)))
-        leaks += [f"{kind}: {raw} in {text[:120]!r}" for text in shown for raw in RAW
-                  if re.search(r"(?<!\\)" + re.escape(raw), text)]
+        leaks += [
+            f"{kind}: {raw} in {text[:120]!r}"
+            for text in shown
+            for raw in RAW
+            if re.search(r"(?<!\\)" + re.escape(raw), text)
+        ]
     return leaks
 
 
 def hostile_corpus(path):
     docs = []
     for i in range(8):
-        docs.append({"id": "![i](http://example.com/i.png)" if i == 0 else f"d{i}",
-                     "text": f"Look {IMAGE} here {LINK} and {TAG} end, document {i} " + "word " * (i + 3),
-                     "kind": "[k](http://evil)" if i % 2 else '<a href="http://evil">b</a>',
-                     "![c](http://example.com/c.png)": "yes" if i % 3 else "no"})
+        docs.append(
+            {
+                "id": "![i](http://example.com/i.png)" if i == 0 else f"d{i}",
+                "text": f"Look {IMAGE} here {LINK} and {TAG} end, document {i} " + "word " * (i + 3),
+                "kind": "[k](http://evil)" if i % 2 else '<a href="http://evil">b</a>',
+                "![c](http://example.com/c.png)": "yes" if i % 3 else "no",
+            }
+        )
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
     return path
 
@@ -131,8 +166,9 @@ def test_corpus_text_ids_and_metadata_never_render_as_markdown(workspace, tmp_pa
     assert not markdown_leaks(at), markdown_leaks(at)
     # the payloads are on the page, as text: the document, its id and metadata, the filter labels
     assert any(IMAGE in t.value and TAG in t.value for t in at.text)
-    shown = [rendered(e.label) for e in at.expander] + texts(at, "caption") + \
-        [rendered(m.label) for m in at.multiselect]
+    shown = (
+        [rendered(e.label) for e in at.expander] + texts(at, "caption") + [rendered(m.label) for m in at.multiselect]
+    )
     assert any("![i](http://example.com/i.png)" in s for s in shown)
     assert any("[k](http://evil)" in s or '<a href="http://evil">b</a>' in s for s in shown)
     assert any("![c](http://example.com/c.png)" in s for s in shown)
@@ -175,12 +211,13 @@ def test_two_uploads_with_one_name_are_two_files_and_keep_their_datasets(workspa
     from pathlib import Path
 
     assert [Path(s).read_bytes() for s in sources] == [first, second]  # the first one was not replaced
-    assert all(Path(s).parent == workspace / "cache" / "uploads" and Path(s).name.endswith("-corpus.jsonl")
-               for s in sources)
+    assert all(
+        Path(s).parent == workspace / "cache" / "uploads" and Path(s).name.endswith("-corpus.jsonl") for s in sources
+    )
 
 
 def test_an_upload_with_a_hidden_name_is_stored_under_a_plain_one(workspace):
-    """".jsonl" (a name that is only a suffix) is kept as "<time>-<random>-upload.jsonl"; the uploader
+    """ ".jsonl" (a name that is only a suffix) is kept as "<time>-<random>-upload.jsonl"; the uploader
     itself refuses a name without an allowed suffix, such as "..", before the page sees it (the
     engine's ``save_upload`` is tested with those names directly)."""
     at = open_page()

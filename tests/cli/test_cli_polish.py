@@ -56,8 +56,9 @@ def test_version_flag(capsys):
 
 
 def test_module_entry_point_version():
-    out = subprocess.run([sys.executable, "-m", "delt_engine", "--version"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"delt-studio {delt_engine.__version__}"
 
 

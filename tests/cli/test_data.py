@@ -18,13 +18,21 @@ def write_jsonl(path, records):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_import_writes_normalised_jsonl_and_prints_the_report(tmp_path, capsys):
-    src = write_jsonl(tmp_path / "raw.jsonl", [{"body": "a", "lang": "en"}, {"body": "a", "lang": "fr"},
-                                               {"body": " ", "lang": "de"}, {"body": "b", "lang": "en"}])
+    src = write_jsonl(
+        tmp_path / "raw.jsonl",
+        [
+            {"body": "a", "lang": "en"},
+            {"body": "a", "lang": "fr"},
+            {"body": " ", "lang": "de"},
+            {"body": "b", "lang": "en"},
+        ],
+    )
     out = tmp_path / "out" / "corpus.jsonl"
     code = main(["import", "--input", str(src), "--output", str(out), "--text-field", "body", "--dedup"])
     assert code == 0
@@ -41,8 +49,19 @@ def test_import_to_parquet_with_options(tmp_path, capsys):
     src.write_bytes(b'{"k": "x1", "text": "caf\xe9"}\n{oops\n{"k": "x2", "text": "ok"}\n')
     before = hashlib.sha256(src.read_bytes()).hexdigest()
     out = tmp_path / "corpus.parquet"
-    code = main(["import", "--input", str(src), "--output", str(out), "--id-field", "k",
-                 "--skip-bad-lines", "--replace-invalid-utf8"])
+    code = main(
+        [
+            "import",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--id-field",
+            "k",
+            "--skip-bad-lines",
+            "--replace-invalid-utf8",
+        ]
+    )
     assert code == 0
     assert "1 bad lines skipped (lines 2)" in capsys.readouterr().out
     frame = pl.read_parquet(out)

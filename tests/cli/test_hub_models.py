@@ -22,8 +22,16 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-TEXTS = ["the cat sat on the mat", "a dog ran to the park", "the sun is warm today", "birds sing in the tree",
-         "we read a book at night", "rain fell on the roof", "she wrote a short letter", "the river runs north"]
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog ran to the park",
+    "the sun is warm today",
+    "birds sing in the tree",
+    "we read a book at night",
+    "rain fell on the roof",
+    "she wrote a short letter",
+    "the river runs north",
+]
 
 
 def snapshot_dir(cache, repo_id):
@@ -48,8 +56,14 @@ def hub_cache(tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("hf") / "hub"
     tok = train_tokenizer(TEXTS * 4, vocab_size=300)
-    model = build_model("tiny-test", vocab_size=len(tok), seed=3, device="cpu", eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
+    model = build_model(
+        "tiny-test",
+        vocab_size=len(tok),
+        seed=3,
+        device="cpu",
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     for repo, shard in (("owner/tiny", None), ("owner/sharded", "40KB")):
         folder = lay_out(cache, repo)
         model.save_pretrained(str(folder), **({"max_shard_size": shard} if shard else {}))
@@ -60,8 +74,15 @@ def hub_cache(tmp_path_factory):
     (folder / "pytorch_model.bin").write_bytes(b"not loaded")
     tok.save_pretrained(str(folder))
     folder = lay_out(cache, "owner/custom")
-    (folder / "config.json").write_text(json.dumps({"model_type": "my-own-arch", "architectures": ["MyForCausalLM"],
-                                                    "auto_map": {"AutoConfig": "configuration_my.MyConfig"}}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "my-own-arch",
+                "architectures": ["MyForCausalLM"],
+                "auto_map": {"AutoConfig": "configuration_my.MyConfig"},
+            }
+        )
+    )
     return cache
 
 
@@ -74,8 +95,14 @@ def corpus(tmp_path):
 
 def cli(*args, cache, offline="1"):
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": offline}
-    return subprocess.run([sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 SCORE = ["--method", "perplexity", "--device", "cpu", "--max-length", "16", "--batch-size", "4"]
@@ -85,8 +112,17 @@ def test_score_with_a_hub_id_equals_the_local_folder(hub_cache, corpus, tmp_path
     by_id, by_dir = tmp_path / "id.jsonl", tmp_path / "dir.jsonl"
     done = cli("score", "--input", corpus, "--model", "owner/tiny", "--output", by_id, *SCORE, cache=hub_cache)
     assert done.returncode == 0, done.stderr
-    done = cli("score", "--input", corpus, "--model", snapshot_dir(hub_cache, "owner/tiny"), "--output", by_dir,
-               *SCORE, cache=hub_cache)
+    done = cli(
+        "score",
+        "--input",
+        corpus,
+        "--model",
+        snapshot_dir(hub_cache, "owner/tiny"),
+        "--output",
+        by_dir,
+        *SCORE,
+        cache=hub_cache,
+    )
     assert done.returncode == 0, done.stderr
     a, b = read_records(by_id), read_records(by_dir)
     assert a["score"].to_list() == b["score"].to_list() and a["score"].null_count() == 0
@@ -97,20 +133,51 @@ def test_score_with_a_hub_id_equals_the_local_folder(hub_cache, corpus, tmp_path
 
 def test_sharded_weights_and_a_hub_tokenizer(hub_cache, corpus, tmp_path):
     out = tmp_path / "s.parquet"
-    done = cli("score", "--input", corpus, "--model", "owner/sharded", "--tokenizer", "owner/tiny", "--output", out,
-               *SCORE, cache=hub_cache)
+    done = cli(
+        "score",
+        "--input",
+        corpus,
+        "--model",
+        "owner/sharded",
+        "--tokenizer",
+        "owner/tiny",
+        "--output",
+        out,
+        *SCORE,
+        cache=hub_cache,
+    )
     assert done.returncode == 0, done.stderr
     reference = tmp_path / "r.parquet"
-    assert cli("score", "--input", corpus, "--model", "owner/tiny", "--output", reference, *SCORE,
-               cache=hub_cache).returncode == 0
+    assert (
+        cli(
+            "score", "--input", corpus, "--model", "owner/tiny", "--output", reference, *SCORE, cache=hub_cache
+        ).returncode
+        == 0
+    )
     assert pl.read_parquet(out)["score"].to_list() == pytest.approx(pl.read_parquet(reference)["score"].to_list())
     assert read_score_meta(out)["settings"]["tokenizer_id"] == "owner/tiny"
 
 
 def test_train_with_a_hub_id_records_local_paths_and_provenance(hub_cache, corpus, tmp_path):
     run = tmp_path / "run"
-    done = cli("train", "--input", corpus, "--run-dir", run, "--model", "owner/tiny", "--steps", "2",
-               "--batch-size", "4", "--max-length", "16", "--device", "cpu", cache=hub_cache)
+    done = cli(
+        "train",
+        "--input",
+        corpus,
+        "--run-dir",
+        run,
+        "--model",
+        "owner/tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "16",
+        "--device",
+        "cpu",
+        cache=hub_cache,
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
     folder = str(snapshot_dir(hub_cache, "owner/tiny"))
@@ -119,14 +186,16 @@ def test_train_with_a_hub_id_records_local_paths_and_provenance(hub_cache, corpu
     assert json.loads((run / "summary.json").read_text())["state"] == "done"
 
 
-@pytest.mark.parametrize("model, message", [
-    ("owner/not-cached", "config.json is not in the Hugging Face cache: HF_HUB_OFFLINE=1 forbids downloading it"),
-    ("owner/bin-only", "has pickled .bin weights and no safetensors; DELT loads safetensors only"),
-    ("owner/custom", "trust_remote_code"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("owner/not-cached", "config.json is not in the Hugging Face cache: HF_HUB_OFFLINE=1 forbids downloading it"),
+        ("owner/bin-only", "has pickled .bin weights and no safetensors; DELT loads safetensors only"),
+        ("owner/custom", "trust_remote_code"),
+    ],
+)
 def test_unusable_hub_models_are_one_line_errors(hub_cache, corpus, tmp_path, model, message):
-    done = cli("score", "--input", corpus, "--model", model, "--output", tmp_path / "o.jsonl", *SCORE,
-               cache=hub_cache)
+    done = cli("score", "--input", corpus, "--model", model, "--output", tmp_path / "o.jsonl", *SCORE, cache=hub_cache)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and message in done.stderr
     assert not (tmp_path / "o.jsonl").exists()
@@ -134,8 +203,18 @@ def test_unusable_hub_models_are_one_line_errors(hub_cache, corpus, tmp_path, mo
 
 def test_offline_default_unchanged_for_presets_and_methods_without_a_model(hub_cache, corpus, tmp_path):
     # a model-free method never resolves --model, so even an uncached id costs nothing
-    done = cli("score", "--input", corpus, "--method", "length", "--model", "owner/not-cached",
-               "--output", tmp_path / "len.jsonl", cache=hub_cache)
+    done = cli(
+        "score",
+        "--input",
+        corpus,
+        "--method",
+        "length",
+        "--model",
+        "owner/not-cached",
+        "--output",
+        tmp_path / "len.jsonl",
+        cache=hub_cache,
+    )
     assert done.returncode == 0, done.stderr
     assert not (hub_cache / "models--owner--not-cached").exists()
 
@@ -161,9 +240,19 @@ def test_online_errors_from_a_mocked_hub(monkeypatch, tmp_path):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = lay_out(tmp_path, "owner/pickled")
-    (folder / "config.json").write_text(json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"],
-                                                    "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1,
-                                                    "num_attention_heads": 2, "intermediate_size": 64}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "mistral",
+                "architectures": ["MistralForCausalLM"],
+                "vocab_size": 300,
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            }
+        )
+    )
     asked = []
 
     def fake_download(repo_id, filename, revision=None, local_files_only=False):

@@ -13,13 +13,16 @@ from delt_engine.organize.ordering import ORDERINGS
 from delt_engine.organize.selection import SELECTIONS
 from tests.conftest import ROOT
 
-RECORDS = [{"id": f"d{i}", "text": f"doc {i}", "score": s}
-           for i, s in enumerate([0.4, 0.9, 0.1, 0.7, 0.3, 0.8, 0.2, 0.6, 0.5, 0.0])]
+RECORDS = [
+    {"id": f"d{i}", "text": f"doc {i}", "score": s}
+    for i, s in enumerate([0.4, 0.9, 0.1, 0.7, 0.3, 0.8, 0.2, 0.6, 0.5, 0.0])
+]
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def write_jsonl(path, records):
@@ -52,8 +55,20 @@ def test_select_then_order_round_trip(tmp_path):
 def test_select_lower_is_better_to_parquet_and_custom_field(tmp_path):
     src = write_jsonl(tmp_path / "scored.jsonl", [{**r, "ppl": 10 * r["score"]} for r in RECORDS])
     out = tmp_path / "kept.parquet"
-    done = cli("select", "--input", src, "--method", "threshold", "--threshold", "2.5", "--lower-is-better",
-               "--score-field", "ppl", "--output", out)
+    done = cli(
+        "select",
+        "--input",
+        src,
+        "--method",
+        "threshold",
+        "--threshold",
+        "2.5",
+        "--lower-is-better",
+        "--score-field",
+        "ppl",
+        "--output",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     assert pl.read_parquet(out)["id"].to_list() == ["d2", "d6", "d9"]
 
@@ -62,8 +77,20 @@ def test_order_shuffle_with_window_is_reproducible(tmp_path):
     src = write_jsonl(tmp_path / "scored.jsonl", RECORDS)
     runs = []
     for name in ("a.jsonl", "b.jsonl"):
-        done = cli("order", "--input", src, "--method", "sorting", "--descending", "--window", "4",
-                   "--seed", "7", "--output", tmp_path / name)
+        done = cli(
+            "order",
+            "--input",
+            src,
+            "--method",
+            "sorting",
+            "--descending",
+            "--window",
+            "4",
+            "--seed",
+            "7",
+            "--output",
+            tmp_path / name,
+        )
         assert done.returncode == 0, done.stderr
         runs.append(read_records(tmp_path / name)["id"].to_list())
     assert runs[0] == runs[1] and sorted(runs[0]) == sorted(r["id"] for r in RECORDS)
@@ -100,12 +127,30 @@ def test_cli_choices_match_the_registries():
 
 
 def test_dedup_drops_repeats_keeping_the_first(tmp_path, capsys):
-    records = [{"id": "a", "text": "The cat sat on the mat today"}, {"id": "b", "text": "A dog ran"},
-               {"id": "c", "text": "the cat  sat on the MAT today"}, {"id": "d", "text": "A dog ran"}]
+    records = [
+        {"id": "a", "text": "The cat sat on the mat today"},
+        {"id": "b", "text": "A dog ran"},
+        {"id": "c", "text": "the cat  sat on the MAT today"},
+        {"id": "d", "text": "A dog ran"},
+    ]
     src = write_jsonl(tmp_path / "in.jsonl", records)
     assert main(["dedup", "--input", str(src), "--output", str(tmp_path / "out.parquet"), "--mode", "exact"]) == 0
     assert read_records(tmp_path / "out.parquet")["id"].to_list() == ["a", "b"]
     assert "dropped 2 of 4 records as exact duplicates" in capsys.readouterr().err
-    assert main(["dedup", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--mode", "near",
-                 "--text-field", "body"]) == 2
+    assert (
+        main(
+            [
+                "dedup",
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "o.jsonl"),
+                "--mode",
+                "near",
+                "--text-field",
+                "body",
+            ]
+        )
+        == 2
+    )
     assert "no text column 'body'" in capsys.readouterr().err

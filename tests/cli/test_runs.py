@@ -9,32 +9,56 @@ import time
 import polars as pl
 import pytest
 
-from delt_engine.experiments.spec import demo_spec, parse_spec
 from delt_engine.errors import ConfigError
+from delt_engine.experiments.spec import demo_spec, parse_spec
 from delt_engine.fileio import append_jsonl, write_json
 from delt_engine.jobs.protocol import read_status, write_status
 from tests.conftest import ROOT
 
 
 def cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "delt_engine", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _run(ws, run_id, arm, seed, cmp_id, shift):
     d = ws / "runs" / run_id
     d.mkdir(parents=True)
-    write_json(d / "config.json", {"input": "ordered.parquet", "model": "tiny-test", "seed": seed,
-                                   "provenance": {"comparison": cmp_id, "arm": arm, "seed": seed,
-                                                  "ordering": {"method": arm.split()[0], "label": arm}}})
+    write_json(
+        d / "config.json",
+        {
+            "input": "ordered.parquet",
+            "model": "tiny-test",
+            "seed": seed,
+            "provenance": {
+                "comparison": cmp_id,
+                "arm": arm,
+                "seed": seed,
+                "ordering": {"method": arm.split()[0], "label": arm},
+            },
+        },
+    )
     write_status(d, "done", pid=12345)
     for step in (1, 2, 3):
         tokens = 1000 * step + seed
         append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": tokens, "train_loss": 7 - step + shift})
-        append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": tokens, "val_loss": 7.2 - step + shift,
-                                           "target_loss": 7.5 - step + shift + 0.05 * seed,
-                                           "bench_acc": 0.3 - shift / 10, "bench_acc_norm": 0.32 - shift / 10,
-                                           "bench": {"t": {"acc": 0.3}}})
+        append_jsonl(
+            d / "metrics.jsonl",
+            {
+                "step": step,
+                "tokens": tokens,
+                "val_loss": 7.2 - step + shift,
+                "target_loss": 7.5 - step + shift + 0.05 * seed,
+                "bench_acc": 0.3 - shift / 10,
+                "bench_acc_norm": 0.32 - shift / 10,
+                "bench": {"t": {"acc": 0.3}},
+            },
+        )
     write_json(d / "summary.json", {"state": "done", "steps": 3})
 
 
@@ -47,8 +71,10 @@ def workspace(tmp_path):
             run_id = f"run-2025010{seed}-{arm.split()[0]}"
             _run(ws, run_id, arm, seed, "cmp-1", shift)
             runs.append({"id": run_id, "arm": arm, "seed": seed})
-    write_json(ws / "comparisons" / "cmp-1" / "comparison.json",
-               {"id": "cmp-1", "name": "synthetic", "baseline": "shuffle", "runs": runs})
+    write_json(
+        ws / "comparisons" / "cmp-1" / "comparison.json",
+        {"id": "cmp-1", "name": "synthetic", "baseline": "shuffle", "runs": runs},
+    )
     other = ws / "runs" / "run-other"
     other.mkdir()
     write_json(other / "config.json", {"model": "cpu-demo", "seed": 3})
@@ -70,8 +96,9 @@ def test_runs_list(workspace):
 
 def test_runs_list_env_workspace_and_empty(tmp_path):
     env = {**os.environ, "DELT_WORKSPACE": str(tmp_path / "none")}
-    out = subprocess.run([sys.executable, "-m", "delt_engine", "runs", "list"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "runs", "list"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.startswith("no runs in")
 
 
@@ -89,13 +116,17 @@ def test_runs_report_and_export(workspace, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "folding L=3" in out.stdout and "target loss" in out.stdout
     # folding is lower by exactly 0.25 on both seeds: a zero-variance paired difference, no test
-    assert ("- folding L=3 vs shuffle on target loss: not resolved with 2 seeds; the difference is -0.2500 in each "
-            "of the 2 seeds; with no spread between seeds there is no test, run more seeds") in out.stdout
+    assert (
+        "- folding L=3 vs shuffle on target loss: not resolved with 2 seeds; the difference is -0.2500 in each "
+        "of the 2 seeds; with no spread between seeds there is no test, run more seeds"
+    ) in out.stdout
     assert "no difference" not in out.stdout and " beats " not in out.stdout
     exp = cli("runs", "export", "cmp-1", "--out", tmp_path / "exp", "--workspace", workspace)
     assert exp.returncode == 0, exp.stderr
     curves = pl.read_csv(tmp_path / "exp" / "curves.csv")
-    assert curves.height == 24 and {"run", "arm", "seed", "step", "tokens", "target_loss", "bench.t.acc"} <= set(curves.columns)
+    assert curves.height == 24 and {"run", "arm", "seed", "step", "tokens", "target_loss", "bench.t.acc"} <= set(
+        curves.columns
+    )
     summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
     assert summary["arms"]["folding L=3"]["target_loss"]["mean"] == pytest.approx(4.5 - 0.25 + 0.025)
     assert (tmp_path / "exp" / "curves_by_arm.csv").exists()
@@ -112,8 +143,10 @@ def _three_seed_comparison(ws):
             run_id = f"run-3-{arm.split()[0]}-{seed}"
             _run(ws, run_id, arm, seed, "cmp-3", shift)
             runs.append({"id": run_id, "arm": arm, "seed": seed})
-    write_json(ws / "comparisons" / "cmp-3" / "comparison.json",
-               {"id": "cmp-3", "name": "three seeds", "baseline": "shuffle", "runs": runs})
+    write_json(
+        ws / "comparisons" / "cmp-3" / "comparison.json",
+        {"id": "cmp-3", "name": "three seeds", "baseline": "shuffle", "runs": runs},
+    )
     return shifts
 
 
@@ -129,12 +162,14 @@ def test_runs_report_json_verdicts(tmp_path):
     found = {(v["arm"], v["metric"]): v for v in report["verdicts"]}
     assert set(found) == {(a, m) for a in ("folding L=3", "sorting") for m in ("target_loss", "bench_acc_norm")}
     assert all(list(v) == list(JSON_KEYS) for v in report["verdicts"])
-    assert all(v["verdict"] in ("better", "worse", "unresolved") and v["baseline"] == "shuffle" and v["n_seeds"] == 3
-               for v in report["verdicts"])
+    assert all(
+        v["verdict"] in ("better", "worse", "unresolved") and v["baseline"] == "shuffle" and v["n_seeds"] == 3
+        for v in report["verdicts"]
+    )
     # folding: target-loss differences -0.25, -0.23, -0.26 (the seed terms cancel); t on 2 dof
     d = [-0.25, -0.23, -0.26]
     mean, sd = sum(d) / 3, (sum((x - sum(d) / 3) ** 2 for x in d) / 2) ** 0.5
-    t = mean / (sd / 3 ** 0.5)
+    t = mean / (sd / 3**0.5)
     p = 1 - abs(t) / (2 + t * t) ** 0.5
     fold = found[("folding L=3", "target_loss")]
     assert fold["delta"] == pytest.approx(mean) and fold["p"] == pytest.approx(p, rel=1e-6)
@@ -162,9 +197,11 @@ def test_runs_cancel_running_job(workspace):
     d = workspace / "runs" / "run-live"
     d.mkdir()
     write_json(d / "config.json", {"model": "tiny-test"})
-    code = ("import os, sys, time\nfrom delt_engine.jobs.protocol import StopFlag, write_status\n"
-            "d = sys.argv[1]\nstop = StopFlag(d)\nwrite_status(d, 'running', pid=os.getpid())\n"
-            "while not stop(): time.sleep(0.02)\nwrite_status(d, 'cancelled', message='stopped by flag')\n")
+    code = (
+        "import os, sys, time\nfrom delt_engine.jobs.protocol import StopFlag, write_status\n"
+        "d = sys.argv[1]\nstop = StopFlag(d)\nwrite_status(d, 'running', pid=os.getpid())\n"
+        "while not stop(): time.sleep(0.02)\nwrite_status(d, 'cancelled', message='stopped by flag')\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, start_new_session=True)
     try:
         for _ in range(500):
@@ -198,12 +235,21 @@ def test_compare_rejects_bad_spec(tmp_path):
 
 # ----------------------------------------------------------------------------- spec parsing
 
+
 def test_parse_spec_and_labels(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"text": "a"}\n')
     path = tmp_path / "spec.json"
-    path.write_text(json.dumps({"name": "x", "corpus": "c.jsonl", "orderings": ["shuffle", {"method": "folding"},
-                                                                               {"method": "sorting", "descending": True}],
-                                "seeds": [0, 2], "train": {"steps": 10}}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "corpus": "c.jsonl",
+                "orderings": ["shuffle", {"method": "folding"}, {"method": "sorting", "descending": True}],
+                "seeds": [0, 2],
+                "train": {"steps": 10},
+            }
+        )
+    )
     spec = parse_spec(path)
     assert spec.corpus == str(tmp_path / "c.jsonl")  # relative to the spec file
     assert spec.labels == ["shuffle", "folding L=3", "sorting desc"]
@@ -212,29 +258,34 @@ def test_parse_spec_and_labels(tmp_path):
     assert demo.labels == ["shuffle", "sorting", "folding L=3"] and demo.seeds == (0, 1, 2)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"seeds": [0, 0]}, "distinct"),
-    ({"seeds": []}, "non-empty"),
-    ({"orderings": [{"method": "folding", "layers": 0}]}, "layers"),
-    ({"orderings": ["shuffle", "shuffle"]}, "the same label"),
-    ({"train": {"seed": 3}}, "train.seed is set by the comparison"),
-    ({"scorer": {"method": "nope"}}, "not known"),
-    ({"scorer": {}}, "score_field"),
-    ({"selection": {"method": "best"}}, "top-k"),
-    ({"orderings": ["shuffle"], "arms": [{"ordering": "shuffle"}]}, "not both"),
-    ({"arms": [{"ordering": "shuffle", "label": "Arm A"}, {"ordering": "sorting", "label": "arm-a"}]},
-     "'Arm A' and 'arm-a' have the same file name"),
-    ({"arms": [{"ordering": "shuffle", "colour": "red"}]}, "unknown key"),
-    ({"orderings": ["shuffle"], "baseline": "folding"}, "baseline='folding' is not one of the arms"),
-    ({"eval_target_fraction": 1.0}, "eval_target_fraction"),
-    ({"colour": "red"}, "unknown spec key"),
-    ({"validation_fraction": 0.9}, "validation_fraction"),
-    ({"train": {"stepz": 3}}, "unknown run config key"),
-    ({"train": {"lr": -1}}, "lr=-1 is out of range"),
-    ({"dedup": {"mode": "fuzzy"}}, "dedup .* needs a 'mode' in exact, near"),
-    ({"dedup": {"mode": "near", "threshold": 2}}, "threshold=2"),
-    ({"dedup": {"mode": "exact", "k": 1}}, "unknown dedup key"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"seeds": [0, 0]}, "distinct"),
+        ({"seeds": []}, "non-empty"),
+        ({"orderings": [{"method": "folding", "layers": 0}]}, "layers"),
+        ({"orderings": ["shuffle", "shuffle"]}, "the same label"),
+        ({"train": {"seed": 3}}, "train.seed is set by the comparison"),
+        ({"scorer": {"method": "nope"}}, "not known"),
+        ({"scorer": {}}, "score_field"),
+        ({"selection": {"method": "best"}}, "top-k"),
+        ({"orderings": ["shuffle"], "arms": [{"ordering": "shuffle"}]}, "not both"),
+        (
+            {"arms": [{"ordering": "shuffle", "label": "Arm A"}, {"ordering": "sorting", "label": "arm-a"}]},
+            "'Arm A' and 'arm-a' have the same file name",
+        ),
+        ({"arms": [{"ordering": "shuffle", "colour": "red"}]}, "unknown key"),
+        ({"orderings": ["shuffle"], "baseline": "folding"}, "baseline='folding' is not one of the arms"),
+        ({"eval_target_fraction": 1.0}, "eval_target_fraction"),
+        ({"colour": "red"}, "unknown spec key"),
+        ({"validation_fraction": 0.9}, "validation_fraction"),
+        ({"train": {"stepz": 3}}, "unknown run config key"),
+        ({"train": {"lr": -1}}, "lr=-1 is out of range"),
+        ({"dedup": {"mode": "fuzzy"}}, "dedup .* needs a 'mode' in exact, near"),
+        ({"dedup": {"mode": "near", "threshold": 2}}, "threshold=2"),
+        ({"dedup": {"mode": "exact", "k": 1}}, "unknown dedup key"),
+    ],
+)
 def test_parse_spec_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         parse_spec({"corpus": "demo", **({} if "arms" in bad else {"orderings": ["shuffle"]}), **bad})
@@ -261,13 +312,20 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
     rows = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]
     rows += [{"id": f"copy{i}", "text": texts[i].upper()} for i in (3, 7, 9)]  # same text once normalised
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    spec = {"corpus": str(tmp_path / "c.jsonl"), "validation_fraction": 0.0, "dedup": {"mode": "exact"},
-            "selection": {"method": "top-k", "k": 10}, "orderings": ["sorting"], "train": {"steps": 1}}
+    spec = {
+        "corpus": str(tmp_path / "c.jsonl"),
+        "validation_fraction": 0.0,
+        "dedup": {"mode": "exact"},
+        "selection": {"method": "top-k", "k": 10},
+        "orderings": ["sorting"],
+        "train": {"steps": 1},
+    }
     cmp = prepare_comparison(spec, Workspace(tmp_path / "ws"))
     data = cmp.manifest["arm_data"]["sorting"]
     assert data["n_duplicates"] == 3 and data["n_selected"] == 10
-    assert describe_data(cmp.manifest) == ("23 training documents · scored by length · 3 exact duplicates dropped"
-                                           " · top-k 10 kept 10")
+    assert describe_data(cmp.manifest) == (
+        "23 training documents · scored by length · 3 exact duplicates dropped · top-k 10 kept 10"
+    )
     ids = load_corpus(cmp.manifest["runs"][0]["input"]).frame["id"].to_list()
     # length keeps the shortest: without dedup the copies of d3, d7 and d9 would take three of the ten places
     assert sorted(ids) == sorted(f"d{i}" for i in range(10))
@@ -278,17 +336,24 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end (real training)
 
+
 def _tiny_corpus(folder):
     import random
 
     rng = random.Random(0)
     words = "the cat sat on a mat and a dog ran far into the big green field under the warm sun".split()
-    docs = [{"id": f"d{i}", "text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 30))),
-             "is_noise": i % 10 == 0} for i in range(60)]
+    docs = [
+        {"id": f"d{i}", "text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 30))), "is_noise": i % 10 == 0}
+        for i in range(60)
+    ]
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (folder / "target.jsonl").write_text("".join(json.dumps({"text": " ".join(words[i:i + 8])}) + "\n" for i in range(8)))
-    items = [{"task": f"t{i % 2}", "context": "the cat", "choices": ["sat on a mat", "green sun"], "answer": 0}
-             for i in range(6)]
+    (folder / "target.jsonl").write_text(
+        "".join(json.dumps({"text": " ".join(words[i : i + 8])}) + "\n" for i in range(8))
+    )
+    items = [
+        {"task": f"t{i % 2}", "context": "the cat", "choices": ["sat on a mat", "green sun"], "answer": 0}
+        for i in range(6)
+    ]
     (folder / "bench.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
 
 
@@ -299,15 +364,38 @@ def test_compare_end_to_end_no_wait(tmp_path):
     from delt_engine.workspace.layout import Workspace
 
     _tiny_corpus(tmp_path)
-    spec = {"name": "tiny", "corpus": "corpus.jsonl", "target": "target.jsonl", "benchmark": "bench.jsonl",
-            "scorer": {"method": "length"}, "selection": {"method": "top-r", "ratio": 0.8},
-            "orderings": ["shuffle", {"method": "folding", "layers": 2}], "seeds": [0, 1],
-            "train": {"model": "tiny-test", "steps": 4, "eval_every": 2, "batch_size": 8, "max_length": 32,
-                      "vocab_size": 300, "device": "cpu"}}
+    spec = {
+        "name": "tiny",
+        "corpus": "corpus.jsonl",
+        "target": "target.jsonl",
+        "benchmark": "bench.jsonl",
+        "scorer": {"method": "length"},
+        "selection": {"method": "top-r", "ratio": 0.8},
+        "orderings": ["shuffle", {"method": "folding", "layers": 2}],
+        "seeds": [0, 1],
+        "train": {
+            "model": "tiny-test",
+            "steps": 4,
+            "eval_every": 2,
+            "batch_size": 8,
+            "max_length": 32,
+            "vocab_size": 300,
+            "device": "cpu",
+        },
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     ws_dir = tmp_path / "ws"
-    out = cli("compare", "--spec", tmp_path / "spec.json", "--workspace", ws_dir, "--max-concurrent", 2,
-              "--no-wait", timeout=120)
+    out = cli(
+        "compare",
+        "--spec",
+        tmp_path / "spec.json",
+        "--workspace",
+        ws_dir,
+        "--max-concurrent",
+        2,
+        "--no-wait",
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     cmp_id = out.stdout.strip().splitlines()[-1]
     ws = Workspace(ws_dir)
@@ -346,7 +434,9 @@ def test_compare_end_to_end_no_wait(tmp_path):
     assert [r["step"] for r in evals] == [0, 2, 4]  # step 0: the untrained model
 
     again = prepare_comparison(tmp_path / "spec.json", ws)  # same corpus + scorer: scores come from the cache
-    assert again.manifest["scores"]["cached"] and again.manifest["scores"]["scores_id"] == manifest["scores"]["scores_id"]
+    assert (
+        again.manifest["scores"]["cached"] and again.manifest["scores"]["scores_id"] == manifest["scores"]["scores_id"]
+    )
     assert again.manifest["tokenizer"] == manifest["tokenizer"]
 
 
@@ -355,14 +445,40 @@ def test_compare_interrupted_cancels_its_runs(tmp_path):
     from delt_engine.workspace.layout import Workspace
 
     _tiny_corpus(tmp_path)
-    spec = {"name": "stop", "corpus": "corpus.jsonl", "scorer": {"method": "length"}, "orderings": ["shuffle"],
-            "seeds": [0, 1], "train": {"model": "tiny-test", "steps": 5000, "epochs": 1000, "batch_size": 4,
-                                       "max_length": 16, "vocab_size": 300, "device": "cpu"}}
+    spec = {
+        "name": "stop",
+        "corpus": "corpus.jsonl",
+        "scorer": {"method": "length"},
+        "orderings": ["shuffle"],
+        "seeds": [0, 1],
+        "train": {
+            "model": "tiny-test",
+            "steps": 5000,
+            "epochs": 1000,
+            "batch_size": 4,
+            "max_length": 16,
+            "vocab_size": 300,
+            "device": "cpu",
+        },
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     ws = Workspace(tmp_path / "ws")
-    proc = subprocess.Popen([sys.executable, "-m", "delt_engine", "compare", "--spec", str(tmp_path / "spec.json"),
-                             "--workspace", str(ws.root)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "delt_engine",
+            "compare",
+            "--spec",
+            str(tmp_path / "spec.json"),
+            "--workspace",
+            str(ws.root),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not any(i.phase == "train" for i in ws.list_runs()):

@@ -10,8 +10,8 @@ import pytest
 
 from delt_engine.cli import main
 from delt_engine.fileio import append_jsonl, write_json
-from delt_engine.jobs.protocol import read_status, write_status
 from delt_engine.jobs import trackers
+from delt_engine.jobs.protocol import read_status, write_status
 from tests.conftest import ROOT
 from tests.jobs.test_trackers import as_float32, expected_series, mlflow_series, tensorboard_series
 
@@ -29,24 +29,50 @@ def workspace(tmp_path, monkeypatch):
         for seed in (0, 1):
             run_id = f"run-{arm.split()[0]}-{seed}"
             d = ws / "runs" / run_id
-            write_json(d / "config.json", {"input": "ordered.parquet", "model": "tiny-test", "seed": seed, "lr": 0.003,
-                                           "provenance": {"comparison": "cmp-t", "arm": arm, "seed": seed}})
+            write_json(
+                d / "config.json",
+                {
+                    "input": "ordered.parquet",
+                    "model": "tiny-test",
+                    "seed": seed,
+                    "lr": 0.003,
+                    "provenance": {"comparison": "cmp-t", "arm": arm, "seed": seed},
+                },
+            )
             write_status(d, "done", pid=12345, started_at="2025-03-01T10:00:00.000")
             for step in (0, 2, 4):
                 if step:
-                    append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 100 * step, "elapsed_s": 1.5 * step,
-                                                       "train_loss": 6 - step / 3 + shift + 0.01 * seed,
-                                                       "lr": 0.003 / step, "batch_score": None})
-                append_jsonl(d / "metrics.jsonl", {
-                    "step": step, "tokens": 100 * step, "elapsed_s": 1.5 * step + 0.25,
-                    "val_loss": 6.1 - step / 3 + shift, "bench_acc": 0.3 - shift / 10, "bench_acc_norm": None,
-                    "bench": {"facts": {"acc": 0.25 + step / 100, "acc_norm": 0.2}},
-                    "group_loss": {"kind": {"story": 6.3 - step / 4 + shift, "(missing)": 5.9 - step / 5}}})
+                    append_jsonl(
+                        d / "metrics.jsonl",
+                        {
+                            "step": step,
+                            "tokens": 100 * step,
+                            "elapsed_s": 1.5 * step,
+                            "train_loss": 6 - step / 3 + shift + 0.01 * seed,
+                            "lr": 0.003 / step,
+                            "batch_score": None,
+                        },
+                    )
+                append_jsonl(
+                    d / "metrics.jsonl",
+                    {
+                        "step": step,
+                        "tokens": 100 * step,
+                        "elapsed_s": 1.5 * step + 0.25,
+                        "val_loss": 6.1 - step / 3 + shift,
+                        "bench_acc": 0.3 - shift / 10,
+                        "bench_acc_norm": None,
+                        "bench": {"facts": {"acc": 0.25 + step / 100, "acc_norm": 0.2}},
+                        "group_loss": {"kind": {"story": 6.3 - step / 4 + shift, "(missing)": 5.9 - step / 5}},
+                    },
+                )
             runs.append({"id": run_id, "arm": arm, "seed": seed})
     (ws / "runs" / "run-queued").mkdir()
     runs.append({"id": "run-queued", "arm": "shuffle", "seed": 2})
-    write_json(ws / "comparisons" / "cmp-t" / "comparison.json",
-               {"id": "cmp-t", "name": "t", "baseline": "shuffle", "arms": list(ARMS), "runs": runs})
+    write_json(
+        ws / "comparisons" / "cmp-t" / "comparison.json",
+        {"id": "cmp-t", "name": "t", "baseline": "shuffle", "arms": list(ARMS), "runs": runs},
+    )
     return ws
 
 
@@ -115,10 +141,29 @@ def test_train_report_to_tensorboard_from_the_cli(tmp_path):
     data = tmp_path / "ordered.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir = tmp_path / "run"
-    base = [sys.executable, "-m", "delt_engine", "train", "--input", str(data), "--run-dir", str(run_dir),
-            "--model", "tiny-test", "--steps", "2", "--batch-size", "4", "--max-length", "12", "--device", "cpu"]
-    bad = subprocess.run(base + ["--report-to", "tensorboard,wandb"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    base = [
+        sys.executable,
+        "-m",
+        "delt_engine",
+        "train",
+        "--input",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        "--model",
+        "tiny-test",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "12",
+        "--device",
+        "cpu",
+    ]
+    bad = subprocess.run(
+        base + ["--report-to", "tensorboard,wandb"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2 and "unknown tracker 'wandb'" in bad.stderr and not run_dir.exists()
     ok = subprocess.run(base + ["--report-to", "tensorboard"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr

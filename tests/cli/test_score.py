@@ -22,8 +22,7 @@ RECORDS = [
     {"id": "d4", "text": "Two plus two is four, and four plus four is eight.", "kind": "math"},
     {"id": "e5", "text": "Owls turn their heads because their eyes cannot move.", "kind": "fact"},
 ]
-TINY = ["--model", "tiny-test", "--device", "cpu", "--max-length", "32", "--batch-size", "2",
-        "--set", "vocab_size=300"]
+TINY = ["--model", "tiny-test", "--device", "cpu", "--max-length", "32", "--batch-size", "2", "--set", "vocab_size=300"]
 
 
 @pytest.fixture
@@ -35,8 +34,14 @@ def corpus_file(tmp_path):
 
 def cli(*args, env=None):
     env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "delt_engine", "score", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "delt_engine", "score", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def read_jsonl(path):
@@ -45,8 +50,7 @@ def read_jsonl(path):
 
 def test_parse_settings():
     got = parse_settings(["steps=3", "lr=0.01", "flag=true", "other=False", "name=abc", "expr=a=b", "lst=[1,2]"])
-    assert got == {"steps": 3, "lr": 0.01, "flag": True, "other": False, "name": "abc", "expr": "a=b",
-                   "lst": [1, 2]}
+    assert got == {"steps": 3, "lr": 0.01, "flag": True, "other": False, "name": "abc", "expr": "a=b", "lst": [1, 2]}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_settings(["novalue"])
 
@@ -98,15 +102,18 @@ def test_bad_input_exits_2_with_one_line_error(tmp_path):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--method", "length", "--output", "o.jsonl"], "needs --input"),
-    (["--input", "x.jsonl", "--method", "nope", "--output", "o.jsonl"], "not known"),
-    (["--input", "x.jsonl", "--method", "length", "--output", "o.csv"], ".jsonl or .parquet"),
-    (["--job-dir", "d", "--input", "x.jsonl"], "drop --input"),
-    (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl", "--proxy-size", "0"], "--proxy-size"),
-    (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl"], "add --target FILE"),  # before reading
-    (["--input", "x.jsonl", "--method", "pds", "--output", "o.jsonl"], "add --target FILE"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "length", "--output", "o.jsonl"], "needs --input"),
+        (["--input", "x.jsonl", "--method", "nope", "--output", "o.jsonl"], "not known"),
+        (["--input", "x.jsonl", "--method", "length", "--output", "o.csv"], ".jsonl or .parquet"),
+        (["--job-dir", "d", "--input", "x.jsonl"], "drop --input"),
+        (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl", "--proxy-size", "0"], "--proxy-size"),
+        (["--input", "x.jsonl", "--method", "lqs", "--output", "o.jsonl"], "add --target FILE"),  # before reading
+        (["--input", "x.jsonl", "--method", "pds", "--output", "o.jsonl"], "add --target FILE"),
+    ],
+)
 def test_argument_errors(capsys, argv, message):
     assert main(["score", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -9,14 +9,23 @@ from delt_engine.cli import main
 from delt_engine.data.corpus import read_records, read_score_meta, score_meta_path, write_records
 from delt_engine.errors import ConfigError, DataError
 from delt_engine.jobs.score_job import run_score_job
-from delt_engine.workspace.scorings import create_score_job
 from delt_engine.organize.selection import resolve_higher_is_better, select
+from delt_engine.workspace.scorings import create_score_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEXTS = ["the cat sat on the mat", "zq xv kk qq jj zz", "the dog sat on the log", "a cat and a dog sat",
-         "qqq www eee rrr ttt", "the mat was on the floor", "xk zq vj wq pz qk", "the cat saw the dog",
-         "on the mat sat the cat", "jj kk ll mm nn oo pp"]
+TEXTS = [
+    "the cat sat on the mat",
+    "zq xv kk qq jj zz",
+    "the dog sat on the log",
+    "a cat and a dog sat",
+    "qqq www eee rrr ttt",
+    "the mat was on the floor",
+    "xk zq vj wq pz qk",
+    "the cat saw the dog",
+    "on the mat sat the cat",
+    "jj kk ll mm nn oo pp",
+]
 TINY = ["--model", "tiny-test", "--device", "cpu", "--max-length", "16", "--batch-size", "4", "--set", "vocab_size=300"]
 
 
@@ -29,8 +38,23 @@ def scored(tmp_path_factory):
     out = {}
     for suffix in ("jsonl", "parquet"):
         out[suffix] = tmp / f"ppl.{suffix}"
-        assert main(["score", "--input", str(corpus), "--method", "perplexity", "--output", str(out[suffix]),
-                     "--cache-dir", str(tmp / "cache"), *TINY]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "--input",
+                    str(corpus),
+                    "--method",
+                    "perplexity",
+                    "--output",
+                    str(out[suffix]),
+                    "--cache-dir",
+                    str(tmp / "cache"),
+                    *TINY,
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -55,8 +79,7 @@ def test_scored_files_record_scorer_direction_and_settings(scored):
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
 def test_select_without_flags_keeps_the_lowest_perplexities(scored, suffix, tmp_path, capsys):
     out = tmp_path / f"kept.{suffix}"
-    code, err = run(capsys, "select", "--input", scored[suffix], "--method", "top-r", "--ratio", "0.3",
-                    "--output", out)
+    code, err = run(capsys, "select", "--input", scored[suffix], "--method", "top-r", "--ratio", "0.3", "--output", out)
     assert code == 0, err
     frame = read_records(scored[suffix])
     lowest = set(frame.sort("score")["id"].head(3).to_list())  # brute force: the 3 smallest perplexities
@@ -71,21 +94,56 @@ def test_select_without_flags_keeps_the_lowest_perplexities(scored, suffix, tmp_
 
 def test_flags_override_the_recorded_direction(scored, tmp_path, capsys):
     out = tmp_path / "kept.jsonl"
-    code, err = run(capsys, "select", "--input", scored["jsonl"], "--method", "top-k", "--k", "2",
-                    "--higher-is-better", "--output", out)
+    code, err = run(
+        capsys,
+        "select",
+        "--input",
+        scored["jsonl"],
+        "--method",
+        "top-k",
+        "--k",
+        "2",
+        "--higher-is-better",
+        "--output",
+        out,
+    )
     assert code == 0, err
     frame = read_records(scored["jsonl"])
     assert set(read_records(out)["id"].to_list()) == set(frame.sort("score", descending=True)["id"].head(2))
     assert "--higher-is-better; the scores record lower = better for perplexity" in err.splitlines()[0]
-    code, err = run(capsys, "select", "--input", scored["jsonl"], "--method", "top-k", "--k", "2",
-                    "--lower-is-better", "--output", out)
+    code, err = run(
+        capsys,
+        "select",
+        "--input",
+        scored["jsonl"],
+        "--method",
+        "top-k",
+        "--k",
+        "2",
+        "--lower-is-better",
+        "--output",
+        out,
+    )
     assert code == 0 and err.splitlines()[0] == "keeping the lowest perplexity scores (--lower-is-better)"
 
 
 def test_both_flags_are_refused(scored, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["select", "--input", str(scored["jsonl"]), "--method", "top-k", "--k", "2", "--higher-is-better",
-              "--lower-is-better", "--output", str(tmp_path / "o.jsonl")])
+        main(
+            [
+                "select",
+                "--input",
+                str(scored["jsonl"]),
+                "--method",
+                "top-k",
+                "--k",
+                "2",
+                "--higher-is-better",
+                "--lower-is-better",
+                "--output",
+                str(tmp_path / "o.jsonl"),
+            ]
+        )
     assert "not allowed with argument" in capsys.readouterr().err
 
 
@@ -97,8 +155,17 @@ def test_order_and_dedup_keep_the_metadata_and_name_the_first_end(scored, tmp_pa
     scores = read_records(ordered)["score"].to_list()
     assert scores == sorted(scores)
     assert read_score_meta(ordered)["scorer"] == "perplexity"
-    code, err = run(capsys, "order", "--input", ordered, "--method", "folding", "--descending",
-                    "--output", tmp_path / "fold.parquet")
+    code, err = run(
+        capsys,
+        "order",
+        "--input",
+        ordered,
+        "--method",
+        "folding",
+        "--descending",
+        "--output",
+        tmp_path / "fold.parquet",
+    )
     assert code == 0 and "each layer from highest to lowest perplexity scores" in err
     deduped = tmp_path / "unique.parquet"
     code, err = run(capsys, "dedup", "--input", ordered, "--mode", "exact", "--output", deduped)
@@ -112,18 +179,33 @@ def test_unrecorded_direction_is_said_and_higher_is_assumed(tmp_path, capsys):
     out = tmp_path / "kept.jsonl"
     code, err = run(capsys, "select", "--input", src, "--method", "top-k", "--k", "1", "--output", out)
     assert code == 0 and read_records(out)["id"].to_list() == ["a"]
-    assert err.splitlines()[0] == (f"keeping the highest scores (no direction recorded in {src}: higher = better "
-                                   "assumed; pass --lower-is-better for scores like perplexity)")
+    assert err.splitlines()[0] == (
+        f"keeping the highest scores (no direction recorded in {src}: higher = better "
+        "assumed; pass --lower-is-better for scores like perplexity)"
+    )
     assert not score_meta_path(out).exists()
 
 
 def test_direction_of_another_field_is_not_borrowed(scored, tmp_path, capsys):
     frame = read_records(scored["jsonl"]).with_columns((-pl.col("score")).alias("neg"))
     src = tmp_path / "two.jsonl"
-    write_records(frame, src, score_meta={k: v for k, v in read_score_meta(scored["jsonl"]).items()
-                                          if k != "matches_file"})
-    code, err = run(capsys, "select", "--input", src, "--method", "top-k", "--k", "1", "--score-field", "neg",
-                    "--output", tmp_path / "o.jsonl")
+    write_records(
+        frame, src, score_meta={k: v for k, v in read_score_meta(scored["jsonl"]).items() if k != "matches_file"}
+    )
+    code, err = run(
+        capsys,
+        "select",
+        "--input",
+        src,
+        "--method",
+        "top-k",
+        "--k",
+        "1",
+        "--score-field",
+        "neg",
+        "--output",
+        tmp_path / "o.jsonl",
+    )
     assert code == 0
     assert err.startswith(f"keeping the highest 'neg' values (no direction recorded for 'neg' in {src}")
 
@@ -171,8 +253,19 @@ def test_scoring_job_writes_metadata_into_scores_parquet(tmp_path):
 def test_import_scores_takes_the_recorded_direction(scored, tmp_path, capsys):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
-    code = main(["import-scores", "--scores", str(scored["parquet"]), "--corpus", str(corpus), "--name", "ppl",
-                 "--workspace", str(tmp_path / "ws")])
+    code = main(
+        [
+            "import-scores",
+            "--scores",
+            str(scored["parquet"]),
+            "--corpus",
+            str(corpus),
+            "--name",
+            "ppl",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "(higher_harder, recorded in the file)" in out
     (job,) = (tmp_path / "ws" / "scores").iterdir()

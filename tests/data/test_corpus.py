@@ -6,8 +6,15 @@ import json
 import polars as pl
 import pytest
 
-from delt_engine.data.corpus import (LoadReport, corpus_hash, detect_format, load_corpus, read_records, row_ids,
-                                write_records)
+from delt_engine.data.corpus import (
+    LoadReport,
+    corpus_hash,
+    detect_format,
+    load_corpus,
+    read_records,
+    row_ids,
+    write_records,
+)
 from delt_engine.data.formats import read_jsonl, records_to_frame
 from delt_engine.errors import ConfigError, DataError
 
@@ -43,12 +50,16 @@ def load_error(path, **kwargs):
 
 # ---------------------------------------------------------------- JSONL
 
+
 def test_jsonl_frame_layout_ids_and_metadata(tmp_path):
-    path = jsonl(tmp_path / "c.jsonl", [
-        {"kind": "a", "text": "first doc", "score": 1, "tags": ["x", "y"]},
-        {"kind": "b", "text": "second doc", "score": 2.5, "tags": []},
-        {"text": "third doc", "extra": {"k": 1}},
-    ])
+    path = jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"kind": "a", "text": "first doc", "score": 1, "tags": ["x", "y"]},
+            {"kind": "b", "text": "second doc", "score": 2.5, "tags": []},
+            {"text": "third doc", "extra": {"k": 1}},
+        ],
+    )
     loaded = load(path)
     frame = loaded.frame
     assert frame.columns[:2] == ["id", "text"]
@@ -67,9 +78,11 @@ def test_jsonl_frame_layout_ids_and_metadata(tmp_path):
 
 
 def test_jsonl_fast_path_matches_line_by_line_reference(tmp_path):
-    lines = [{"text": "a", "n": 1, "f": 1.5, "nested": {"k": [1, 2]}, "flag": True},
-             {"text": "b", "n": None, "f": 2, "nested": {"k": []}, "flag": False, "late": "x"},
-             {"text": "c", "f": 3}]
+    lines = [
+        {"text": "a", "n": 1, "f": 1.5, "nested": {"k": [1, 2]}, "flag": True},
+        {"text": "b", "n": None, "f": 2, "nested": {"k": []}, "flag": False, "late": "x"},
+        {"text": "c", "f": 3},
+    ]
     data = ("\n".join(json.dumps(r) for r in lines) + "\n").encode()
     fast = read_jsonl(tmp_path / "x.jsonl", data).frame
     reference = records_to_frame([json.loads(line) for line in data.decode().splitlines()])
@@ -78,14 +91,18 @@ def test_jsonl_fast_path_matches_line_by_line_reference(tmp_path):
 
 
 def test_jsonl_mixed_types_are_kept_as_text_never_coerced(tmp_path):
-    path = jsonl(tmp_path / "m.jsonl", [{"text": "a", "m": 1}, {"text": "b", "m": "x"},
-                                        {"text": "c", "m": True}, {"text": "d", "m": [1]}])
+    path = jsonl(
+        tmp_path / "m.jsonl",
+        [{"text": "a", "m": 1}, {"text": "b", "m": "x"}, {"text": "c", "m": True}, {"text": "d", "m": [1]}],
+    )
     assert load(path).frame["m"].to_list() == ["1", "x", "true", "[1]"]
 
 
 def test_jsonl_date_like_strings_stay_strings(tmp_path):
-    path = jsonl(tmp_path / "d.jsonl", [{"text": "2020-01-01", "when": "2021-05-06 10:00:00"},
-                                        {"text": "2020-01-02", "when": "2021-05-07 10:00:00"}])
+    path = jsonl(
+        tmp_path / "d.jsonl",
+        [{"text": "2020-01-01", "when": "2021-05-06 10:00:00"}, {"text": "2020-01-02", "when": "2021-05-07 10:00:00"}],
+    )
     frame = load(path).frame
     assert frame.schema["text"] == pl.String and frame.schema["when"] == pl.String
     assert frame["when"].to_list() == ["2021-05-06 10:00:00", "2021-05-07 10:00:00"]
@@ -103,8 +120,9 @@ def test_malformed_jsonl_line_names_file_line_and_column(tmp_path):
     assert "--skip-bad-lines" in message
 
 
-@pytest.mark.parametrize("line, kind", [("[1, 2]", "array"), ('"just text"', "string"), ("null", "null"),
-                                        ("42", "number")])
+@pytest.mark.parametrize(
+    "line, kind", [("[1, 2]", "array"), ('"just text"', "string"), ("null", "null"), ("42", "number")]
+)
 def test_jsonl_line_that_is_not_an_object(tmp_path, line, kind):
     path = write(tmp_path / "nonobj.jsonl", f'{{"text": "a"}}\n{line}\n{{"text": "b"}}\n')
     message = load_error(path)
@@ -138,6 +156,7 @@ def test_skip_bad_lines_keeps_only_the_first_few_line_numbers(tmp_path):
 
 
 # ---------------------------------------------------------------- text column
+
 
 def test_missing_text_column_lists_available_columns(tmp_path):
     path = jsonl(tmp_path / "notext.jsonl", [{"body": "a", "lang": "en"}])
@@ -203,6 +222,7 @@ def test_dedup_keeps_first_and_counts(tmp_path):
 
 # ---------------------------------------------------------------- UTF-8
 
+
 def test_invalid_utf8_names_byte_offset_and_line(tmp_path):
     data = b'{"text": "ok"}\n{"text": "caf\xe9"}\n'
     path = write(tmp_path / "latin1.jsonl", data)
@@ -231,6 +251,7 @@ def test_utf8_bom_is_ignored(tmp_path):
 
 # ---------------------------------------------------------------- ids
 
+
 def test_id_field_used_cast_to_string_and_removed_from_metadata(tmp_path):
     path = jsonl(tmp_path / "ids.jsonl", [{"doc": 7, "text": "a", "m": 1}, {"doc": 3, "text": "b", "m": 2}])
     loaded = load(path, id_field="doc")
@@ -255,9 +276,16 @@ def test_source_id_column_with_repeats_is_kept_as_metadata(tmp_path):
 
 
 def test_duplicate_ids_name_the_ids(tmp_path):
-    path = jsonl(tmp_path / "dupid.jsonl", [{"k": "a", "text": "1"}, {"k": "b", "text": "2"},
-                                            {"k": "a", "text": "3"}, {"k": "zz", "text": "4"},
-                                            {"k": "zz", "text": "5"}])
+    path = jsonl(
+        tmp_path / "dupid.jsonl",
+        [
+            {"k": "a", "text": "1"},
+            {"k": "b", "text": "2"},
+            {"k": "a", "text": "3"},
+            {"k": "zz", "text": "4"},
+            {"k": "zz", "text": "5"},
+        ],
+    )
     message = load_error(path, id_field="k")
     assert "dupid.jsonl" in message and "'a'" in message and "'zz'" in message and "'b'" not in message
 
@@ -293,6 +321,7 @@ def test_bad_arguments_are_config_errors(tmp_path):
 
 # ---------------------------------------------------------------- hash and report
 
+
 def test_corpus_hash_brute_force_and_sensitivity():
     frame = pl.DataFrame({"id": ["a", "b"], "text": ["xy", "z"], "meta": [1, 2]})
     expected = hashlib.sha256(b"1:a2:xy1:b1:z").hexdigest()
@@ -313,6 +342,7 @@ def test_report_is_plain_data(tmp_path):
 
 
 # ---------------------------------------------------------------- JSON array
+
 
 def test_json_array(tmp_path):
     path = write(tmp_path / "arr.json", json.dumps([{"text": "a", "n": 1}, {"text": "b", "n": 2}]))
@@ -335,6 +365,7 @@ def test_json_array_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- CSV
+
 
 def test_csv_quoted_multiline_text_string_ids_and_empty_cells(tmp_path):
     content = 'uid,text,n\n007,"hello, world",1\n008,"two\nlines",2\n009,,3\n010,"",4\n'
@@ -369,6 +400,7 @@ def test_csv_non_string_text_is_read_as_text(tmp_path):
 
 # ---------------------------------------------------------------- Parquet
 
+
 def test_parquet_with_nested_metadata(tmp_path):
     path = tmp_path / "c.parquet"
     pl.DataFrame({"text": ["a", "b", " "], "choices": [["x"], ["y", "z"], []]}).write_parquet(path)
@@ -391,6 +423,7 @@ def test_parquet_errors_name_the_row(tmp_path):
 
 # ---------------------------------------------------------------- plain text
 
+
 def test_txt_lines_mode(tmp_path):
     loaded = load(write(tmp_path / "t.txt", "first line\r\n\nsecond line\n  \nthird\n"))
     assert loaded.report.format == "txt"
@@ -412,6 +445,7 @@ def test_txt_invalid_utf8_line_number(tmp_path):
 
 
 # ---------------------------------------------------------------- Hugging Face datasets
+
 
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
@@ -458,10 +492,19 @@ def test_hub_id_offline_is_a_clear_error(hf_cache):
 
 # ---------------------------------------------------------------- format detection
 
+
 def test_detect_format(tmp_path):
-    for name, fmt in [("a.jsonl", "jsonl"), ("a.NDJSON", "jsonl"), ("a.json", "json"), ("a.csv", "csv"),
-                      ("a.parquet", "parquet"), ("a.txt", "txt"), ("a.tsv", "tsv"), ("a.jsonl.gz", "jsonl"),
-                      ("a.CSV.GZ", "csv")]:
+    for name, fmt in [
+        ("a.jsonl", "jsonl"),
+        ("a.NDJSON", "jsonl"),
+        ("a.json", "json"),
+        ("a.csv", "csv"),
+        ("a.parquet", "parquet"),
+        ("a.txt", "txt"),
+        ("a.tsv", "tsv"),
+        ("a.jsonl.gz", "jsonl"),
+        ("a.CSV.GZ", "csv"),
+    ]:
         assert detect_format(write(tmp_path / name, "")) == fmt
     (tmp_path / "folder").mkdir()
     assert detect_format(tmp_path / "folder") == "hf"
@@ -491,7 +534,7 @@ def test_gzip_errors_name_the_problem(tmp_path):
 
     data = b'{"text": "ok"}\n{"text": "caf\xe9"}\n'
     message = load_error(write(tmp_path / "bad.jsonl.gz", gzip.compress(data)))
-    assert "bad.jsonl.gz (decompressed)" in message and f"byte offset {data.index(bytes([0xe9]))}" in message
+    assert "bad.jsonl.gz (decompressed)" in message and f"byte offset {data.index(bytes([0xE9]))}" in message
     assert "line 2" in message
     message = load_error(write(tmp_path / "cut.jsonl.gz", gzip.compress(b'{"text": "a"}\n' * 50)[:20]))
     assert "cut.jsonl.gz: not a complete gzip file" in message
@@ -518,13 +561,20 @@ def test_explicit_format_overrides_suffix(tmp_path):
 
 # ---------------------------------------------------------------- records round trip
 
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_records_round_trip_keeps_every_field(tmp_path, suffix):
-    frame = pl.DataFrame({
-        "id": ["q1", "q2"], "text": ["ünïcode\nwith newline", "plain \"quoted\""],
-        "score": [0.1 + 0.2, -1e-300], "n": [1, 2], "ok": [True, False],
-        "choices": [["a", "b", "c"], ["d"]], "info": [{"k": 1, "s": "x"}, {"k": 2, "s": "y"}],
-    })
+    frame = pl.DataFrame(
+        {
+            "id": ["q1", "q2"],
+            "text": ["ünïcode\nwith newline", 'plain "quoted"'],
+            "score": [0.1 + 0.2, -1e-300],
+            "n": [1, 2],
+            "ok": [True, False],
+            "choices": [["a", "b", "c"], ["d"]],
+            "info": [{"k": 1, "s": "x"}, {"k": 2, "s": "y"}],
+        }
+    )
     path = tmp_path / f"records{suffix}"
     write_records(frame, path)
     assert read_records(path).equals(frame)
@@ -535,8 +585,10 @@ def test_jsonl_records_are_one_object_per_line(tmp_path):
     path = tmp_path / "scored.jsonl"
     write_records(pl.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "score": [1.5, float("nan")]}), path)
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == [{"id": "a", "text": "x", "score": 1.5},
-                                                    {"id": "b", "text": "y", "score": None}]
+    assert [json.loads(line) for line in lines] == [
+        {"id": "a", "text": "x", "score": 1.5},
+        {"id": "b", "text": "y", "score": None},
+    ]
 
 
 def test_write_records_replaces_atomically_and_checks_suffix(tmp_path):
@@ -562,8 +614,12 @@ def test_read_records_errors(tmp_path):
 
 
 def test_loaded_corpus_round_trips_through_records(tmp_path):
-    loaded = load(jsonl(tmp_path / "src.jsonl", [{"text": "a", "task": "t", "choices": ["x", "y"]},
-                                                 {"text": "b", "task": "u", "choices": []}]))
+    loaded = load(
+        jsonl(
+            tmp_path / "src.jsonl",
+            [{"text": "a", "task": "t", "choices": ["x", "y"]}, {"text": "b", "task": "u", "choices": []}],
+        )
+    )
     for suffix in (".jsonl", ".parquet"):
         out = tmp_path / f"norm{suffix}"
         write_records(loaded.frame, out)

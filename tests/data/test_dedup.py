@@ -40,7 +40,7 @@ def shingle_set(text: str, ngram: int) -> set[str]:
     words = ref_normalize(text).split(" ")
     if len(words) <= ngram:
         return {" ".join(words)}
-    return {" ".join(words[i:i + ngram]) for i in range(len(words) - ngram + 1)}
+    return {" ".join(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
 
 
 def jaccard(a: str, b: str, ngram: int = 5) -> float:
@@ -49,6 +49,7 @@ def jaccard(a: str, b: str, ngram: int = 5) -> float:
 
 
 # ---- the documented hash formulas, in plain Python integers -----------------------------------------
+
 
 def mix64(z: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
@@ -60,7 +61,7 @@ def ref_word_hash(word: str) -> int:
     data = word.encode("utf-8", "surrogatepass")
     h = mix64(len(data) ^ 0x5851F42D4C957F2D)
     for k in range(0, max(len(data), 1), 8):
-        h = mix64(h ^ int.from_bytes(data[k:k + 8].ljust(8, b"\0"), "little"))
+        h = mix64(h ^ int.from_bytes(data[k : k + 8].ljust(8, b"\0"), "little"))
     return h
 
 
@@ -81,12 +82,13 @@ def ref_permutations(n: int, seed: int) -> list[tuple[int, int]]:
 
 def ref_signature(text: str, ngram: int, num_perm: int, seed: int) -> list[int]:
     words = ref_normalize(text).split(" ")
-    grams = [words] if len(words) <= ngram else [words[i:i + ngram] for i in range(len(words) - ngram + 1)]
+    grams = [words] if len(words) <= ngram else [words[i : i + ngram] for i in range(len(words) - ngram + 1)]
     keys = [ref_shingle_hash(g) >> 32 for g in grams]
     return [min((a * x + b) & 0xFFFFFFFF for x in keys) for a, b in ref_permutations(num_perm, seed)]
 
 
 # ---- exact mode ---------------------------------------------------------------------------------------
+
 
 def test_exact_keeps_the_first_of_each_normalised_text():
     texts = ["The cat sat.", "A dog ran.", "the  CAT sat.", "Other text", "A dog ran.", "the cat sat.\n"]
@@ -115,20 +117,39 @@ def test_normalize_is_the_regex_definition_for_every_whitespace_character():
 
 # ---- hashes: the documented formulas, pinned ----------------------------------------------------------
 
+
 def test_word_and_shingle_hashes_follow_the_documented_formula():
     rng = random.Random(3)
     alphabet = "abcXYZ0é€Ω日本 \x00"
-    words = ["", "a", "hello", "naïve", "x" * 8, "y" * 9, "z" * 16, "w" * 17, "\ud800lone", "q" * 63, "r" * 64,
-             "é" * 40, "long" * 100]
+    words = [
+        "",
+        "a",
+        "hello",
+        "naïve",
+        "x" * 8,
+        "y" * 9,
+        "z" * 16,
+        "w" * 17,
+        "\ud800lone",
+        "q" * 63,
+        "r" * 64,
+        "é" * 40,
+        "long" * 100,
+    ]
     words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
     assert word_hashes(words).tolist() == [ref_word_hash(w) for w in words]
-    texts = ["the quick brown fox jumps over the lazy dog", "hi there", "", "one two three four five",
-             "héllo wörld ελληνικά 日本語 テキスト です ね"]
+    texts = [
+        "the quick brown fox jumps over the lazy dog",
+        "hi there",
+        "",
+        "one two three four five",
+        "héllo wörld ελληνικά 日本語 テキスト です ね",
+    ]
     hashes, offsets = shingle_hashes(texts, 3)
     for i, text in enumerate(texts):
         words = text.split(" ")
-        grams = [words] if len(words) <= 3 else [words[k:k + 3] for k in range(len(words) - 2)]
-        assert hashes[offsets[i]:offsets[i + 1]].tolist() == [ref_shingle_hash(g) for g in grams]
+        grams = [words] if len(words) <= 3 else [words[k : k + 3] for k in range(len(words) - 2)]
+        assert hashes[offsets[i] : offsets[i + 1]].tolist() == [ref_shingle_hash(g) for g in grams]
 
 
 def test_hash_helpers_on_empty_and_unnormalised_input():
@@ -142,19 +163,32 @@ def test_hash_helpers_on_empty_and_unnormalised_input():
 def test_pinned_hash_and_signature_values():
     """Known values: a change here silently changes which documents every saved spec drops."""
     assert [hex(v) for v in word_hashes(["hello", "", "naïve", "a" * 20, "Ω≈ç√"]).tolist()] == [
-        "0x65896ab10529f6fe", "0x4a042d1dc9e67966", "0x20a44e56b49352e5", "0x7f93ef8f0be7cb12",
-        "0xdf94059701770c5d"]
+        "0x65896ab10529f6fe",
+        "0x4a042d1dc9e67966",
+        "0x20a44e56b49352e5",
+        "0x7f93ef8f0be7cb12",
+        "0xdf94059701770c5d",
+    ]
     hashes, offsets = shingle_hashes(["the quick brown fox jumps over the lazy dog", "hi there"], 5)
     assert offsets.tolist() == [0, 5, 6]
     assert [hex(v) for v in hashes.tolist()] == [
-        "0x28760c54cb96f0c2", "0x172df967919d77b9", "0x9104900bf0f3b729", "0xdc7e77b12d8d1282",
-        "0xc20082e65d04687", "0x549fcb5e428566d3"]
+        "0x28760c54cb96f0c2",
+        "0x172df967919d77b9",
+        "0x9104900bf0f3b729",
+        "0xdc7e77b12d8d1282",
+        "0xc20082e65d04687",
+        "0x549fcb5e428566d3",
+    ]
     a, b = permutations(3, seed=0)
     assert a.tolist() == [3793791033, 113532185, 456755563] and b.tolist() == [1853398634, 4169906344, 1405853452]
     assert signatures(hashes, offsets, 4, seed=0).T.tolist() == [
-        [1852041437, 568146726, 57277465, 321330451], [2336396888, 822065878, 1750658390, 1993300572]]
+        [1852041437, 568146726, 57277465, 321330451],
+        [2336396888, 822065878, 1750658390, 1993300572],
+    ]
     assert signatures(hashes, offsets, 4, seed=7).T.tolist() == [
-        [962009083, 890388731, 12178423, 59023522], [3330590189, 1617421774, 4169022296, 3652826223]]
+        [962009083, 890388731, 12178423, 59023522],
+        [3330590189, 1617421774, 4169022296, 3652826223],
+    ]
 
 
 def test_signatures_match_the_definition_across_blocks_and_threads():
@@ -181,15 +215,16 @@ def test_band_collisions_follow_the_s_curve():
     j = 60 / 140
     assert abs(agree.mean() - j) < 0.01
     bands = agree.reshape(40, 3, 600).all(axis=1)  # 40 bands of 3 rows
-    assert abs(bands.mean() - j ** 3) < 0.01
+    assert abs(bands.mean() - j**3) < 0.01
     # rows are not correlated: the number of agreeing rows per pair spreads like Binomial(120, J)
     assert abs(agree.sum(axis=0).std() - math.sqrt(120 * j * (1 - j))) < 0.8
 
 
 # ---- the choice of bands and rows ---------------------------------------------------------------------
 
+
 def s_curve(s: float, b: int, r: int) -> float:
-    return 1 - (1 - s ** r) ** b
+    return 1 - (1 - s**r) ** b
 
 
 def test_bands_and_rows_promise_the_recall_at_threshold_plus_margin():
@@ -220,6 +255,7 @@ def test_bands_and_rows_minimise_the_documented_cost(t):
 
 
 # ---- near mode ----------------------------------------------------------------------------------------
+
 
 def corpus(seed: int) -> list[str]:
     rng = random.Random(seed)
@@ -252,8 +288,9 @@ def test_near_matches_brute_force_jaccard(seed, threshold, ngram):
             assert not exact
             assert best < threshold + 0.1, f"document {i} has Jaccard {best:.2f} with an earlier one but was kept"
     # no document below the threshold with every earlier one is marked, and the test has teeth
-    marked_wrongly = [i for i in range(len(texts)) if res.duplicate[i] and norm[i] not in norm[:i]
-                      and max(truth[i, :i]) < threshold]
+    marked_wrongly = [
+        i for i in range(len(texts)) if res.duplicate[i] and norm[i] not in norm[:i] and max(truth[i, :i]) < threshold
+    ]
     assert not marked_wrongly
     positives = sum(norm[i] in norm[:i] or max(truth[i, :i], default=0) >= threshold for i in range(len(texts)))
     assert 3 <= res.n_dropped <= positives < len(texts) - 20  # the test has teeth: some found, many kept
@@ -262,8 +299,8 @@ def test_near_matches_brute_force_jaccard(seed, threshold, ngram):
 def test_near_keeps_first_occurrence_and_follows_chains():
     rng = random.Random(4)
     a = doc(rng, 80)
-    b = edit(a, rng, 2)        # close to a
-    c = edit(b, rng, 2)        # close to b, maybe less to a
+    b = edit(a, rng, 2)  # close to a
+    c = edit(b, rng, 2)  # close to b, maybe less to a
     other = doc(rng, 80)
     res = find_duplicates([a, other, b, c], "near", threshold=0.7)
     assert res.duplicate.tolist() == [False, False, True, True]
@@ -286,9 +323,12 @@ def test_edge_cases():
     assert empty.duplicate.tolist() == [False, True, False, True, False]
     # shorter than ngram: one shingle, the whole text; "a b" and "a b c" share no shingle
     assert find_duplicates(["a b", "a b c", "x"], "near", threshold=0.3).n_dropped == 0
-    uni = ["Ελληνικά κείμενα με πολλές λέξεις εδώ και εκεί πάντα",
-           "ελληνικά ΚΕΊΜΕΝΑ με πολλές λέξεις εδώ και εκεί πάντα",
-           "日本語 の テキスト です ね 本当 に そう です よ", "日本語 の テキスト です ね 本当 に そう です か"]
+    uni = [
+        "Ελληνικά κείμενα με πολλές λέξεις εδώ και εκεί πάντα",
+        "ελληνικά ΚΕΊΜΕΝΑ με πολλές λέξεις εδώ και εκεί πάντα",
+        "日本語 の テキスト です ね 本当 に そう です よ",
+        "日本語 の テキスト です ね 本当 に そう です か",
+    ]
     res = find_duplicates(uni, "near", threshold=0.5, ngram=2)
     assert res.duplicate.tolist() == [False, True, False, True]  # case folded; 7 of 9 bigrams shared
     lone = find_duplicates(["a\ud800b c d e f g h", "a\ud800b c d e f g h i", "x"], "near", threshold=0.5)
@@ -318,11 +358,20 @@ def test_seed_changes_the_maps_not_the_verdict_on_clear_cases():
         assert find_duplicates(texts, "near", seed=seed).duplicate.tolist() == [False, False, True, False]
 
 
-@pytest.mark.parametrize("kwargs,words", [({"mode": "fuzzy"}, "mode"), ({"threshold": 0}, "threshold"),
-                                          ({"ngram": 0}, "ngram"), ({"threshold": 1.5}, "threshold"),
-                                          ({"threshold": "0.7"}, "threshold"), ({"num_perm": 0}, "num_perm"),
-                                          ({"num_perm": 2.5}, "num_perm"), ({"ngram": True}, "ngram"),
-                                          ({"seed": -1}, "seed")])
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        ({"mode": "fuzzy"}, "mode"),
+        ({"threshold": 0}, "threshold"),
+        ({"ngram": 0}, "ngram"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": "0.7"}, "threshold"),
+        ({"num_perm": 0}, "num_perm"),
+        ({"num_perm": 2.5}, "num_perm"),
+        ({"ngram": True}, "ngram"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_settings(kwargs, words):
     with pytest.raises(ConfigError, match=words):
         find_duplicates(["a", "b"], **kwargs)
@@ -335,8 +384,8 @@ def test_signature_filter_cutoff_is_the_binomial_tail():
 
     for k, t in ((128, 0.5), (128, 0.7), (81, 0.3), (126, 0.9), (8, 0.7)):
         c = _min_agreements(k, t)
-        tail = sum(math.comb(k, x) * t ** x * (1 - t) ** (k - x) for x in range(c))
-        more = tail + math.comb(k, c) * t ** c * (1 - t) ** (k - c)
+        tail = sum(math.comb(k, x) * t**x * (1 - t) ** (k - x) for x in range(c))
+        more = tail + math.comb(k, c) * t**c * (1 - t) ** (k - c)
         assert tail <= 1e-4 < more  # the largest count whose lower tail stays within the risk
     assert _min_agreements(128, 1.0) == 128 and _min_agreements(4, 0.5) == 0
 

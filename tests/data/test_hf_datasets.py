@@ -76,12 +76,15 @@ def test_unknown_config_names_the_option_and_the_configs(configs_folder, hf_cach
     assert "--subset NAME" in message
 
 
-@pytest.mark.parametrize("split, expected", [
-    ("train[:3]", [0, 1, 2]),
-    ("train[17:]", [17, 18, 19]),
-    ("train[5:8]", [5, 6, 7]),
-    ("train[10%:20%]", [2, 3]),
-])
+@pytest.mark.parametrize(
+    "split, expected",
+    [
+        ("train[:3]", [0, 1, 2]),
+        ("train[17:]", [17, 18, 19]),
+        ("train[5:8]", [5, 6, 7]),
+        ("train[10%:20%]", [2, 3]),
+    ],
+)
 def test_sliced_splits(configs_folder, hf_cache, split, expected):
     loaded = load_corpus(configs_folder, name="raw", split=split)
     assert texts(loaded) == [f"raw train doc {i}" for i in expected]
@@ -132,23 +135,80 @@ def test_save_to_disk_folders_take_sliced_splits(tmp_path, hf_cache):
 
 def test_import_command_with_subset_split_and_limit(tmp_path, configs_folder, hf_cache, capsys):
     out = tmp_path / "wiki.jsonl"
-    assert main(["import", "--input", str(configs_folder), "--subset", "raw", "--split", "train[:6]",
-                 "--limit", "4", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--input",
+                str(configs_folder),
+                "--subset",
+                "raw",
+                "--split",
+                "train[:6]",
+                "--limit",
+                "4",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "split train[:6] of config raw" in printed and "first 4 rows (limit)" in printed
     assert read_records(out)["text"].to_list() == [f"raw train doc {i}" for i in range(4)]
     out2 = tmp_path / "stream.parquet"
-    assert main(["import", "--input", str(configs_folder), "--name", "clean", "--split", "test", "--streaming",
-                 "--limit", "2", "--output", str(out2)]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--input",
+                str(configs_folder),
+                "--name",
+                "clean",
+                "--split",
+                "test",
+                "--streaming",
+                "--limit",
+                "2",
+                "--output",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     assert read_records(out2)["text"].to_list() == ["clean test doc 0", "clean test doc 1"]
 
 
 def test_score_command_reads_a_dataset_config(tmp_path, configs_folder):
     out = tmp_path / "scored.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "delt_engine", "score", "--input", str(configs_folder),
-                           "--subset", "raw", "--split", "test", "--streaming", "--limit", "3", "--method", "length",
-                           "--output", str(out), "--cache-dir", str(tmp_path / "c")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delt_engine",
+            "score",
+            "--input",
+            str(configs_folder),
+            "--subset",
+            "raw",
+            "--split",
+            "test",
+            "--streaming",
+            "--limit",
+            "3",
+            "--method",
+            "length",
+            "--output",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")},
+    )
     assert proc.returncode == 0, proc.stderr
     frame = read_records(out)
     assert frame["text"].to_list() == ["raw test doc 0", "raw test doc 1", "raw test doc 2"]

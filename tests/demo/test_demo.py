@@ -12,10 +12,9 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from delt_engine.demo.generate import (DEFAULT_N_DOCS, NOISE_SHARES, ensure_demo, generate_demo, sentences,
-                              write_demo)
 from delt_engine.demo.arith import ITEMS
 from delt_engine.demo.bench import ANIMAL_VERBS, VERBS
+from delt_engine.demo.generate import DEFAULT_N_DOCS, NOISE_SHARES, ensure_demo, generate_demo, sentences, write_demo
 from delt_engine.demo.world import COLOURS, CRAFTS, FOODS, HABITATS, JOBS, MATERIALS
 from delt_engine.errors import ConfigError
 from tests.conftest import ROOT
@@ -33,8 +32,7 @@ def demo():
 def test_default_sizes_columns_and_noise_fraction(demo):
     c = demo.corpus
     assert c.height == DEFAULT_N_DOCS == 2000
-    assert c.schema == {"id": pl.Utf8, "text": pl.Utf8, "kind": pl.Utf8, "is_noise": pl.Boolean,
-                        "difficulty": pl.Int64}
+    assert c.schema == {"id": pl.Utf8, "text": pl.Utf8, "kind": pl.Utf8, "is_noise": pl.Boolean, "difficulty": pl.Int64}
     assert c["id"].to_list()[:2] == ["demo-00000", "demo-00001"] and c["id"].n_unique() == 2000
     assert int(c["is_noise"].sum()) == 500
     assert set(c.filter(pl.col("is_noise"))["kind"]) == set(NOISE)
@@ -49,15 +47,20 @@ def test_lengths_are_moderate_and_spread(demo):
     words = [len(t.split()) for t in demo.corpus["text"]]
     assert 35 <= sum(words) / len(words) <= 80
     assert max(words) <= 300 and min(words) >= 3
-    by_difficulty = demo.corpus.filter(~pl.col("is_noise")).group_by("difficulty").agg(
-        pl.col("text").str.split(" ").list.len().mean().alias("w")).sort("difficulty")["w"].to_list()
+    by_difficulty = (
+        demo.corpus.filter(~pl.col("is_noise"))
+        .group_by("difficulty")
+        .agg(pl.col("text").str.split(" ").list.len().mean().alias("w"))
+        .sort("difficulty")["w"]
+        .to_list()
+    )
     assert by_difficulty == sorted(by_difficulty)  # harder documents are longer
 
 
 def test_noise_is_spread_through_the_file(demo):
     noise = demo.corpus["is_noise"].to_list()
     for q in range(4):
-        share = sum(noise[q * 500:(q + 1) * 500]) / 500
+        share = sum(noise[q * 500 : (q + 1) * 500]) / 500
         assert 0.15 < share < 0.35
 
 
@@ -79,9 +82,20 @@ def test_small_sizes_and_no_noise():
     assert int(noisy.corpus["is_noise"].sum()) == 90
 
 
-@pytest.mark.parametrize("kwargs", [{"n_docs": 19}, {"noise_fraction": 0.95}, {"noise_fraction": -0.1},
-                                    {"n_docs": 2.5}, {"n_target": 0}, {"n_benchmark": 2}, {"n_benchmark": 10**6},
-                                    {"noise_fraction": True}, {"seed": "a"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_docs": 19},
+        {"noise_fraction": 0.95},
+        {"noise_fraction": -0.1},
+        {"n_docs": 2.5},
+        {"n_target": 0},
+        {"n_benchmark": 2},
+        {"n_benchmark": 10**6},
+        {"noise_fraction": True},
+        {"seed": "a"},
+    ],
+)
 def test_bad_sizes_raise_config_error(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         generate_demo(**kwargs)
@@ -89,9 +103,14 @@ def test_bad_sizes_raise_config_error(kwargs):
 
 # ----------------------------------------------------------------------------- consistency with the world
 
+
 def _names(world):
-    return {"town": {t.name: t for t in world.towns}, "person": {p.full: p for p in world.people},
-            "animal": {a.name: a for a in world.animals}, "object": {t.name: t for t in world.things}}
+    return {
+        "town": {t.name: t for t in world.towns},
+        "person": {p.full: p for p in world.people},
+        "animal": {a.name: a for a in world.animals},
+        "object": {t.name: t for t in world.things},
+    }
 
 
 def _found(text, words):
@@ -115,8 +134,11 @@ def _checks(kind, e, world):
     if kind == "town":
         return {"river": (world.rivers, e.river), "craft": (CRAFTS, e.craft), "founder": (world.founders, e.founder)}
     if kind == "person":
-        return {"job": (JOBS, e.job), "home": ([t.name for t in world.towns], e.home),
-                "pet": ([a.name for a in world.animals], e.pet)}
+        return {
+            "job": (JOBS, e.job),
+            "home": ([t.name for t in world.towns], e.home),
+            "pet": ([a.name for a in world.animals], e.pet),
+        }
     if kind == "animal":
         return {"colour": (COLOURS, e.colour), "food": (FOODS, e.food), "habitat": (HABITATS, e.habitat)}
     return {"material": (MATERIALS, e.material), "owner": ([p.full for p in world.people], e.owner)}
@@ -153,8 +175,7 @@ def test_stories_state_true_jobs_homes_and_pets(demo):
         for job, full, home in re.findall(r"^There once was an? (\w+) named (\w+ \w+) who lived in (\w+)\.", text):
             assert (people[full].job, people[full].home) == (job, home)
             checked += 1
-        for full, home, pet, pet_name in re.findall(r"^(\w+ \w+) lived in (\w+) with (?:his|her) (\w+), (\w+)\.",
-                                                    text):
+        for full, home, pet, pet_name in re.findall(r"^(\w+ \w+) lived in (\w+) with (?:his|her) (\w+), (\w+)\.", text):
             p = people[full]
             assert (p.home, p.pet, p.pet_name) == (home, pet, pet_name)
             checked += 1
@@ -192,6 +213,7 @@ def test_near_duplicates_differ_from_a_clean_document_by_a_few_words(demo):
 
 # ----------------------------------------------------------------------------- target and benchmark
 
+
 def test_target_is_disjoint_from_the_corpus(demo):
     corpus = demo.corpus["text"].to_list()
     blob = "\n".join(corpus)
@@ -218,17 +240,28 @@ def test_benchmark_answers_are_balanced(demo):
         assert set(counts) == set(range(k)) and max(counts.values()) - min(counts.values()) <= 1
 
 
-FACT_KEYWORDS = (("river", "river"), ("founded", "founder"), ("trade that", "craft"), ("By trade", "job"),
-                 ("home town", "home"), ("pet", "pet"), ("colour", "colour"), ("food", "food"),
-                 ("Wild", "habitat"), ("material", "material"), ("owner", "owner"))
+FACT_KEYWORDS = (
+    ("river", "river"),
+    ("founded", "founder"),
+    ("trade that", "craft"),
+    ("By trade", "job"),
+    ("home town", "home"),
+    ("pet", "pet"),
+    ("colour", "colour"),
+    ("food", "food"),
+    ("Wild", "habitat"),
+    ("material", "material"),
+    ("owner", "owner"),
+)
 
 
 def test_fact_answers_are_true_in_the_world(demo):
     names = _names(demo.world)
     for item in demo.benchmark.filter(pl.col("task") == "facts").iter_rows(named=True):
         ctx = item["context"]
-        entity = next(e for table in names.values() for name, e in table.items()
-                      if re.search(rf"\b{re.escape(name)}s?\b", ctx))
+        entity = next(
+            e for table in names.values() for name, e in table.items() if re.search(rf"\b{re.escape(name)}s?\b", ctx)
+        )
         attr = next(a for word, a in FACT_KEYWORDS if word in ctx)
         true = getattr(entity, attr)
         assert item["choices"][item["answer"]] == true
@@ -279,6 +312,7 @@ def test_grammar_answers_are_the_grammatical_variant(demo):
 
 # ----------------------------------------------------------------------------- determinism and files
 
+
 def _digest(data):
     h = hashlib.sha256()
     for frame in (data.corpus, data.target, data.benchmark):
@@ -298,14 +332,17 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_output_does_not_depend_on_the_hash_seed():
-    code = ("import hashlib; from delt_engine.demo.generate import generate_demo; d = generate_demo(3, n_docs=150, "
-            "n_target=10, n_benchmark=9); print(hashlib.sha256((d.corpus.write_json() + d.target.write_json() "
-            "+ d.benchmark.write_json()).encode()).hexdigest())")
+    code = (
+        "import hashlib; from delt_engine.demo.generate import generate_demo; d = generate_demo(3, n_docs=150, "
+        "n_target=10, n_benchmark=9); print(hashlib.sha256((d.corpus.write_json() + d.target.write_json() "
+        "+ d.benchmark.write_json()).encode()).hexdigest())"
+    )
     outs = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
         outs.add(out.stdout.strip())
     assert outs == {_digest(generate_demo(3, n_docs=150, n_target=10, n_benchmark=9))}
 

@@ -21,9 +21,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     ws = Workspace(tmp_path_factory.mktemp("ws"))
-    spec = demo_spec(orderings=[{"method": "shuffle"}, {"method": "folding", "layers": 3}], seeds=[0, 1],
-                     train={"model": "tiny-test", "device": "cpu", "batch_size": 16, "max_length": 32, "steps": 6,
-                            "eval_every": 3, "eval_max_samples": 200, "vocab_size": 512})
+    spec = demo_spec(
+        orderings=[{"method": "shuffle"}, {"method": "folding", "layers": 3}],
+        seeds=[0, 1],
+        train={
+            "model": "tiny-test",
+            "device": "cpu",
+            "batch_size": 16,
+            "max_length": 32,
+            "steps": 6,
+            "eval_every": 3,
+            "eval_max_samples": 200,
+            "vocab_size": 512,
+        },
+    )
     assert spec["group_by"] == "kind"  # the demo's default
     cmp = prepare_comparison(spec, ws)
     for run_dir in cmp.run_dirs:
@@ -44,8 +55,10 @@ def test_every_evaluation_records_the_loss_of_each_kind(comparison):
         summary = read_json(run_dir / "summary.json")
         info = summary["groups"]
         assert info["group_by"] == "kind" and info["min_docs"] == 5
-        for set_name, key, overall in (("validation", "group_loss", "val_loss"),
-                                       ("target", "target_group_loss", "target_loss")):
+        for set_name, key, overall in (
+            ("validation", "group_loss", "val_loss"),
+            ("target", "target_group_loss", "target_loss"),
+        ):
             tokens = info[set_name]["tokens"]
             assert len(tokens) >= 3 and all(n >= 5 for n in info[set_name]["docs"].values())
             for r in evals:
@@ -113,12 +126,21 @@ def test_spec_group_by_is_checked_and_reaches_every_run(tmp_path):
     with pytest.raises(ConfigError, match=r"train.group_by is set by the comparison itself"):
         parse_spec(demo_spec(train={"group_by": "kind"}))
     _tiny_corpus(tmp_path)  # 60 documents with an "is_noise" column
-    spec = {"name": "tiny", "corpus": str(tmp_path / "corpus.jsonl"), "scorer": {"method": "length"},
-            "orderings": ["shuffle"], "seeds": [0], "group_by": "topic",
-            "train": {"model": "tiny-test", "steps": 2, "batch_size": 8, "max_length": 16, "vocab_size": 300}}
+    spec = {
+        "name": "tiny",
+        "corpus": str(tmp_path / "corpus.jsonl"),
+        "scorer": {"method": "length"},
+        "orderings": ["shuffle"],
+        "seeds": [0],
+        "group_by": "topic",
+        "train": {"model": "tiny-test", "steps": 2, "batch_size": 8, "max_length": 16, "vocab_size": 300},
+    }
     ws = Workspace(tmp_path / "ws")
-    with pytest.raises(ConfigError, match=r"group_by='topic': the corpus .* has no such column \(metadata columns: "
-                                          r"is_noise\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"group_by='topic': the corpus .* has no such column \(metadata columns: "
+        r"is_noise\)",
+    ):
         prepare_comparison(spec, ws)
     assert not list((tmp_path / "ws" / "comparisons").glob("*"))  # nothing half-made
     cmp = prepare_comparison({**spec, "group_by": "is_noise", "train": {**spec["train"], "group_min_docs": 2}}, ws)

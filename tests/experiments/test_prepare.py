@@ -43,13 +43,30 @@ def _corpus(folder, n: int = 80) -> None:
 
 
 def _spec(**over) -> dict:
-    spec = {"name": "recipes", "corpus": "corpus.jsonl", "target": "target.jsonl", "scorer": {"method": "length"},
-            "validation_fraction": 0.2, "seeds": [0, 1],
-            "arms": [{"label": "conventional", "selection": None, "ordering": "shuffle"},
-                     {"label": "DELT", "selection": {"method": "top-r", "ratio": 0.5},
-                      "ordering": {"method": "folding", "layers": 3}}],
-            "train": {"model": "tiny-test", "steps": 2, "batch_size": 4, "max_length": 16, "vocab_size": 300,
-                      "device": "cpu"}}
+    spec = {
+        "name": "recipes",
+        "corpus": "corpus.jsonl",
+        "target": "target.jsonl",
+        "scorer": {"method": "length"},
+        "validation_fraction": 0.2,
+        "seeds": [0, 1],
+        "arms": [
+            {"label": "conventional", "selection": None, "ordering": "shuffle"},
+            {
+                "label": "DELT",
+                "selection": {"method": "top-r", "ratio": 0.5},
+                "ordering": {"method": "folding", "layers": 3},
+            },
+        ],
+        "train": {
+            "model": "tiny-test",
+            "steps": 2,
+            "batch_size": 4,
+            "max_length": 16,
+            "vocab_size": 300,
+            "device": "cpu",
+        },
+    }
     spec.update(over)
     return spec
 
@@ -93,9 +110,14 @@ def test_one_tokenizer_trained_on_every_training_document_before_selection(prepa
     configs = [read_json(folder / "ws" / "runs" / r["id"] / "config.json") for r in cmp.manifest["runs"]]
     assert len({c["tokenizer"] for c in configs}) == 1 == len({cmp.manifest["tokenizer"]})
     # a comparison of the same corpus whose only arm keeps a small selection gets the very same tokenizer
-    again = prepare_comparison(_spec(corpus=str(folder / "corpus.jsonl"), target=str(folder / "target.jsonl"),
-                                     arms=[{"ordering": "sorting", "selection": {"method": "top-k", "k": 5}}]),
-                               Workspace(folder / "ws"))
+    again = prepare_comparison(
+        _spec(
+            corpus=str(folder / "corpus.jsonl"),
+            target=str(folder / "target.jsonl"),
+            arms=[{"ordering": "sorting", "selection": {"method": "top-k", "k": 5}}],
+        ),
+        Workspace(folder / "ws"),
+    )
     assert again.manifest["tokenizer"] == cmp.manifest["tokenizer"]
 
 
@@ -147,26 +169,44 @@ def test_scoring_and_evaluation_targets_are_disjoint(prepared):
 def test_a_separate_evaluation_file_keeps_the_whole_target_for_scoring(tmp_path):
     _corpus(tmp_path)
     (tmp_path / "eval.jsonl").write_text(json.dumps({"text": "an evaluation text of its own"}) + "\n")
-    cmp = prepare_comparison(_spec(corpus=str(tmp_path / "corpus.jsonl"), target=str(tmp_path / "target.jsonl"),
-                                   eval_target=str(tmp_path / "eval.jsonl")), Workspace(tmp_path / "ws"))
+    cmp = prepare_comparison(
+        _spec(
+            corpus=str(tmp_path / "corpus.jsonl"),
+            target=str(tmp_path / "target.jsonl"),
+            eval_target=str(tmp_path / "eval.jsonl"),
+        ),
+        Workspace(tmp_path / "ws"),
+    )
     assert cmp.manifest["score_target"] == str(tmp_path / "target.jsonl")
     assert cmp.manifest["eval_target"] == str(tmp_path / "eval.jsonl")
 
 
 def test_spec_round_trips_through_its_json(tmp_path):
     _corpus(tmp_path)
-    spec = parse_spec(_spec(corpus=str(tmp_path / "corpus.jsonl"), selection={"method": "top-k", "k": 10},
-                            arms=[{"label": "a", "ordering": "shuffle"},
-                                  {"label": "b", "selection": None, "ordering": {"method": "zigzag", "layers": 2}},
-                                  {"ordering": "sorting", "dedup": {"mode": "exact"}}]))
+    spec = parse_spec(
+        _spec(
+            corpus=str(tmp_path / "corpus.jsonl"),
+            selection={"method": "top-k", "k": 10},
+            arms=[
+                {"label": "a", "ordering": "shuffle"},
+                {"label": "b", "selection": None, "ordering": {"method": "zigzag", "layers": 2}},
+                {"ordering": "sorting", "dedup": {"mode": "exact"}},
+            ],
+        )
+    )
     assert spec.arms[0].selection.k == 10 and spec.arms[1].selection is None  # left out: the top-level one
     assert spec.labels == ["a", "b", "sorting · exact dedup"]
     assert parse_spec(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_orderings_shorthand_still_parses_old_specs():
-    spec = parse_spec({"corpus": "demo", "selection": {"method": "top-r", "ratio": 0.9},
-                       "orderings": ["shuffle", {"method": "folding", "layers": 3, "label": "FO"}]})
+    spec = parse_spec(
+        {
+            "corpus": "demo",
+            "selection": {"method": "top-r", "ratio": 0.9},
+            "orderings": ["shuffle", {"method": "folding", "layers": 3, "label": "FO"}],
+        }
+    )
     assert spec.labels == ["shuffle", "FO"] and all(a.selection.ratio == 0.9 for a in spec.arms)
     with pytest.raises(ConfigError, match="same label"):
         parse_spec({"corpus": "demo", "orderings": ["sorting", {"method": "sorting", "label": "sorting"}]})
@@ -175,9 +215,23 @@ def test_orderings_shorthand_still_parses_old_specs():
 def test_prepare_only_prints_one_train_command_per_run(tmp_path):
     _corpus(tmp_path)
     (tmp_path / "spec.json").write_text(json.dumps(_spec()))
-    out = subprocess.run([sys.executable, "-m", "delt_engine", "compare", "--spec", str(tmp_path / "spec.json"),
-                          "--workspace", str(tmp_path / "ws"), "--prepare-only"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delt_engine",
+            "compare",
+            "--spec",
+            str(tmp_path / "spec.json"),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--prepare-only",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     commands = out.stdout.strip().splitlines()
     ws = Workspace(tmp_path / "ws")

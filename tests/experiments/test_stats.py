@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from delt_engine.errors import ConfigError, DataError
 from delt_engine.experiments import forgetting, stats, tdist, verdicts
 from delt_engine.experiments.summary import export_comparison, format_table, summarize, summary_json
-from delt_engine.errors import ConfigError, DataError
 
 # Two-sided 95% / 99% Student t critical values from printed tables.
 T_TABLE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 30: 2.042, 120: 1.980}
@@ -53,7 +53,7 @@ def test_ema_matches_loop_and_is_bias_corrected():
     for v in x:
         if not np.isnan(v):
             s, k = w * s + (1 - w) * v, k + 1
-        expected.append(s / (1 - w ** k))
+        expected.append(s / (1 - w**k))
     np.testing.assert_allclose(stats.ema(x, w), expected)
     assert stats.ema([5.0, 5.0, 5.0], 0.9).tolist() == pytest.approx([5.0, 5.0, 5.0])  # no pull to 0
     np.testing.assert_allclose(stats.ema([1.0, 3.0], 0.0), [1.0, 3.0])
@@ -69,8 +69,9 @@ def _curves(spec):
 
 
 def test_align_by_tokens_interpolates_on_common_range():
-    curves = _curves({("a", "shuffle", 0): [(0, 3.0), (100, 2.0), (200, 1.0)],
-                      ("b", "shuffle", 1): [(50, 4.0), (250, 2.0)]})
+    curves = _curves(
+        {("a", "shuffle", 0): [(0, 3.0), (100, 2.0), (200, 1.0)], ("b", "shuffle", 1): [(50, 4.0), (250, 2.0)]}
+    )
     grid = stats.token_grid(curves, "target_loss", n_points=3)
     np.testing.assert_allclose(grid, [50, 125, 200])  # max of starts .. min of ends
     aligned = stats.align_by_tokens(curves, "target_loss", grid=[50, 150])
@@ -97,22 +98,41 @@ def test_aggregate_seeds_mean_and_band():
 def test_smooth_adds_ema_per_run():
     curves = _curves({("a", "x", 0): [(1, 2.0), (2, 4.0)], ("b", "x", 1): [(1, 10.0), (2, 10.0)]})
     out = stats.smooth(curves, "target_loss", weight=0.5)
-    assert out.filter(pl.col("run") == "a")["target_loss_ema"].to_list() == pytest.approx([2.0, (0.25 * 2 + 0.5 * 4) / 0.75])
+    assert out.filter(pl.col("run") == "a")["target_loss_ema"].to_list() == pytest.approx(
+        [2.0, (0.25 * 2 + 0.5 * 4) / 0.75]
+    )
     assert out.filter(pl.col("run") == "b")["target_loss_ema"].to_list() == pytest.approx([10.0, 10.0])
 
 
 def test_final_metrics_takes_last_recorded_value():
-    curves = pl.DataFrame({"run": ["a"] * 4, "arm": ["shuffle"] * 4, "seed": [0] * 4, "step": [1, 2, 2, 3],
-                           "tokens": [10, 20, 20, 30], "train_loss": [5.0, 4.0, None, 3.0],
-                           "target_loss": [None, None, 4.5, None]})
+    curves = pl.DataFrame(
+        {
+            "run": ["a"] * 4,
+            "arm": ["shuffle"] * 4,
+            "seed": [0] * 4,
+            "step": [1, 2, 2, 3],
+            "tokens": [10, 20, 20, 30],
+            "train_loss": [5.0, 4.0, None, 3.0],
+            "target_loss": [None, None, 4.5, None],
+        }
+    )
     f = stats.final_metrics(curves, ["train_loss", "target_loss"])
-    assert f.row(0, named=True) == {"run": "a", "arm": "shuffle", "seed": 0, "tokens": 30,
-                                    "train_loss": 3.0, "target_loss": 4.5}
+    assert f.row(0, named=True) == {
+        "run": "a",
+        "arm": "shuffle",
+        "seed": 0,
+        "tokens": 30,
+        "train_loss": 3.0,
+        "target_loss": 4.5,
+    }
 
 
 def _finals(arm_values):
-    rows = [{"run": f"{arm}-{s}", "arm": arm, "seed": s, "step": 1, "tokens": 100, **metrics}
-            for arm, per_seed in arm_values.items() for s, metrics in enumerate(per_seed)]
+    rows = [
+        {"run": f"{arm}-{s}", "arm": arm, "seed": s, "step": 1, "tokens": 100, **metrics}
+        for arm, per_seed in arm_values.items()
+        for s, metrics in enumerate(per_seed)
+    ]
     return stats.final_metrics(pl.DataFrame(rows), [k for k in rows[0] if k not in stats.ID_COLUMNS])
 
 
@@ -134,8 +154,12 @@ def _p_df1(t):
 
 def test_paired_verdict_detects_a_consistent_gain():
     # folding is lower by 0.10, 0.12, 0.11 on matched seeds although seeds differ by a lot
-    finals = _finals({"shuffle": [{"target_loss": 5.0}, {"target_loss": 5.5}, {"target_loss": 4.7}],
-                      "folding L=3": [{"target_loss": 4.9}, {"target_loss": 5.38}, {"target_loss": 4.59}]})
+    finals = _finals(
+        {
+            "shuffle": [{"target_loss": 5.0}, {"target_loss": 5.5}, {"target_loss": 4.7}],
+            "folding L=3": [{"target_loss": 4.9}, {"target_loss": 5.38}, {"target_loss": 4.59}],
+        }
+    )
     v = _verdict(finals, "folding L=3", "shuffle", "target_loss")
     diffs = np.array([-0.10, -0.12, -0.11])
     se = diffs.std(ddof=1) / math.sqrt(3)
@@ -144,16 +168,32 @@ def test_paired_verdict_detects_a_consistent_gain():
     assert (v.ci_low, v.ci_high) == pytest.approx((-0.11 - half, -0.11 + half), rel=1e-5)
     assert v.p == pytest.approx(_p_df2(-0.11 / se), rel=1e-9) and v.p_adjusted == v.p  # one test: Holm = raw
     assert v.verdict == "better" and v.seeds_needed is None
-    assert v.text == (f"folding L=3 is better than shuffle on target loss (Δ -0.1100, 95% CI {-0.11 - half:+.4f} to "
-                      f"{-0.11 + half:+.4f}, p = {v.p:.2g}, Holm-adjusted p = {v.p:.2g}, 3 seeds)")
-    assert v.to_dict() == {"arm": "folding L=3", "baseline": "shuffle", "metric": "target_loss", "n_seeds": 3,
-                           "delta": v.delta, "ci_low": v.ci_low, "ci_high": v.ci_high, "p": v.p,
-                           "p_adjusted": v.p_adjusted, "seeds_needed": None, "verdict": "better"}
+    assert v.text == (
+        f"folding L=3 is better than shuffle on target loss (Δ -0.1100, 95% CI {-0.11 - half:+.4f} to "
+        f"{-0.11 + half:+.4f}, p = {v.p:.2g}, Holm-adjusted p = {v.p:.2g}, 3 seeds)"
+    )
+    assert v.to_dict() == {
+        "arm": "folding L=3",
+        "baseline": "shuffle",
+        "metric": "target_loss",
+        "n_seeds": 3,
+        "delta": v.delta,
+        "ci_low": v.ci_low,
+        "ci_high": v.ci_high,
+        "p": v.p,
+        "p_adjusted": v.p_adjusted,
+        "seeds_needed": None,
+        "verdict": "better",
+    }
 
 
 def test_paired_verdict_higher_is_better_for_accuracy():
-    finals = _finals({"shuffle": [{"bench_acc_norm": 0.30}, {"bench_acc_norm": 0.40}],
-                      "sorting": [{"bench_acc_norm": 0.25}, {"bench_acc_norm": 0.351}]})
+    finals = _finals(
+        {
+            "shuffle": [{"bench_acc_norm": 0.30}, {"bench_acc_norm": 0.40}],
+            "sorting": [{"bench_acc_norm": 0.25}, {"bench_acc_norm": 0.351}],
+        }
+    )
     v = _verdict(finals, "sorting", "shuffle", "bench_acc_norm")
     # diffs -0.05, -0.049: mean -0.0495, sd 0.001/sqrt(2), se 0.0005, t = -99 on 1 dof
     assert v.p == pytest.approx(_p_df1(99.0), rel=1e-6) and v.p < 0.05
@@ -161,8 +201,12 @@ def test_paired_verdict_higher_is_better_for_accuracy():
 
 
 def test_paired_verdict_unresolved_says_so_and_estimates_seeds():
-    finals = _finals({"shuffle": [{"target_loss": 5.0}, {"target_loss": 5.0}],
-                      "sorting": [{"target_loss": 4.9}, {"target_loss": 5.2}]})
+    finals = _finals(
+        {
+            "shuffle": [{"target_loss": 5.0}, {"target_loss": 5.0}],
+            "sorting": [{"target_loss": 4.9}, {"target_loss": 5.2}],
+        }
+    )
     v = _verdict(finals, "sorting", "shuffle", "target_loss")
     # diffs -0.1, +0.2: mean 0.05, sd 0.3/sqrt(2), se 0.15, t = 1/3 on 1 dof
     assert v.p == pytest.approx(_p_df1(1 / 3), rel=1e-9) and v.verdict == "unresolved"
@@ -171,38 +215,59 @@ def test_paired_verdict_unresolved_says_so_and_estimates_seeds():
     assert v.text.endswith(f"about {v.seeds_needed} seeds would resolve a difference this size")
     one = _finals({"shuffle": [{"target_loss": 5.0}], "sorting": [{"target_loss": 4.0}]})
     v1 = _verdict(one, "sorting", "shuffle", "target_loss")
-    assert (v1.n_seeds, v1.delta, v1.p, v1.p_adjusted, v1.seeds_needed, v1.verdict) == (1, -1.0, None, None, None,
-                                                                                          "unresolved")
-    assert v1.text == ("sorting vs shuffle on target loss: not resolved with 1 seed; 1 seed leaves no spread to "
-                       "test against; run 2 or more seeds")
+    assert (v1.n_seeds, v1.delta, v1.p, v1.p_adjusted, v1.seeds_needed, v1.verdict) == (
+        1,
+        -1.0,
+        None,
+        None,
+        None,
+        "unresolved",
+    )
+    assert v1.text == (
+        "sorting vs shuffle on target loss: not resolved with 1 seed; 1 seed leaves no spread to "
+        "test against; run 2 or more seeds"
+    )
 
 
 def test_identical_differences_in_every_seed_are_not_called_a_win():
     # accuracy on a small benchmark moves in steps: 5 more right answers in both seeds is no interval
-    finals = _finals({"shuffle": [{"bench_acc_norm": 0.38}, {"bench_acc_norm": 0.40}],
-                      "folding L=3": [{"bench_acc_norm": 0.38 + 5 / 300}, {"bench_acc_norm": 0.40 + 5 / 300}]})
+    finals = _finals(
+        {
+            "shuffle": [{"bench_acc_norm": 0.38}, {"bench_acc_norm": 0.40}],
+            "folding L=3": [{"bench_acc_norm": 0.38 + 5 / 300}, {"bench_acc_norm": 0.40 + 5 / 300}],
+        }
+    )
     v = _verdict(finals, "folding L=3", "shuffle", "bench_acc_norm")
     assert v.n_seeds == 2 and v.p is None and v.verdict == "unresolved" and v.seeds_needed is None
-    assert v.text == ("folding L=3 vs shuffle on benchmark accuracy (norm): not resolved with 2 seeds; the "
-                      "difference is +0.0167 in each of the 2 seeds; with no spread between seeds there is no test, "
-                      "run more seeds")
+    assert v.text == (
+        "folding L=3 vs shuffle on benchmark accuracy (norm): not resolved with 2 seeds; the "
+        "difference is +0.0167 in each of the 2 seeds; with no spread between seeds there is no test, "
+        "run more seeds"
+    )
 
 
 def test_paired_verdict_matches_seeds_only():
-    rows = [{"run": "s0", "arm": "shuffle", "seed": 0, "target_loss": 5.0},
-            {"run": "s1", "arm": "shuffle", "seed": 1, "target_loss": 6.0},
-            {"run": "f1", "arm": "folding L=3", "seed": 1, "target_loss": 5.0},
-            {"run": "f7", "arm": "folding L=3", "seed": 7, "target_loss": 1.0}]
+    rows = [
+        {"run": "s0", "arm": "shuffle", "seed": 0, "target_loss": 5.0},
+        {"run": "s1", "arm": "shuffle", "seed": 1, "target_loss": 6.0},
+        {"run": "f1", "arm": "folding L=3", "seed": 1, "target_loss": 5.0},
+        {"run": "f7", "arm": "folding L=3", "seed": 7, "target_loss": 1.0},
+    ]
     v = _verdict(pl.DataFrame(rows), "folding L=3", "shuffle", "target_loss")
     assert v.n_seeds == 1 and v.delta == pytest.approx(-1.0)
 
 
 def test_pairing_keys_on_comparison_and_seed():
     """2 folding seeds vs 4 shuffle runs from two comparisons (same seeds 0, 1): 2 pairs, never 4."""
-    rows = [{"run": f"f{s}", "arm": "folding L=3", "comparison": "cmp-a", "seed": s, "target_loss": 4.0 + s - 0.1 * s}
-            for s in (0, 1)]
-    rows += [{"run": f"{c}-s{s}", "arm": "shuffle", "comparison": c, "seed": s, "target_loss": 4.2 + s + off}
-             for c, off in (("cmp-a", 0.0), ("cmp-b", 5.0)) for s in (0, 1)]
+    rows = [
+        {"run": f"f{s}", "arm": "folding L=3", "comparison": "cmp-a", "seed": s, "target_loss": 4.0 + s - 0.1 * s}
+        for s in (0, 1)
+    ]
+    rows += [
+        {"run": f"{c}-s{s}", "arm": "shuffle", "comparison": c, "seed": s, "target_loss": 4.2 + s + off}
+        for c, off in (("cmp-a", 0.0), ("cmp-b", 5.0))
+        for s in (0, 1)
+    ]
     curves = pl.DataFrame([{**r, "step": 1, "tokens": 100} for r in rows])
     summary = summarize(curves, baseline="shuffle", metrics=["target_loss"])
     (v,) = summary["verdicts"]
@@ -211,8 +276,24 @@ def test_pairing_keys_on_comparison_and_seed():
     assert summary["arms"]["shuffle"]["n_seeds"] == 4  # four distinct runs of the arm, none merged
     assert summary["arms"]["shuffle"]["comparisons"] == ["cmp-a", "cmp-a", "cmp-b", "cmp-b"]
     # a rerun of one (arm, comparison, seed) is one replicate: averaged, counted once
-    rerun = pl.concat([curves, pl.DataFrame([{"run": "f0-again", "arm": "folding L=3", "comparison": "cmp-a",
-                                              "seed": 0, "target_loss": 3.6, "step": 1, "tokens": 100}])])
+    rerun = pl.concat(
+        [
+            curves,
+            pl.DataFrame(
+                [
+                    {
+                        "run": "f0-again",
+                        "arm": "folding L=3",
+                        "comparison": "cmp-a",
+                        "seed": 0,
+                        "target_loss": 3.6,
+                        "step": 1,
+                        "tokens": 100,
+                    }
+                ]
+            ),
+        ]
+    )
     (v2,) = summarize(rerun, baseline="shuffle", metrics=["target_loss"])["verdicts"]
     assert v2.n_seeds == 2 and v2.delta == pytest.approx(np.mean([(4.0 + 3.6) / 2 - 4.2, -0.3]))
 
@@ -268,8 +349,10 @@ def test_seeds_needed_by_hand():
 def test_holm_runs_across_every_arm_and_metric():
     # two arms x two verdict metrics; each raw p is about 0.02-0.04 (3 seeds), so no pair survives Holm
     spread = {"target_loss": (0.0, 0.11, -0.05), "bench_acc_norm": (0.0, 0.004, -0.002)}
-    shift = {"sorting": {"target_loss": -0.2, "bench_acc_norm": 0.01},
-             "folding L=3": {"target_loss": -0.15, "bench_acc_norm": 0.008}}
+    shift = {
+        "sorting": {"target_loss": -0.2, "bench_acc_norm": 0.01},
+        "folding L=3": {"target_loss": -0.15, "bench_acc_norm": 0.008},
+    }
     table = {"shuffle": [{"target_loss": 5.0 + s, "bench_acc_norm": 0.3} for s in range(3)]}
     for arm, sh in shift.items():
         table[arm] = [{m: table["shuffle"][s][m] + sh[m] + spread[m][s] for m in spread} for s in range(3)]
@@ -292,8 +375,12 @@ def test_wording_never_claims_no_difference():
     def arms(base, other):
         return {"shuffle": [{"target_loss": b} for b in base], "x": [{"target_loss": o} for o in other]}
 
-    cases = [arms([5.0, 5.0], [4.9, 5.2]), arms([5.0, 5.0], [5.0, 5.0]),
-             arms([5.0, 6.0], [5.0 + 1e-6, 6.0 - 1e-6]), arms([5.0], [5.0])]
+    cases = [
+        arms([5.0, 5.0], [4.9, 5.2]),
+        arms([5.0, 5.0], [5.0, 5.0]),
+        arms([5.0, 6.0], [5.0 + 1e-6, 6.0 - 1e-6]),
+        arms([5.0], [5.0]),
+    ]
     for table in cases:
         (v,) = verdicts.compare_arms(_finals(table), "shuffle", ["target_loss"])
         assert v.verdict == "unresolved" and "not resolved with" in v.text
@@ -305,8 +392,9 @@ def test_wording_never_claims_no_difference():
 
 def test_p_values_and_power_against_scipy():
     """Dev-only cross-check with scipy (not a runtime dependency: add scipy to requirements-dev.txt)."""
-    stats = pytest.importorskip("scipy.stats", reason="scipy not installed; add scipy to requirements-dev.txt "
-                                                      "to cross-check the p-values")
+    stats = pytest.importorskip(
+        "scipy.stats", reason="scipy not installed; add scipy to requirements-dev.txt to cross-check the p-values"
+    )
     for df in (1, 2, 3, 4, 5, 9, 30, 120):
         for t in (0.1, 0.7, 1.5, 2.5, 4.0, 9.0):
             assert verdicts.t_test_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-14)
@@ -314,8 +402,9 @@ def test_p_values_and_power_against_scipy():
     base = rng.normal(5.0, 0.5, size=(6, 5))
     for i in range(6):
         arm = base[i] + rng.normal(-0.1, 0.1, size=5)
-        finals = _finals({"shuffle": [{"target_loss": b} for b in base[i]],
-                          "folding L=3": [{"target_loss": a} for a in arm]})
+        finals = _finals(
+            {"shuffle": [{"target_loss": b} for b in base[i]], "folding L=3": [{"target_loss": a} for a in arm]}
+        )
         v = _verdict(finals, "folding L=3", "shuffle", "target_loss")
         ref = stats.ttest_rel(arm, base[i])
         assert v.p == pytest.approx(ref.pvalue, rel=1e-8)
@@ -336,12 +425,29 @@ def _synthetic_comparison():
             shift = base + (0.01 * (seed - 1) if base else 0.0)  # the arm effect varies a little by seed
             for step in (1, 2, 3, 4):
                 tokens = step * 1000 + seed * 7  # runs see slightly different token counts
-                rows.append({"run": f"{arm}-{seed}", "arm": arm, "seed": seed, "step": step, "tokens": tokens,
-                             "train_loss": 6.0 - step * 0.5 + shift, "lr": 0.001})
-                rows.append({"run": f"{arm}-{seed}", "arm": arm, "seed": seed, "step": step, "tokens": tokens,
-                             "target_loss": 6.5 - step * 0.5 + shift + 0.01 * seed + 0.001 * seed ** 2,
-                             "bench_acc": 0.25 + 0.01 * step - shift / 10 + 0.001 * seed,
-                             "bench_acc_norm": 0.26 + 0.01 * step - shift / 10 + 0.001 * seed})
+                rows.append(
+                    {
+                        "run": f"{arm}-{seed}",
+                        "arm": arm,
+                        "seed": seed,
+                        "step": step,
+                        "tokens": tokens,
+                        "train_loss": 6.0 - step * 0.5 + shift,
+                        "lr": 0.001,
+                    }
+                )
+                rows.append(
+                    {
+                        "run": f"{arm}-{seed}",
+                        "arm": arm,
+                        "seed": seed,
+                        "step": step,
+                        "tokens": tokens,
+                        "target_loss": 6.5 - step * 0.5 + shift + 0.01 * seed + 0.001 * seed**2,
+                        "bench_acc": 0.25 + 0.01 * step - shift / 10 + 0.001 * seed,
+                        "bench_acc_norm": 0.26 + 0.01 * step - shift / 10 + 0.001 * seed,
+                    }
+                )
     return pl.DataFrame(rows)
 
 
@@ -356,7 +462,7 @@ def test_summarize_and_export(tmp_path):
     assert set(by_arm["arm"].unique()) == {"shuffle", "sorting", "folding L=3"}
     summary = json.loads(paths["summary"].read_text())
     assert summary["baseline"] == "shuffle" and "lr" not in summary["metrics"]
-    final_shuffle = [6.5 - 2.0 + 0.01 * s + 0.001 * s ** 2 for s in (0, 1, 2)]
+    final_shuffle = [6.5 - 2.0 + 0.01 * s + 0.001 * s**2 for s in (0, 1, 2)]
     got = summary["arms"]["shuffle"]["target_loss"]
     assert got["mean"] == pytest.approx(np.mean(final_shuffle))
     assert got["ci_half_width"] == pytest.approx(4.302653 * np.std(final_shuffle, ddof=1) / math.sqrt(3), rel=1e-5)
@@ -395,8 +501,10 @@ def test_format_table_lists_each_arm():
 def test_missing_columns_are_reported():
     with pytest.raises(DataError, match="lacks column"):
         stats.align_by_tokens(pl.DataFrame({"run": ["a"]}), "target_loss")
-    empty = pl.DataFrame({"run": ["a"], "arm": ["x"], "seed": [0], "step": [1], "tokens": [1],
-                          "target_loss": [None]}, schema_overrides={"target_loss": pl.Float64})
+    empty = pl.DataFrame(
+        {"run": ["a"], "arm": ["x"], "seed": [0], "step": [1], "tokens": [1], "target_loss": [None]},
+        schema_overrides={"target_loss": pl.Float64},
+    )
     with pytest.raises(DataError, match="no run has recorded"):
         stats.align_by_tokens(empty, "target_loss")
 
@@ -422,12 +530,21 @@ def _group_comparison():
                 losses = {g: v[i] + 0.1 * seed for g, v in groups.items()}
                 if arm == "folding L=3" and step == 30:
                     losses["story"] += FOLD_RISE[seed]
-                records.append({"step": step, "tokens": 100 * step + seed, "val_loss": sum(losses.values()) / 2,
-                                "group_loss": {"kind": losses},
-                                "target_group_loss": {"kind": {"story": losses["story"] + 1.0}}})
+                records.append(
+                    {
+                        "step": step,
+                        "tokens": 100 * step + seed,
+                        "val_loss": sum(losses.values()) / 2,
+                        "group_loss": {"kind": losses},
+                        "target_group_loss": {"kind": {"story": losses["story"] + 1.0}},
+                    }
+                )
                 records.append({"step": step + 1, "tokens": 100 * step + 50, "train_loss": 5.0})
-            frames.append(metrics_frame(records).select(pl.lit(f"{arm}-{seed}").alias("run"), pl.lit(arm).alias("arm"),
-                                                        pl.lit(seed).alias("seed"), pl.all()))
+            frames.append(
+                metrics_frame(records).select(
+                    pl.lit(f"{arm}-{seed}").alias("run"), pl.lit(arm).alias("arm"), pl.lit(seed).alias("seed"), pl.all()
+                )
+            )
     return pl.concat(frames, how="diagonal_relaxed")
 
 
@@ -436,24 +553,34 @@ def test_group_curves_unpack_the_flattened_group_columns():
     assert set(long["set"]) == {"validation", "target"} and set(long["column"]) == {"kind"}
     assert long.filter(pl.col("set") == "validation")["group"].unique().sort().to_list() == ["arith", "story"]
     assert long.height == 2 * 3 * 4 * 3  # arms x seeds x evaluations x (2 validation + 1 target group)
-    row = long.filter((pl.col("run") == "shuffle-1") & (pl.col("group") == "arith") & (pl.col("step") == 20)
-                      & (pl.col("set") == "validation"))
+    row = long.filter(
+        (pl.col("run") == "shuffle-1")
+        & (pl.col("group") == "arith")
+        & (pl.col("step") == 20)
+        & (pl.col("set") == "validation")
+    )
     assert row["loss"].to_list() == pytest.approx([4.1])
 
 
 def test_forgetting_by_hand():
     curves = _group_comparison()
     per_run = forgetting.forgetting_runs(curves)
-    fold0 = per_run.filter((pl.col("run") == "folding L=3-0") & (pl.col("group") == "story")
-                           & (pl.col("set") == "validation")).row(0, named=True)
-    assert (fold0["min_loss"], fold0["min_step"], fold0["final_loss"], fold0["final_step"]) == \
-        pytest.approx((3.0, 10, 4.2, 30))
+    fold0 = per_run.filter(
+        (pl.col("run") == "folding L=3-0") & (pl.col("group") == "story") & (pl.col("set") == "validation")
+    ).row(0, named=True)
+    assert (fold0["min_loss"], fold0["min_step"], fold0["final_loss"], fold0["final_step"]) == pytest.approx(
+        (3.0, 10, 4.2, 30)
+    )
     assert fold0["rise"] == pytest.approx(1.2)
     entries = forgetting.forgetting(curves, baseline="shuffle")
     assert [(e["set"], e["arm"], e["group"]) for e in entries] == [
-        ("validation", "shuffle", "arith"), ("validation", "shuffle", "story"),
-        ("validation", "folding L=3", "arith"), ("validation", "folding L=3", "story"),
-        ("target", "shuffle", "story"), ("target", "folding L=3", "story")]
+        ("validation", "shuffle", "arith"),
+        ("validation", "shuffle", "story"),
+        ("validation", "folding L=3", "arith"),
+        ("validation", "folding L=3", "story"),
+        ("target", "shuffle", "story"),
+        ("target", "folding L=3", "story"),
+    ]
     got = {(e["set"], e["arm"], e["group"]): e for e in entries}
     fold = got[("validation", "folding L=3", "story")]
     rises = [1.2 + FOLD_RISE[s] for s in (0, 1, 2)]  # the seed offset cancels within a run
@@ -464,8 +591,9 @@ def test_forgetting_by_hand():
     # paired over seeds: shuffle's story never rises, so the differences are the rises themselves
     half = 4.302653 * np.std(rises, ddof=1) / math.sqrt(3)
     assert fold["rise_delta"] == pytest.approx(np.mean(rises))
-    assert (fold["rise_delta_low"], fold["rise_delta_high"]) == pytest.approx((np.mean(rises) - half,
-                                                                               np.mean(rises) + half), rel=1e-5)
+    assert (fold["rise_delta_low"], fold["rise_delta_high"]) == pytest.approx(
+        (np.mean(rises) - half, np.mean(rises) + half), rel=1e-5
+    )
     assert fold["final_delta"] == pytest.approx(4.2 - 3.0 + 0.1)
     arith = got[("validation", "folding L=3", "arith")]
     assert arith["rise"] == pytest.approx(0.2) and arith["min_loss"] == pytest.approx(3.3)
@@ -487,8 +615,9 @@ def test_summary_and_export_carry_forgetting(tmp_path):
     table = pl.read_csv(paths["forgetting"])
     assert table.columns == list(forgetting.FORGETTING_KEYS) and table.height == 6
     bands = pl.read_csv(paths["group_curves_by_arm"])
-    story = bands.filter((pl.col("set") == "validation") & (pl.col("group") == "story")
-                         & (pl.col("arm") == "shuffle")).sort("step")
+    story = bands.filter(
+        (pl.col("set") == "validation") & (pl.col("group") == "story") & (pl.col("arm") == "shuffle")
+    ).sort("step")
     assert story["step"].to_list() == [0, 10, 20, 30]
     assert story["mean"].to_list() == pytest.approx([6.1, 4.1, 3.6, 3.1]) and set(story["n"]) == {3}
 
@@ -511,8 +640,9 @@ def test_explain_groups_tells_forgetting_from_never_learning():
     summary = summarize(_group_comparison())
     story, top = forgetting.explain_groups(summary)  # one sentence per arm against the baseline, then the largest rise
     # folding ends behind on story by 1.1 + 0.1 (0.3 on one seed of three) and most of it is a rise from 3.1
-    assert story.startswith("folding L=3 ends furthest behind shuffle on story: validation loss 4.400 against 3.100 "
-                            "(+1.300, 95% CI")
+    assert story.startswith(
+        "folding L=3 ends furthest behind shuffle on story: validation loss 4.400 against 3.100 (+1.300, 95% CI"
+    )
     assert "Most of that gap is forgetting: folding L=3 had brought story down to 3.100 and lost 1.300" in story
     assert "It ends ahead on arith (-0.100)." in story
     assert top == "The largest rise after a lowest point: folding L=3 on story, +1.300 (mean over 3 seeds)."
@@ -523,18 +653,28 @@ def test_explain_groups_tells_forgetting_from_never_learning():
 
 def test_explain_groups_when_the_arm_never_got_as_low():
     curves = _group_comparison().with_columns(
-        pl.when(pl.col("arm") == "folding L=3").then(pl.col("group_loss.kind.story") * 0 + 5.0)
-        .otherwise(pl.col("group_loss.kind.story")).alias("group_loss.kind.story"))
+        pl.when(pl.col("arm") == "folding L=3")
+        .then(pl.col("group_loss.kind.story") * 0 + 5.0)
+        .otherwise(pl.col("group_loss.kind.story"))
+        .alias("group_loss.kind.story")
+    )
     first = forgetting.explain_groups(summarize(curves))[0]
-    assert "None of it is forgetting (neither loss on story rose from its lowest point by 0.01 or more): folding " \
-           "L=3 never got as low there (lowest 5.000 against 3.100)." in first
+    assert (
+        "None of it is forgetting (neither loss on story rose from its lowest point by 0.01 or more): folding "
+        "L=3 never got as low there (lowest 5.000 against 3.100)." in first
+    )
     # a rise that is real but smaller than half the gap: "little of it"
-    curves = curves.with_columns(pl.when((pl.col("arm") == "folding L=3") & (pl.col("step") == 30))
-                                 .then(pl.col("group_loss.kind.story") + 0.2).otherwise(pl.col("group_loss.kind.story"))
-                                 .alias("group_loss.kind.story"))
+    curves = curves.with_columns(
+        pl.when((pl.col("arm") == "folding L=3") & (pl.col("step") == 30))
+        .then(pl.col("group_loss.kind.story") + 0.2)
+        .otherwise(pl.col("group_loss.kind.story"))
+        .alias("group_loss.kind.story")
+    )
     first = forgetting.explain_groups(summarize(curves))[0]
-    assert "Little of it is forgetting (folding L=3's loss there rose 0.200 from its lowest, shuffle's 0.000): " \
-           "folding L=3 never got as low on story (lowest 5.000 against 3.100)." in first
+    assert (
+        "Little of it is forgetting (folding L=3's loss there rose 0.200 from its lowest, shuffle's 0.000): "
+        "folding L=3 never got as low on story (lowest 5.000 against 3.100)." in first
+    )
 
 
 def test_explain_groups_calls_tiny_rises_unmeasurable():
@@ -544,6 +684,7 @@ def test_explain_groups_calls_tiny_rises_unmeasurable():
     for col in ("group_loss.kind.story", "group_loss.kind.arith"):
         curves = curves.with_columns(pl.when(pl.col(col).is_not_null()).then(tiny + 0.1 * pl.col("seed")).alias(col))
     last = forgetting.explain_groups(summarize(curves))[-1]
-    assert last.startswith("No arm's validation loss rose by 0.01 or more on any kind after its lowest point "
-                           "(largest: ")
+    assert last.startswith(
+        "No arm's validation loss rose by 0.01 or more on any kind after its lowest point (largest: "
+    )
     assert last.endswith(", +0.004, mean over 3 seeds): nothing measurable was forgotten.")

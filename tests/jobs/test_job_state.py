@@ -19,8 +19,17 @@ import pytest
 from delt_engine.fileio import write_json
 from delt_engine.jobs import protocol
 from delt_engine.jobs.manager import JobManager, WorkspaceSlots, _Active
-from delt_engine.jobs.protocol import (FINAL_STATES, StatusConflict, boot_id, process_start, process_state,
-                                       read_status, refresh_status, request_cancel, write_status)
+from delt_engine.jobs.protocol import (
+    FINAL_STATES,
+    StatusConflict,
+    boot_id,
+    process_start,
+    process_state,
+    read_status,
+    refresh_status,
+    request_cancel,
+    write_status,
+)
 from tests.conftest import ROOT
 from tests.jobs.test_manager import FAKE_JOB, _max_overlap, _wait_state
 
@@ -68,8 +77,11 @@ def test_process_identity_is_start_time_and_boot_id(tmp_path, sleeper):
 @pytest.mark.parametrize("wrong", ["start", "boot"])
 def test_a_reused_pid_is_reaped_as_failed_and_the_process_is_never_signalled(tmp_path, sleeper, wrong):
     start, boot = process_start(sleeper.pid), boot_id()
-    identity = {"pid_start": start + 7, "boot_id": boot} if wrong == "start" else \
-        {"pid_start": start, "boot_id": "00000000-0000-0000-0000-000000000000"}
+    identity = (
+        {"pid_start": start + 7, "boot_id": boot}
+        if wrong == "start"
+        else {"pid_start": start, "boot_id": "00000000-0000-0000-0000-000000000000"}
+    )
     running = {"state": "running", "pid": sleeper.pid, "created_at": "x", **identity}
 
     reaped = refresh_status(_run_dir(tmp_path, "a", running))
@@ -90,8 +102,16 @@ def test_a_reused_pid_is_reaped_as_failed_and_the_process_is_never_signalled(tmp
 
 @needs_proc
 def test_a_queued_job_whose_manager_pid_was_reused_is_failed(tmp_path, sleeper):
-    d = _run_dir(tmp_path, "q", {"state": "queued", "manager_pid": sleeper.pid,
-                                 "manager_start": process_start(sleeper.pid) - 1, "boot_id": boot_id()})
+    d = _run_dir(
+        tmp_path,
+        "q",
+        {
+            "state": "queued",
+            "manager_pid": sleeper.pid,
+            "manager_start": process_start(sleeper.pid) - 1,
+            "boot_id": boot_id(),
+        },
+    )
     status = refresh_status(d)
     assert status["state"] == "failed" and "pid reused after a restart" in status["error"]
 
@@ -184,15 +204,15 @@ def test_second_manager_never_cancels_a_job_that_was_launched_meanwhile(tmp_path
     d = tmp_path / "ws" / "runs" / "r"
     d.mkdir(parents=True)
     write_json(d / "config.json", {"mode": "forever"})
-    a = JobManager(command_builder=lambda job_dir, kind: [sys.executable, str(script), str(job_dir)],
-                   background=False)
+    a = JobManager(command_builder=lambda job_dir, kind: [sys.executable, str(script), str(job_dir)], background=False)
     a.submit(d)
     _wait_state(d, "running", key="t0")
     b = JobManager(background=False, grace_s=10)
     stale = iter([{"state": "queued", "manager_pid": os.getpid()}])
     real = manager_module.refresh_status
-    monkeypatch.setattr(manager_module, "refresh_status", lambda job_dir, reap=True: next(stale, None)
-                        or real(job_dir, reap))
+    monkeypatch.setattr(
+        manager_module, "refresh_status", lambda job_dir, reap=True: next(stale, None) or real(job_dir, reap)
+    )
     assert b.cancel(d) == "stopping"
     assert read_status(d)["state"] in ("running", "cancelled")
     status = b.wait([d], timeout=30)[d.resolve()]
@@ -200,7 +220,7 @@ def test_second_manager_never_cancels_a_job_that_was_launched_meanwhile(tmp_path
     a.wait([d], timeout=30)
 
 
-HAMMER = r'''
+HAMMER = r"""
 import json, os, random, sys, time
 from delt_engine.jobs.protocol import StatusConflict, write_status, STATES, FINAL_STATES
 dirs, me, go, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -218,7 +238,7 @@ for i in range(150):
     wins.append([d, state, i])
 with open(out, "w") as fh:
     json.dump(wins, fh)
-'''
+"""
 
 
 def test_processes_racing_on_transitions_never_replace_a_final_state(tmp_path):
@@ -230,13 +250,19 @@ def test_processes_racing_on_transitions_never_replace_a_final_state(tmp_path):
     for d in dirs:
         write_status(d, "running")
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, str(script), ",".join(map(str, dirs)), str(k), str(go),
-                               str(tmp_path / f"out{k}.json")], env=ENV) for k in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), ",".join(map(str, dirs)), str(k), str(go), str(tmp_path / f"out{k}.json")],
+            env=ENV,
+        )
+        for k in range(4)
+    ]
     time.sleep(1.0)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * 4
-    wins = [(d, state, k, seq) for k in range(4)
-            for d, state, seq in json.loads((tmp_path / f"out{k}.json").read_text())]
+    wins = [
+        (d, state, k, seq) for k in range(4) for d, state, seq in json.loads((tmp_path / f"out{k}.json").read_text())
+    ]
     for d in dirs:
         status = read_status(d)
         mine = [w for w in wins if w[0] == str(d)]
@@ -250,15 +276,15 @@ def test_processes_racing_on_transitions_never_replace_a_final_state(tmp_path):
         assert not lost, f"{d.name}: {len(lost)} successful writes were lost"
 
 
-FINISHER = r'''
+FINISHER = r"""
 import os, sys
 from delt_engine.jobs.protocol import write_status
 write_status(sys.argv[1], "running", pid=os.getpid())
 write_status(sys.argv[1], "done")
 os._exit(0)
-'''
+"""
 
-REAPER = r'''
+REAPER = r"""
 import os, sys, time
 from delt_engine.jobs import protocol
 real = protocol.pid_alive
@@ -270,7 +296,7 @@ dirs, stop = sys.argv[1].split(","), sys.argv[2]
 while not os.path.exists(stop):
     for d in dirs:
         protocol.refresh_status(d)
-'''
+"""
 
 
 def test_real_finishing_jobs_and_a_real_reaper_never_turn_done_into_failed(tmp_path):
@@ -281,8 +307,9 @@ def test_real_finishing_jobs_and_a_real_reaper_never_turn_done_into_failed(tmp_p
     for d in dirs:
         write_status(d, "queued")
     stop = tmp_path / "stop"
-    reapers = [subprocess.Popen([sys.executable, str(reaper), ",".join(map(str, dirs)), str(stop)], env=ENV)
-               for _ in range(2)]
+    reapers = [
+        subprocess.Popen([sys.executable, str(reaper), ",".join(map(str, dirs)), str(stop)], env=ENV) for _ in range(2)
+    ]
     try:
         time.sleep(1.5)  # the reapers are looping
         for d in dirs:
@@ -297,7 +324,7 @@ def test_real_finishing_jobs_and_a_real_reaper_never_turn_done_into_failed(tmp_p
 # ----------------------------------------------------------------------------- 3. the workspace-wide limit
 
 
-MANAGER = r'''
+MANAGER = r"""
 import os, sys, time
 from delt_engine.jobs.manager import JobManager
 script, go, dirs = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
@@ -309,7 +336,7 @@ for d in dirs:
     m.submit(d)
 states = [s["state"] for s in m.wait(dirs, timeout=120, interval_s=0.02).values()]
 assert states == ["done"] * len(dirs), states
-'''
+"""
 
 
 def test_two_managers_in_two_processes_share_the_workspace_limit(tmp_path):
@@ -328,8 +355,10 @@ def test_two_managers_in_two_processes_share_the_workspace_limit(tmp_path):
             group.append(d)
         groups.append(group)
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, str(manager), str(script), str(go), ",".join(map(str, g))], env=ENV)
-             for g in groups]
+    procs = [
+        subprocess.Popen([sys.executable, str(manager), str(script), str(go), ",".join(map(str, g))], env=ENV)
+        for g in groups
+    ]
     time.sleep(1.0)
     go.touch()
     assert [p.wait(timeout=180) for p in procs] == [0, 0]
@@ -357,14 +386,16 @@ def test_a_live_lease_holds_the_slot_and_a_stale_one_is_reclaimed(tmp_path, slee
     write_json(d / "config.json", {"sleep_s": 0.05})
     leases = tmp_path / "ws" / "cache" / "jobs" / "leases"
     # a stale lease (its pid was reused by the sleeper) and a damaged one: both reclaimed
-    write_json(leases / "runs-stale.json", {"pid": sleeper.pid, "pid_start": process_start(sleeper.pid) + 3,
-                                            "boot_id": boot_id()})
+    write_json(
+        leases / "runs-stale.json",
+        {"pid": sleeper.pid, "pid_start": process_start(sleeper.pid) + 3, "boot_id": boot_id()},
+    )
     (leases / "runs-damaged.json").write_text("{")
     # a live lease of another process's job (the sleeper stands in for it)
-    write_json(leases / "runs-other.json", {"pid": sleeper.pid, "pid_start": process_start(sleeper.pid),
-                                            "boot_id": boot_id()})
-    m = JobManager(command_builder=lambda job_dir, kind: [sys.executable, str(script), str(job_dir)],
-                   background=False)
+    write_json(
+        leases / "runs-other.json", {"pid": sleeper.pid, "pid_start": process_start(sleeper.pid), "boot_id": boot_id()}
+    )
+    m = JobManager(command_builder=lambda job_dir, kind: [sys.executable, str(script), str(job_dir)], background=False)
     m.submit(d)
     assert read_status(d)["state"] == "queued" and m.queued() == [d.resolve()]  # the only slot is taken
     assert sorted(p.name for p in leases.glob("*.json")) == ["runs-other.json"]
@@ -391,12 +422,15 @@ def test_slots_count_per_workspace_and_explicit_workspace(tmp_path):
 # ----------------------------------------------------------------------------- 4. damaged status files
 
 
-@pytest.mark.parametrize("status", [
-    {"state": "running", "pid": "abc"},
-    {"state": "running", "pid": [1]},
-    {"state": "queued", "manager_pid": "x1"},
-    {"state": "runnning"},
-])
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"state": "running", "pid": "abc"},
+        {"state": "running", "pid": [1]},
+        {"state": "queued", "manager_pid": "x1"},
+        {"state": "runnning"},
+    ],
+)
 def test_a_status_that_is_not_valid_is_a_damaged_entry(tmp_path, status):
     d = _run_dir(tmp_path, "bad", status)
     before = (d / "status.json").read_bytes()
@@ -419,6 +453,11 @@ def test_ui_is_active_only_for_queued_and_running():
     from ui.jobs import is_active
 
     assert is_active({"state": "queued"}) and is_active({"state": "running"})
-    for status in ({}, {"state": "unknown", "damaged": True}, {"state": "done"}, {"state": "failed"},
-                   {"error": "no state"}):
+    for status in (
+        {},
+        {"state": "unknown", "damaged": True},
+        {"state": "done"},
+        {"state": "failed"},
+        {"error": "no state"},
+    ):
         assert not is_active(status), status

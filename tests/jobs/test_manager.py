@@ -16,7 +16,7 @@ from delt_engine.fileio import write_json
 from delt_engine.jobs.manager import JobManager, engine_command
 from delt_engine.jobs.protocol import read_status, write_status
 
-FAKE_JOB = r'''
+FAKE_JOB = r"""
 import os, signal, sys, time
 from delt_engine.fileio import read_json
 from delt_engine.jobs.protocol import StopFlag, write_status
@@ -39,7 +39,7 @@ if mode == "crash":
     print("boom: the fake job broke", flush=True)
     sys.exit(3)
 write_status(job_dir, "done", t1=time.time())
-'''
+"""
 
 
 @pytest.fixture
@@ -193,8 +193,11 @@ def test_killed_job_is_failed_with_signal(fake):
 def test_cancel_job_started_by_another_process(fake):
     builder, make = fake
     d = make("a", mode="forever")
-    proc = subprocess.Popen(builder(d, "train"), start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(__import__("delt_engine").__path__[0] + "/..")})
+    proc = subprocess.Popen(
+        builder(d, "train"),
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(__import__("delt_engine").__path__[0] + "/..")},
+    )
     try:
         _wait_state(d, "running", key="t0")
         m = JobManager(background=False, grace_s=5)
@@ -255,7 +258,7 @@ def test_shared_manager_is_one_per_process():
         first.max_concurrent = limit
 
 
-GPU_JOB = r'''
+GPU_JOB = r"""
 import os, sys, time
 from delt_engine.fileio import read_json
 from delt_engine.jobs.protocol import write_status
@@ -265,7 +268,7 @@ with open(os.path.join(job_dir, "gpu.txt"), "w") as fh:
     fh.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
 time.sleep(read_json(os.path.join(job_dir, "config.json"))["sleep_s"])
 write_status(job_dir, "done")
-'''
+"""
 
 
 def test_jobs_spread_over_several_gpus_one_each(tmp_path, fake, monkeypatch):
@@ -273,8 +276,12 @@ def test_jobs_spread_over_several_gpus_one_each(tmp_path, fake, monkeypatch):
     script = tmp_path / "gpu_job.py"
     script.write_text(GPU_JOB)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # what the app was started with; a job gets its own
-    mgr = JobManager(max_concurrent=2, command_builder=lambda d, kind: [sys.executable, str(script), str(d)],
-                     gpus=["3", "5"], poll_interval_s=0.05)
+    mgr = JobManager(
+        max_concurrent=2,
+        command_builder=lambda d, kind: [sys.executable, str(script), str(d)],
+        gpus=["3", "5"],
+        poll_interval_s=0.05,
+    )
     dirs = [make("a", sleep_s=0.3), make("b", sleep_s=3.0), make("c", sleep_s=0.1)]
     for d in dirs:
         mgr.submit(d)

@@ -10,9 +10,9 @@ import pytest
 
 from delt_engine.errors import ConfigError, DeltError
 from delt_engine.fileio import read_json, write_json
+from delt_engine.jobs import trackers
 from delt_engine.jobs.protocol import read_status
 from delt_engine.jobs.train_job import train, train_run
-from delt_engine.jobs import trackers
 from delt_engine.training.config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,14 +22,27 @@ WORDS = "the cat sat on a mat dog ran far away big small red blue green tree hou
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    rows = [{"id": f"d{i}", "text": " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(3 + i % 9)),
-             "score": i / 10} for i in range(12)]
+    rows = [
+        {
+            "id": f"d{i}",
+            "text": " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(3 + i % 9)),
+            "score": i / 10,
+        }
+        for i in range(12)
+    ]
     (root / "ordered.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     # a group value MLflow cannot take as it is: "(missing)" (the documents without a kind)
     val = [{"text": r["text"], **({"kind": ["story", "fact"][i % 2]} if i % 3 else {})} for i, r in enumerate(rows)]
     (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in val))
-    items = [{"task": "facts" if i < 3 else "grammar", "context": "the cat" if i % 2 else "",
-              "choices": ["sat on", "ran far"], "answer": i % 2} for i in range(6)]
+    items = [
+        {
+            "task": "facts" if i < 3 else "grammar",
+            "context": "the cat" if i % 2 else "",
+            "choices": ["sat on", "ran far"],
+            "answer": i % 2,
+        }
+        for i in range(6)
+    ]
     (root / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     return root
 
@@ -40,11 +53,24 @@ def no_tracking_uri(monkeypatch):
 
 
 def _config(data, **kw) -> RunConfig:
-    base = dict(input=str(data / "ordered.jsonl"), model="tiny-test", cache_dir=str(data / "cache"), batch_size=4,
-                max_length=16, device="cpu", lr=1e-2, steps=6, epochs=None, eval_every=2,
-                validation=str(data / "val.jsonl"), benchmark=str(data / "bench.jsonl"), group_by="kind",
-                group_min_docs=1, report_to=("tensorboard", "mlflow"),
-                provenance={"comparison": "cmp-t", "arm": "folding L=3", "seed": 1})
+    base = dict(
+        input=str(data / "ordered.jsonl"),
+        model="tiny-test",
+        cache_dir=str(data / "cache"),
+        batch_size=4,
+        max_length=16,
+        device="cpu",
+        lr=1e-2,
+        steps=6,
+        epochs=None,
+        eval_every=2,
+        validation=str(data / "val.jsonl"),
+        benchmark=str(data / "bench.jsonl"),
+        group_by="kind",
+        group_min_docs=1,
+        report_to=("tensorboard", "mlflow"),
+        provenance={"comparison": "cmp-t", "arm": "folding L=3", "seed": 1},
+    )
     base.update(kw)
     return RunConfig(**base)
 
@@ -95,8 +121,10 @@ def mlflow_run(store, experiment: str):
 
 
 def mlflow_series(client, run) -> dict[str, list[tuple[int, float]]]:
-    return {name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
-            for name in run.data.metrics}
+    return {
+        name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+        for name in run.data.metrics
+    }
 
 
 def test_report_to_is_validated_and_round_trips():
@@ -115,11 +143,19 @@ def test_report_to_is_validated_and_round_trips():
 
 def test_one_value_per_name_and_step_the_first():
     stream = trackers.ScalarStream()
-    assert stream.scalars({"step": 2, "tokens": 60, "train_loss": 5.0, "lr": 1e-3, "elapsed_s": 0.2,
-                           "batch_score": None}) == (2, {"tokens": 60.0, "train_loss": 5.0, "lr": 1e-3})
-    assert stream.scalars({"step": 2, "tokens": 60, "val_loss": 4.0, "elapsed_s": 0.3, "bench": {"a": {"acc": 0.5}},
-                           "group_loss": {"kind": {"(missing)": 4.5}}}) == (
-        2, {"val_loss": 4.0, "bench.a.acc": 0.5, "group_loss.kind.(missing)": 4.5})
+    assert stream.scalars(
+        {"step": 2, "tokens": 60, "train_loss": 5.0, "lr": 1e-3, "elapsed_s": 0.2, "batch_score": None}
+    ) == (2, {"tokens": 60.0, "train_loss": 5.0, "lr": 1e-3})
+    assert stream.scalars(
+        {
+            "step": 2,
+            "tokens": 60,
+            "val_loss": 4.0,
+            "elapsed_s": 0.3,
+            "bench": {"a": {"acc": 0.5}},
+            "group_loss": {"kind": {"(missing)": 4.5}},
+        }
+    ) == (2, {"val_loss": 4.0, "bench.a.acc": 0.5, "group_loss.kind.(missing)": 4.5})
     assert stream.scalars({"step": 3, "tokens": 90}) == (3, {"tokens": 90.0})
     assert stream.scalars({"tokens": 5}) is None
     assert trackers.mlflow_name("group_loss.kind.(missing)") == "group_loss.kind._missing_"
@@ -131,8 +167,18 @@ def test_live_run_logs_the_same_values_as_metrics_jsonl(data, tmp_path):
     summary = train(_config(data), run_dir)
     assert summary["state"] == "done"
     expected = expected_series(run_dir)
-    assert {"train_loss", "lr", "tokens", "val_loss", "bench_acc", "bench_acc_norm", "bench.facts.acc",
-            "bench.grammar.acc_norm", "group_loss.kind.story", "group_loss.kind.(missing)"} <= set(expected)
+    assert {
+        "train_loss",
+        "lr",
+        "tokens",
+        "val_loss",
+        "bench_acc",
+        "bench_acc_norm",
+        "bench.facts.acc",
+        "bench.grammar.acc_norm",
+        "group_loss.kind.story",
+        "group_loss.kind.(missing)",
+    } <= set(expected)
     assert [s for s, _ in expected["val_loss"]] == [0, 2, 4, 6] and len(expected["train_loss"]) == 6
 
     # TensorBoard: the run's tb/ folder, read by TensorBoard's own reader (32-bit floats)
@@ -143,8 +189,12 @@ def test_live_run_logs_the_same_values_as_metrics_jsonl(data, tmp_path):
     assert run.info.status == "FINISHED" and run.info.run_name == "folding L=3 s1"
     assert mlflow_series(client, run) == {trackers.mlflow_name(k): v for k, v in expected.items()}
     tags = run.data.tags
-    assert (tags["comparison"], tags["arm"], tags["seed"], tags["delt.run_id"]) == ("cmp-t", "folding L=3", "1",
-                                                                                    "run-live")
+    assert (tags["comparison"], tags["arm"], tags["seed"], tags["delt.run_id"]) == (
+        "cmp-t",
+        "folding L=3",
+        "1",
+        "run-live",
+    )
     params = run.data.params
     assert params["lr"] == "0.01" and params["report_to"] == '["tensorboard", "mlflow"]'
     assert params["provenance.arm"] == "folding L=3" and params["validation"] == str(data / "val.jsonl")
@@ -156,8 +206,9 @@ def test_live_run_logs_the_same_values_as_metrics_jsonl(data, tmp_path):
 def test_cancelled_run_closes_its_trackers_with_what_it_recorded(data, tmp_path):
     run_dir = tmp_path / "ws" / "runs" / "run-cancel"
     done = []
-    summary = train(_config(data), run_dir, on_step=lambda info: done.append(info["step"]),
-                    should_stop=lambda: len(done) >= 3)
+    summary = train(
+        _config(data), run_dir, on_step=lambda info: done.append(info["step"]), should_stop=lambda: len(done) >= 3
+    )
     assert summary["state"] == "cancelled" and summary["steps"] == 3
     expected = expected_series(run_dir)
     assert max(s for points in expected.values() for s, _ in points) == 3
@@ -174,6 +225,7 @@ def test_failed_run_closes_its_trackers_failed(data, tmp_path):
     def crash(step, ids):
         if step == 4:
             raise RuntimeError("boom at step 4")
+
     with pytest.raises(RuntimeError, match="boom"):
         train(_config(data, report_to=("mlflow", "tensorboard"), provenance={}), run_dir, on_batch=crash)
     expected = expected_series(run_dir)
@@ -189,6 +241,7 @@ def test_failed_run_closes_its_trackers_failed(data, tmp_path):
 def test_a_failing_tracker_never_stops_the_run(data, tmp_path, monkeypatch, capfd):
     def broken(self, step, scalars, wall_time=None):
         raise OSError("No space left on device")
+
     monkeypatch.setattr(trackers.TensorBoardWriter, "log", broken)
     run_dir = tmp_path / "ws" / "runs" / "run-broken"
     summary = train(_config(data, steps=2), run_dir)

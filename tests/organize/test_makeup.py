@@ -4,20 +4,23 @@ worked out by hand."""
 import polars as pl
 import pytest
 
-from delt_engine.errors import ConfigError, DataError
 from delt_engine.data.corpus import group_label
+from delt_engine.errors import ConfigError, DataError
 from delt_engine.organize.makeup import default_window, makeup_table, stream_makeup
 from delt_engine.organize.ordering import order
 
 # Nine documents scored 0..8; the six easiest are "a", the three hardest "b" (as noise or hard kinds
 # often sit at one end of a score).
-TOY = pl.DataFrame({"id": [f"d{i}" for i in range(9)], "score": [float(i) for i in range(9)],
-                    "kind": ["a"] * 6 + ["b"] * 3})
+TOY = pl.DataFrame(
+    {"id": [f"d{i}" for i in range(9)], "score": [float(i) for i in range(9)], "kind": ["a"] * 6 + ["b"] * 3}
+)
 
 
 def _rows(makeup):
-    return [(r["start_step"], r["end_step"], r["group"], r["n_docs"], r["share"], r["mean_score"])
-            for r in makeup.iter_rows(named=True)]
+    return [
+        (r["start_step"], r["end_step"], r["group"], r["n_docs"], r["share"], r["mean_score"])
+        for r in makeup.iter_rows(named=True)
+    ]
 
 
 def test_folding_l3_makeup_matches_the_hand_table():
@@ -27,9 +30,12 @@ def test_folding_l3_makeup_matches_the_hand_table():
     # batch size 2 -> 5 steps (the last holds one document); windows of 2 steps = 4 documents
     got = stream_makeup(folded, "kind", batch_size=2, window_steps=2)
     assert _rows(got) == [
-        (1, 2, "a", 3, 0.75, 2.5), (1, 2, "b", 1, 0.25, 2.5),   # 0 3 6 1
-        (3, 4, "a", 3, 0.75, 4.5), (3, 4, "b", 1, 0.25, 4.5),   # 4 7 2 5
-        (5, 5, "a", 0, 0.0, 8.0), (5, 5, "b", 1, 1.0, 8.0),     # 8
+        (1, 2, "a", 3, 0.75, 2.5),
+        (1, 2, "b", 1, 0.25, 2.5),  # 0 3 6 1
+        (3, 4, "a", 3, 0.75, 4.5),
+        (3, 4, "b", 1, 0.25, 4.5),  # 4 7 2 5
+        (5, 5, "a", 0, 0.0, 8.0),
+        (5, 5, "b", 1, 1.0, 8.0),  # 8
     ]
     assert got["window"].to_list() == [0, 0, 1, 1, 2, 2]
 
@@ -78,8 +84,10 @@ def test_describe_makeup_names_the_most_uneven_window():
     # largest gap (67 points) is b in step 3 and a's gap in steps 1-2 is 33 points
     assert describe_makeup(sorted_, "sorting") == "In sorting, step 3 is 100% b (33% of the whole stream)."
     even = stream_makeup(pl.DataFrame({"id": list("abcdef"), "kind": ["x", "y"] * 3}), "kind", 2, 1)
-    assert describe_makeup(even, "shuffle") == ("In shuffle, no window's mix strays from the whole stream's by more "
-                                                "than chance would (largest: step 1, 50% x against 50%).")
+    assert describe_makeup(even, "shuffle") == (
+        "In shuffle, no window's mix strays from the whole stream's by more "
+        "than chance would (largest: step 1, 50% x against 50%)."
+    )
     # 4 documents per window: even 3 of 4 "x" (75% against 50%) is within twice the binomial spread (50 points)
     lumpy = stream_makeup(pl.DataFrame({"id": list("abcdefgh"), "kind": list("xxxyxyyy")}), "kind", 4, 1)
     assert "by more than chance would (largest: step 1, 75% x against 50%)" in describe_makeup(lumpy, "shuffle")

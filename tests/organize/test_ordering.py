@@ -5,8 +5,16 @@ import polars as pl
 import pytest
 
 from delt_engine.errors import ConfigError, DataError
-from delt_engine.organize.ordering import (ORDERINGS, PACKED_SORT_MIN, WINDOW_SHUFFLE, layer_sizes, layout, order,
-                                  order_indices, stable_argsort)
+from delt_engine.organize.ordering import (
+    ORDERINGS,
+    PACKED_SORT_MIN,
+    WINDOW_SHUFFLE,
+    layer_sizes,
+    layout,
+    order,
+    order_indices,
+    stable_argsort,
+)
 
 
 def brute_force(scores, method, layers=3, descending=False):
@@ -59,7 +67,7 @@ def test_fast_stable_argsort_equals_numpy_stable(kind):
         "uniform": rng.random(n),
         "signed": rng.normal(size=n),
         "few values": rng.integers(-5, 5, size=n).astype(float),
-        "near ties": 1.0 + rng.integers(0, 64, size=n) * 2.0 ** -52,  # differ only in the lowest bits
+        "near ties": 1.0 + rng.integers(0, 64, size=n) * 2.0**-52,  # differ only in the lowest bits
         "signed zeros": np.where(rng.random(n) < 0.5, -0.0, 0.0) + rng.integers(0, 2, size=n),
         "wide": rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, size=n),
         "equal": np.full(n, 2.5),
@@ -143,7 +151,7 @@ def test_window_shuffle_keeps_blocks(method):
     windowed = order_indices(scores, method, window=w, seed=4)
     assert is_permutation(windowed, n) and windowed.tolist() != base.tolist()
     for start in range(0, n, w):  # last block (20..22) is shorter
-        assert sorted(windowed[start:start + w].tolist()) == sorted(base[start:start + w].tolist())
+        assert sorted(windowed[start : start + w].tolist()) == sorted(base[start : start + w].tolist())
     assert order_indices(scores, method, window=w, seed=4).tolist() == windowed.tolist()
     assert order_indices(scores, method, window=1, seed=4).tolist() == base.tolist()
 
@@ -154,8 +162,9 @@ def test_window_larger_than_n_shuffles_everything():
 
 
 def test_order_frame_adds_position_and_layer():
-    frame = pl.DataFrame({"id": [f"d{i}" for i in range(7)], "score": [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0],
-                          "layer": ["old"] * 7})
+    frame = pl.DataFrame(
+        {"id": [f"d{i}" for i in range(7)], "score": [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0], "layer": ["old"] * 7}
+    )
     out = order(frame, "folding", layers=3)
     assert out["id"].to_list() == ["d6", "d3", "d0", "d5", "d2", "d4", "d1"]
     assert out["position"].to_list() == list(range(7))
@@ -184,7 +193,7 @@ def test_batch_means_match_brute_force():
     scores = np.random.default_rng(5).random(23)
     out = layout(scores, "zigzag", layers=3)
     for size in (1, 4, 23, 50):
-        expected = [float(np.mean(out.scores[i:i + size])) for i in range(0, 23, size)]
+        expected = [float(np.mean(out.scores[i : i + size])) for i in range(0, 23, size)]
         assert np.allclose(out.batch_means(size), expected)
     with pytest.raises(ConfigError):
         out.batch_means(0)

@@ -56,17 +56,19 @@ def test_all_equal_scores_keep_the_first_rows():
 @pytest.mark.parametrize("higher", [True, False])
 def test_matches_brute_force_on_random_scores_with_ties(higher):
     rng = np.random.default_rng(3)
-    for trial in range(40):
+    for _trial in range(40):
         n = int(rng.integers(1, 60))
         scores = rng.integers(-4, 5, size=n).astype(float).tolist()  # few values: many ties
         k = int(rng.integers(1, n + 3))
         ratio = float(rng.integers(1, 11)) / 10
         t = float(rng.integers(-4, 5)) + 0.5 * float(rng.integers(0, 2))
-        assert select_indices(scores, "top-k", k=k, higher_is_better=higher).tolist() == \
-            brute_force(scores, "top-k", k=k, higher_is_better=higher)
+        assert select_indices(scores, "top-k", k=k, higher_is_better=higher).tolist() == brute_force(
+            scores, "top-k", k=k, higher_is_better=higher
+        )
         if math.floor(ratio * n + 1e-9) > 0:
-            assert select_indices(scores, "top-r", ratio=ratio, higher_is_better=higher).tolist() == \
-                brute_force(scores, "top-r", ratio=ratio, higher_is_better=higher)
+            assert select_indices(scores, "top-r", ratio=ratio, higher_is_better=higher).tolist() == brute_force(
+                scores, "top-r", ratio=ratio, higher_is_better=higher
+            )
         expected = brute_force(scores, "threshold", threshold=t, higher_is_better=higher)
         if expected:
             assert select_indices(scores, "threshold", threshold=t, higher_is_better=higher).tolist() == expected

@@ -7,12 +7,18 @@ import polars as pl
 import pytest
 import torch
 
+from delt_engine.data.tokenizer import train_tokenizer
 from delt_engine.errors import Cancelled
 from delt_engine.models.presets import build_model
 from delt_engine.scoring import SCORERS, ScoreContext
-from delt_engine.scoring.baselines import (PERPLEXITY_WARMUP, compression_ratio, score_compression, score_length,
-                                           score_perplexity, score_random)
-from delt_engine.data.tokenizer import train_tokenizer
+from delt_engine.scoring.baselines import (
+    PERPLEXITY_WARMUP,
+    compression_ratio,
+    score_compression,
+    score_length,
+    score_perplexity,
+    score_random,
+)
 
 PROSE = [
     "The river bends twice before it reaches the old mill, where herons wait in the reeds.",
@@ -74,7 +80,8 @@ def test_compression_formula_matches_gzip_by_hand():
         assert (n_bytes, gz) == (len(raw), len(packed))
         assert score == pytest.approx(len(packed) / len(raw), rel=1e-12)
     assert compression_ratio("naïve café") == pytest.approx(
-        len(gzip.compress("naïve café".encode(), 9, mtime=0)) / len("naïve café".encode()))
+        len(gzip.compress("naïve café".encode(), 9, mtime=0)) / len("naïve café".encode())
+    )
 
 
 def test_compression_ranks_boilerplate_below_prose():
@@ -100,8 +107,14 @@ def brute_force_perplexity(model, tokenizer, text, max_length):
 def test_perplexity_matches_brute_force(tokenizer):
     max_length = 24
     out = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=max_length, batch_size=4, seed=5, options=COLD))
-    model = build_model("tiny-test", vocab_size=len(tokenizer), seed=5, device="cpu",
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).eval()
+    model = build_model(
+        "tiny-test",
+        vocab_size=len(tokenizer),
+        seed=5,
+        device="cpu",
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ).eval()
     assert out["id"].to_list() == [f"s{i}" for i in range(len(TEXTS))]
     for text, score, loss, n_tok in zip(TEXTS, out["score"], out["loss"], out["n_tokens"]):
         ref_loss, ref_ppl, ref_n = brute_force_perplexity(model, tokenizer, text, max_length)
@@ -117,8 +130,9 @@ def test_perplexity_independent_of_batch_size_and_padding(tokenizer):
         other = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=32, batch_size=bs, options=COLD))
         assert other["score"].to_list() == pytest.approx(base["score"].to_list(), rel=1e-5)
     # A much longer neighbour widens every batch it joins (more padding); nobody else's score moves.
-    padded = score_perplexity(make_ctx(TEXTS + [" ".join(PROSE)], tokenizer=tokenizer, max_length=32, batch_size=16,
-                                       options=COLD))
+    padded = score_perplexity(
+        make_ctx(TEXTS + [" ".join(PROSE)], tokenizer=tokenizer, max_length=32, batch_size=16, options=COLD)
+    )
     assert padded["score"].to_list()[:-1] == pytest.approx(base["score"].to_list(), rel=1e-5)
 
 
@@ -146,8 +160,14 @@ def test_perplexity_warms_the_proxy_up_by_default_as_lqs_does(tokenizer):
     assert PERPLEXITY_WARMUP == {"warmup_steps": LQSConfig.warmup_steps, "warmup_lr": LQSConfig.warmup_lr}
     default = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=24, batch_size=4, seed=2))
     cold = score_perplexity(make_ctx(tokenizer=tokenizer, max_length=24, batch_size=4, seed=2, options=COLD))
-    model = build_model("tiny-test", vocab_size=len(tokenizer), seed=2, device="cpu",
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = build_model(
+        "tiny-test",
+        vocab_size=len(tokenizer),
+        seed=2,
+        device="cpu",
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     samples = prepare_samples(make_ctx(tokenizer=tokenizer, max_length=24), tokenizer)
     warm_up(model, samples, steps=LQSConfig.warmup_steps, lr=LQSConfig.warmup_lr, batch_size=4, seed=2)
     model.eval()

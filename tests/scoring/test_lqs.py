@@ -1,5 +1,6 @@
 """LQS/PDS scorers: config, data order, combination, rank statistics, end-to-end on the tiny-test preset."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,19 +8,31 @@ import polars as pl
 import pytest
 import torch
 
+from delt_engine.data.tokenizer import train_tokenizer
 from delt_engine.errors import Cancelled, ConfigError, DataError, JobError
 from delt_engine.models.losses import sample_losses_from_logits
 from delt_engine.scoring import ScoreContext, score
 from delt_engine.scoring import lqs as lqs_module
 from delt_engine.scoring.distill import auroc, rankdata, spearman
 from delt_engine.scoring.lqs import LQSConfig, memory_error, run_lqs, score_lqs
-from delt_engine.scoring.lqs_core import (LQSParts, batch_schedule, combine, contribution_steps, length_chunks,
-                                          next_checkpoint, sample_losses)
-from delt_engine.data.tokenizer import train_tokenizer
+from delt_engine.scoring.lqs_core import (
+    LQSParts,
+    batch_schedule,
+    combine,
+    contribution_steps,
+    length_chunks,
+    next_checkpoint,
+    sample_losses,
+)
 
-CLEAN = [f"The {a} cat sat on the {b} mat and looked at the {c} bird." for a, b, c in
-         zip(["red", "old", "small", "grey", "black", "lazy"] * 2, ["blue", "warm", "new", "soft"] * 3,
-             ["green", "tiny", "loud"] * 4)]
+CLEAN = [
+    f"The {a} cat sat on the {b} mat and looked at the {c} bird."
+    for a, b, c in zip(
+        ["red", "old", "small", "grey", "black", "lazy"] * 2,
+        ["blue", "warm", "new", "soft"] * 3,
+        ["green", "tiny", "loud"] * 4,
+    )
+]
 NOISE = ["zq xj vv kk pp qq zz " * 3, "Click here! Subscribe now! " * 4, "", "The cat the the the mat mat bird"]
 TEXTS = CLEAN + NOISE
 TARGET = ["The old cat sat on the warm mat.", "A small bird looked at the black cat.", "The grey cat sat."]
@@ -39,8 +52,7 @@ def make_ctx(tokenizer, texts=TEXTS, **kw):
     kw.setdefault("target_texts", TARGET)
     kw.setdefault("options", dict(OPTIONS))
     kw.setdefault("device", "cpu")
-    return ScoreContext(frame=frame, model="tiny-test", tokenizer=tokenizer, max_length=24,
-                        batch_size=4, **kw)
+    return ScoreContext(frame=frame, model="tiny-test", tokenizer=tokenizer, max_length=24, batch_size=4, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +69,27 @@ def scored(tokenizer):
 def test_config_defaults_are_valid_and_frozen():
     cfg = LQSConfig()
     assert cfg.steps >= cfg.delta and cfg.warmup_steps > 0 and cfg.final_norm == "paper"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.steps = 3
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("steps", 5, "delta"), ("eta", 0.0, "eta"), ("eta", float("nan"), "eta"), ("max_length", 1, "max_length"),
-    ("chunk_size", 0, "chunk_size"), ("checkpoint", "never", "checkpoint"), ("final_norm", "x", "final_norm"),
-    ("dtype", "float16", "dtype"), ("proxy_size", 0, "proxy_size"), ("distill", True, "proxy_size"),
-    ("warmup_steps", -1, "warmup_steps"), ("steps", 2.5, "steps"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("steps", 5, "delta"),
+        ("eta", 0.0, "eta"),
+        ("eta", float("nan"), "eta"),
+        ("max_length", 1, "max_length"),
+        ("chunk_size", 0, "chunk_size"),
+        ("checkpoint", "never", "checkpoint"),
+        ("final_norm", "x", "final_norm"),
+        ("dtype", "float16", "dtype"),
+        ("proxy_size", 0, "proxy_size"),
+        ("distill", True, "proxy_size"),
+        ("warmup_steps", -1, "warmup_steps"),
+        ("steps", 2.5, "steps"),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_field(field, value, words):
     with pytest.raises(ConfigError, match=words):
         LQSConfig(**{field: value})
@@ -81,8 +104,18 @@ def test_chunk_size_by_device_unless_set():
 
 
 def test_from_options_takes_context_defaults_coerces_strings_and_rejects_unknown(tokenizer):
-    ctx = make_ctx(tokenizer, seed=5, options={"steps": "12", "delta": "4", "eta": "0.25", "distill": "false",
-                                               "proxy_size": "none", "vocab_size": 320})
+    ctx = make_ctx(
+        tokenizer,
+        seed=5,
+        options={
+            "steps": "12",
+            "delta": "4",
+            "eta": "0.25",
+            "distill": "false",
+            "proxy_size": "none",
+            "vocab_size": 320,
+        },
+    )
     cfg = LQSConfig.from_options(ctx)
     assert (cfg.steps, cfg.delta, cfg.eta, cfg.distill, cfg.proxy_size) == (12, 4, 0.25, False, None)
     assert (cfg.seed, cfg.max_length, cfg.batch_size, cfg.device) == (5, 24, 4, "cpu")
@@ -112,10 +145,16 @@ def test_length_chunks_cover_every_sample_once_longest_first():
     assert lengths[flat].tolist() == sorted(lengths.tolist(), reverse=True)
 
 
-@pytest.mark.parametrize("steps,delta,expected,last_next", [(100, 10, list(range(0, 100, 10)), 100),
-                                                             (45, 10, [0, 10, 20, 30, 40], 45),
-                                                             (41, 10, [0, 10, 20, 30, 40], 41),
-                                                             (40, 10, [0, 10, 20, 30], 40), (3, 1, [0, 1, 2], 3)])
+@pytest.mark.parametrize(
+    "steps,delta,expected,last_next",
+    [
+        (100, 10, list(range(0, 100, 10)), 100),
+        (45, 10, [0, 10, 20, 30, 40], 45),
+        (41, 10, [0, 10, 20, 30, 40], 41),
+        (40, 10, [0, 10, 20, 30], 40),
+        (3, 1, [0, 1, 2], 3),
+    ],
+)
 def test_contribution_steps_and_next_checkpoint(steps, delta, expected, last_next):
     assert contribution_steps(steps, delta) == expected
     assert next_checkpoint(expected[-1], steps, delta) == last_next
@@ -134,8 +173,13 @@ def test_sample_losses_match_lm_and_keep_float64():
 
 def test_combine_worked_example_and_zero_gradients():
     # two steps (K = 2); sample 1 has a zero gradient everywhere (e.g. a one-token sample)
-    parts = LQSParts(np.array([0, 1]), [0, 10], dots=np.array([[2.0, 3.0], [0.0, 0.0]]),
-                     sqnorms=np.array([[4.0, 1.0, 16.0], [0.0, 0.0, 0.0]]), lambda_norms=np.array([2.0, 5.0]))
+    parts = LQSParts(
+        np.array([0, 1]),
+        [0, 10],
+        dots=np.array([[2.0, 3.0], [0.0, 0.0]]),
+        sqnorms=np.array([[4.0, 1.0, 16.0], [0.0, 0.0, 0.0]]),
+        lambda_norms=np.array([2.0, 5.0]),
+    )
     out = combine(parts, eta=0.5)
     # c_0 = 0.5 * 2 / ||g_10|| = 1; c_1 = 0.5 * 3 / ||g_T|| = 0.375
     np.testing.assert_allclose(out["lqs"], [1.375, 0.0])
@@ -193,8 +237,12 @@ def test_progress_phases_in_order(scored):
     _, events = scored
     phases = [e.phase for e in events]
     order = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
-    assert [p for p in order if p in ("warm-up", "trajectory", "co-state", "contributions")] == \
-        ["warm-up", "trajectory", "co-state", "contributions"]
+    assert [p for p in order if p in ("warm-up", "trajectory", "co-state", "contributions")] == [
+        "warm-up",
+        "trajectory",
+        "co-state",
+        "contributions",
+    ]
     last = {e.phase: e for e in events}
     assert last["contributions"].fraction == 1.0 and last["co-state"].done == OPTIONS["steps"]
 

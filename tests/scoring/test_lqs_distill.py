@@ -5,17 +5,19 @@ import polars as pl
 import pytest
 import torch
 
+from delt_engine.data.tokenizer import encode, train_tokenizer
 from delt_engine.errors import ConfigError
 from delt_engine.models.presets import build_model
 from delt_engine.scoring import ScoreContext
 from delt_engine.scoring import lqs as lqs_module
 from delt_engine.scoring.distill import spearman, train_regressor
 from delt_engine.scoring.lqs import run_lqs, score_lqs
-from delt_engine.data.tokenizer import encode, train_tokenizer
 
 ANIMALS = ["cat", "dog", "owl", "fox", "hen", "cow"]
-TEXTS = [f"The {a} walked to the {p} and saw {n} {b}s." for n, (a, p, b) in
-         enumerate(zip(ANIMALS * 5, ["mill", "river", "barn", "hill", "road"] * 6, ANIMALS[::-1] * 5))]
+TEXTS = [
+    f"The {a} walked to the {p} and saw {n} {b}s."
+    for n, (a, p, b) in enumerate(zip(ANIMALS * 5, ["mill", "river", "barn", "hill", "road"] * 6, ANIMALS[::-1] * 5))
+]
 TEXTS += ["qq zz xx " * 4, "Buy now! Click here! " * 3, "the the the mat"]
 TARGET = ["The fox walked to the river.", "A hen saw two owls at the barn."]
 OPTIONS = {"steps": 4, "delta": 2, "warmup_steps": 2, "eta": 0.3, "chunk_size": 4, "proxy_size": 12}
@@ -31,8 +33,16 @@ def tokenizer():
 
 def make_ctx(tokenizer, **options):
     frame = pl.DataFrame({"id": [f"d{i}" for i in range(len(TEXTS))], "text": TEXTS})
-    return ScoreContext(frame=frame, model="tiny-test", tokenizer=tokenizer, device="cpu", max_length=24,
-                        batch_size=4, target_texts=TARGET, options={**OPTIONS, **options})
+    return ScoreContext(
+        frame=frame,
+        model="tiny-test",
+        tokenizer=tokenizer,
+        device="cpu",
+        max_length=24,
+        batch_size=4,
+        target_texts=TARGET,
+        options={**OPTIONS, **options},
+    )
 
 
 def test_distilled_table_rescores_every_sample_and_keeps_exact_scores_aside(tokenizer):
@@ -54,9 +64,11 @@ def test_distilled_table_rescores_every_sample_and_keeps_exact_scores_aside(toke
     samples = encode(TEXTS, [f"d{i}" for i in range(len(TEXTS))], tokenizer, max_length=24)
     facts = result.meta["distill"]
     with torch.no_grad():
-        expected = [facts["label_mean"] + facts["label_std"] * float(reg(samples.input_ids[i:i + 1],
-                                                                         samples.attention_mask[i:i + 1]))
-                    for i in range(len(TEXTS))]
+        expected = [
+            facts["label_mean"]
+            + facts["label_std"] * float(reg(samples.input_ids[i : i + 1], samples.attention_mask[i : i + 1]))
+            for i in range(len(TEXTS))
+        ]
     assert t["score"].to_list() == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert t["lqs"].to_list() == t["score"].to_list()
     assert exact["score"].to_list() != exact["exact_score"].to_list()  # the raw scores are no longer used
@@ -74,8 +86,17 @@ def regressor_of(tokenizer, method, proxy_only, epochs):
     positions = np.asarray(exact.parts.positions)
     by_id = dict(zip(proxy_only["id"].to_list(), proxy_only[method].to_list()))
     labels = np.array([by_id[exact.samples.ids[p]] for p in positions])
-    reg, _ = train_regressor(exact.flm.model, exact.samples, positions, labels, epochs=epochs, lr=1e-3,
-                             batch_size=4, val_fraction=0.2, seed=0)
+    reg, _ = train_regressor(
+        exact.flm.model,
+        exact.samples,
+        positions,
+        labels,
+        epochs=epochs,
+        lr=1e-3,
+        batch_size=4,
+        val_fraction=0.2,
+        seed=0,
+    )
     return reg.eval()
 
 
@@ -99,11 +120,20 @@ def test_regressor_learns_a_learnable_label(tokenizer):
     """Label = 1 for texts about a cat or a dog, 0 otherwise (plus noise): pooled states can read that."""
     samples = encode(TEXTS, [str(i) for i in range(len(TEXTS))], tokenizer, max_length=24)
     rng = np.random.default_rng(0)
-    labels = np.array([1.0 if (" cat " in t or " dog " in t) else 0.0 for t in TEXTS]) + 0.05 * rng.normal(size=len(TEXTS))
-    lm = build_model("tiny-test", vocab_size=len(tokenizer), seed=0, device="cpu",
-                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    reg, facts = train_regressor(lm, samples, np.arange(len(TEXTS)), labels, epochs=12, lr=3e-3, batch_size=8,
-                                 val_fraction=0.3, seed=1)
+    labels = np.array([1.0 if (" cat " in t or " dog " in t) else 0.0 for t in TEXTS]) + 0.05 * rng.normal(
+        size=len(TEXTS)
+    )
+    lm = build_model(
+        "tiny-test",
+        vocab_size=len(tokenizer),
+        seed=0,
+        device="cpu",
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    reg, facts = train_regressor(
+        lm, samples, np.arange(len(TEXTS)), labels, epochs=12, lr=3e-3, batch_size=8, val_fraction=0.3, seed=1
+    )
     assert facts["val_spearman"] > 0.5, facts
     assert facts["val_spearman"] == max(facts["val_spearman_by_epoch"])
     assert np.isfinite(spearman(labels, labels))

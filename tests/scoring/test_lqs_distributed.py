@@ -20,8 +20,10 @@ from delt_engine.scoring import ScoreContext
 from delt_engine.scoring import lqs as lqs_module
 
 ROOT = Path(__file__).resolve().parents[2]
-TEXTS = [f"The {a} cat sat on the {b} mat near bird {i}." for i, (a, b) in
-         enumerate(zip(["red", "old", "small", "grey", "lazy"] * 3, ["blue", "warm", "soft"] * 5))]
+TEXTS = [
+    f"The {a} cat sat on the {b} mat near bird {i}."
+    for i, (a, b) in enumerate(zip(["red", "old", "small", "grey", "lazy"] * 3, ["blue", "warm", "soft"] * 5))
+]
 TEXTS += ["zq xj vv kk pp qq " * 3, "Click here! Subscribe now! " * 3, "mat mat the the cat"]
 TARGET = ["The old cat sat on the warm mat.", "A small bird sat near the grey cat."]
 OPTIONS = {"steps": 4, "delta": 2, "warmup_steps": 2, "eta": 0.3, "chunk_size": 3, "vocab_size": 320}
@@ -69,8 +71,9 @@ def assert_same_scores(got: pl.DataFrame, expected: pl.DataFrame) -> None:
     got = expected.select("id").join(got, on="id", how="left", maintain_order="left")
     for col in ("lqs", "pds", "quality", "learnability"):
         np.testing.assert_allclose(got[col].to_numpy(), expected[col].to_numpy(), rtol=1e-6, atol=1e-9, err_msg=col)
-    np.testing.assert_allclose(np.array(got["grad_norm"].to_list()), np.array(expected["grad_norm"].to_list()),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.array(got["grad_norm"].to_list()), np.array(expected["grad_norm"].to_list()), rtol=1e-6
+    )
 
 
 def test_two_processes_equal_one(tmp_path, single_process):
@@ -87,13 +90,37 @@ def test_two_processes_equal_one(tmp_path, single_process):
 
 
 def test_score_cli_under_torchrun(tmp_path, single_process):
-    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n"
-                                                   for i, t in enumerate(TEXTS)))
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
     (tmp_path / "target.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TARGET))
     sets = [x for k, v in OPTIONS.items() for x in ("--set", f"{k}={v}")]
-    torchrun(tmp_path, 2, "-m", "delt_engine", "score", "--input", "corpus.jsonl", "--method", "lqs",
-             "--target", "target.jsonl", "--output", "out.parquet", "--model", "tiny-test", "--device", "cpu",
-             "--max-length", "24", "--batch-size", "4", "--seed", "0", *sets)
+    torchrun(
+        tmp_path,
+        2,
+        "-m",
+        "delt_engine",
+        "score",
+        "--input",
+        "corpus.jsonl",
+        "--method",
+        "lqs",
+        "--target",
+        "target.jsonl",
+        "--output",
+        "out.parquet",
+        "--model",
+        "tiny-test",
+        "--device",
+        "cpu",
+        "--max-length",
+        "24",
+        "--batch-size",
+        "4",
+        "--seed",
+        "0",
+        *sets,
+    )
     got = pl.read_parquet(tmp_path / "out.parquet")
     assert got.height == len(TEXTS) and got["score"].to_list() == got["lqs"].to_list()
     assert_same_scores(got, single_process)
@@ -102,19 +129,52 @@ def test_score_cli_under_torchrun(tmp_path, single_process):
 def test_perplexity_is_sharded_under_torchrun(tmp_path):
     from delt_engine.scoring.runner import run_scoring
 
-    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n"
-                                                   for i, t in enumerate(TEXTS)))
-    args = ["--model", "tiny-test", "--device", "cpu", "--max-length", "24", "--batch-size", "4", "--seed", "0",
-            "--set", "vocab_size=320"]
-    torchrun(tmp_path, 2, "-m", "delt_engine", "score", "--input", "corpus.jsonl", "--method", "perplexity",
-             "--output", "out.parquet", *args)
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
+    args = [
+        "--model",
+        "tiny-test",
+        "--device",
+        "cpu",
+        "--max-length",
+        "24",
+        "--batch-size",
+        "4",
+        "--seed",
+        "0",
+        "--set",
+        "vocab_size=320",
+    ]
+    torchrun(
+        tmp_path,
+        2,
+        "-m",
+        "delt_engine",
+        "score",
+        "--input",
+        "corpus.jsonl",
+        "--method",
+        "perplexity",
+        "--output",
+        "out.parquet",
+        *args,
+    )
     got = pl.read_parquet(tmp_path / "out.parquet")
     frame = pl.DataFrame({"id": [f"s{i}" for i in range(len(TEXTS))], "text": TEXTS})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        expected = run_scoring(frame, "perplexity", model="tiny-test", device="cpu", max_length=24, batch_size=4,
-                               seed=0, options={"vocab_size": 320}).scores
+        expected = run_scoring(
+            frame,
+            "perplexity",
+            model="tiny-test",
+            device="cpu",
+            max_length=24,
+            batch_size=4,
+            seed=0,
+            options={"vocab_size": 320},
+        ).scores
     finally:
         torch.set_num_threads(threads)
     assert got["id"].to_list() == expected["id"].to_list()

@@ -14,22 +14,41 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from delt_engine.data.tokenizer import Samples
 from delt_engine.scoring import per_sample as per_sample_module
 from delt_engine.scoring.lqs import LQSConfig, exact_parts
 from delt_engine.scoring.lqs_core import FunctionalLM, batch_schedule, combine, contribution_steps
-from delt_engine.data.tokenizer import Samples
 
 VOCAB, N_SAMPLES, N_TARGET, MAX_LEN = 40, 9, 4, 10
-CFG = dict(steps=5, delta=2, eta=0.4, batch_size=3, max_length=MAX_LEN, chunk_size=4, seed=7, dtype="float64",
-           warmup_steps=0, device="cpu")
+CFG = dict(
+    steps=5,
+    delta=2,
+    eta=0.4,
+    batch_size=3,
+    max_length=MAX_LEN,
+    chunk_size=4,
+    seed=7,
+    dtype="float64",
+    warmup_steps=0,
+    device="cpu",
+)
 
 
 def micro_model():
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(vocab_size=VOCAB, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                           tie_word_embeddings=True, sliding_window=None, use_cache=False)
+    config = MistralConfig(
+        vocab_size=VOCAB,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+        sliding_window=None,
+        use_cache=False,
+    )
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = MistralForCausalLM(config).double().eval()
@@ -76,8 +95,8 @@ def _eager_attention_same_dtype(module, query, key, value, attention_mask, scali
 def float64_model_and_one_thread():
     """HF Mistral computes softmax, RMSNorm and the rotary cos/sin in float32 even for a float64 model,
     which caps the agreement of any two computations (and of CPU with CUDA) at ~1e-7 and breaks finite
-    differences; for these checks the three functions keep the input dtype. One thread: tiny ops on a loaded 2-core machine are far
-    faster without OpenMP hand-offs."""
+    differences; for these checks the three functions keep the input dtype. One thread: tiny ops on a
+    loaded 2-core machine are far faster without OpenMP hand-offs."""
     from transformers.models.mistral import modeling_mistral
 
     threads = torch.get_num_threads()
@@ -123,7 +142,7 @@ class Flat:
         out, i = {}, 0
         for name, shape in zip(self.names, self.shapes):
             n = math.prod(shape)
-            out[name] = flat[i:i + n].view(shape)
+            out[name] = flat[i : i + n].view(shape)
             i += n
         return out
 
@@ -151,14 +170,16 @@ def brute_force(model, pool, target, cfg: LQSConfig):
     grad_j = lambda x: f.grad(lambda y: f.mean_loss(y, target, range(len(target))), x)
     lam = {cfg.steps: grad_j(thetas[cfg.steps])}
     for t in range(cfg.steps - 1, 0, -1):
-        hessian = torch.autograd.functional.hessian(lambda x: f.mean_loss(x, pool, batches[t]), thetas[t],
-                                                    vectorize=True)
+        hessian = torch.autograd.functional.hessian(
+            lambda x: f.mean_loss(x, pool, batches[t]), thetas[t], vectorize=True
+        )
         lam[t] = lam[t + 1] + grad_j(thetas[t]) - cfg.eta * hessian @ lam[t + 1]
     steps = contribution_steps(cfg.steps, cfg.delta)
-    g = {t: [f.grad(lambda x: f.loss(x, pool, n), thetas[t]) for n in range(len(pool))]
-         for t in steps + [cfg.steps]}
-    out = {final: {k: np.zeros(len(pool)) for k in ("lqs", "pds", "quality", "learnability")}
-           for final in ("paper", "reference")}
+    g = {t: [f.grad(lambda x: f.loss(x, pool, n), thetas[t]) for n in range(len(pool))] for t in steps + [cfg.steps]}
+    out = {
+        final: {k: np.zeros(len(pool)) for k in ("lqs", "pds", "quality", "learnability")}
+        for final in ("paper", "reference")
+    }
     for final, scores in out.items():
         for n in range(len(pool)):
             for t in steps:
@@ -286,8 +307,10 @@ def test_cuda_float64_matches_brute_force(setup, reference):
     model, pool, target = setup
     cuda_model = micro_model().cuda()
     cfg = LQSConfig(**{**CFG, "device": "cuda"})
-    batches = [(target.input_ids[:2].cuda(), target.attention_mask[:2].cuda()),
-               (target.input_ids[2:].cuda(), target.attention_mask[2:].cuda())]
+    batches = [
+        (target.input_ids[:2].cuda(), target.attention_mask[:2].cuda()),
+        (target.input_ids[2:].cuda(), target.attention_mask[2:].cuda()),
+    ]
     parts, _, _ = exact_parts(cuda_model, pool, batches, cfg)
     order = np.argsort(parts.positions)
     parts.dots, parts.sqnorms = parts.dots[order], parts.sqnorms[order]

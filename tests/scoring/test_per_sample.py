@@ -45,6 +45,7 @@ class TinyLM(nn.Module):
 def losses_of(model):
     def losses(params, ids, mask):
         return sample_losses(functional_call(model, params, (ids,)), ids, mask)
+
     return losses
 
 
@@ -53,7 +54,7 @@ def loop_stats(model, params, ids, mask, lam):
     dots, sqs = [], []
     for n in range(ids.shape[0]):
         leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-        loss = losses_of(model)(leaves, ids[n:n + 1], mask[n:n + 1])[0]
+        loss = losses_of(model)(leaves, ids[n : n + 1], mask[n : n + 1])[0]
         grads = torch.autograd.grad(loss, list(leaves.values()))
         dots.append(sum(float((g * lam[k]).sum()) for k, g in zip(leaves, grads)))
         sqs.append(sum(float(g.pow(2).sum()) for g in grads))

@@ -6,14 +6,14 @@ import signal
 import polars as pl
 import pytest
 
+from delt_engine.data.tokenizer import train_tokenizer
 from delt_engine.errors import Cancelled, ConfigError, DataError
 from delt_engine.fileio import read_json
 from delt_engine.jobs.protocol import read_status
+from delt_engine.jobs.score_job import run_score_job
 from delt_engine.scoring import SCORERS, ScoreContext, ScorerInfo
 from delt_engine.scoring.runner import prepare_model, prepare_samples, prepare_tokenizer, run_scoring, score_frame
-from delt_engine.jobs.score_job import run_score_job
 from delt_engine.workspace.scorings import create_score_job
-from delt_engine.data.tokenizer import train_tokenizer
 
 TEXTS = [
     "Rain fell on the tin roof all night long.",
@@ -73,16 +73,20 @@ def _score_nothing_on_this_rank(ctx):
 
 
 def test_rows_a_method_did_not_score_get_null(monkeypatch):
-    monkeypatch.setitem(SCORERS, "every-other", ScorerInfo("every-other", "higher_better", "test", False,
-                                                           __name__, "_score_every_other"))
+    monkeypatch.setitem(
+        SCORERS,
+        "every-other",
+        ScorerInfo("every-other", "higher_better", "test", False, __name__, "_score_every_other"),
+    )
     out = score_frame(corpus(), "every-other")
     assert out["id"].to_list() == [f"d{i}" for i in range(len(TEXTS))]
     assert out["score"].to_list() == [0.0, None, 1.0, None, 2.0, None]
 
 
 def test_non_zero_rank_scorer_returns_none(monkeypatch):
-    monkeypatch.setitem(SCORERS, "rank1", ScorerInfo("rank1", "higher_better", "test", False,
-                                                     __name__, "_score_nothing_on_this_rank"))
+    monkeypatch.setitem(
+        SCORERS, "rank1", ScorerInfo("rank1", "higher_better", "test", False, __name__, "_score_nothing_on_this_rank")
+    )
     assert run_scoring(corpus(), "rank1") is None
     assert score_frame(corpus(), "rank1") is None
 
@@ -111,8 +115,9 @@ def test_prepare_tokenizer_object_directory_training_and_model_dir(tmp_path, tok
     tokenizer.save_pretrained(str(tmp_path / "tok"))
     loaded = prepare_tokenizer(ScoreContext(frame=corpus(), tokenizer=str(tmp_path / "tok")))
     assert loaded(TEXTS[0])["input_ids"] == tokenizer(TEXTS[0])["input_ids"]
-    trained = prepare_tokenizer(ScoreContext(frame=corpus(), cache_dir=str(tmp_path / "cache"),
-                                             options={"vocab_size": 300}))
+    trained = prepare_tokenizer(
+        ScoreContext(frame=corpus(), cache_dir=str(tmp_path / "cache"), options={"vocab_size": 300})
+    )
     assert len(list((tmp_path / "cache").glob("tokenizer-*"))) == 1
     assert trained(TEXTS[2])["input_ids"] == tokenizer(TEXTS[2])["input_ids"]
     # a local model directory brings its own tokenizer
@@ -134,8 +139,9 @@ def test_prepare_samples_and_model(tokenizer):
     with pytest.raises(ConfigError, match="max_length=1000"):
         prepare_model(ScoreContext(frame=corpus(), model="tiny-test", device="cpu", max_length=1000), tokenizer)
     with pytest.raises(ConfigError, match="warmup_steps"):
-        prepare_model(ScoreContext(frame=corpus(), model="tiny-test", device="cpu", options={"warmup_steps": -1}),
-                      tokenizer)
+        prepare_model(
+            ScoreContext(frame=corpus(), model="tiny-test", device="cpu", options={"warmup_steps": -1}), tokenizer
+        )
 
 
 def test_model_directory_with_a_smaller_vocabulary_is_rejected(tmp_path, tokenizer):
@@ -153,8 +159,16 @@ def test_model_directory_with_a_smaller_vocabulary_is_rejected(tmp_path, tokeniz
 def _job(tmp_path, method="perplexity", **config):
     path = tmp_path / "corpus.jsonl"
     path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
-    base = {"input": str(path), "method": method, "model": "tiny-test", "device": "cpu", "max_length": 32,
-            "batch_size": 2, "cache_dir": str(tmp_path / "cache"), "options": {"vocab_size": 300}}
+    base = {
+        "input": str(path),
+        "method": method,
+        "model": "tiny-test",
+        "device": "cpu",
+        "max_length": 32,
+        "batch_size": 2,
+        "cache_dir": str(tmp_path / "cache"),
+        "options": {"vocab_size": 300},
+    }
     return create_score_job(tmp_path / "scores", {**base, **config})
 
 

@@ -6,16 +6,30 @@ import pytest
 import torch
 
 from delt_engine.data.benchmark import Item, load_benchmark
-from delt_engine.training.evaluation import (_accuracies, evaluate, group_means, group_tokens, lm_loss, lm_losses,
-                                            load_eval_sets, pool_groups, run_eval, split_pair)
-from delt_engine.training.config import RunConfig
+from delt_engine.data.tokenizer import encode, train_tokenizer
 from delt_engine.errors import DataError
 from delt_engine.models.presets import build_model
-from delt_engine.data.tokenizer import encode, train_tokenizer
+from delt_engine.training.config import RunConfig
+from delt_engine.training.evaluation import (
+    _accuracies,
+    evaluate,
+    group_means,
+    group_tokens,
+    lm_loss,
+    lm_losses,
+    load_eval_sets,
+    pool_groups,
+    run_eval,
+    split_pair,
+)
 
-TEXTS = ["the cat sat on the mat.", "a dog ran far away from the red house.",
-         "Question: what is blue?\nAnswer: the sky",
-         "café au lait, naïve résumé", "green trees grow by the river stone"]
+TEXTS = [
+    "the cat sat on the mat.",
+    "a dog ran far away from the red house.",
+    "Question: what is blue?\nAnswer: the sky",
+    "café au lait, naïve résumé",
+    "green trees grow by the river stone",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,8 +38,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def lm():
     tok = train_tokenizer(TEXTS * 3, vocab_size=400)
-    model = build_model("tiny-test", vocab_size=len(tok), seed=3, device="cpu", eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id, attn_implementation="sdpa")
+    model = build_model(
+        "tiny-test",
+        vocab_size=len(tok),
+        seed=3,
+        device="cpu",
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        attn_implementation="sdpa",
+    )
     return model.eval(), tok
 
 
@@ -47,16 +68,16 @@ def _brute_loglik(model, tok, context: str, choice: str, max_length: int | None 
     the rest; an empty context is the BOS (= EOS here) token before the continuation encoded alone.
     """
     stripped = context.rstrip()
-    cont = context[len(stripped):] + " " + choice
+    cont = context[len(stripped) :] + " " + choice
     if stripped:
         ctx_ids = tok(stripped)["input_ids"]
-        cont_ids = tok(stripped + cont)["input_ids"][len(ctx_ids):]
+        cont_ids = tok(stripped + cont)["input_ids"][len(ctx_ids) :]
     else:
         ctx_ids, cont_ids = [tok.bos_token_id], tok(cont, add_special_tokens=False)["input_ids"]
     full = ctx_ids + cont_ids
     n_cont = len(cont_ids)
     if max_length is not None and len(full) > max_length + 1:
-        full = full[-(max_length + 1):]
+        full = full[-(max_length + 1) :]
         n_cont = min(n_cont, max_length)
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
@@ -118,8 +139,11 @@ def test_evaluate_truncates_from_the_left(lm):
 
 
 def test_acc_norm_divides_by_characters_as_lm_eval_and_tasks_are_unweighted():
-    items = [Item("1", "a", "q", ("éé", "abc"), 0), Item("2", "b", "q", ("x", "y"), 1),
-             Item("3", "b", "q", ("x", "y"), 1)]
+    items = [
+        Item("1", "a", "q", ("éé", "abc"), 0),
+        Item("2", "b", "q", ("x", "y"), 1),
+        Item("3", "b", "q", ("x", "y"), 1),
+    ]
     # Item 1: raw -3.0 > -4.0 picks "éé" (right); per character -1.5 < -1.33 picks "abc" (wrong), while
     # per UTF-8 byte ("éé" is 4 bytes) -0.75 would pick "éé".
     out = _accuracies(items, [[-3.0, -4.0], [-1.0, -2.0], [-2.0, -1.0]])
@@ -192,8 +216,15 @@ def test_run_eval_records_group_loss_from_the_validation_column(lm, tmp_path):
     val.write_text("".join(json.dumps(r) + "\n" for r in rows))
     target = tmp_path / "target.jsonl"
     target.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    config = RunConfig(input="x.jsonl", validation=str(val), target=str(target), group_by="kind", group_min_docs=2,
-                       max_length=12, eval_batch_size=4)
+    config = RunConfig(
+        input="x.jsonl",
+        validation=str(val),
+        target=str(target),
+        group_by="kind",
+        group_min_docs=2,
+        max_length=12,
+        eval_batch_size=4,
+    )
     sets = load_eval_sets(config, tok)
     assert sets.validation_groups.count("other") == 1 and sets.validation_groups.count("(missing)") == 2
     assert sets.target_groups is None and "no column 'kind'" in sets.groups_info["target"]["note"]
@@ -240,15 +271,18 @@ def _write(tmp_path, lines):
 GOOD = json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": 1})
 
 
-@pytest.mark.parametrize("bad,message", [
-    ('{"task": "t", "context": "c", "choices": ["a", "b"], "answer": 1', "not valid JSON"),
-    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": 2}), "answer"),
-    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": -1}), "answer"),
-    (json.dumps({"task": "t", "context": "c", "choices": ["a"], "answer": 0}), "at least 2"),
-    (json.dumps({"task": "t", "choices": ["a", "b"], "answer": 0}), "context"),
-    (json.dumps({"task": "t", "context": "c", "choices": ["a", ""], "answer": 0}), "non-empty"),
-    (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": "a"}), "answer"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ('{"task": "t", "context": "c", "choices": ["a", "b"], "answer": 1', "not valid JSON"),
+        (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": 2}), "answer"),
+        (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": -1}), "answer"),
+        (json.dumps({"task": "t", "context": "c", "choices": ["a"], "answer": 0}), "at least 2"),
+        (json.dumps({"task": "t", "choices": ["a", "b"], "answer": 0}), "context"),
+        (json.dumps({"task": "t", "context": "c", "choices": ["a", ""], "answer": 0}), "non-empty"),
+        (json.dumps({"task": "t", "context": "c", "choices": ["a", "b"], "answer": "a"}), "answer"),
+    ],
+)
 def test_bad_benchmark_lines_name_file_and_line(tmp_path, bad, message):
     path = _write(tmp_path, [GOOD, "", bad])
     with pytest.raises(DataError, match=message) as err:

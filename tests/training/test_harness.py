@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from delt_engine.data.benchmark import Item, load_benchmark
-from delt_engine.training.evaluation import evaluate
 from delt_engine.cli import main
+from delt_engine.data.benchmark import Item, load_benchmark
 from delt_engine.demo.generate import generate_demo
 from delt_engine.errors import ConfigError, DataError, DeltError
+from delt_engine.training.evaluation import evaluate
 from delt_engine.training.harness import MANIFEST, eval_run, export_task, run_lm_eval, task_name
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,14 +25,34 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # Items whose requests take every path: empty contexts, trailing space and newline moved to the
 # continuation, non-ASCII text, a context starting with the prefix token's string, multi-token choices.
 EDGE_ITEMS = [
-    {"id": "e1", "task": "edge cases", "context": "", "choices": ["He gave Tom a plum.", "Him gave Tom a plum."],
-     "answer": 0},
-    {"id": "e2", "task": "edge cases", "context": "Question: which colour?\nAnswer: ",
-     "choices": ["red", "a very green stone"], "answer": 1},
-    {"id": "e3", "task": "edge cases", "context": "The café sold\n", "choices": ["crêpes", "naïve résumés", "x"],
-     "answer": 2},
-    {"id": "e4", "task": "edge cases", "context": "<|endoftext|>The river of Dom is the",
-     "choices": ["Tound", "Loun"], "answer": 0},
+    {
+        "id": "e1",
+        "task": "edge cases",
+        "context": "",
+        "choices": ["He gave Tom a plum.", "Him gave Tom a plum."],
+        "answer": 0,
+    },
+    {
+        "id": "e2",
+        "task": "edge cases",
+        "context": "Question: which colour?\nAnswer: ",
+        "choices": ["red", "a very green stone"],
+        "answer": 1,
+    },
+    {
+        "id": "e3",
+        "task": "edge cases",
+        "context": "The café sold\n",
+        "choices": ["crêpes", "naïve résumés", "x"],
+        "answer": 2,
+    },
+    {
+        "id": "e4",
+        "task": "edge cases",
+        "context": "<|endoftext|>The river of Dom is the",
+        "choices": ["Tound", "Loun"],
+        "answer": 0,
+    },
 ]
 
 
@@ -79,21 +99,39 @@ def kept_run(tmp_path_factory):
     items += EDGE_ITEMS
     with open(root / "bench.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in items)
-    config = RunConfig(input=str(root / "corpus.jsonl"), model="tiny-test", cache_dir=str(root / "cache"),
-                       batch_size=8, max_length=48, device="cpu", lr=1e-2, steps=4,
-                       benchmark=str(root / "bench.jsonl"), save_model=True)
+    config = RunConfig(
+        input=str(root / "corpus.jsonl"),
+        model="tiny-test",
+        cache_dir=str(root / "cache"),
+        batch_size=8,
+        max_length=48,
+        device="cpu",
+        lr=1e-2,
+        steps=4,
+        benchmark=str(root / "bench.jsonl"),
+        save_model=True,
+    )
     summary = train(config, root / "run")
     exported = export_task(load_benchmark(root / "bench.jsonl"), root / "tasks")
-    return {"root": root, "run": root / "run", "summary": summary, "exported": exported,
-            "items": load_benchmark(root / "bench.jsonl")}
+    return {
+        "root": root,
+        "run": root / "run",
+        "summary": summary,
+        "exported": exported,
+        "items": load_benchmark(root / "bench.jsonl"),
+    }
 
 
 # ----------------------------------------------------------------------------------------- export
 
+
 def test_export_writes_one_lm_eval_task_per_benchmark_task(tmp_path):
     yaml = pytest.importorskip("yaml")
-    items = [Item("a1", "facts", "The sky is", ("blue", "green"), 0), Item("g1", "my task!", "", ("Yes.", "No."), 1),
-             Item("a2", "facts", "Snow is", ("white", "black"), 0)]
+    items = [
+        Item("a1", "facts", "The sky is", ("blue", "green"), 0),
+        Item("g1", "my task!", "", ("Yes.", "No."), 1),
+        Item("a2", "facts", "Snow is", ("white", "black"), 0),
+    ]
     out = export_task(items, tmp_path / "tasks")
     assert out.tasks == {"facts": "delt_facts", "my task!": "delt_my_task_"} and out.group == "delt_benchmark"
     for task, name in out.tasks.items():
@@ -104,8 +142,9 @@ def test_export_writes_one_lm_eval_task_per_benchmark_task(tmp_path):
         data = cfg["dataset_kwargs"]["data_files"][cfg["test_split"]]
         docs = [json.loads(line) for line in open(data)]
         want = [it for it in items if it.task == task]
-        assert docs == [{"id": it.id, "context": it.context, "choices": list(it.choices), "answer": it.answer}
-                        for it in want]
+        assert docs == [
+            {"id": it.id, "context": it.context, "choices": list(it.choices), "answer": it.answer} for it in want
+        ]
     group = yaml.safe_load((tmp_path / "tasks" / "delt_benchmark.yaml").read_text())
     assert group["task"] == ["delt_facts", "delt_my_task_"]
     assert all(m["weight_by_size"] is False for m in group["aggregate_metric_list"])
@@ -151,6 +190,7 @@ def test_cli_export_names_a_bad_input_line(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------- evaluate
 
+
 def test_missing_lm_eval_names_the_extra(tmp_path, monkeypatch, capsys):
     (tmp_path / "run" / "model").mkdir(parents=True)
     (tmp_path / "run" / "config.json").write_text("{}")  # a run folder, as train --run-dir makes one
@@ -170,8 +210,22 @@ def test_a_run_without_a_kept_model_is_refused(tmp_path):
 def test_runs_eval_stores_lm_eval_results_equal_to_the_runs_own_figures(kept_run, no_network, capsys):
     _needs_lm_eval()
     run, summary, exported = kept_run["run"], kept_run["summary"], kept_run["exported"]
-    assert main(["runs", "eval", str(run), "--tasks", exported.group, "--include-path", str(exported.out_dir),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "runs",
+                "eval",
+                str(run),
+                "--tasks",
+                exported.group,
+                "--include-path",
+                str(exported.out_dir),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     record = json.loads((run / "lm_eval.json").read_text())
     results = record["results"]
     assert set(summary["bench"]) == set(exported.tasks) and len(exported.tasks) == 4
@@ -189,8 +243,8 @@ def test_limit_evaluates_the_first_documents_of_each_task(kept_run, no_network):
     exported = kept_run["exported"]
     _, record = eval_run(kept_run["run"], ["delt_facts"], include_path=exported.out_dir, limit=2, device="cpu")
     assert record["n-samples"]["delt_facts"] == {"original": 4, "effective": 2}
-    from delt_engine.models.presets import load_model_dir
     from delt_engine.data.tokenizer import load_tokenizer
+    from delt_engine.models.presets import load_model_dir
 
     model_dir = kept_run["run"] / "model"
     first = [it for it in kept_run["items"] if it.task == "facts"][:2]
@@ -215,20 +269,22 @@ def _tokenizer_adding_bos(model_dir, out):
     shutil.copytree(model_dir, out)
     tok = load_tokenizer(model_dir)
     inner = tok.backend_tokenizer
-    inner.post_processor = processors.TemplateProcessing(single=f"{tok.bos_token} $A",
-                                                         special_tokens=[(tok.bos_token, tok.bos_token_id)])
+    inner.post_processor = processors.TemplateProcessing(
+        single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)]
+    )
     for path in out.glob("tokenizer*"):
         path.unlink()
-    PreTrainedTokenizerFast(tokenizer_object=inner, eos_token=tok.eos_token, bos_token=tok.bos_token,
-                            pad_token=tok.pad_token).save_pretrained(str(out))
+    PreTrainedTokenizerFast(
+        tokenizer_object=inner, eos_token=tok.eos_token, bos_token=tok.bos_token, pad_token=tok.pad_token
+    ).save_pretrained(str(out))
     return out
 
 
 @pytest.mark.parametrize("tokenizer", ["trained", "adds-bos"])
 def test_every_choice_has_the_log_likelihood_lm_eval_gives_it(kept_run, no_network, tmp_path, tokenizer):
     _needs_lm_eval()
-    from delt_engine.models.presets import load_model_dir
     from delt_engine.data.tokenizer import load_tokenizer
+    from delt_engine.models.presets import load_model_dir
 
     model_dir = kept_run["run"] / "model"
     if tokenizer == "adds-bos":

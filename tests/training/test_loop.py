@@ -11,13 +11,13 @@ import time
 import pytest
 import torch
 
+from delt_engine.data.tokenizer import load_tokenizer
 from delt_engine.errors import ConfigError, DataError
 from delt_engine.fileio import iter_jsonl_tolerant, read_json, write_json
 from delt_engine.jobs.protocol import read_status
-from delt_engine.data.tokenizer import load_tokenizer
 from delt_engine.jobs.train_job import train
-from delt_engine.training.loop import lr_at
 from delt_engine.training.config import RunConfig
+from delt_engine.training.loop import lr_at
 from tests.conftest import ROOT
 
 WORDS = "the cat sat on a mat dog ran far away big small red blue green tree house river stone".split()
@@ -40,17 +40,37 @@ def data(tmp_path_factory):
         fh.writelines(json.dumps(r) + "\n" for r in rows)
     with open(root / "heldout.jsonl", "w") as fh:
         fh.writelines(json.dumps({"text": _text(i + 20)}) + "\n" for i in range(6))
-    items = [{"task": "a" if i < 3 else "b", "context": "the cat" if i % 2 else "",
-              "choices": ["sat on", "ran far"], "answer": i % 2} for i in range(5)]
+    items = [
+        {
+            "task": "a" if i < 3 else "b",
+            "context": "the cat" if i % 2 else "",
+            "choices": ["sat on", "ran far"],
+            "answer": i % 2,
+        }
+        for i in range(5)
+    ]
     with open(root / "bench.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in items)
-    return {"root": root, "rows": rows, "input": str(root / "ordered.jsonl"), "cache": str(root / "cache"),
-            "heldout": str(root / "heldout.jsonl"), "bench": str(root / "bench.jsonl")}
+    return {
+        "root": root,
+        "rows": rows,
+        "input": str(root / "ordered.jsonl"),
+        "cache": str(root / "cache"),
+        "heldout": str(root / "heldout.jsonl"),
+        "bench": str(root / "bench.jsonl"),
+    }
 
 
 def _config(data, **kw) -> RunConfig:
-    base = dict(input=data["input"], model="tiny-test", cache_dir=data["cache"], batch_size=4, max_length=16,
-                device="cpu", lr=1e-2)
+    base = dict(
+        input=data["input"],
+        model="tiny-test",
+        cache_dir=data["cache"],
+        batch_size=4,
+        max_length=16,
+        device="cpu",
+        lr=1e-2,
+    )
     base.update(kw)
     return RunConfig(**base)
 
@@ -106,7 +126,7 @@ def test_token_budget_stops_at_the_first_step_that_reaches_it(data, tmp_path):
     # Brute force: real tokens per row = text tokens + EOS, truncated to max_length.
     lengths = [min(len(tok(r["text"], add_special_tokens=False)["input_ids"]) + 1, 16) for r in data["rows"]]
     per_batch = [sum(lengths[a:b]) for a, b in ((0, 4), (4, 8), (8, 10))] * 2
-    cumulative = [sum(per_batch[:k + 1]) for k in range(len(per_batch))]
+    cumulative = [sum(per_batch[: k + 1]) for k in range(len(per_batch))]
     budget = cumulative[3] + 1  # needs the 5th step, in the second epoch
     summary = train(_config(data, tokens=budget, epochs=2), tmp_path / "run")
     assert summary["steps"] == 5 and summary["total_steps"] == 5
@@ -136,8 +156,17 @@ def test_logged_lr_follows_the_schedule(data, tmp_path):
 
 
 def test_eval_lines_every_n_steps_and_at_the_end(data, tmp_path):
-    cfg = _config(data, steps=5, epochs=2, eval_every=2, log_every=2, validation=data["heldout"],
-                  target=data["heldout"], benchmark=data["bench"], bf16=True)
+    cfg = _config(
+        data,
+        steps=5,
+        epochs=2,
+        eval_every=2,
+        log_every=2,
+        validation=data["heldout"],
+        target=data["heldout"],
+        benchmark=data["bench"],
+        bf16=True,
+    )
     summary = train(cfg, tmp_path / "run")
     lines = _lines(tmp_path / "run")
     evals = [r for r in lines if "val_loss" in r]
@@ -234,13 +263,33 @@ def test_config_round_trip_and_unknown_keys(data):
         RunConfig.from_dict({"steps": 3})
 
 
-@pytest.mark.parametrize("field,value", [
-    ("batch_size", 0), ("max_length", 1), ("steps", 0), ("tokens", -5), ("epochs", 0), ("lr", 0.0),
-    ("lr", float("nan")), ("warmup_frac", 1.0), ("min_lr_frac", 1.5), ("weight_decay", -0.1),
-    ("betas", (0.9, 1.0)), ("grad_clip", 0.0), ("seed", -1), ("device", "tpu"), ("log_every", 0),
-    ("eval_every", 0), ("eval_max_samples", 0), ("batch_size", 2.5), ("steps", True), ("bf16", "yes"),
-    ("provenance", {"x": object()}), ("model", ""),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("batch_size", 0),
+        ("max_length", 1),
+        ("steps", 0),
+        ("tokens", -5),
+        ("epochs", 0),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("warmup_frac", 1.0),
+        ("min_lr_frac", 1.5),
+        ("weight_decay", -0.1),
+        ("betas", (0.9, 1.0)),
+        ("grad_clip", 0.0),
+        ("seed", -1),
+        ("device", "tpu"),
+        ("log_every", 0),
+        ("eval_every", 0),
+        ("eval_max_samples", 0),
+        ("batch_size", 2.5),
+        ("steps", True),
+        ("bf16", "yes"),
+        ("provenance", {"x": object()}),
+        ("model", ""),
+    ],
+)
 def test_config_validation_names_field_and_value(field, value):
     with pytest.raises(ConfigError) as err:
         RunConfig(input="x.jsonl", **{field: value})
@@ -261,8 +310,13 @@ def _env():
 def test_metrics_grow_live_while_a_job_runs(data, tmp_path):
     run = tmp_path / "run"
     write_json(run / "config.json", _config(data, steps=150, epochs=50).to_dict())
-    proc = subprocess.Popen([sys.executable, "-m", "delt_engine", "train", "--run-dir", str(run)], cwd=ROOT,
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "delt_engine", "train", "--run-dir", str(run)],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     counts, deadline = [], time.time() + 60
     while proc.poll() is None and time.time() < deadline:
         n = sum(1 for _ in iter_jsonl_tolerant(run / "metrics.jsonl"))
@@ -278,9 +332,30 @@ def test_metrics_grow_live_while_a_job_runs(data, tmp_path):
 
 def test_sigterm_cancels_gracefully_with_metrics_intact(data, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "delt_engine", "train", "--input", data["input"], "--run-dir", str(run),
-           "--model", "tiny-test", "--cache-dir", data["cache"], "--batch-size", "4", "--max-length", "16",
-           "--steps", "100000", "--epochs", "40000", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "delt_engine",
+        "train",
+        "--input",
+        data["input"],
+        "--run-dir",
+        str(run),
+        "--model",
+        "tiny-test",
+        "--cache-dir",
+        data["cache"],
+        "--batch-size",
+        "4",
+        "--max-length",
+        "16",
+        "--steps",
+        "100000",
+        "--epochs",
+        "40000",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while sum(1 for _ in iter_jsonl_tolerant(run / "metrics.jsonl")) < 3 and time.time() < deadline:

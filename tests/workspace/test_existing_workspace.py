@@ -34,15 +34,18 @@ def test_runs_and_comparison_of_an_old_workspace_load(old):
     # its spec used the "orderings" shorthand with one top-level selection: it still parses
     spec = parse_spec(manifest["spec"])
     assert spec.labels == ["shuffle", "folding L=3"] and spec.selection.ratio == 0.8
-    assert describe_data(manifest) == ("1,925 training documents · scored by length · 65 exact duplicates dropped"
-                                       " · top-r 0.8 kept 1,488")
+    assert describe_data(manifest) == (
+        "1,925 training documents · scored by length · 65 exact duplicates dropped · top-r 0.8 kept 1,488"
+    )
 
 
 def test_old_runs_get_todays_verdicts(old):
     summary = summarize(old.comparison_curves(CMP), baseline="shuffle")
     assert summary["baseline"] == "shuffle" and set(summary["arms"]) == {"shuffle", "folding L=3"}
-    assert {(v.arm, v.metric) for v in summary["verdicts"]} == {("folding L=3", "target_loss"),
-                                                                 ("folding L=3", "bench_acc_norm")}
+    assert {(v.arm, v.metric) for v in summary["verdicts"]} == {
+        ("folding L=3", "target_loss"),
+        ("folding L=3", "bench_acc_norm"),
+    }
     assert all(v.verdict in ("better", "worse", "unresolved") for v in summary["verdicts"])
 
 
@@ -52,11 +55,21 @@ def test_old_scoring_is_listed(old, tmp_path):
 
 
 def test_cli_reports_an_old_comparison(old):
-    out = subprocess.run([sys.executable, "-m", "delt_engine", "runs", "report", CMP, "--workspace", str(old.root),
-                          "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "runs", "report", CMP, "--workspace", str(old.root), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert {v["arm"] for v in report["verdicts"]} == {"folding L=3"} and report["baseline"] == "shuffle"
-    listed = subprocess.run([sys.executable, "-m", "delt_engine", "runs", "list", "--workspace", str(old.root)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "delt_engine", "runs", "list", "--workspace", str(old.root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 0 and listed.stdout.count(" done ") == 4

@@ -9,21 +9,32 @@ import sys
 import polars as pl
 import pytest
 
-from delt_engine.workspace import layout as wsmod
 from delt_engine.errors import DataError
 from delt_engine.fileio import append_jsonl, write_json
-from delt_engine.jobs.protocol import read_status, write_status
 from delt_engine.jobs import records as runsmod
-from delt_engine.workspace.layout import Workspace, default_workspace
+from delt_engine.jobs.protocol import read_status, write_status
 from delt_engine.jobs.records import read_metrics
+from delt_engine.workspace import layout as wsmod
+from delt_engine.workspace.layout import Workspace, default_workspace
 
 
 def _make_run(ws, run_id, state="done", seed=0, arm="shuffle", comparison="cmp-a", n_metrics=3, **status):
     d = ws.runs / run_id
     d.mkdir()
-    write_json(d / "config.json", {"input": "x.parquet", "model": "cpu-demo", "seed": seed,
-                                   "provenance": {"comparison": comparison, "arm": arm, "seed": seed,
-                                                  "ordering": {"method": arm.split()[0], "label": arm}}})
+    write_json(
+        d / "config.json",
+        {
+            "input": "x.parquet",
+            "model": "cpu-demo",
+            "seed": seed,
+            "provenance": {
+                "comparison": comparison,
+                "arm": arm,
+                "seed": seed,
+                "ordering": {"method": arm.split()[0], "label": arm},
+            },
+        },
+    )
     write_status(d, state, **status)
     for step in range(1, n_metrics + 1):
         append_jsonl(d / "metrics.jsonl", {"step": step, "tokens": 100 * step, "train_loss": 10.0 - step})
@@ -49,6 +60,7 @@ def test_new_run_dir_ids_are_unique_and_time_sortable(tmp_path):
     assert len(set(ids)) == 30 and all(i.startswith("run-") for i in ids)
     assert sorted(ids) == ids  # made one after another, they sort in that order (the runs list order)
     import time
+
     first = ws.new_run_dir().name
     time.sleep(0.01)
     assert ws.new_run_dir().name > first
@@ -64,8 +76,16 @@ def test_run_info_carries_the_gpu_the_manager_gave(tmp_path):
 def test_load_run_tolerates_partial_last_line(tmp_path):
     ws = Workspace(tmp_path)
     d = _make_run(ws, "run-1", state="running", pid=os.getpid())
-    append_jsonl(d / "metrics.jsonl", {"step": 3, "tokens": 300, "target_loss": 6.5, "bench_acc": 0.3,
-                                       "bench": {"arc": {"acc": 0.25, "acc_norm": 0.3}}})
+    append_jsonl(
+        d / "metrics.jsonl",
+        {
+            "step": 3,
+            "tokens": 300,
+            "target_loss": 6.5,
+            "bench_acc": 0.3,
+            "bench": {"arc": {"acc": 0.25, "acc_norm": 0.3}},
+        },
+    )
     with open(d / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 4, "tokens": 4')  # a writer mid-line
     rec = ws.load_run("run-1")
@@ -113,8 +133,16 @@ def test_list_100_runs(tmp_path):
         state = ("done", "failed", "cancelled", "running")[i % 4]
         extra = {"pid": os.getpid()} if state == "running" else {}
         arm = "shuffle" if i % 2 else "folding L=3"
-        d = _make_run(ws, f"run-{i:03d}", state=state, seed=i % 3, arm=arm, comparison=f"cmp-{i % 5}",
-                      n_metrics=1 + i % 4, **extra)
+        d = _make_run(
+            ws,
+            f"run-{i:03d}",
+            state=state,
+            seed=i % 3,
+            arm=arm,
+            comparison=f"cmp-{i % 5}",
+            n_metrics=1 + i % 4,
+            **extra,
+        )
         fraction = {"done": 1.0, "running": 0.0}.get(state)
         if i % 8 == 3:  # a running run in its training phase
             write_json(d / "progress.json", {"phase": "train", "done": i, "total": 100, "fraction": i / 100})
@@ -146,13 +174,18 @@ def test_reaping_a_killed_process(tmp_path):
     ws = Workspace(tmp_path)
     d = ws.new_run_dir()
     write_json(d / "config.json", {"model": "tiny-test"})
-    code = ("import sys, os, time\nsys.path.insert(0, sys.argv[2])\n"
-            "from delt_engine.jobs.protocol import write_status\n"
-            "write_status(sys.argv[1], 'running', pid=os.getpid())\n"
-            "print('working', flush=True)\nwhile True: time.sleep(0.05)\n")
+    code = (
+        "import sys, os, time\nsys.path.insert(0, sys.argv[2])\n"
+        "from delt_engine.jobs.protocol import write_status\n"
+        "write_status(sys.argv[1], 'running', pid=os.getpid())\n"
+        "print('working', flush=True)\nwhile True: time.sleep(0.05)\n"
+    )
     with open(d / "job.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(d), str(wsmod.Path(wsmod.__file__).parents[2])],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(d), str(wsmod.Path(wsmod.__file__).parents[2])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         for _ in range(200):
             if read_status(d).get("state") == "running":
@@ -189,9 +222,13 @@ def test_run_dir_errors_and_comparisons(tmp_path):
         ws.load_comparison("c1")
     _make_run(ws, "run-a", arm="shuffle", seed=0)
     _make_run(ws, "run-b", arm="folding L=3", seed=0, n_metrics=0)
-    write_json(ws.comparisons / "c1" / "comparison.json",
-               {"id": "c1", "runs": [{"id": "run-a", "arm": "shuffle", "seed": 0},
-                                     {"id": "run-b", "arm": "folding L=3", "seed": 0}]})
+    write_json(
+        ws.comparisons / "c1" / "comparison.json",
+        {
+            "id": "c1",
+            "runs": [{"id": "run-a", "arm": "shuffle", "seed": 0}, {"id": "run-b", "arm": "folding L=3", "seed": 0}],
+        },
+    )
     curves = ws.comparison_curves("c1")
     assert curves.columns[:5] == ["run", "arm", "seed", "step", "tokens"]
     assert curves["run"].to_list() == ["run-a"] * 3  # run-b has no metrics yet

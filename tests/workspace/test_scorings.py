@@ -21,8 +21,12 @@ from delt_engine.workspace.scorings import (
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEXTS = [f"The {a} walked to the {p} and saw {n} birds." for n, (a, p) in
-         enumerate(zip(["cat", "dog", "owl", "fox", "hen", "cow"] * 2, ["mill", "river", "barn", "hill"] * 3))]
+TEXTS = [
+    f"The {a} walked to the {p} and saw {n} birds."
+    for n, (a, p) in enumerate(
+        zip(["cat", "dog", "owl", "fox", "hen", "cow"] * 2, ["mill", "river", "barn", "hill"] * 3)
+    )
+]
 TEXTS += ["qq zz xx qq zz xx", "Buy now! Click here! Buy now!"]
 TARGET = ["The fox walked to the river.", "A hen saw two owls at the barn."]
 LQS_OPTIONS = {"steps": 4, "delta": 2, "warmup_steps": 2, "eta": 0.3, "chunk_size": 4, "vocab_size": 300}
@@ -53,8 +57,16 @@ def files(tmp_path):
 
 
 def job_config(corpus, target, tmp_path, **options):
-    return {"input": str(corpus), "target": str(target), "model": "tiny-test", "device": "cpu", "max_length": 24,
-            "batch_size": 4, "cache_dir": str(tmp_path / "cache"), "options": {**LQS_OPTIONS, **options}}
+    return {
+        "input": str(corpus),
+        "target": str(target),
+        "model": "tiny-test",
+        "device": "cpu",
+        "max_length": 24,
+        "batch_size": 4,
+        "cache_dir": str(tmp_path / "cache"),
+        "options": {**LQS_OPTIONS, **options},
+    }
 
 
 def test_create_score_job_checks_methods_and_target(tmp_path, files):
@@ -75,8 +87,9 @@ def test_create_score_job_checks_methods_and_target(tmp_path, files):
     create_score_job(tmp_path / "scores", {**base, "target": None, "method": "length"})  # needs none
 
 
-@pytest.mark.parametrize("options", [{}, {"proxy_size": 10, "distill": True, "distill_epochs": 2}],
-                         ids=["exact", "distilled"])
+@pytest.mark.parametrize(
+    "options", [{}, {"proxy_size": 10, "distill": True, "distill_epochs": 2}], ids=["exact", "distilled"]
+)
 def test_one_job_writes_lqs_and_pds_and_pds_equals_a_pds_only_job(tmp_path, files, options):
     corpus, target = files
     config = job_config(corpus, target, tmp_path, **options)
@@ -112,8 +125,10 @@ def test_a_failing_second_method_writes_nothing(tmp_path, files, monkeypatch):
     from delt_engine.jobs import score_job
 
     corpus, target = files
-    job = create_score_job(tmp_path / "scores", {**job_config(corpus, target, tmp_path), "method": "length",
-                                                 "methods": ["length", "compression"]})
+    job = create_score_job(
+        tmp_path / "scores",
+        {**job_config(corpus, target, tmp_path), "method": "length", "methods": ["length", "compression"]},
+    )
     real = score_job._run_job_config
 
     def broken(config, on_progress, should_stop, method=None):

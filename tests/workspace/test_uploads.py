@@ -9,12 +9,20 @@ import pytest
 from delt_engine.workspace.datasets import save_upload
 
 
-@pytest.mark.parametrize("name, ends", [
-    ("..", "-upload"), (".", "-upload"), ("/", "-upload"), ("", "-upload"), ("../../etc/passwd", "-passwd"),
-    ("..\\..\\evil.jsonl", "-evil.jsonl"), (".jsonl", "-upload.jsonl"),
-    ("my corpus (1).jsonl.gz", "-my-corpus-1-.jsonl.gz"),
-    ("a" * 300 + ".jsonl.gz", ".jsonl.gz"),
-])
+@pytest.mark.parametrize(
+    "name, ends",
+    [
+        ("..", "-upload"),
+        (".", "-upload"),
+        ("/", "-upload"),
+        ("", "-upload"),
+        ("../../etc/passwd", "-passwd"),
+        ("..\\..\\evil.jsonl", "-evil.jsonl"),
+        (".jsonl", "-upload.jsonl"),
+        ("my corpus (1).jsonl.gz", "-my-corpus-1-.jsonl.gz"),
+        ("a" * 300 + ".jsonl.gz", ".jsonl.gz"),
+    ],
+)
 def test_any_name_becomes_one_plain_file_inside_uploads(tmp_path, name, ends):
     path = save_upload(tmp_path, name, b"data")
     assert path.parent == tmp_path / "cache" / "uploads" and path.name.endswith(ends)
