@@ -120,6 +120,47 @@ def color_for(name: str, index: int = 0) -> str:
     return free[index % len(free)]
 
 
+def _named_prefix(name: str) -> str | None:
+    key = str(name).lower()
+    for prefix in sorted(NAMED_COLORS, key=len, reverse=True):
+        if key == prefix or key.startswith(prefix + " ") or key.startswith(prefix + "-"):
+            return prefix
+    return None
+
+
+def _shade(hex_color: str, amount: float) -> str:
+    """``hex_color`` mixed towards black (amount > 0) or white (amount < 0) by |amount|."""
+    h = hex_color.lstrip("#")
+    rgb = [int(h[i : i + 2], 16) for i in (0, 2, 4)]
+    target = 0 if amount > 0 else 255
+    mixed = [round(c + (target - c) * abs(amount)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
+def arm_colors(names: Sequence[str]) -> dict[str, str]:
+    """One colour per name, distinct within the figure: an ordering's own colour for the only arm of that
+    ordering, shades of it when several arms share it (the folding sweep: L = 1..5 from light to dark
+    orange), and free palette colours for the rest."""
+    names = list(dict.fromkeys(map(str, names)))
+    by_prefix: dict[str | None, list[str]] = {}
+    for name in names:
+        by_prefix.setdefault(_named_prefix(name), []).append(name)
+    out = {}
+    for prefix, members in by_prefix.items():
+        if prefix is None:
+            continue
+        base = NAMED_COLORS[prefix]
+        if len(members) == 1:
+            out[members[0]] = base
+            continue
+        steps = [-0.45 + 0.9 * i / (len(members) - 1) for i in range(len(members))]  # light ... dark
+        out.update({m: _shade(base, s) for m, s in zip(members, steps)})
+    free = [c for c in PALETTE if c not in _ORDERING_COLORS] or list(PALETTE)
+    for i, name in enumerate(by_prefix.get(None, [])):
+        out[name] = free[i % len(free)]
+    return out
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
@@ -548,11 +589,10 @@ def curves(
     """Overlaid curves; with ``smoothing`` > 0 the EMA is drawn solid and the raw curve faint behind
     (only for curves with at least MIN_SMOOTH_POINTS points)."""
     fig = go.Figure()
-    groups: dict[str, int] = {}
+    colors = arm_colors([s.group or s.name for s in series])
     for s in series:
         key = s.group or s.name
-        groups.setdefault(key, len(groups))
-        color = color_for(key, groups[key])
+        color = colors[key]
         x, y = downsample(s.x, s.y, max_points)
         if smoothing > 0 and len(y) >= MIN_SMOOTH_POINTS:
             fig.add_trace(
@@ -586,8 +626,9 @@ def bands(
 ) -> go.Figure:
     """Mean curve per group with a shaded band (e.g. mean ± 95% interval across seeds)."""
     fig = go.Figure()
-    for i, b in enumerate(items):
-        color = color_for(b.name, i)
+    colors = arm_colors([b.name for b in items])
+    for b in items:
+        color = colors[b.name]
         idx = downsample_index(len(b.x), max_points)
         x = np.asarray(b.x, dtype=float)[idx]
         mean, lo, hi = (np.asarray(v, dtype=float)[idx] for v in (b.mean, b.lower, b.upper))
@@ -647,12 +688,13 @@ def curves_with_trace(
         specs=specs,
         subplot_titles=titles if extra else None,
     )
+    colors = arm_colors([s.group or s.name for s in list(top) + list(bottom)])
     groups: dict[str, int] = {}
     for row, items in ((1, top), (2, bottom)):
         for s in items:
             key = s.group or s.name
             groups.setdefault(key, len(groups))
-            color = color_for(key, groups[key])
+            color = colors[key]
             x, y = downsample(s.x, s.y)
             if row == 1 and smoothing > 0 and len(y) >= MIN_SMOOTH_POINTS:
                 fig.add_trace(
@@ -720,12 +762,13 @@ def group_panels(
         vertical_spacing=0.16 if rows > 1 else 0.1,
     )
     arms: dict[str, int] = {}
+    colors = arm_colors([b.name for name in names for b in panels[name]])
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
         for b in panels[name]:
             first = b.name not in arms
             arms.setdefault(b.name, len(arms))
-            color = color_for(b.name, arms[b.name])
+            color = colors[b.name]
             x = np.asarray(b.x, dtype=float)
             mean, lo, hi = (np.asarray(v, dtype=float) for v in (b.mean, b.lower, b.upper))
             if smoothing > 0 and len(x) >= MIN_SMOOTH_POINTS:

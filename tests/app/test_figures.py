@@ -219,3 +219,12 @@ def test_group_colors_are_stable_and_pool_grey():
     a = figures.group_colors(["story", "arithmetic", "other"])
     b = figures.group_colors(["arithmetic", "story"])
     assert a["story"] == b["story"] and a["other"] == "#b0b0b0" and a["story"] != a["arithmetic"]
+
+
+def test_arm_colours_are_distinct_within_a_figure():
+    names = ["shuffle", "folding L=1", "folding L=2", "folding L=3", "folding L=4", "folding L=5", "DELT", "x"]
+    colors = figures.arm_colors(names)
+    assert len(set(colors.values())) == len(names)  # the folding sweep no longer draws five identical oranges
+    assert colors["shuffle"] == figures.NAMED_COLORS["shuffle"]  # the only shuffle arm keeps shuffle's colour
+    assert figures.arm_colors(["shuffle", "folding L=3"])["folding L=3"] == figures.NAMED_COLORS["folding"]
+    assert {colors["DELT"], colors["x"]}.isdisjoint(figures._ORDERING_COLORS)  # never an ordering's own colour
