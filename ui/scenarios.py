@@ -25,7 +25,7 @@ SCENARIOS = {
             "quick",
             "Quick look: folding vs shuffle (CPU, a few minutes)",
             "Length as the score (instant), no selection, a tiny model: does putting the data in folded "
-            "layers change the curves at all, with two seeds to tell effect from noise?",
+            "layers change the curves at all, with three seeds to tell effect from noise?",
             {
                 "score.methods": ["length"],
                 "organize.method": "none",
