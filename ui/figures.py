@@ -142,22 +142,26 @@ def arm_colors(names: Sequence[str]) -> dict[str, str]:
     ordering, shades of it when several arms share it (the folding sweep: L = 1..5 from light to dark
     orange), and free palette colours for the rest."""
     names = list(dict.fromkeys(map(str, names)))
-    by_prefix: dict[str | None, list[str]] = {}
-    for name in names:
-        by_prefix.setdefault(_named_prefix(name), []).append(name)
-    out = {}
-    for prefix, members in by_prefix.items():
-        if prefix is None:
-            continue
-        base = NAMED_COLORS[prefix]
+    # a family: the arms of one named ordering, else the arms whose labels share their first word
+    # ("reverse-folding L=2", "reverse-folding L=3"): one base colour, shaded from light to dark
+    first_words = [n.split(" ")[0].lower() for n in names]
+    families: dict[str, list[str]] = {}
+    for name, word in zip(names, first_words):
+        prefix = _named_prefix(name)
+        family = prefix if prefix is not None else (f"~{word}" if first_words.count(word) > 1 else f"={name}")
+        families.setdefault(family, []).append(name)
+    free = [c for c in PALETTE if c not in _ORDERING_COLORS] or list(PALETTE)
+    out, n_free = {}, 0
+    for family, members in families.items():
+        if family in NAMED_COLORS:
+            base = NAMED_COLORS[family]
+        else:
+            base, n_free = free[n_free % len(free)], n_free + 1
         if len(members) == 1:
             out[members[0]] = base
             continue
         steps = [-0.45 + 0.9 * i / (len(members) - 1) for i in range(len(members))]  # light ... dark
         out.update({m: _shade(base, s) for m, s in zip(members, steps)})
-    free = [c for c in PALETTE if c not in _ORDERING_COLORS] or list(PALETTE)
-    for i, name in enumerate(by_prefix.get(None, [])):
-        out[name] = free[i % len(free)]
     return out
 
 

@@ -2,7 +2,7 @@
 
 Each is ``fn(ctx: ScoreContext) -> pl.DataFrame`` with ``id`` (Utf8), ``score`` (Float64) and
 component columns, one row per corpus sample in corpus order. Their directions are registered in
-``scoring/__init__.py``: random and compression "higher_better", length and perplexity "higher_harder".
+``scoring/registry.py``: random and compression "higher_better", length and perplexity "higher_harder".
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.app.conftest import frame_with, open_page, server_address
+from tests.app.conftest import ALL_PAGES, frame_with, open_page, server_address
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "workspace_v1"
@@ -26,7 +26,7 @@ def old_workspace(tmp_path_factory):
     mp.undo()
 
 
-@pytest.mark.parametrize("page", ["pages/train.py", "pages/compare.py", "pages/learn.py"])
+@pytest.mark.parametrize("page", ALL_PAGES)
 def test_pages_open_on_an_old_workspace(old_workspace, page):
     at = open_page(page)
     assert not at.exception, at.exception

@@ -228,3 +228,11 @@ def test_arm_colours_are_distinct_within_a_figure():
     assert colors["shuffle"] == figures.NAMED_COLORS["shuffle"]  # the only shuffle arm keeps shuffle's colour
     assert figures.arm_colors(["shuffle", "folding L=3"])["folding L=3"] == figures.NAMED_COLORS["folding"]
     assert {colors["DELT"], colors["x"]}.isdisjoint(figures._ORDERING_COLORS)  # never an ordering's own colour
+
+
+def test_arms_of_one_unnamed_ordering_get_shades_of_one_colour():
+    colors = figures.arm_colors(["shuffle", "reverse-folding L=2", "reverse-folding L=3", "other"])
+    assert len(set(colors.values())) == 4
+    first, second = colors["reverse-folding L=2"], colors["reverse-folding L=3"]
+    lum = [sum(int(c.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4)) for c in (first, second)]
+    assert lum[0] > lum[1]  # light to dark, one family
