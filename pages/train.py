@@ -8,12 +8,15 @@ import streamlit as st
 from ui import figures
 from delt_engine.errors import DeltError
 from delt_engine.models.presets import PRESETS
+from delt_engine.training.config import PACKED_BY_DEFAULT
 from delt_engine.workspace.layout import Workspace
 from ui import comparisons, datasets, jobs, live, scores, state, widgets
 
 state.require_app("train")
 ROOT = state.workspace_root()
 ORDERINGS = ("shuffle", "sorting", "folding", "zigzag")
+# Training rows: the preset's default, or forced either way (RunConfig.packing)
+ROWS = {"preset default": None, "packed": True, "one document per row": False}
 LIVE_METRICS = (("target_loss", "Target loss"), ("val_loss", "Validation loss"), ("bench_acc", "Benchmark accuracy"))
 
 
@@ -103,9 +106,30 @@ def budget_form() -> None:
                     help="Held-out losses and benchmarks; also once before the first step (the untrained "
                          "model, the same for every ordering of a seed) and after the last")
     c6.number_input("Peak learning rate", 1e-5, 1.0, format="%.4f", key="train.lr", persist_state="session")
-    st.checkbox("Keep each trained model", key="train.save_model", persist_state="session",
+    c1, c2 = st.columns([3, 9])
+    if st.session_state.get("train.rows") not in ROWS:
+        st.session_state["train.rows"] = "preset default"
+    packed = PACKED_BY_DEFAULT.get(st.session_state["train.model"], True)
+    c1.selectbox("Training rows", list(ROWS), key="train.rows", persist_state="session",
+                 help="packed: documents concatenated in their order (EOS between them) and cut into full rows "
+                      "of 128 tokens, as the paper trains: no padding, every step the same number of tokens, "
+                      "~2x the tokens per second on a CPU. One document per row: padded to the longest row of "
+                      f"its batch. The preset default for {st.session_state['train.model']} is "
+                      f"{'packed' if packed else 'one document per row'}.")
+    c2.checkbox("Keep each trained model", key="train.save_model", persist_state="session",
                 help="Saves every finished run's model and tokenizer to workspace/runs/<run>/model/ (safetensors); "
                      "usable as a model directory for scoring or further training")
+
+
+def rows_choice() -> bool | None:
+    """The form's RunConfig.packing: True, False, or None for the preset's default."""
+    return ROWS.get(st.session_state.get("train.rows"))
+
+
+def packed_rows() -> bool:
+    """Whether the runs will train on packed rows (the choice, else the preset's default)."""
+    choice = rows_choice()
+    return PACKED_BY_DEFAULT.get(st.session_state["train.model"], True) if choice is None else choice
 
 
 def budget_text() -> str:
@@ -115,7 +139,8 @@ def budget_text() -> str:
         return f"{n} full pass{'es' if n > 1 else ''} over the data (identical tokens for every ordering)"
     if ss["train.budget_kind"] == "tokens":
         return f"{int(ss['train.max_tokens']):,} real (non-padding) tokens"
-    return f"{int(ss['train.max_steps']):,} steps of {int(ss['train.batch_size'])} samples"
+    unit = "packed rows of 128 tokens" if packed_rows() else "documents"
+    return f"{int(ss['train.max_steps']):,} steps of {int(ss['train.batch_size'])} {unit}"
 
 
 def train_settings() -> dict:
@@ -126,7 +151,8 @@ def train_settings() -> dict:
         {"tokens": int(ss["train.max_tokens"])} if kind == "tokens" else {"steps": int(ss["train.max_steps"])}
     return {"model": ss["train.model"], **budget, "batch_size": int(ss["train.batch_size"]),
             "eval_every": int(ss["train.eval_every"]), "lr": float(ss["train.lr"]), "max_length": 128,
-            "eval_max_samples": 128, "save_model": bool(ss["train.save_model"])}
+            "eval_max_samples": 128, "save_model": bool(ss["train.save_model"]),
+            **({} if rows_choice() is None else {"packing": rows_choice()})}
 
 
 def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:

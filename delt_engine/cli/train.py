@@ -31,7 +31,13 @@ def register(subparsers) -> None:
     budget.add_argument("--tokens", type=int, help="token budget: stop once this many real tokens were seen")
     p.add_argument("--epochs", type=int, help="passes over the ordered data, each in the same order (default 1)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-length", type=int, help="tokens per sample (longer documents are truncated)")
+    p.add_argument("--max-length", type=int, help="tokens per row (one-document rows truncate longer documents)")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--packing", dest="packing", action="store_const", const=True,
+                      help="pack documents in their order (EOS between them) into full rows of --max-length "
+                           "tokens, as the paper trains (default for every preset but tiny-test)")
+    rows.add_argument("--no-packing", dest="packing", action="store_const", const=False,
+                      help="one document per row, padded to the longest row of its batch")
     p.add_argument("--lr", type=float, help="peak learning rate (cosine to 10%% of it after warm-up)")
     p.add_argument("--log-every", type=int, help="steps between train metric lines (default 1)")
     p.add_argument("--eval-every", type=int, help="steps between evaluations (default: only at the end); "
@@ -50,8 +56,9 @@ def register(subparsers) -> None:
 
 
 # CLI flag -> RunConfig field, for flags given explicitly.
-_FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "lr",
-           "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark", "eval_max_samples", "seed", "device")
+_FIELDS = ("model", "tokenizer", "cache_dir", "steps", "tokens", "epochs", "batch_size", "max_length", "packing",
+           "lr", "log_every", "eval_every", "eval_at_start", "save_model", "validation", "target", "benchmark",
+           "eval_max_samples", "seed", "device")
 _PATHS = ("input", "tokenizer", "cache_dir", "validation", "target", "benchmark")
 
 

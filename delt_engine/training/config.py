@@ -37,6 +37,14 @@ class RunConfig:
     ``save_model``: when the run completes, the trained model and its tokenizer are saved to
     ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
 
+    Rows: with ``packing`` the documents are concatenated in their training order (each ends with EOS)
+    and cut into rows of exactly ``max_length`` tokens, as the paper trains: no padding (except in the
+    very last row), no truncation (a long document continues in the next row), every batch the same
+    size. Attention is causal over the whole row, across document boundaries (as the paper packs,
+    without per-document masks). Without it every row is one document, truncated to ``max_length``
+    and padded to the longest row of its batch. ``None`` takes the preset's default
+    (``PACKED_BY_DEFAULT``: packed, except ``tiny-test``).
+
     Tokenizer: ``None`` trains a byte-level BPE tokenizer on the input texts (cached under
     ``cache_dir``); it does not depend on document order, so every ordering of one corpus shares it.
     Runs on different selections of a corpus get different tokenizers and their losses are then not
@@ -52,6 +60,7 @@ class RunConfig:
     cache_dir: Optional[str] = None
     max_length: int = 128
     batch_size: int = 16
+    packing: Optional[bool] = None  # None: the preset's default (PACKED_BY_DEFAULT)
     steps: Optional[int] = None
     tokens: Optional[int] = None
     epochs: int = 1
@@ -107,6 +116,9 @@ class RunConfig:
             raise ConfigError(f"device={self.device!r} is not known; use one of {', '.join(DEVICE_CHOICES)}")
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
+        if self.packing is not None and not isinstance(self.packing, bool):
+            raise ConfigError(f"packing={self.packing!r} must be true (packed rows), false (one document "
+                              "per row) or null (the preset's default)")
         _check_int("log_every", self.log_every, 1, 10**12)
         _check_int("eval_every", self.eval_every, 1, 10**12, optional=True)
         for name in ("eval_at_start", "save_model"):
@@ -142,6 +154,21 @@ class RunConfig:
         if "input" not in data:
             raise ConfigError("run config has no 'input' (path of the ordered data JSONL/Parquet)")
         return cls(**data)
+
+
+# Row format of each preset when ``packing`` is None (bench/train_speed.py, docs/benchmarks.md): packed
+# rows train ~2x the tokens per second of padded document rows on the shuffled demo and give every step
+# of every ordering the same number of tokens; tiny-test (the unit-test preset) keeps one document per
+# row so that tests can state batches as documents. Model directories are packed.
+PACKED_BY_DEFAULT: dict[str, bool] = {"tiny-test": False, "cpu-demo": True, "cpu-small": True,
+                                      "gpu-30m": True, "gpu-160m": True}
+
+
+def uses_packing(config: RunConfig) -> bool:
+    """Whether ``config`` trains on packed rows: its ``packing``, else its preset's default."""
+    if config.packing is not None:
+        return config.packing
+    return PACKED_BY_DEFAULT.get(config.model, True)
 
 
 def _check_text(name: str, value: Any) -> None:

@@ -1,5 +1,6 @@
-"""What a training run reads: the ordered data, cut into batches in file order (the step or token
-budget decides where the run ends), and the held-out sets and benchmark items it is evaluated on."""
+"""What a training run reads: the ordered data, as training rows (one document per row, or documents
+packed into full rows), cut into batches in file order (the step or token budget decides where the run
+ends), and the held-out sets and benchmark items it is evaluated on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
 
 from ..errors import ConfigError, DataError
 from ..fileio import json_object_line
@@ -37,6 +41,93 @@ def load_ordered(config: RunConfig) -> OrderedData:
         scores = [row.get(config.score_field) for row in rows]
         scores = [float(s) if isinstance(s, (int, float)) and not isinstance(s, bool) else None for s in scores]
     return OrderedData(ids, texts, scores)
+
+
+@dataclass
+class TrainRows:
+    """A run's training rows in training order, and which documents each row holds.
+
+    Attributes:
+        input_ids, attention_mask: int64 [rows, width], right-padded (mask 1 = real token).
+        first_doc, last_doc: per row, the position in the ordering of the document of its first and of
+            its last real token (equal for one-document rows).
+        packed: documents packed into full rows (True) or one document per row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    first_doc: list[int]
+    last_doc: list[int]
+    packed: bool
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def lengths(self) -> list[int]:
+        """Real tokens of every row."""
+        return self.attention_mask.sum(dim=1).tolist()
+
+    def docs(self, rows: slice) -> range:
+        """Positions (in the ordering) of the documents with at least one token in ``rows``, in order.
+
+        Documents are contiguous in the ordering and every one has at least its EOS token, so the
+        documents of consecutive rows are a contiguous range."""
+        return range(self.first_doc[rows.start], self.last_doc[rows.stop - 1] + 1)
+
+
+def document_rows(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int) -> TrainRows:
+    """One document per row (EOS appended, truncated to ``max_length``, right-padded)."""
+    from ..data.tokenizer import encode
+
+    samples = encode(texts, ids, tokenizer, max_length)
+    positions = list(range(len(samples)))
+    return TrainRows(samples.input_ids, samples.attention_mask, positions, positions, packed=False)
+
+
+def pack_documents(token_lists: Sequence[Sequence[int]], max_length: int, pad_id: int) -> TrainRows:
+    """Concatenate documents (each already ending with EOS) in the given order and cut the stream into
+    rows of ``max_length`` tokens; only the last row can be shorter (right-padded with ``pad_id``).
+
+    Raises:
+        DataError when there are no tokens; ConfigError when ``max_length`` < 2.
+    """
+    if max_length < 2:
+        raise ConfigError(f"max_length={max_length} is too small; a row needs at least 2 tokens (try 128)")
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    total = int(lengths.sum())
+    if total == 0:
+        raise DataError("no tokens to pack: the ordered data is empty")
+    if (lengths == 0).any():
+        raise DataError("a document has no tokens (not even EOS); encode documents with EOS appended")
+    stream = np.full(-(-total // max_length) * max_length, pad_id, dtype=np.int64)
+    stream[:total] = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=np.int64, count=total)
+    doc_of_token = np.repeat(np.arange(len(lengths)), lengths)
+    n_rows = stream.size // max_length
+    starts = np.arange(n_rows) * max_length
+    ends = np.minimum(starts + max_length, total) - 1
+    mask = np.zeros(stream.size, dtype=np.int64)
+    mask[:total] = 1
+    return TrainRows(torch.from_numpy(stream.reshape(n_rows, max_length)),
+                     torch.from_numpy(mask.reshape(n_rows, max_length)),
+                     doc_of_token[starts].tolist(), doc_of_token[ends].tolist(), packed=True)
+
+
+def packed_rows(texts: Sequence[str], tokenizer, max_length: int) -> TrainRows:
+    """Documents tokenized whole (EOS appended, never truncated) and packed into rows (``pack_documents``)."""
+    if not texts:
+        raise DataError("no documents to pack: the ordered data is empty")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return pack_documents([list(toks) + [eos] for toks in encoded], max_length, pad)
+
+
+def train_rows(data: OrderedData, tokenizer, max_length: int, packed: bool) -> TrainRows:
+    """The training rows of ``data``: packed (``packed_rows``) or one document per row (``document_rows``)."""
+    if packed:
+        return packed_rows(data.texts, tokenizer, max_length)
+    return document_rows(data.texts, data.ids, tokenizer, max_length)
 
 
 class SequentialBatches:
