@@ -2,10 +2,16 @@
 
     python -m delt_engine train --input ordered.jsonl --run-dir runs/r1 --steps 200 --eval-every 40
     python -m delt_engine train --run-dir runs/r1          # job mode: runs/r1/config.json already written
+    python -m delt_engine train --group-dir runs/r1 --group-dir runs/r2   # several runs together (job mode)
 
 Cancel: SIGTERM/SIGINT or a file ``<run-dir>/cancel`` stops the run after the current step; status.json
 says "cancelled", metrics stay, and the exit code is 130. A finished run exits 0; a bad configuration or
 input exits 2 (``error: ...``); a crash exits 1 with status.json "failed" and the error message.
+
+A group (``--group-dir``, once per run; the job manager starts these) trains its runs in one process,
+stacked where they share a model configuration (training/ensemble.py); each run is written as if it had
+trained alone, ``<dir>/cancel`` stops that run only, SIGTERM/SIGINT stops them all, and the exit code is
+0 when every run is done, 130 when some were cancelled and none failed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ EXIT_CANCELLED = 130
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a causal LM on ordered data (one run dir)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", required=True, help="run directory (created); alone = job mode")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run-dir", help="run directory (created); alone = job mode")
+    where.add_argument("--group-dir", action="append", metavar="RUN_DIR",
+                       help="a run directory with its config.json, trained together with the other --group-dir "
+                            "runs in this process (repeat the flag)")
     p.add_argument("--input", help="ordered data JSONL/Parquet (id, text, optional score), trained in file order")
     p.add_argument("--model", help="model preset (tiny-test, cpu-demo, cpu-small, gpu-30m, gpu-160m) or model dir")
     p.add_argument("--tokenizer", help="tokenizer directory (default: byte-level BPE trained on the input)")
@@ -76,6 +86,8 @@ def _config_from_args(args):
 
 
 def run_train(args) -> int:
+    if args.group_dir:
+        return run_group(args)
     from tqdm import tqdm
 
     from ..errors import ConfigError
@@ -106,6 +118,27 @@ def run_train(args) -> int:
             bar.close()
     print(_describe(summary), file=sys.stderr)
     return EXIT_CANCELLED if summary["state"] == "cancelled" else 0
+
+
+def run_group(args) -> int:
+    """``--group-dir`` job mode: the runs train together; one line per run at the end."""
+    from ..errors import ConfigError
+    from ..jobs.protocol import StopFlag
+    from ..jobs.train_job import train_group
+
+    if args.input or any(getattr(args, name) is not None for name in _FIELDS):
+        raise ConfigError("--group-dir trains prepared run dirs (their config.json); give no training flags")
+    summaries = train_group(args.group_dir, should_stop=StopFlag())
+    states = []
+    for run_dir, summary in summaries.items():
+        if summary["state"] == "not started":
+            print(f"{run_dir}: not started: {summary['error']}", file=sys.stderr)
+        else:
+            print(f"{run_dir}: {_describe(summary)}", file=sys.stderr)
+        states.append(summary["state"])
+    if all(s == "done" for s in states):
+        return 0
+    return EXIT_CANCELLED if all(s in ("done", "cancelled") for s in states) else 1
 
 
 def _describe(summary: dict) -> str:

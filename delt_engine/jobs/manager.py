@@ -43,11 +43,17 @@ CommandBuilder = Callable[[Path, str], list]
 
 
 def engine_command(python: str = sys.executable) -> CommandBuilder:
-    """The default command builder: ``[python, -m, delt_engine, train|score, --run-dir|--job-dir, DIR]``."""
+    """The default command builder: ``[python, -m, delt_engine, train|score, --run-dir|--job-dir, DIR]``;
+    its ``group(dirs)`` is the command of training runs together: ``train --group-dir D1 --group-dir D2 ...``."""
     def build(job_dir: Path, kind: str) -> list:
         if kind not in JOB_FLAGS:
             raise JobError(f"unknown job kind {kind!r}; use one of {', '.join(JOB_FLAGS)}")
         return [python, "-m", "delt_engine", kind, JOB_FLAGS[kind], str(job_dir)]
+
+    def group(job_dirs: list) -> list:
+        return [python, "-m", "delt_engine", "train"] + [x for d in job_dirs for x in ("--group-dir", str(d))]
+
+    build.group = group
     return build
 
 
@@ -60,6 +66,7 @@ class _Active:
     cancelling: bool = False
     killed: bool = False
     gpu: str | None = None  # the CUDA device this job was given, when jobs are spread over several
+    group: tuple | None = None  # the job dirs trained together in this job's process (train_group)
 
 
 class JobManager:
@@ -73,11 +80,15 @@ class JobManager:
         poll_interval_s: how often the background thread ticks.
         background: run the daemon thread (False: only explicit ``tick()`` calls advance jobs).
         gpus: CUDA device ids to spread jobs over (None: ``visible_gpus()`` at the first launch).
+        group_training: train the queued runs of one comparison that share a model config and device in
+            one process, as one stacked model (``jobs.train_job.train_group``); None: ``group_default()``.
+        max_group: at most this many runs in one group.
     """
 
     def __init__(self, max_concurrent: int = 1, python: str = sys.executable,
                  command_builder: CommandBuilder | None = None, grace_s: float = 10.0,
-                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None):
+                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None,
+                 group_training: bool | None = None, max_group: int = 32):
         if max_concurrent < 1:
             raise JobError(f"max_concurrent={max_concurrent} must be at least 1")
         self.max_concurrent = int(max_concurrent)
@@ -89,6 +100,8 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None  # last unexpected error inside the background thread
         self.gpus = None if gpus is None else [str(g) for g in gpus]
+        self.group_training = group_default() if group_training is None else bool(group_training)
+        self.max_group = max(1, int(max_group))
 
     # -------------------------------------------------------------- public API
 
@@ -108,7 +121,8 @@ class JobManager:
             write_json(job_dir / STATUS_FILE, {"state": "queued", "created_at": old.get("created_at") or now_iso(),
                                                  "queued_at": now_iso(), "manager_pid": os.getpid(), "kind": kind})
             self._queue.append((job_dir, kind))
-            self._tick_locked()
+            if not self._groups_later(kind):
+                self._tick_locked()
             self._ensure_thread()
         return job_dir
 
@@ -206,17 +220,56 @@ class JobManager:
         env = self._job_env()
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+        group = self._take_group(job_dir, kind)
         try:
+            command = self.command_builder(job_dir, kind) if len(group) == 1 else self.command_builder.group(group)
             with open(job_dir / LOG_FILE, "ab") as log:
-                proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         except (OSError, JobError) as exc:
-            write_status(job_dir, "failed", error=f"could not start the job: {exc}")
+            for d in group:
+                write_status(d, "failed", error=f"could not start the job: {exc}")
             return
         # The child needs far longer than this to import anything, so it cannot have written its own
         # final status yet; it may rewrite "running" with the same pid, which is harmless.
-        write_status(job_dir, "running", pid=proc.pid, manager_pid=os.getpid(), **({"gpu": gpu} if gpu else {}))
-        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu)
+        for d in group:
+            write_status(d, "running", pid=proc.pid, manager_pid=os.getpid(), **({"gpu": gpu} if gpu else {}),
+                         **({"group": [str(g) for g in group]} if len(group) > 1 else {}))
+            self._active[d] = _Active(d, proc.pid, proc, gpu=gpu, group=tuple(group) if len(group) > 1 else None)
+
+    def _groups_later(self, kind: str) -> bool:
+        """Whether a submitted training run waits for the next background tick (at most ``poll_interval_s``)
+        instead of launching at once, so that the runs of a comparison submitted one after another are all
+        queued when the first launches and can train together (``_take_group``)."""
+        return kind == "train" and self.group_training and self.background and hasattr(self.command_builder, "group")
+
+    def _take_group(self, job_dir: Path, kind: str) -> list[Path]:
+        """``job_dir`` and the queued training runs that can train with it in one process (one stacked
+        model: the same comparison, model config and device; ``training.config.group_key``), taken off the
+        queue. Only with ``group_training`` on and a command builder that can build a group command; with
+        several GPUs a comparison's runs are split evenly over them."""
+        group = [job_dir]
+        if kind != "train" or not self.group_training or not hasattr(self.command_builder, "group"):
+            return group
+        from ..fileio import read_json
+        from ..training.config import RunConfig, group_key
+
+        def key(d: Path):
+            try:
+                return group_key(RunConfig.from_dict(read_json(d / CONFIG_FILE)))
+            except Exception:  # a bad config.json fails in its own job, with its own message
+                return None
+
+        mine = key(job_dir)
+        if mine is None:
+            return group
+        candidates = [(d, k) for d, k in self._queue if k == "train" and not (d / CANCEL_FILE).exists()
+                      and read_status(d).get("state") == "queued" and key(d) == mine]
+        share = -(-(len(candidates) + 1) // max(1, len(self.gpus or [])))
+        for d, k in candidates[:max(0, min(share, self.max_group) - 1)]:
+            self._queue.remove((d, k))
+            group.append(d)
+        return group
 
     def _pick_gpu(self) -> str | None:
         """The least busy of several GPUs (lowest first on a tie); None with one GPU or none."""
@@ -265,6 +318,8 @@ class JobManager:
             return
         job.cancelling = True
         (job.dir / CANCEL_FILE).touch()
+        if job.group and any(not a.cancelling for d, a in self._active.items() if d in job.group):
+            return  # the group process stops this run alone at its next step (its cancel file)
         try:
             os.kill(job.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -302,6 +357,9 @@ class JobManager:
         if state in FINAL_STATES:
             return state
         if state == "running" and status.get("pid"):
+            if _others_of_group_running(job_dir, status):
+                (job_dir / CANCEL_FILE).touch()  # its group process stops this run alone at its next step
+                return "stopping"
             request_cancel(job_dir)
             job = _Active(job_dir, int(status["pid"]), None, time.monotonic() + self.grace_s, cancelling=True)
             self._active[job_dir] = job
@@ -331,6 +389,13 @@ class JobManager:
                     return
 
 
+def _others_of_group_running(job_dir: Path, status: dict) -> bool:
+    """Whether ``job_dir`` trains in a group process with other runs still running there (not cancelling)."""
+    others = [Path(d) for d in status.get("group") or [] if Path(d) != job_dir]
+    return any(read_status(d).get("state") == "running" and read_status(d).get("pid") == status.get("pid")
+               and not (d / CANCEL_FILE).exists() for d in others)
+
+
 def visible_gpus() -> list[str]:
     """CUDA device ids jobs can use: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set, else
     0..n-1 for the n devices torch sees (none on a CPU-only machine)."""
@@ -344,6 +409,13 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # no usable CUDA runtime: run jobs as they are
         return []
+
+
+def group_default() -> bool:
+    """Whether the job manager trains a comparison's runs together by default: ``DELT_GROUP_TRAINING``
+    (1/0) when set, else on (bench/comparison_speed.py, docs/benchmarks.md)."""
+    value = os.environ.get("DELT_GROUP_TRAINING", "").strip().lower()
+    return value not in ("0", "false", "no", "off") if value else True
 
 
 def default_concurrency() -> int:

@@ -9,6 +9,7 @@ lifecycle, and summary.json is written however the run ends (done, cancelled or 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..errors import Cancelled, ConfigError, DataError
@@ -53,34 +54,119 @@ def train_run(run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn =
         The summary (also written to summary.json). An exception marks the run "failed" (with the
         error, metrics kept, summary written) and is re-raised.
     """
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    state = RunState()
-    hooks = TrainHooks(on_record=lambda record: append_jsonl(run_dir / METRICS_FILE, record),
-                       on_progress=ProgressFile(run_dir), on_step=on_step, on_batch=on_batch,
-                       should_stop=should_stop)
-    with JobRun(run_dir) as job:
+    run = RunJob(run_dir, on_step=on_step, should_stop=should_stop, on_batch=on_batch)
+    with JobRun(run.run_dir) as job:
         try:
-            outcome = _train(config, hooks, state, run_dir)
+            result = train_model(run.config, run.hooks, run.state, cache_root=run.run_dir)
+            outcome = run.keep(result)
         except Cancelled:  # a hook or helper that honours a stop flag by raising (progress.check_stop)
             outcome = "cancelled"
         except KeyboardInterrupt:
-            _write_summary(run_dir, state.summary("cancelled"))
+            run.write_summary("cancelled")
             raise
         except BaseException as exc:
-            _write_summary(run_dir, state.summary("failed", error=error_message(exc)))
+            run.write_summary("failed", error=error_message(exc))
             raise
-        summary = _write_summary(run_dir, state.summary(outcome))
+        summary = run.write_summary(outcome)
         job.finish(outcome)
     return summary
 
 
-def _train(config: RunConfig, hooks: TrainHooks, state: RunState, run_dir: Path) -> str:
-    result = train_model(config, hooks, state, cache_root=run_dir)
-    if result.state == "done" and config.save_model:
-        write_progress(run_dir, Progress("save", 0, 1, None, "saving the trained model"))
-        state.info["model_dir"] = str(save_trained(result.model, result.tokenizer, run_dir / "model"))
-    return result.state
+class RunJob:
+    """One run directory as a training job: its config, the hooks that write its metrics.jsonl and
+    progress.json, the state the loop fills in, and how it ends (kept model, summary.json). Shared by
+    the solo job (``train_run``) and the group job (``train_group``)."""
+
+    def __init__(self, run_dir: str | Path, on_step: StepFn = None, should_stop: StopFn = None,
+                 on_batch: BatchFn = None):
+        self.run_dir = Path(run_dir)
+        self.config = _read_config(self.run_dir)
+        self.state = RunState()
+        self.hooks = TrainHooks(on_record=lambda record: append_jsonl(self.run_dir / METRICS_FILE, record),
+                                on_progress=ProgressFile(self.run_dir), on_step=on_step, on_batch=on_batch,
+                                should_stop=should_stop)
+
+    def keep(self, result) -> str:
+        """The run's outcome; a completed run with ``save_model`` saves its model first."""
+        if result.state == "done" and self.config.save_model:
+            write_progress(self.run_dir, Progress("save", 0, 1, None, "saving the trained model"))
+            self.state.info["model_dir"] = str(save_trained(result.model, result.tokenizer, self.run_dir / "model"))
+        return result.state
+
+    def write_summary(self, outcome: str, error: str | None = None) -> dict:
+        return _write_summary(self.run_dir, self.state.summary(outcome, error=error))
+
+
+def train_group(run_dirs: list[str | Path], should_stop: StopFn = None, on_step=None) -> dict[Path, dict]:
+    """Train several run directories together in this process (``training.ensemble.train_together``:
+    one stacked model where they share a model configuration), each written exactly as ``train_run``
+    writes a run: its own config.json, metrics.jsonl, progress.json, status.json and summary.json.
+
+    Args:
+        run_dirs: run directories with a config.json each (a bad one ends "failed" alone).
+        should_stop: stops every member (e.g. SIGTERM to the group process); each member also stops
+            alone when its own ``<run_dir>/cancel`` file appears.
+        on_step: ``on_step(run_dir, info)`` after every step of every member (info as ``TrainHooks.on_step``).
+
+    Returns:
+        {run_dir: summary}; a member that could not start (no config.json, a bad one, metrics of an
+        earlier run) has {"state": "not started", "error"}. An error of the stacked step itself marks every
+        member still running "failed" and is re-raised.
+    """
+    from ..training.ensemble import Member, train_together
+    from .protocol import StopFlag
+
+    runs, summaries = [], {}
+    for run_dir in dict.fromkeys(Path(d) for d in run_dirs):
+        stop = _either(StopFlag(run_dir, install_signals=False), should_stop)
+        step = None if on_step is None else (lambda info, d=run_dir: on_step(d, info))
+        try:
+            runs.append(RunJob(run_dir, on_step=step, should_stop=stop))
+        except (ConfigError, DataError) as exc:  # a bad config.json is marked failed; an earlier run is left alone
+            summaries[run_dir] = {"state": "not started", "error": str(exc)}
+    with contextlib.ExitStack() as stack:
+        jobs = [stack.enter_context(JobRun(run.run_dir)) for run in runs]
+        try:
+            outcomes = train_together([Member(r.config, r.hooks, r.state, r.run_dir) for r in runs])
+        except KeyboardInterrupt:
+            for run in runs:
+                run.write_summary("cancelled")
+            raise
+        except BaseException as exc:
+            for run in runs:
+                run.write_summary("failed", error=error_message(exc))
+            raise
+        for run, job, outcome in zip(runs, jobs, outcomes):
+            summaries[run.run_dir] = _finish_member(run, job, outcome)
+    return summaries
+
+
+def _finish_member(run: RunJob, job: JobRun, outcome) -> dict:
+    """Keep a group member's model, write its summary and its final status."""
+    error = outcome.error
+    if isinstance(error, Cancelled):  # a hook that honours a stop flag by raising
+        summary = run.write_summary("cancelled")
+        job.finish("cancelled")
+        return summary
+    if error is None:
+        try:
+            state = run.keep(outcome)
+        except Exception as exc:  # e.g. the disk is full: this member failed
+            error = exc
+    if error is not None:
+        message = error_message(error)
+        summary = run.write_summary("failed", error=message)
+        job.finish("failed", error=message)
+        return summary
+    summary = run.write_summary(state)
+    job.finish(state)
+    return summary
+
+
+def _either(first: StopFn, second: StopFn) -> StopFn:
+    if second is None:
+        return first
+    return lambda: first() or second()
 
 
 def _read_config(run_dir: Path) -> RunConfig:

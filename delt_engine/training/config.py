@@ -171,6 +171,19 @@ def uses_packing(config: RunConfig) -> bool:
     return PACKED_BY_DEFAULT.get(config.model, True)
 
 
+# Fields that must be equal for runs to train together in one stacked model (training/ensemble.py); the
+# comparison id keeps runs of different comparisons apart. Data, seed, budget, lr, clipping, evaluation differ.
+GROUP_FIELDS = ("model", "tokenizer", "vocab_size", "device", "bf16", "max_length", "batch_size", "betas",
+                "weight_decay")
+
+
+def group_key(config: RunConfig) -> tuple:
+    """Runs whose keys are equal can train together (``jobs.train_job.train_group``): same comparison,
+    model, tokenizer, device, precision, row format and shape, and optimiser constants."""
+    values = tuple(repr(getattr(config, name)) for name in GROUP_FIELDS)
+    return (str(config.provenance.get("comparison")), uses_packing(config)) + values
+
+
 def _check_text(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name}={value!r} must be a non-empty string")
