@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the card's bf16 dense peak, TFLOP/s")
     ap.add_argument("--only-packed", action="store_true", help="time packed rows only (MFU runs on a GPU)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time packed rows with the training step compiled (compile time counted)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,13 +115,16 @@ def main() -> None:
     base = dict(input=str(tmp / "shuffled.parquet"), model=args.model, device=args.device, steps=args.steps,
                 batch_size=args.batch_size, max_length=args.max_length, cache_dir=str(tmp / "cache"),
                 log_every=10**9, epochs=100)
-    configs = {"packed": RunConfig(**base, packing=True)}
+    configs = {"packed": RunConfig(**base, packing=True, compile=False)}
     if not args.only_packed:
-        configs["padded"] = RunConfig(**base, packing=False)
+        configs["padded"] = RunConfig(**base, packing=False, compile=False)
+    if args.compile:
+        configs["packed+compile"] = RunConfig(**base, packing=True, compile=True)
     runs = {name: [] for name in configs}
     summaries = {}
-    for name, config in configs.items():  # warm-up: tokenizer, kernels, allocator
-        train(RunConfig(**{**config.to_dict(), "steps": 3}), tmp / f"warm-{name}")
+    for name, config in configs.items():  # warm-up: tokenizer, kernels, allocator (not the compilation)
+        if not config.compile:
+            train(RunConfig(**{**config.to_dict(), "steps": 3}), tmp / f"warm-{name}")
     for r in range(args.repeats):
         names = list(configs) if r % 2 == 0 else list(configs)[::-1]
         for name in names:
@@ -140,6 +145,12 @@ def main() -> None:
     out = {"packed_tok_s": round(med["packed"], 1), "padding_frac": round(pad_frac, 4), "model": args.model,
            "device": describe_device(device), "steps": args.steps, "batch_size": args.batch_size,
            "max_length": args.max_length, "repeats": args.repeats, "threads": torch.get_num_threads()}
+    if "packed+compile" in med:
+        first = summaries["packed+compile"].get("first_step_s")
+        out.update(compiled_tok_s=round(med["packed+compile"], 1), compile=summaries["packed+compile"]["compile"],
+                   compile_first_step_s=first, compile_ratio=round(med["packed+compile"] / med["packed"], 3))
+        print(f"compiled/eager packed = {out['compile_ratio']:.2f} (compile time counted: first step {first} s "
+              f"in the first run, from the inductor cache after)")
     if "padded" in med:
         out.update(ratio=round(med["packed"] / med["padded"], 3), padded_tok_s=round(med["padded"], 1))
         print(f"ratio packed/padded = {out['ratio']:.2f} (goal >= 1.8); padding in the padded batches: "

@@ -73,6 +73,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     bf16: Optional[bool] = None  # None: bf16 autocast on CUDA, full fp32 elsewhere
+    compile: Optional[bool] = None  # torch.compile the training forward+backward; None: see uses_compile
     log_every: int = 1
     eval_every: Optional[int] = None
     eval_at_start: bool = True
@@ -116,6 +117,9 @@ class RunConfig:
             raise ConfigError(f"device={self.device!r} is not known; use one of {', '.join(DEVICE_CHOICES)}")
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ConfigError(f"compile={self.compile!r} must be true, false or null (auto: long CUDA runs on "
+                              "packed rows)")
         if self.packing is not None and not isinstance(self.packing, bool):
             raise ConfigError(f"packing={self.packing!r} must be true (packed rows), false (one document "
                               "per row) or null (the preset's default)")
@@ -169,6 +173,19 @@ def uses_packing(config: RunConfig) -> bool:
     if config.packing is not None:
         return config.packing
     return PACKED_BY_DEFAULT.get(config.model, True)
+
+
+# torch.compile pays back its compile time (tens of seconds) only over many steps of one shape.
+COMPILE_MIN_STEPS = 300
+
+
+def uses_compile(config: RunConfig, device_type: str, total_steps: int) -> bool:
+    """Whether the training step is compiled: ``compile`` when set, else on for CUDA runs of at least
+    ``COMPILE_MIN_STEPS`` steps on packed rows (one shape every step); never by default on a CPU, where
+    the compile time is not paid back on demo-sized runs."""
+    if config.compile is not None:
+        return config.compile
+    return device_type == "cuda" and uses_packing(config) and total_steps >= COMPILE_MIN_STEPS
 
 
 # Fields that must be equal for runs to train together in one stacked model (training/ensemble.py); the

@@ -25,9 +25,9 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from .config import RunConfig
-from .loop import (LoopClock, PreparedRun, RunState, RunSteps, TrainHooks, build_run_model, prepare_run,
-                   train_model)
+from .config import RunConfig, uses_compile
+from .loop import (CompiledStep, LoopClock, PreparedRun, RunState, RunSteps, TrainHooks, build_run_model,
+                   prepare_run, train_model)
 
 
 # ------------------------------------------------------------------------------------- the stacked model
@@ -154,16 +154,26 @@ class StackedAdamW:
         self.step_count += 1
         beta1, beta2 = self.betas
         bc1, bc2 = 1 - beta1 ** self.step_count, 1 - beta2 ** self.step_count
-        for name, p in self.params.items():
+        factors: dict = {}  # per (dtype, device): the members' decay and step-size factors, made once a step
+
+        def per_member(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            key = (p.dtype, p.device)
+            if key not in factors:
+                # computed in Python floats and rounded once, as torch's AdamW passes Python scalars
+                values = [[1 - lr * self.weight_decay for lr in lrs], [-lr / bc1 for lr in lrs]]
+                factors[key] = torch.tensor(values, dtype=p.dtype).to(p.device, non_blocking=True)
             shape = (len(lrs),) + (1,) * (p.dim() - 1)
-            as_tensor = lambda values: torch.tensor(values, dtype=p.dtype, device=p.device).view(shape)  # noqa: E731
+            return factors[key][0].view(shape), factors[key][1].view(shape)
+
+        for name, p in self.params.items():
+            decay, step_size = per_member(p)
             if self.decay[name] and self.weight_decay:
-                p.mul_(as_tensor([1 - lr * self.weight_decay for lr in lrs]))
+                p.mul_(decay)
             m, v, g = self.exp_avg[name], self.exp_avg_sq[name], p.grad
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v.sqrt() / bc2 ** 0.5).add_(self.eps)
-            p.add_((m / denom) * as_tensor([-lr / bc1 for lr in lrs]))
+            p.add_((m / denom) * step_size)
 
     def keep(self, index: torch.Tensor, params: dict) -> None:
         """Keep only the members at ``index`` (new stacked ``params``, same names)."""
@@ -331,6 +341,11 @@ def _train_stack(slots: list[_Slot], members: list[Member]) -> dict[int, Outcome
     params, decay = _stack(active) if active else ({}, {})
     c0 = run0.config
     optimizer = StackedAdamW(params, decay, tuple(c0.betas), c0.weight_decay)
+    longest = max((slot.steps.total for slot in active), default=0)
+    compiled = CompiledStep(stacked.losses, uses_compile(c0, device.type, longest), members[slots[0].index].state,
+                            reset=lambda: [setattr(p, "grad", None) for p in params.values()])
+    for slot in slots[1:]:
+        members[slot.index].state.info["compile"] = compiled.compiled
     index = 0
     while active:
         ending = {}
@@ -341,9 +356,14 @@ def _train_stack(slots: list[_Slot], members: list[Member]) -> dict[int, Outcome
             active, params = _drop(active, params, optimizer, ending, outcomes)
             continue
         ids, mask, lrs = _batch(active, index, pad_id)
-        with autocast_context(device, amp):
-            losses = stacked.losses(params, ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
-        losses.sum().backward()
+
+        def step(loss_fn):
+            with autocast_context(device, amp):
+                out = loss_fn(params, ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
+            out.sum().backward()
+            return out
+
+        losses = compiled.run(index, step)
         clip_per_member(params, [slot.run.config.grad_clip for slot in active])
         optimizer.step(lrs)
         for p in params.values():

@@ -22,7 +22,7 @@ import torch
 from ..models.device import describe_device, resolve_device
 from ..progress import Progress, ProgressFn, StopFn
 from . import evaluation
-from .config import RunConfig, uses_packing
+from .config import RunConfig, uses_compile, uses_packing
 from .data import SequentialBatches, load_ordered, plan_steps, train_rows
 from .metrics import EVAL_METRICS
 
@@ -305,14 +305,16 @@ class RunSteps:
                 "elapsed_s": round(self.clock.elapsed_s(), 3)}
 
 
-def _train_step(model, optimizer, input_ids, mask, lr: float, config: RunConfig, device, amp):
-    """One AdamW step on one batch; returns the detached token-mean loss."""
+def _train_step(model, optimizer, input_ids, mask, lr: float, config: RunConfig, device, amp, loss_fn=None):
+    """One AdamW step on one batch; returns the detached token-mean loss (``loss_fn(ids, mask)``, by
+    default ``losses.token_mean_loss`` of ``model``)."""
     from ..models.losses import token_mean_loss
 
     for group in optimizer.param_groups:
         group["lr"] = lr
     with evaluation.autocast_context(device, amp):
-        loss = token_mean_loss(model, input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
+        ids, mask = input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        loss = loss_fn(ids, mask) if loss_fn is not None else token_mean_loss(model, ids, mask)
     loss.backward()
     if config.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -321,17 +323,50 @@ def _train_step(model, optimizer, input_ids, mask, lr: float, config: RunConfig,
     return loss.detach()
 
 
+class CompiledStep:
+    """A loss function compiled with ``torch.compile`` when ``uses_compile`` says so, falling back to the
+    eager one (and saying why in ``state.info["compile"]``) when compiling fails at the first step. The
+    first step's time, compilation included, is ``state.info["first_step_s"]`` (and counts as training)."""
+
+    def __init__(self, eager: Callable, enabled: bool, state: RunState, reset: Callable[[], None] = lambda: None):
+        self.eager, self.state, self.reset = eager, state, reset
+        self.fn = torch.compile(eager) if enabled else eager
+        self.compiled = enabled
+        state.info["compile"] = enabled
+
+    def run(self, index: int, step: Callable[[Callable], Any]):
+        """``step(loss_fn)`` for 0-based step ``index``; the first compiled step falls back on an error."""
+        if index > 0 or not self.compiled:
+            return step(self.fn)
+        start = time.perf_counter()
+        try:
+            out = step(self.fn)
+        except Exception as exc:  # a model or torch version inductor cannot compile: train eagerly
+            self.fn, self.compiled = self.eager, False
+            self.reset()  # no gradient of the failed attempt may remain
+            self.state.info["compile"] = f"failed ({type(exc).__name__}: {str(exc)[:200]}); trained eagerly"
+            out = step(self.fn)
+        self.state.info["first_step_s"] = round(time.perf_counter() - start, 3)
+        return out
+
+
 def _run(config: RunConfig, hooks: TrainHooks, state: RunState, cache_root) -> TrainResult:
     """The training loop."""
+    from ..models.losses import token_mean_loss
+
     run, model = _setup(config, hooks, state, cache_root)
     optimizer = make_optimizer(model, config, run.device)
     steps = RunSteps(run, hooks, state, LoopClock())
+    compiled = CompiledStep(lambda ids, mask: token_mean_loss(model, ids, mask),
+                            uses_compile(config, run.device.type, steps.total), state,
+                            reset=lambda: optimizer.zero_grad(set_to_none=True))
     steps.start(model)
     for index in range(steps.total):
         if steps.stop_requested():
             return TrainResult("cancelled", model, run.tokenizer)
         input_ids, mask, lr = steps.batch(index)
-        loss = _train_step(model, optimizer, input_ids, mask, lr, config, run.device, run.amp)
+        loss = compiled.run(index, lambda fn: _train_step(model, optimizer, input_ids, mask, lr, config,
+                                                          run.device, run.amp, fn))
         steps.done_step(index, loss, lr, lambda: model)
     return TrainResult("done", model, run.tokenizer)
 

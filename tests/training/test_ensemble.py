@@ -103,7 +103,8 @@ def test_stopping_one_member_leaves_the_others_running_unchanged(data, tmp_path)
     stop_hooks = TrainHooks(on_step=on_step, should_stop=lambda: seen["steps"] >= 5)
     collected = _collect()
     states = [RunState() for _ in configs]
-    members = [Member(configs[0], stop_hooks, states[0], tmp_path), Member(configs[1], collected[1], states[1], tmp_path),
+    members = [Member(configs[0], stop_hooks, states[0], tmp_path),
+               Member(configs[1], collected[1], states[1], tmp_path),
                Member(configs[2], TrainHooks(), states[2], tmp_path)]
     outcomes = train_together(members)
     assert [o.state for o in outcomes] == ["cancelled", "done", "done"]

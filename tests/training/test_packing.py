@@ -82,7 +82,8 @@ def test_pack_documents_matches_the_concatenated_stream():
     owner = [i for i, d in enumerate(docs) for _ in d]
     assert rows.first_doc == [owner[r * 5] for r in range(4)]
     assert rows.last_doc == [owner[min(r * 5 + 4, len(flat) - 1)] for r in range(4)]
-    assert list(rows.docs(slice(1, 3))) == [1, 2, 3] and list(rows.docs(slice(3, 4))) == [3] and list(rows.docs(slice(0, 4))) == [0, 1, 2, 3]
+    assert list(rows.docs(slice(1, 3))) == [1, 2, 3] and list(rows.docs(slice(3, 4))) == [3]
+    assert list(rows.docs(slice(0, 4))) == [0, 1, 2, 3]
     with pytest.raises(DataError, match="no tokens"):
         pack_documents([[], [3, 0]], 5, pad_id=1)
     with pytest.raises(ConfigError, match="max_length"):
@@ -184,3 +185,29 @@ def test_cli_packing_flags_reach_the_run_config(data, tmp_path):
         assert cli_train._config_from_args(args).packing is expected
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--run-dir", "r", "--packing", "--no-packing"])
+
+
+def test_compile_defaults_and_fallback_to_eager_when_compiling_fails(data, tmp_path, monkeypatch):
+    from delt_engine.training.config import COMPILE_MIN_STEPS, uses_compile
+
+    cfg = _config(data, steps=3)
+    assert not uses_compile(cfg, "cpu", 10**6)  # never by default on a CPU
+    assert uses_compile(cfg, "cuda", COMPILE_MIN_STEPS) and not uses_compile(cfg, "cuda", COMPILE_MIN_STEPS - 1)
+    assert not uses_compile(_config(data, packing=False), "cuda", 10**6)  # one shape per step needed
+    assert uses_compile(_config(data, compile=True), "cpu", 1) and not uses_compile(_config(data, compile=False),
+                                                                                      "cuda", 10**6)
+    with pytest.raises(ConfigError, match="compile='on'"):
+        _config(data, compile="on")
+    eager = train(_config(data, steps=3, log_every=1), tmp_path / "eager")
+
+    def broken(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("inductor is not available here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    summary = train(_config(data, steps=3, log_every=1, compile=True), tmp_path / "fallback")
+    assert summary["compile"].startswith("failed (RuntimeError: inductor is not available here)")
+    assert summary["first_step_s"] > 0 and eager["compile"] is False
+    losses = [[r["train_loss"] for r in _lines(tmp_path / name) if "train_loss" in r] for name in ("fallback", "eager")]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
