@@ -1,13 +1,16 @@
-"""Comparison speed: K runs of one model trained together (one stacked model in one process,
-``jobs.train_job.train_group``) vs the same K runs one after another (``train_run`` each), and optionally
-vs K processes run P at a time (as the job manager with ``--max-concurrent P`` would).
+"""Comparison speed: K runs of one model trained together in one process (``jobs.train_job.train_group``,
+what ``train --group-dir`` runs for the job manager) vs the same K runs one after another (``train_run``
+each, in this process), and optionally vs K processes run P at a time (``train --run-dir`` each, as the
+job manager without groups and ``--max-concurrent P`` would).
 
-The K runs are K seeds of a shuffled demo ordering (each run its own ordering and seed), packed rows, no
-evaluation sets, the same step budget. Wall time covers everything a run does (reading and tokenizing
-its data, building its model, training); aggregate tokens/s is all runs' tokens over that wall time. The
-solo wall time of one run is measured too: the GPU goal is K = 15 runs together in <= 2x one run's time.
+Together is stacked (one batched step for all runs, the CUDA default) or interleaved (each run's own
+step in turn, the CPU default); ``--modes`` times either or both. The K runs are K seeds of a
+shuffled demo ordering (each its own ordering and seed), packed rows, no evaluation sets, same steps.
+Wall time covers everything a run does (reading and tokenizing its data, building its model, training);
+aggregate tokens/s is all runs' tokens over that wall time. The solo wall time of one run is measured
+too: the GPU goal is K = 15 runs together in <= 2x one run's time.
 
-    .venv/bin/python bench/comparison_speed.py                                  # CPU: K = 9, cpu-demo
+    .venv/bin/python bench/comparison_speed.py --modes interleaved,stacked      # CPU: K = 9, cpu-demo
     .venv/bin/python bench/comparison_speed.py --device cuda --model gpu-30m --runs 15 --steps 100 \\
         --max-length 1024
 
@@ -103,6 +106,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--processes", type=int, default=0, help="also time the runs as P processes at a time")
+    ap.add_argument("--modes", default="auto",
+                    help="group modes to time, comma-separated: auto (the device's), stacked, interleaved; the "
+                         "first one gives ratio and together_s")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
     if args.threads:
@@ -135,13 +141,21 @@ def main() -> None:
         train_run(d)
     sequential_s = time.perf_counter() - start
 
-    group_dirs = prepare_dirs(tmp, "together", configs())
-    start = time.perf_counter()
-    summaries = train_group(group_dirs)
-    together_s = time.perf_counter() - start
-    assert all(s["state"] == "done" for s in summaries.values()), summaries
+    from delt_engine.training.ensemble import group_mode
 
-    out = {"runs": args.runs, "model": args.model, "device": describe_device(resolve_device(args.device)),
+    device = resolve_device(args.device)
+    modes = [group_mode(device, m.strip()) for m in args.modes.split(",") if m.strip()]
+    together = {}
+    for mode in modes:
+        group_dirs = prepare_dirs(tmp, f"together-{mode}", configs())
+        start = time.perf_counter()
+        summaries = train_group(group_dirs, mode=mode)
+        together[mode] = (time.perf_counter() - start, group_dirs)
+        assert all(s["state"] == "done" for s in summaries.values()), summaries
+    main_mode = modes[0]
+    together_s, group_dirs = together[main_mode]
+
+    out = {"runs": args.runs, "model": args.model, "device": describe_device(device), "mode": main_mode,
            "steps": args.steps, "rows": f"{args.batch_size}x{args.max_length} packed",
            "threads": torch.get_num_threads(), "one_s": round(one_s, 2), "sequential_s": round(sequential_s, 2),
            "together_s": round(together_s, 2), "ratio": round(sequential_s / together_s, 3),
@@ -153,7 +167,11 @@ def main() -> None:
           f"threads {out['threads']}")
     print(f"{'one run alone':<34}{one_s:>9.1f} s")
     print(f"{'one after another':<34}{sequential_s:>9.1f} s   {out['sequential_tok_s']:>10.0f} tok/s")
-    print(f"{'together (one stacked model)':<34}{together_s:>9.1f} s   {out['together_tok_s']:>10.0f} tok/s")
+    for mode, (seconds, dirs) in together.items():
+        out[f"{mode}_s"] = round(seconds, 2)
+        out[f"{mode}_loop_ratio"] = round(loop_seconds(seq_dirs, False) / loop_seconds(dirs, True), 3)
+        print(f"{'together (' + mode + ')':<34}{seconds:>9.1f} s   {tokens_of(dirs) / seconds:>10.0f} tok/s   "
+              f"training loops {out[f'{mode}_loop_ratio']:.2f}x one after another")
     if args.processes:
         proc_dirs = prepare_dirs(tmp, "processes", configs())
         start = time.perf_counter()
@@ -163,9 +181,9 @@ def main() -> None:
         out["processes_tok_s"] = round(tokens_of(proc_dirs) / out["processes_s"], 1)
         print(f"{f'{args.processes} processes at a time':<34}{out['processes_s']:>9.1f} s   "
               f"{out['processes_tok_s']:>10.0f} tok/s")
-    print(f"together: {out['ratio']:.2f}x faster than one after another ({out['loop_ratio']:.2f}x in the training "
-          f"loops alone, set-up excluded); {out['together_vs_one']:.2f}x the time of one run (GPU goal: <= 2x for "
-          "15 runs)")
+    print(f"together ({main_mode}): {out['ratio']:.2f}x faster than one after another ({out['loop_ratio']:.2f}x in "
+          f"the training loops alone, set-up excluded); {out['together_vs_one']:.2f}x the time of one run (GPU "
+          "goal: <= 2x for 15 runs)")
     print(json.dumps(out))
 
 

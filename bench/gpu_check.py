@@ -75,7 +75,7 @@ def training_checks(out: dict, device: str = "cuda") -> None:
             solo.append(losses(records))
         collected = [[] for _ in paths]
         outcomes = train_together([Member(c, TrainHooks(on_record=r.append), RunState(), tmp)
-                                   for c, r in zip(configs(**kw), collected)])
+                                   for c, r in zip(configs(**kw), collected)], "stacked")
         assert all(o.state == "done" for o in outcomes), [o.error for o in outcomes]
         out[f"ensemble_{name}_vs_solo_max_rel_err"] = max(rel_err(losses(r), s) for r, s in zip(collected, solo))
     eager, compiled = [], []

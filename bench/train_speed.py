@@ -4,7 +4,9 @@ model FLOP utilisation against the card's bf16 dense peak.
 
 Both run the engine's own loop (``jobs.train_job.train``, no evaluation sets) for the same number of steps
 on the same shuffled ordering; tokens/s is real (non-padding) tokens over the loop's training time. Runs
-alternate padded/packed (order flipped each repeat) after an untimed warm-up; medians are reported.
+alternate padded/packed (order flipped each repeat) after an untimed warm-up; medians are reported, and
+the ratio is the median of the per-repeat ratios (each repeat runs both back to back, so a load swing on
+a shared machine hits both).
 
     .venv/bin/python bench/train_speed.py                                   # CPU, cpu-demo, 128-token rows
     .venv/bin/python bench/train_speed.py --device cuda --model gpu-160m --max-length 1024 --steps 30
@@ -96,7 +98,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice; 1 steadies timings on a busy shared machine)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the card's bf16 dense peak, TFLOP/s")
     ap.add_argument("--only-packed", action="store_true", help="time packed rows only (MFU runs on a GPU)")
     ap.add_argument("--compile", action="store_true",
@@ -132,6 +135,8 @@ def main() -> None:
             runs[name].append(summary["tokens"] / summary["train_s"])
             summaries[name] = summary
     med = {name: statistics.median(v) for name, v in runs.items()}
+    # each repeat times every variant back to back: the median of per-repeat ratios resists load swings
+    pair = {name: statistics.median(a / b for a, b in zip(runs[name], runs["packed"])) for name in runs}
     device = resolve_device(args.device)
     packed = summaries["packed"]
     tok = load_tokenizer(packed["tokenizer"])
@@ -148,11 +153,12 @@ def main() -> None:
     if "packed+compile" in med:
         first = summaries["packed+compile"].get("first_step_s")
         out.update(compiled_tok_s=round(med["packed+compile"], 1), compile=summaries["packed+compile"]["compile"],
-                   compile_first_step_s=first, compile_ratio=round(med["packed+compile"] / med["packed"], 3))
+                   compile_first_step_s=first, compile_ratio=round(pair["packed+compile"], 3))
         print(f"compiled/eager packed = {out['compile_ratio']:.2f} (compile time counted: first step {first} s "
               f"in the first run, from the inductor cache after)")
     if "padded" in med:
-        out.update(ratio=round(med["packed"] / med["padded"], 3), padded_tok_s=round(med["padded"], 1))
+        out.update(ratio=round(1 / pair["padded"], 3), padded_tok_s=round(med["padded"], 1),
+                   ratio_of_medians=round(med["packed"] / med["padded"], 3))
         print(f"ratio packed/padded = {out['ratio']:.2f} (goal >= 1.8); padding in the padded batches: "
               f"{pad_frac:.1%} (bounds the ratio at ~{1 / (1 - pad_frac):.2f}x)")
     peak, why = peak_tflops(device, args.peak_tflops)

@@ -97,16 +97,19 @@ class RunJob:
         return _write_summary(self.run_dir, self.state.summary(outcome, error=error))
 
 
-def train_group(run_dirs: list[str | Path], should_stop: StopFn = None, on_step=None) -> dict[Path, dict]:
+def train_group(run_dirs: list[str | Path], should_stop: StopFn = None, on_step=None,
+                mode: str = "auto") -> dict[Path, dict]:
     """Train several run directories together in this process (``training.ensemble.train_together``:
-    one stacked model where they share a model configuration), each written exactly as ``train_run``
-    writes a run: its own config.json, metrics.jsonl, progress.json, status.json and summary.json.
+    one stacked model where they share a model configuration on CUDA, else each run's own step in turn),
+    each written exactly as ``train_run`` writes a run: its own config.json, metrics.jsonl, progress.json,
+    status.json and summary.json.
 
     Args:
         run_dirs: run directories with a config.json each (a bad one ends "failed" alone).
         should_stop: stops every member (e.g. SIGTERM to the group process); each member also stops
             alone when its own ``<run_dir>/cancel`` file appears.
         on_step: ``on_step(run_dir, info)`` after every step of every member (info as ``TrainHooks.on_step``).
+        mode: "auto", "stacked" or "interleaved" (``training.ensemble.group_mode``).
 
     Returns:
         {run_dir: summary}; a member that could not start (no config.json, a bad one, metrics of an
@@ -127,7 +130,7 @@ def train_group(run_dirs: list[str | Path], should_stop: StopFn = None, on_step=
     with contextlib.ExitStack() as stack:
         jobs = [stack.enter_context(JobRun(run.run_dir)) for run in runs]
         try:
-            outcomes = train_together([Member(r.config, r.hooks, r.state, r.run_dir) for r in runs])
+            outcomes = train_together([Member(r.config, r.hooks, r.state, r.run_dir) for r in runs], mode)
         except KeyboardInterrupt:
             for run in runs:
                 run.write_summary("cancelled")

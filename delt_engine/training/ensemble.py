@@ -1,7 +1,9 @@
-"""Several runs of one model configuration trained together as one stacked model (many runs, one device).
+"""Several runs trained together in one process (many runs, one device): stacked or interleaved.
 
-A comparison is many runs of the same small model; one at a time they leave a GPU mostly idle. Here the
-K members' parameters are stacked along a new first dimension and every step runs one batched forward and
+A comparison is many runs of the same small model; one at a time they leave a GPU mostly idle, and on a
+CPU each run's process spends seconds importing torch and transformers before its first step.
+
+Stacked (CUDA by default, ``group_mode``): the K members' parameters are stacked along a new first dimension and every step runs one batched forward and
 backward for all of them: the same Mistral computation as the Hugging Face model (RMSNorm, rotary
 attention through SDPA, SiLU MLP, tied head), written over stacked weights with batched matmuls, so the
 attention kernels stay the fast ones (``torch.func.vmap`` over ``functional_call`` falls back to a
@@ -15,6 +17,10 @@ others go on. Members see exactly the batches of their solo run, so their losses
 float tolerance (tests/training/test_ensemble.py).
 
 Only Mistral-architecture models (every preset) can be stacked; ``stackable`` says why not otherwise.
+
+Interleaved (elsewhere, and for what cannot be stacked): each member takes its own solo step in turn
+(``loop.RunTrainer``), so its numerics are its solo run's bit for bit; on a CPU this is as fast as the
+stacked step (bench/comparison_speed.py) and saves the per-run process start.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import RunConfig, uses_compile
-from .loop import (CompiledStep, LoopClock, PreparedRun, RunState, RunSteps, TrainHooks, build_run_model,
-                   prepare_run, train_model)
+from .loop import (CompiledStep, LoopClock, PreparedRun, RunState, RunSteps, RunTrainer, TrainHooks,
+                   build_run_model, prepare_run)
 
 
 # ------------------------------------------------------------------------------------- the stacked model
@@ -199,7 +205,7 @@ def clip_per_member(params: dict, max_norms: list[Optional[float]]) -> torch.Ten
 # ------------------------------------------------------------------------------------- members and the loop
 @dataclass
 class Member:
-    """One run of a group: its config, hooks and state (as ``train_model`` takes them) and its cache root."""
+    """One run of a group: its config, hooks and state (as ``loop.train_model`` takes them) and its cache root."""
 
     config: RunConfig
     hooks: TrainHooks
@@ -228,16 +234,40 @@ class _Slot:
     names: list = field(default_factory=list)
 
 
-def train_together(members: list[Member]) -> list[Outcome]:
-    """Train ``members`` together, stacked where they share a model configuration, device and precision.
+GROUP_MODES = ("auto", "stacked", "interleaved")
 
-    Members whose setup fails end "failed" alone; members that cannot share a stack with the others (a
-    different vocabulary, architecture or device) train in their own stack, one stack after another; a
-    model that cannot be stacked at all trains on its own (``train_model``).
+
+def group_mode(device: torch.device, mode: str = "auto") -> str:
+    """How runs on ``device`` train together: "stacked" (one batched model step for all) on CUDA,
+    "interleaved" (each run's own solo step in turn, in one process) elsewhere: on a CPU the stacked step
+    is no faster than the runs' own steps (bench/comparison_speed.py), and in turn they keep solo numerics
+    bit for bit. ``mode`` (or the DELT_GROUP_MODE environment variable, when ``mode`` is "auto") forces one."""
+    import os
+
+    if mode == "auto":
+        mode = os.environ.get("DELT_GROUP_MODE", "auto").strip().lower() or "auto"
+    if mode not in GROUP_MODES:
+        raise ValueError(f"group mode {mode!r} is not one of {', '.join(GROUP_MODES)}")
+    if mode != "auto":
+        return mode
+    return "stacked" if device.type == "cuda" else "interleaved"
+
+
+def train_together(members: list[Member], mode: str = "auto") -> list[Outcome]:
+    """Train ``members`` together in this process: stacked where they share a model configuration on a
+    device where that pays (``group_mode``), the others interleaved (each its own solo step in turn).
+
+    Members whose setup fails end "failed" alone. Members that cannot share a stack (a different
+    vocabulary, architecture or device, or a model that cannot be stacked) train in a stack of their
+    own or interleaved.
+
+    Args:
+        members: the runs, each with its config, hooks and state.
+        mode: "auto", "stacked" or "interleaved" (see ``group_mode``).
 
     Returns:
-        One Outcome per member, in order. An error of the stacked step itself (e.g. out of memory) is
-        raised: every member still running then failed.
+        One Outcome per member, in order. An error of a shared step itself (e.g. out of memory in a
+        stacked step) is raised: every member still running then failed.
     """
     outcomes: list[Optional[Outcome]] = [None] * len(members)
     slots = []
@@ -250,25 +280,54 @@ def train_together(members: list[Member]) -> list[Outcome]:
             slots.append(_Slot(i, run, model))
         except Exception as exc:  # this member's data, tokenizer or model: the others go on
             outcomes[i] = Outcome("failed", error=exc)
+    stacks, interleaved = [], []
     for group in _partition(slots):
-        if len(group) == 1 or stackable(group[0].model) is not None:
-            for slot in group:  # alone: the solo loop, as `train` would run it
-                outcomes[slot.index] = _solo(members[slot.index])
-            continue
+        if (len(group) > 1 and group_mode(group[0].run.device, mode) == "stacked"
+                and stackable(group[0].model) is None):
+            stacks.append(group)
+        else:
+            interleaved += group
+    work = [("stacked", g) for g in stacks] + ([("interleaved", interleaved)] if interleaved else [])
+    for how, group in work:
         for slot in group:
-            _note_group(members[slot.index].state, slot, len(group))
-        outcomes_of = _train_stack(group, members)
+            _note_group(members[slot.index].state, slot, len(group), how)
+        done = _train_stack(group, members) if how == "stacked" else _train_interleaved(group, members)
         for slot in group:
-            outcomes[slot.index] = outcomes_of[slot.index]
+            outcomes[slot.index] = done[slot.index]
     return outcomes
 
 
-def _solo(member: Member) -> Outcome:
-    try:
-        result = train_model(member.config, member.hooks, member.state, member.cache_root)
-    except Exception as exc:
-        return Outcome("failed", error=exc)
-    return Outcome(result.state, result.model, result.tokenizer)
+def _train_interleaved(slots: list[_Slot], members: list[Member]) -> dict[int, Outcome]:
+    """Each member's solo training step in turn (``loop.RunTrainer``): solo numerics exactly, one process."""
+    clock = LoopClock()
+    outcomes: dict[int, Outcome] = {}
+    active = []
+    for slot in slots:
+        member = members[slot.index]
+        try:
+            trainer = RunTrainer(slot.run, slot.model, member.hooks, member.state, clock)
+            trainer.start()
+            active.append((slot, trainer))
+        except Exception as exc:
+            outcomes[slot.index] = Outcome("failed", error=exc)
+    index = 0
+    while active:
+        still = []
+        for slot, trainer in active:
+            if trainer.steps.stop_requested():
+                outcomes[slot.index] = Outcome("cancelled", slot.model, slot.run.tokenizer)
+                continue
+            try:
+                trainer.step(index)
+            except Exception as exc:  # this member's step or evaluation: the rest go on
+                outcomes[slot.index] = Outcome("failed", error=exc)
+                continue
+            if index + 1 == trainer.steps.total:
+                outcomes[slot.index] = Outcome("done", slot.model, slot.run.tokenizer)
+            else:
+                still.append((slot, trainer))
+        active, index = still, index + 1
+    return outcomes
 
 
 def _partition(slots: list[_Slot]) -> list[list[_Slot]]:
@@ -284,11 +343,12 @@ def _partition(slots: list[_Slot]) -> list[list[_Slot]]:
     return list(groups.values())
 
 
-def _note_group(state: RunState, slot: _Slot, size: int) -> None:
+def _note_group(state: RunState, slot: _Slot, size: int, how: str) -> None:
     from ..models.presets import count_parameters
 
-    state.info.update(n_params=count_parameters(slot.model), attn_implementation="sdpa (stacked)",
-                      group_size=size)
+    attn = slot.model.config._attn_implementation
+    state.info.update(n_params=count_parameters(slot.model), group_size=size, group_mode=how,
+                      attn_implementation=f"{attn} (stacked)" if how == "stacked" else attn)
 
 
 def _stack(slots: list[_Slot]) -> tuple[dict, dict]:

@@ -350,24 +350,41 @@ class CompiledStep:
         return out
 
 
+class RunTrainer:
+    """One run's model, AdamW optimiser and bookkeeping: the solo training loop, one step at a time (so
+    that several runs can also take their steps in turn in one process, ``ensemble.train_together``)."""
+
+    def __init__(self, run: PreparedRun, model, hooks: TrainHooks, state: RunState, clock: LoopClock):
+        from ..models.losses import token_mean_loss
+
+        self.run, self.model = run, model
+        self.optimizer = make_optimizer(model, run.config, run.device)
+        self.steps = RunSteps(run, hooks, state, clock)
+        self.compiled = CompiledStep(lambda ids, mask: token_mean_loss(model, ids, mask),
+                                     uses_compile(run.config, run.device.type, self.steps.total), state,
+                                     reset=lambda: self.optimizer.zero_grad(set_to_none=True))
+
+    def start(self) -> None:
+        self.steps.start(self.model)
+
+    def step(self, index: int) -> None:
+        """Optimizer step ``index`` (0-based) and what follows it (records, evaluation, hooks)."""
+        run = self.run
+        input_ids, mask, lr = self.steps.batch(index)
+        loss = self.compiled.run(index, lambda fn: _train_step(self.model, self.optimizer, input_ids, mask, lr,
+                                                               run.config, run.device, run.amp, fn))
+        self.steps.done_step(index, loss, lr, lambda: self.model)
+
+
 def _run(config: RunConfig, hooks: TrainHooks, state: RunState, cache_root) -> TrainResult:
     """The training loop."""
-    from ..models.losses import token_mean_loss
-
     run, model = _setup(config, hooks, state, cache_root)
-    optimizer = make_optimizer(model, config, run.device)
-    steps = RunSteps(run, hooks, state, LoopClock())
-    compiled = CompiledStep(lambda ids, mask: token_mean_loss(model, ids, mask),
-                            uses_compile(config, run.device.type, steps.total), state,
-                            reset=lambda: optimizer.zero_grad(set_to_none=True))
-    steps.start(model)
-    for index in range(steps.total):
-        if steps.stop_requested():
+    trainer = RunTrainer(run, model, hooks, state, LoopClock())
+    trainer.start()
+    for index in range(trainer.steps.total):
+        if trainer.steps.stop_requested():
             return TrainResult("cancelled", model, run.tokenizer)
-        input_ids, mask, lr = steps.batch(index)
-        loss = compiled.run(index, lambda fn: _train_step(model, optimizer, input_ids, mask, lr, config,
-                                                          run.device, run.amp, fn))
-        steps.done_step(index, loss, lr, lambda: model)
+        trainer.step(index)
     return TrainResult("done", model, run.tokenizer)
 
 

@@ -62,7 +62,7 @@ def test_group_writes_each_run_folder_as_a_solo_run_would(data, tmp_path):
         assert sorted(p.name for p in d.iterdir()) == sorted(p.name for p in (tmp_path / f"solo{i}").iterdir())
         assert read_status(d)["state"] == "done" and read_status(d)["pid"] == os.getpid()
         summary = read_json(d / "summary.json")
-        assert summary == summaries[d] and set(summary) - set(solo[i]) == {"group_size"}
+        assert summary == summaries[d] and set(summary) - set(solo[i]) == {"group_size", "group_mode"}
         assert summary["steps"] == solo[i]["steps"] == 8 and summary["tokens"] == solo[i]["tokens"]
         got, expected = _metrics(d), _metrics(tmp_path / f"solo{i}")
         assert [r["step"] for r in got] == [r["step"] for r in expected]

@@ -52,8 +52,11 @@ def _collect(config=None):
     return records, TrainHooks(on_record=records.append)
 
 
-def _assert_same_records(solo: list[dict], together: list[dict]):
+def _assert_same_records(solo: list[dict], together: list[dict], exact: bool = False):
     assert len(solo) == len(together)
+    if exact:  # interleaved: each member's own solo step, bit for bit
+        assert [{k: v for k, v in r.items() if k not in ("tok_s", "elapsed_s")} for r in together] == \
+            [{k: v for k, v in r.items() if k not in ("tok_s", "elapsed_s")} for r in solo]
     for a, b in zip(solo, together):
         assert set(a) == set(b)
         for key in ("step", "tokens", "epoch", "lr", "bench"):
@@ -65,8 +68,9 @@ def _assert_same_records(solo: list[dict], together: list[dict]):
                 assert b[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), (key, a["step"])
 
 
+@pytest.mark.parametrize("mode", ["stacked", "interleaved"])
 @pytest.mark.parametrize("packing", [False, True], ids=["document-rows", "packed-rows"])
-def test_members_match_their_solo_runs(data, tmp_path, packing):
+def test_members_match_their_solo_runs(data, tmp_path, packing, mode):
     configs = _configs(data, packing)
     solo = []
     for config in configs:
@@ -75,23 +79,39 @@ def test_members_match_their_solo_runs(data, tmp_path, packing):
         solo.append(records)
     collected = [_collect() for _ in configs]
     states = [RunState() for _ in configs]
-    outcomes = train_together([Member(c, h, s, tmp_path) for c, (_, h), s in zip(configs, collected, states)])
+    members = [Member(c, h, s, tmp_path) for c, (_, h), s in zip(configs, collected, states)]
+    outcomes = train_together(members, mode)
     assert [o.state for o in outcomes] == ["done"] * 3 and all(o.error is None for o in outcomes)
-    assert [s.steps for s in states] == [20, 20, 12] and all(s.info["group_size"] == 3 for s in states)
+    assert [s.steps for s in states] == [20, 20, 12]
+    assert all(s.info["group_size"] == 3 and s.info["group_mode"] == mode for s in states)
     for records, (together, _) in zip(solo, collected):
-        _assert_same_records(records, together)
+        _assert_same_records(records, together, exact=mode == "interleaved")
+
+
+def test_group_mode_by_device_and_environment(monkeypatch):
+    from delt_engine.training.ensemble import group_mode
+
+    assert group_mode(torch.device("cpu")) == "interleaved" and group_mode(torch.device("cuda")) == "stacked"
+    assert group_mode(torch.device("cpu"), "stacked") == "stacked"
+    monkeypatch.setenv("DELT_GROUP_MODE", "stacked")
+    assert group_mode(torch.device("cpu")) == "stacked"
+    with pytest.raises(ValueError, match="not one of"):
+        group_mode(torch.device("cpu"), "sideways")
 
 
 def test_a_member_whose_setup_fails_fails_alone_and_one_left_trains_solo(data, tmp_path):
     good, bad = _configs(data, False)[0], RunConfig(input=str(tmp_path / "missing.jsonl"), model="tiny-test")
     records, hooks = _collect()
-    outcomes = train_together([Member(bad, TrainHooks(), RunState(), tmp_path),
-                               Member(good, hooks, RunState(), tmp_path)])
+    state = RunState()
+    outcomes = train_together([Member(bad, TrainHooks(), RunState(), tmp_path), Member(good, hooks, state, tmp_path)],
+                              "stacked")
     assert outcomes[0].state == "failed" and "does not exist" in str(outcomes[0].error)
     assert outcomes[1].state == "done" and records[-1]["step"] == 20
+    assert state.info["group_mode"] == "interleaved"  # a stack of one is its solo loop
 
 
-def test_stopping_one_member_leaves_the_others_running_unchanged(data, tmp_path):
+@pytest.mark.parametrize("mode", ["stacked", "interleaved"])
+def test_stopping_one_member_leaves_the_others_running_unchanged(data, tmp_path, mode):
     configs = _configs(data, True)
     reference, hooks = _collect()
     train_model(configs[1], hooks, RunState(), tmp_path)
@@ -106,7 +126,7 @@ def test_stopping_one_member_leaves_the_others_running_unchanged(data, tmp_path)
     members = [Member(configs[0], stop_hooks, states[0], tmp_path),
                Member(configs[1], collected[1], states[1], tmp_path),
                Member(configs[2], TrainHooks(), states[2], tmp_path)]
-    outcomes = train_together(members)
+    outcomes = train_together(members, mode)
     assert [o.state for o in outcomes] == ["cancelled", "done", "done"]
     assert [s.steps for s in states] == [5, 20, 12]
     _assert_same_records(reference, collected[0])
