@@ -208,7 +208,7 @@ class JobManager:
             self._launch(*self._queue.popleft())
 
     def _n_running(self) -> int:
-        return sum(1 for a in self._active.values() if a.proc is not None)
+        return len({a.pid for a in self._active.values() if a.proc is not None})  # a group is one process
 
     def _launch(self, job_dir: Path, kind: str) -> None:
         status = read_status(job_dir)
@@ -246,8 +246,10 @@ class JobManager:
     def _take_group(self, job_dir: Path, kind: str) -> list[Path]:
         """``job_dir`` and the queued training runs that can train with it in one process (one stacked
         model: the same comparison, model config and device; ``training.config.group_key``), taken off the
-        queue. Only with ``group_training`` on and a command builder that can build a group command; with
-        several GPUs a comparison's runs are split evenly over them."""
+        queue. Only with ``group_training`` on and a command builder that can build a group command. The
+        runs are split evenly over the free GPUs when there are several, else over the free ``max_concurrent``
+        slots (on a CPU: one process per core, each one thread, rather than one process with a thread per
+        core)."""
         group = [job_dir]
         if kind != "train" or not self.group_training or not hasattr(self.command_builder, "group"):
             return group
@@ -265,7 +267,8 @@ class JobManager:
             return group
         candidates = [(d, k) for d, k in self._queue if k == "train" and not (d / CANCEL_FILE).exists()
                       and read_status(d).get("state") == "queued" and key(d) == mine]
-        share = -(-(len(candidates) + 1) // max(1, len(self.gpus or [])))
+        slots = len(self.gpus) if len(self.gpus or []) > 1 else self.max_concurrent
+        share = -(-(len(candidates) + 1) // max(1, slots - self._n_running()))
         for d, k in candidates[:max(0, min(share, self.max_group) - 1)]:
             self._queue.remove((d, k))
             group.append(d)

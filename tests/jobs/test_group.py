@@ -166,3 +166,16 @@ def test_cli_group_mode_exit_code_and_lines(data, tmp_path):
     assert "nothing: not started" in proc.stderr and proc.stderr.count("done: 8/8 steps") == 2
     again = subprocess.run(cmd + ["--steps", "3"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "no training flags" in again.stderr
+
+
+def test_manager_splits_a_comparison_over_its_free_slots(data, tmp_path):
+    dirs = [_prepared(tmp_path, f"c1-{i}", _config(data, i % 2, i, steps=4, eval_every=None)) for i in range(5)]
+    manager = JobManager(max_concurrent=2, command_builder=engine_command(sys.executable), poll_interval_s=0.1,
+                         group_training=True)
+    for d in dirs:
+        manager.submit(d, "train")
+    statuses = _wait_all(manager, dirs)
+    assert all(s["state"] == "done" for s in statuses.values()), statuses
+    groups = sorted(len(read_status(d).get("group", [d])) for d in dirs)
+    assert groups == [2, 2, 3, 3, 3]  # 3 + 2: one process per slot, each a group
+    assert len({read_status(d)["pid"] for d in dirs}) == 2
