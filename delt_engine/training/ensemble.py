@@ -26,7 +26,7 @@ stacked step (bench/comparison_speed.py) and saves the per-run process start.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -287,7 +287,10 @@ def train_together(members: list[Member], mode: str = "auto") -> list[Outcome]:
             stacks.append(group)
         else:
             interleaved += group
-    work = [("stacked", g) for g in stacks] + ([("interleaved", interleaved)] if interleaved else [])
+    if stacks and stacks[0][0].run.device.type == "cuda":  # as many members per stack as the memory takes
+        stacks = [part for group in stacks for part in split_to_fit(group, _probe)]
+    work = [("stacked", g) for g in stacks if len(g) > 1] + [("interleaved", g) for g in stacks if len(g) == 1]
+    work += [("interleaved", interleaved)] if interleaved else []
     for how, group in work:
         for slot in group:
             _note_group(members[slot.index].state, slot, len(group), how)
@@ -295,6 +298,43 @@ def train_together(members: list[Member], mode: str = "auto") -> list[Outcome]:
         for slot in group:
             outcomes[slot.index] = done[slot.index]
     return outcomes
+
+
+def split_to_fit(group: list, probe: Callable[[list], None]) -> list[list]:
+    """``group`` as stacks that ``probe`` runs without running out of device memory: the whole group when
+    it fits, else its halves, each split again as needed (a stack of one member always "fits": it then
+    trains in its own solo loop, which fails with the usual out-of-memory message if even that is too big)."""
+    if len(group) == 1:
+        return [group]
+    try:
+        probe(group)
+        return [group]
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    half = len(group) // 2
+    return split_to_fit(group[:half], probe) + split_to_fit(group[half:], probe)
+
+
+def _probe(slots: list[_Slot]) -> None:
+    """One stacked forward and backward on the members' first batches, with room for the optimiser's
+    state: raises torch.cuda.OutOfMemoryError when this stack does not fit (nothing is kept)."""
+    from ..data.tokenizer import trim_batch
+    from .evaluation import autocast_context
+
+    run0 = slots[0].run
+    params, _ = _stack(slots)
+    state = [torch.zeros_like(p) for p in params.values() for _ in range(2)]  # AdamW's two moments
+    parts = [trim_batch(s.run.rows.input_ids[s.run.batches.rows(0)[1]],
+                        s.run.rows.attention_mask[s.run.batches.rows(0)[1]]) for s in slots]
+    pad = run0.tokenizer.pad_token_id if run0.tokenizer.pad_token_id is not None else run0.tokenizer.eos_token_id
+    ids, mask = _pad_stack(parts, pad)
+    try:
+        with autocast_context(run0.device, run0.amp):
+            losses = StackedMistral(slots[0].model.config).losses(params, ids.to(run0.device), mask.to(run0.device))
+        losses.sum().backward()
+    finally:
+        del params, state
+        torch.cuda.empty_cache()
 
 
 def _train_interleaved(slots: list[_Slot], members: list[Member]) -> dict[int, Outcome]:
@@ -370,14 +410,19 @@ def _write_back(slot: _Slot, params: dict, position: int) -> Any:
 def _batch(slots: list[_Slot], index: int, pad_id: int):
     """The step's batch of every member, padded to one [K, rows, width] (padding is masked out)."""
     parts = [slot.steps.batch(index) for slot in slots]
-    rows = max(p[0].shape[0] for p in parts)
-    width = max(p[0].shape[1] for p in parts)
+    ids, mask = _pad_stack([(i, m) for i, m, _ in parts], pad_id)
+    return ids, mask, [p[2] for p in parts]
+
+
+def _pad_stack(parts: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = max(i.shape[0] for i, _ in parts)
+    width = max(i.shape[1] for i, _ in parts)
     ids = torch.full((len(parts), rows, width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(parts), rows, width), dtype=torch.long)
-    for k, (i, m, _) in enumerate(parts):
+    for k, (i, m) in enumerate(parts):
         ids[k, :i.shape[0], :i.shape[1]] = i
         mask[k, :m.shape[0], :m.shape[1]] = m
-    return ids, mask, [p[2] for p in parts]
+    return ids, mask
 
 
 def _train_stack(slots: list[_Slot], members: list[Member]) -> dict[int, Outcome]:

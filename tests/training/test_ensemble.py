@@ -198,3 +198,18 @@ def test_only_mistral_models_are_stacked():
     assert stackable(build_model("tiny-test", vocab_size=50, seed=0, device="cpu")) is None
     other = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=32))
     assert "Mistral" in stackable(other)
+
+
+def test_a_stack_too_big_for_the_device_is_split_in_halves():
+    from delt_engine.training.ensemble import split_to_fit
+
+    tried = []
+
+    def probe(group):
+        tried.append(len(group))
+        if len(group) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    assert [len(g) for g in split_to_fit(list(range(11)), probe)] == [2, 3, 3, 3]
+    assert tried == [11, 5, 2, 3, 6, 3, 3]
+    assert split_to_fit([7], probe) == [[7]]
