@@ -3,24 +3,26 @@
 A comparison is many runs of the same small model; one at a time they leave a GPU mostly idle, and on a
 CPU each run's process spends seconds importing torch and transformers before its first step.
 
-Stacked (CUDA by default, ``group_mode``): the K members' parameters are stacked along a new first dimension and every step runs one batched forward and
-backward for all of them: the same Mistral computation as the Hugging Face model (RMSNorm, rotary
-attention through SDPA, SiLU MLP, tied head), written over stacked weights with batched matmuls, so the
-attention kernels stay the fast ones (``torch.func.vmap`` over ``functional_call`` falls back to a
-per-member loop for SDPA, measured slower than training the runs one after another).
+Stacked (CUDA by default, ``group_mode``): the K members' parameters are stacked along a new first
+dimension and every step runs one batched forward and backward for all of them: the same Mistral
+computation as the Hugging Face model (RMSNorm, rotary attention through SDPA, SiLU MLP, tied head),
+written over stacked weights with batched matmuls, so the attention kernels stay the fast ones
+(``torch.func.vmap`` over ``functional_call`` falls back to a per-member loop for SDPA: measured slower
+on the CPU than training the runs one after another). A stack that does not fit in GPU memory is split
+in halves (``split_to_fit``).
 
 Each member keeps everything that makes it its own run: its ordered data and batches, its seed (its
 initial weights are those of its solo run), its learning-rate schedule and budget, its gradient clipping
 (per member norm) and AdamW state (elementwise, so stacking changes nothing), its evaluation sets and its
 hooks (metrics, progress, stop flag). A member that finishes, is cancelled or fails leaves the stack; the
 others go on. Members see exactly the batches of their solo run, so their losses equal the solo run's to
-float tolerance (tests/training/test_ensemble.py).
-
-Only Mistral-architecture models (every preset) can be stacked; ``stackable`` says why not otherwise.
+float tolerance (tests/training/test_ensemble.py). Only Mistral-architecture models (every preset) can be
+stacked; ``stackable`` says why not otherwise.
 
 Interleaved (elsewhere, and for what cannot be stacked): each member takes its own solo step in turn
 (``loop.RunTrainer``), so its numerics are its solo run's bit for bit; on a CPU this is as fast as the
-stacked step (bench/comparison_speed.py) and saves the per-run process start.
+stacked step and as running the runs one after another in one process (bench/comparison_speed.py), and
+it saves each run's process start.
 """
 
 from __future__ import annotations
