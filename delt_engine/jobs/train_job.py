@@ -5,6 +5,9 @@ The loop writes nothing; this module gives its hooks a run directory: every reco
 metrics.jsonl (one flushed line each, so a reader sees the run live and a crash loses at most the
 line being written), progress goes to progress.json, status.json follows the shared ``JobRun``
 lifecycle, and summary.json is written however the run ends (done, cancelled or failed).
+
+A group job (``train --group-dir D1 --group-dir D2 ...``, ``train_group``) trains several run directories
+in one process (``training.ensemble``) and writes each of them exactly so, through the same ``RunJob``.
 """
 
 from __future__ import annotations

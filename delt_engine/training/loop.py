@@ -1,8 +1,14 @@
 """Ordered training of one run (delt-method.md sections 1 and 5).
 
-The model sees the ordered data exactly in file order: the i-th batch is the i-th slice of the ordering
-(last partial batch kept, no reshuffle; later epochs replay the same order). AdamW, cosine schedule with
-linear warm-up down to ``min_lr_frac`` of the peak, gradient clipping, bf16 autocast on CUDA.
+The model sees the ordered data exactly in file order: the i-th batch is the i-th slice of the training
+rows (one document per row, or the documents packed into full rows in their order: ``RunConfig.packing``;
+last partial batch kept, no reshuffle; later epochs replay the same order). AdamW, cosine schedule with
+linear warm-up down to ``min_lr_frac`` of the peak, gradient clipping, bf16 autocast on CUDA, and a
+compiled step where it pays (``config.uses_compile``).
+
+``RunSteps`` is one run's bookkeeping (batches, learning rates, records, evaluations, hooks) and
+``RunTrainer`` adds its model and optimiser; the solo loop and the runs trained together in one process
+(``ensemble.train_together``) share both.
 
 ``train_model`` writes nothing: it reports every metrics record, its progress and each step through
 ``TrainHooks`` (as minGPT's trainer fires callbacks). The job layer (``jobs.train_job``) turns those
