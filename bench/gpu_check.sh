@@ -45,5 +45,5 @@ wanted train_speed && step train_speed 180 "${TRAIN[@]}"
 wanted train_speed_compile && step train_speed_compile 240 "${TRAIN[@]}" --only-packed --compile --repeats 1
 # 15 runs of gpu-30m together vs one after another (goal: together <= 2x the wall time of one run)
 wanted comparison_speed && step comparison_speed 300 "$PY" bench/comparison_speed.py --device cuda --model gpu-30m \
-  --runs 15 --steps 60 --max-length 1024
+  --runs 15 --steps 40 --max-length 1024
 exit 0
