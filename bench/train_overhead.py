@@ -128,7 +128,9 @@ def main() -> None:
         batch_size=args.batch_size,
         max_length=args.max_length,
         cache_dir=str(tmp / "cache"),
-    )
+        packing=False,
+        compile=False,
+    )  # the bare loop's rows, eager
     quiet = RunConfig(**base, log_every=10**9)  # one train line (the last step), no eval sets
     logged = RunConfig(**base, log_every=1)
     # Warm-up, not timed: tokenizer training, and every batch shape once (the first run to meet a new

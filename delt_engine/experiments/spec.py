@@ -32,8 +32,17 @@ from ..organize.configs import OrderConfig, SelectConfig
 from ..organize.registry import BASELINE_ORDERING
 from .holdout import EVAL_TARGET_FRACTION
 
-RESERVED_TRAIN_KEYS = ("input", "tokenizer", "seed", "validation", "target", "benchmark", "provenance", "score_field",
-                       "group_by")
+RESERVED_TRAIN_KEYS = (
+    "input",
+    "tokenizer",
+    "seed",
+    "validation",
+    "target",
+    "benchmark",
+    "provenance",
+    "score_field",
+    "group_by",
+)
 DEMO_SEEDS = (0, 1, 2)  # with fewer, a paired t interval has 1 degree of freedom (t = 12.7) and resolves little
 
 DEMO_SPEC: dict[str, Any] = {
@@ -46,9 +55,18 @@ DEMO_SPEC: dict[str, Any] = {
     "orderings": [{"method": "shuffle"}, {"method": "sorting"}, {"method": "folding", "layers": 3}],
     "seeds": list(DEMO_SEEDS),
     "group_by": "kind",  # validation and target loss per kind of document, and the stream's make-up by kind
-    # ~one epoch of the demo's training documents, evaluated 5 times (every 24 steps)
-    "train": {"model": "cpu-demo", "device": "cpu", "batch_size": 16, "max_length": 128, "steps": 120,
-              "eval_every": 24, "lr": 3e-3, "eval_max_samples": 100},
+    # one epoch of the demo's training documents: ~68 steps of 16 packed 128-token rows (cpu-demo packs by
+    # default), evaluated 5 times after step 0 (every 14 steps and at the end)
+    "train": {
+        "model": "cpu-demo",
+        "device": "cpu",
+        "batch_size": 16,
+        "max_length": 128,
+        "epochs": 1,
+        "eval_every": 14,
+        "lr": 3e-3,
+        "eval_max_samples": 100,
+    },
 }
 
 
@@ -84,8 +102,10 @@ class ScorerSpec:
 
     def __post_init__(self):
         if (self.method is None) == (self.score_field is None):
-            raise ConfigError("spec field 'scorer' must be {\"method\": NAME, \"options\": {...}} or, for a corpus "
-                              "that is already scored, {\"score_field\": COLUMN}")
+            raise ConfigError(
+                'spec field \'scorer\' must be {"method": NAME, "options": {...}} or, for a corpus '
+                'that is already scored, {"score_field": COLUMN}'
+            )
         if self.method is not None:
             from ..scoring import get_scorer
 
@@ -96,7 +116,7 @@ class ScorerSpec:
             raise ConfigError(f"scorer direction={self.direction!r} must be 'higher_better' or 'higher_harder'")
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ScorerSpec":
+    def from_dict(cls, data: Any) -> ScorerSpec:
         if not isinstance(data, dict):
             raise ConfigError(f"spec field 'scorer' must be an object, got {data!r}")
         known = [f.name for f in fields(cls)]
@@ -107,8 +127,11 @@ class ScorerSpec:
 
     def to_dict(self) -> dict:
         """The spec format: the fields that differ from their defaults (and the direction of a score field)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)
-               if getattr(self, f.name) != (f.default if f.default is not MISSING else f.default_factory())}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != (f.default if f.default is not MISSING else f.default_factory())
+        }
         if self.score_field is not None:
             out["direction"] = self.direction
         return out
@@ -129,9 +152,12 @@ class Arm:
     dedup: DedupConfig | None = None
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "ordering": self.ordering.to_dict(),
-                "selection": None if self.selection is None else self.selection.to_dict(),
-                "dedup": None if self.dedup is None else self.dedup.to_dict()}
+        return {
+            "label": self.label,
+            "ordering": self.ordering.to_dict(),
+            "selection": None if self.selection is None else self.selection.to_dict(),
+            "dedup": None if self.dedup is None else self.dedup.to_dict(),
+        }
 
     @property
     def data_key(self) -> tuple:
@@ -176,14 +202,26 @@ class ComparisonSpec:
 
     def to_dict(self) -> dict:
         """The spec as JSON (every arm written out in full), which ``parse_spec`` reads back unchanged."""
-        return {"name": self.name, "description": self.description, "corpus": self.corpus, "text_field": self.text_field, "target": self.target,
-                "eval_target": self.eval_target, "eval_target_fraction": self.eval_target_fraction,
-                "benchmark": self.benchmark, "validation": self.validation,
-                "validation_fraction": self.validation_fraction, "scorer": self.scorer.to_dict(),
-                "selection": None if self.selection is None else self.selection.to_dict(),
-                "dedup": None if self.dedup is None else self.dedup.to_dict(),
-                "arms": [a.to_dict() for a in self.arms], "seeds": list(self.seeds), "baseline": self.baseline,
-                "train": self.train, "group_by": self.group_by}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "corpus": self.corpus,
+            "text_field": self.text_field,
+            "target": self.target,
+            "eval_target": self.eval_target,
+            "eval_target_fraction": self.eval_target_fraction,
+            "benchmark": self.benchmark,
+            "validation": self.validation,
+            "validation_fraction": self.validation_fraction,
+            "scorer": self.scorer.to_dict(),
+            "selection": None if self.selection is None else self.selection.to_dict(),
+            "dedup": None if self.dedup is None else self.dedup.to_dict(),
+            "arms": [a.to_dict() for a in self.arms],
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "train": self.train,
+            "group_by": self.group_by,
+        }
 
 
 def parse_spec(source: dict | str | Path) -> ComparisonSpec:
@@ -206,17 +244,25 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     values = {k: v for k, v in source.items() if k not in ("orderings", "arms")}
     selection = None if source.get("selection") is None else SelectConfig.from_dict(source["selection"])
     dedup = None if source.get("dedup") is None else DedupConfig.from_dict(source["dedup"])
-    values.update(scorer=ScorerSpec.from_dict(source.get("scorer", {"method": "length"})), selection=selection,
-                  dedup=dedup, arms=_arms(source, selection, dedup), seeds=tuple(_check_seeds(source.get("seeds", [0]))),
-                  train=_check_train(source.get("train", {})), group_by=_check_group_by(source.get("group_by")),
-                  **_resolve_paths(source, base))
+    values.update(
+        scorer=ScorerSpec.from_dict(source.get("scorer", {"method": "length"})),
+        selection=selection,
+        dedup=dedup,
+        arms=_arms(source, selection, dedup),
+        seeds=tuple(_check_seeds(source.get("seeds", [0]))),
+        train=_check_train(source.get("train", {})),
+        group_by=_check_group_by(source.get("group_by")),
+        **_resolve_paths(source, base),
+    )
     spec = ComparisonSpec(**values)
     _check_labels(spec)
     if not _is_number(spec.validation_fraction) or not 0.0 <= spec.validation_fraction < 0.5:
         raise ConfigError(f"validation_fraction={spec.validation_fraction!r} must be in [0, 0.5) (e.g. 0.05)")
     if not _is_number(spec.eval_target_fraction) or not 0.0 < spec.eval_target_fraction < 1.0:
-        raise ConfigError(f"eval_target_fraction={spec.eval_target_fraction!r} must be in (0, 1) (e.g. 0.5: half of "
-                          "the target set evaluates target_loss, the other half is what LQS/PDS aim at)")
+        raise ConfigError(
+            f"eval_target_fraction={spec.eval_target_fraction!r} must be in (0, 1) (e.g. 0.5: half of "
+            "the target set evaluates target_loss, the other half is what LQS/PDS aim at)"
+        )
     if spec.baseline is not None and spec.baseline not in spec.labels:
         raise ConfigError(f"baseline={spec.baseline!r} is not one of the arms ({', '.join(spec.labels)})")
     return spec
@@ -234,16 +280,19 @@ def _read_spec_file(path: Path) -> Any:
     except IsADirectoryError:
         raise ConfigError(f"spec file {path} is a folder; give the path of the spec's JSON file itself") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it "
-                          f"as UTF-8 JSON") from None
+        raise ConfigError(
+            f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8 JSON"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
 
 
 def _arms(source: dict, selection: SelectConfig | None, dedup: DedupConfig | None) -> tuple[Arm, ...]:
     if ("arms" in source) == ("orderings" in source):
-        raise ConfigError("a spec needs either 'arms' (recipes: label, selection, dedup, ordering) or 'orderings' "
-                          "(arms that differ only in their ordering), not both")
+        raise ConfigError(
+            "a spec needs either 'arms' (recipes: label, selection, dedup, ordering) or 'orderings' "
+            "(arms that differ only in their ordering), not both"
+        )
     if "orderings" in source:
         raw = [{"ordering": o} for o in _as_list(source["orderings"], "orderings")]
     else:
@@ -305,8 +354,10 @@ def _check_train(train) -> dict:
         raise ConfigError("spec field 'train' must be an object of RunConfig fields (model, steps, lr, ...)")
     reserved = sorted(set(train) & set(RESERVED_TRAIN_KEYS))
     if reserved:
-        raise ConfigError(f"train.{reserved[0]} is set by the comparison itself; remove it from 'train' "
-                          "(use 'seeds', 'target', 'benchmark', 'validation' at the top level)")
+        raise ConfigError(
+            f"train.{reserved[0]} is set by the comparison itself; remove it from 'train' "
+            "(use 'seeds', 'target', 'benchmark', 'validation' at the top level)"
+        )
     from ..training.config import RunConfig
 
     RunConfig.from_dict({**train, "input": "ordered.parquet"})  # typos and ranges fail now, before any work
@@ -347,8 +398,14 @@ def describe_data(manifest: dict) -> str:
         parts.append(f"scored by {by}")
     data = manifest.get("arm_data")
     if not data:  # a manifest written before arms were recipes: one selection for every arm
-        data = {"": {"dedup": spec.get("dedup"), "selection": spec.get("selection"),
-                     "n_duplicates": manifest.get("n_duplicates", 0), "n_selected": manifest.get("n_selected", 0)}}
+        data = {
+            "": {
+                "dedup": spec.get("dedup"),
+                "selection": spec.get("selection"),
+                "n_duplicates": manifest.get("n_duplicates", 0),
+                "n_selected": manifest.get("n_selected", 0),
+            }
+        }
     described = {label: _describe_arm_data(d) for label, d in data.items()}
     if len(set(described.values())) == 1:
         parts += [p for p in next(iter(described.values())).split(" · ") if p]

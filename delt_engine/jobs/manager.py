@@ -39,16 +39,32 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ..errors import JobError
-from .protocol import (CANCEL_FILE, CONFIG_FILE, DAMAGED_STATE, FINAL_STATES, LOG_FILE, STATUS_FILE, StatusConflict,
-                       as_pid, file_lock, log_tail, now_iso, process_fields, process_state, refresh_status,
-                       request_cancel, signal_process, status_lock, write_status)
 from ..fileio import read_json, write_json
-
+from .protocol import (
+    CANCEL_FILE,
+    CONFIG_FILE,
+    DAMAGED_STATE,
+    FINAL_STATES,
+    LOG_FILE,
+    STATUS_FILE,
+    StatusConflict,
+    as_pid,
+    file_lock,
+    log_tail,
+    now_iso,
+    process_fields,
+    process_state,
+    refresh_status,
+    request_cancel,
+    signal_process,
+    status_lock,
+    write_status,
+)
 
 JOB_FLAGS = {"train": "--run-dir", "score": "--job-dir"}
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so `python -m delt_engine` works from any cwd
@@ -57,11 +73,18 @@ CommandBuilder = Callable[[Path, str], list]
 
 
 def engine_command(python: str = sys.executable) -> CommandBuilder:
-    """The default command builder: ``[python, -m, delt_engine, train|score, --run-dir|--job-dir, DIR]``."""
+    """The default command builder: ``[python, -m, delt_engine, train|score, --run-dir|--job-dir, DIR]``;
+    its ``group(dirs)`` is the command of training runs together: ``train --group-dir D1 --group-dir D2 ...``."""
+
     def build(job_dir: Path, kind: str) -> list:
         if kind not in JOB_FLAGS:
             raise JobError(f"unknown job kind {kind!r}; use one of {', '.join(JOB_FLAGS)}")
         return [python, "-m", "delt_engine", kind, JOB_FLAGS[kind], str(job_dir)]
+
+    def group(job_dirs: list) -> list:
+        return [python, "-m", "delt_engine", "train"] + [x for d in job_dirs for x in ("--group-dir", str(d))]
+
+    build.group = group
     return build
 
 
@@ -76,7 +99,8 @@ class _Active:
     gpu: str | None = None  # the CUDA device this job was given, when jobs are spread over several
     start: int | None = None  # the process's start time (clock ticks since boot), when known
     boot: str | None = None  # the boot id when it started
-    slots: "WorkspaceSlots | None" = None  # the workspace lease this job holds (jobs this manager launched)
+    slots: WorkspaceSlots | None = None  # the workspace lease this job holds (jobs this manager launched)
+    group: tuple | None = None  # the job dirs trained together in this job's process (train_group)
 
 
 class JobManager:
@@ -92,12 +116,24 @@ class JobManager:
         gpus: CUDA device ids to spread jobs over (None: ``visible_gpus()`` at the first launch).
         workspace: the workspace root whose job slots ``max_concurrent`` counts (None: derived from
             each job directory, ``<root>/runs/<id>`` or ``<root>/scores/<id>``).
+        group_training: train the queued runs of one comparison that share a model config and device in
+            one process, as one stacked model (``jobs.train_job.train_group``); None: ``group_default()``.
+        max_group: at most this many runs in one group.
     """
 
-    def __init__(self, max_concurrent: int = 1, python: str = sys.executable,
-                 command_builder: CommandBuilder | None = None, grace_s: float = 10.0,
-                 poll_interval_s: float = 0.5, background: bool = True, gpus: list[str] | None = None,
-                 workspace: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        max_concurrent: int = 1,
+        python: str = sys.executable,
+        command_builder: CommandBuilder | None = None,
+        grace_s: float = 10.0,
+        poll_interval_s: float = 0.5,
+        background: bool = True,
+        gpus: list[str] | None = None,
+        workspace: str | os.PathLike | None = None,
+        group_training: bool | None = None,
+        max_group: int = 32,
+    ):
         if max_concurrent < 1:
             raise JobError(f"max_concurrent={max_concurrent} must be at least 1")
         self.max_concurrent = int(max_concurrent)
@@ -110,6 +146,8 @@ class JobManager:
         self.last_error: str | None = None  # last unexpected error inside the background thread
         self.gpus = None if gpus is None else [str(g) for g in gpus]
         self.workspace = None if workspace is None else Path(workspace).resolve()
+        self.group_training = group_default() if group_training is None else bool(group_training)
+        self.max_group = max(1, int(max_group))
 
     # -------------------------------------------------------------- public API
 
@@ -127,11 +165,19 @@ class JobManager:
                 if old.get("state") == "running":
                     raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
                 (job_dir / CANCEL_FILE).unlink(missing_ok=True)
-                write_json(job_dir / STATUS_FILE, {"state": "queued", "created_at": old.get("created_at") or now_iso(),
-                                                     "queued_at": now_iso(), "kind": kind,
-                                                     **process_fields(os.getpid(), "manager_pid", "manager_start")})
+                write_json(
+                    job_dir / STATUS_FILE,
+                    {
+                        "state": "queued",
+                        "created_at": old.get("created_at") or now_iso(),
+                        "queued_at": now_iso(),
+                        "kind": kind,
+                        **process_fields(os.getpid(), "manager_pid", "manager_start"),
+                    },
+                )
             self._queue.append((job_dir, kind))
-            self._tick_locked()
+            if not self._groups_later(kind):
+                self._tick_locked()
             self._ensure_thread()
         return job_dir
 
@@ -147,8 +193,9 @@ class JobManager:
                 self._queue.remove(queued[0])
                 (job_dir / CANCEL_FILE).touch()
                 try:
-                    write_status(job_dir, "cancelled", expect=("queued",), error=None,
-                                 message="cancelled before it started")
+                    write_status(
+                        job_dir, "cancelled", expect=("queued",), error=None, message="cancelled before it started"
+                    )
                     return "cancelled"
                 except StatusConflict:  # another manager launched it meanwhile, or it ended: cancel that
                     return self._cancel_foreign(job_dir)
@@ -177,8 +224,13 @@ class JobManager:
         with self._lock:
             return not self._queue and not self._active
 
-    def wait(self, job_dirs: Iterable[str | os.PathLike], timeout: float | None = None,
-             on_tick: Callable[[dict[Path, dict]], None] | None = None, interval_s: float = 0.5) -> dict[Path, dict]:
+    def wait(
+        self,
+        job_dirs: Iterable[str | os.PathLike],
+        timeout: float | None = None,
+        on_tick: Callable[[dict[Path, dict]], None] | None = None,
+        interval_s: float = 0.5,
+    ) -> dict[Path, dict]:
         """Block until every job in ``job_dirs`` has a final state; returns {dir: status}.
 
         A job whose status.json is damaged counts as final (state "unknown", with the error naming
@@ -202,8 +254,10 @@ class JobManager:
                 return statuses
             if deadline is not None and time.monotonic() > deadline:
                 left = sum(not _settled(s) for s in statuses.values())
-                raise JobError(f"{left} job(s) still unfinished after {timeout:.0f} s; they keep running "
-                               "(see `runs list`, or cancel them with `runs cancel ID`)")
+                raise JobError(
+                    f"{left} job(s) still unfinished after {timeout:.0f} s; they keep running "
+                    "(see `runs list`, or cancel them with `runs cancel ID`)"
+                )
             time.sleep(interval_s)
 
     def cancel_all(self) -> None:
@@ -228,47 +282,130 @@ class JobManager:
             self._queue.popleft()
 
     def _n_running(self) -> int:
-        return sum(1 for a in self._active.values() if a.proc is not None)
+        return len({a.pid for a in self._active.values() if a.proc is not None})  # a group is one process
 
     def _launch(self, job_dir: Path, kind: str) -> bool:
         """Start a queued job if a workspace slot is free; False (nothing done) when none is.
 
         The slot count, the check that the job is still "queued" and the start happen under the
-        workspace's slot lock and the job's status lock, so a cancel from another process either
-        comes first (the job never starts) or finds it running (and stops it)."""
+        workspace's slot lock and the status lock of every job the process will run (``job_dir`` and,
+        for training, the queued runs that train with it: ``_take_group``), so a cancel from another
+        process either comes first (the job never starts) or finds it running (and stops it)."""
         slots = self._slots(job_dir)
-        with slots.lock() if slots else contextlib.nullcontext(), status_lock(job_dir):
-            status = refresh_status(job_dir, reap=False)
-            if (job_dir / CANCEL_FILE).exists() or status.get("state") != "queued":
-                if status.get("state") == "queued":
-                    write_status(job_dir, "cancelled", expect=("queued",), message="cancelled before it started")
+        with contextlib.ExitStack() as held:
+            if slots is not None:
+                held.enter_context(slots.lock())
+            held.enter_context(status_lock(job_dir))
+            if not self._still_queued(job_dir):
                 return True  # cancelled, launched by another manager, or damaged: not ours to start
             if slots is not None and slots.count() >= self.max_concurrent:
                 return False
+            group = [job_dir]
+            for other in self._take_group(job_dir, kind)[1:]:
+                held.enter_context(status_lock(other))
+                if self._still_queued(other):
+                    group.append(other)
             gpu = self._pick_gpu()
             env = self._job_env()
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
             try:
+                command = self.command_builder(job_dir, kind) if len(group) == 1 else self.command_builder.group(group)
                 with open(job_dir / LOG_FILE, "ab") as log:
-                    proc = subprocess.Popen(self.command_builder(job_dir, kind), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                    proc = subprocess.Popen(
+                        command,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                        env=env,
+                    )
             except (OSError, JobError) as exc:
-                write_status(job_dir, "failed", expect=("queued",), error=f"could not start the job: {exc}")
+                for d in group:
+                    write_status(d, "failed", expect=("queued",), error=f"could not start the job: {exc}")
                 return True
-            # The child's own first write waits for this lock, so "running" with its pid comes first.
-            written = write_status(job_dir, "running", expect=("queued",), pid=proc.pid,
-                                   **process_fields(os.getpid(), "manager_pid", "manager_start"),
-                                   **({"gpu": gpu} if gpu else {}))
-            if slots is not None:
-                slots.take(job_dir, written)
-        self._active[job_dir] = _Active(job_dir, proc.pid, proc, gpu=gpu, start=written.get("pid_start"),
-                                        boot=written.get("boot_id"), slots=slots)
+            # The child's own first write waits for these locks, so "running" with its pid comes first.
+            together = {"group": [str(g) for g in group]} if len(group) > 1 else {}
+            for d in group:
+                written = write_status(
+                    d,
+                    "running",
+                    expect=("queued",),
+                    pid=proc.pid,
+                    **process_fields(os.getpid(), "manager_pid", "manager_start"),
+                    **({"gpu": gpu} if gpu else {}),
+                    **together,
+                )
+                if slots is not None:
+                    slots.take(d, written)
+                self._active[d] = _Active(
+                    d,
+                    proc.pid,
+                    proc,
+                    gpu=gpu,
+                    start=written.get("pid_start"),
+                    boot=written.get("boot_id"),
+                    slots=slots,
+                    group=tuple(group) if len(group) > 1 else None,
+                )
         return True
 
-    def _slots(self, job_dir: Path) -> "WorkspaceSlots | None":
+    def _still_queued(self, job_dir: Path) -> bool:
+        """Whether a job may start (call under its status lock); one with a cancel file is marked cancelled."""
+        status = refresh_status(job_dir, reap=False)
+        if status.get("state") != "queued":
+            return False
+        if (job_dir / CANCEL_FILE).exists():
+            write_status(job_dir, "cancelled", expect=("queued",), message="cancelled before it started")
+            return False
+        return True
+
+    def _slots(self, job_dir: Path) -> WorkspaceSlots | None:
         root = self.workspace or (job_dir.parent.parent if job_dir.parent.name in ("runs", "scores") else None)
         return None if root is None else WorkspaceSlots(root)
+
+    def _groups_later(self, kind: str) -> bool:
+        """Whether a submitted training run waits for the next background tick (at most ``poll_interval_s``)
+        instead of launching at once, so that the runs of a comparison submitted one after another are all
+        queued when the first launches and can train together (``_take_group``)."""
+        return kind == "train" and self.group_training and self.background and hasattr(self.command_builder, "group")
+
+    def _take_group(self, job_dir: Path, kind: str) -> list[Path]:
+        """``job_dir`` and the queued training runs that can train with it in one process (one stacked
+        model: the same comparison, model config and device; ``training.config.group_key``), taken off the
+        queue. Only with ``group_training`` on and a command builder that can build a group command. The
+        runs are split evenly over the free GPUs when there are several, else over the free ``max_concurrent``
+        slots (on a CPU: one process per core, each one thread, rather than one process with a thread per
+        core)."""
+        group = [job_dir]
+        if kind != "train" or not self.group_training or not hasattr(self.command_builder, "group"):
+            return group
+        from ..training.config import RunConfig, group_key
+
+        def key(d: Path):
+            try:
+                return group_key(RunConfig.from_dict(read_json(d / CONFIG_FILE)))
+            except Exception:  # a bad config.json fails in its own job, with its own message
+                return None
+
+        mine = key(job_dir)
+        if mine is None:
+            return group
+        candidates = [
+            (d, k)
+            for d, k in self._queue
+            if d != job_dir
+            and k == "train"
+            and not (d / CANCEL_FILE).exists()
+            and refresh_status(d, reap=False).get("state") == "queued"
+            and key(d) == mine
+        ]
+        slots = len(self.gpus) if len(self.gpus or []) > 1 else self.max_concurrent
+        share = -(-(len(candidates) + 1) // max(1, slots - self._n_running()))
+        for d, k in candidates[: max(0, min(share, self.max_group) - 1)]:
+            self._queue.remove((d, k))
+            group.append(d)
+        return group
 
     def _pick_gpu(self) -> str | None:
         """The least busy of several GPUs (lowest first on a tie); None with one GPU or none."""
@@ -307,22 +444,32 @@ class JobManager:
     def _write_end(self, job: _Active) -> None:
         """The final state of a job whose process has exited without writing one (compare-and-set)."""
         if job.cancelling:
-            how = "killed after ignoring SIGTERM for %.0f s" % self.grace_s if job.killed else "stopped on SIGTERM"
+            how = f"killed after ignoring SIGTERM for {self.grace_s:.0f} s" if job.killed else "stopped on SIGTERM"
             write_status(job.dir, "cancelled", message=f"cancelled: {how}")
             return
         rc = job.proc.returncode if job.proc is not None else None
         tail = log_tail(job.dir)
-        reason = f"exited with code {rc}" if rc is not None and rc >= 0 else (
-            f"was killed by signal {-rc} ({_signal_name(-rc)})" if rc is not None else "exited")
+        reason = (
+            f"exited with code {rc}"
+            if rc is not None and rc >= 0
+            else (f"was killed by signal {-rc} ({_signal_name(-rc)})" if rc is not None else "exited")
+        )
         last = "; ".join(line for line in tail.splitlines()[-3:] if line.strip())
-        write_status(job.dir, "failed", exit_code=rc, log_tail=tail,
-                     error=f"process {job.pid} {reason} without finishing" + (f": {last}" if last else ""))
+        write_status(
+            job.dir,
+            "failed",
+            exit_code=rc,
+            log_tail=tail,
+            error=f"process {job.pid} {reason} without finishing" + (f": {last}" if last else ""),
+        )
 
     def _stop(self, job: _Active) -> None:
         if job.cancelling:
             return
         job.cancelling = True
         (job.dir / CANCEL_FILE).touch()
+        if job.group and any(not a.cancelling for d, a in self._active.items() if d in job.group):
+            return  # the group process stops this run alone at its next step (its cancel file)
         self._signal(job, signal.SIGTERM)
         job.kill_at = time.monotonic() + self.grace_s
 
@@ -372,9 +519,19 @@ class JobManager:
             if state in FINAL_STATES or state == DAMAGED_STATE:
                 return state
             if state == "running" and as_pid(status.get("pid")) is not None:
+                if _others_of_group_running(job_dir, status):
+                    (job_dir / CANCEL_FILE).touch()  # its group process stops this run alone at its next step
+                    return "stopping"
                 request_cancel(job_dir)
-                job = _Active(job_dir, as_pid(status["pid"]), None, time.monotonic() + self.grace_s,
-                              cancelling=True, start=status.get("pid_start"), boot=status.get("boot_id"))
+                job = _Active(
+                    job_dir,
+                    as_pid(status["pid"]),
+                    None,
+                    time.monotonic() + self.grace_s,
+                    cancelling=True,
+                    start=status.get("pid_start"),
+                    boot=status.get("boot_id"),
+                )
                 self._active[job_dir] = job
                 self._ensure_thread()
                 return "stopping"
@@ -431,31 +588,55 @@ class WorkspaceSlots:
         return self.dir / "leases" / f"{job_dir.parent.name}-{job_dir.name}.json"
 
     def count(self) -> int:
-        """Live leases (call under ``lock``); stale ones are deleted."""
+        """Processes holding live leases (call under ``lock``); stale leases are deleted."""
         folder = self.dir / "leases"
         if not folder.is_dir():
             return 0
-        live = 0
+        live = set()
         for path in folder.glob("*.json"):
             try:
                 lease = read_json(path, default=None)
             except (OSError, ValueError):
                 lease = None
-            if isinstance(lease, dict) and process_state(lease.get("pid"), lease.get("pid_start"),
-                                                         lease.get("boot_id")) == "alive":
-                live += 1
+            if (
+                isinstance(lease, dict)
+                and process_state(lease.get("pid"), lease.get("pid_start"), lease.get("boot_id")) == "alive"
+            ):
+                live.add((lease.get("pid"), lease.get("pid_start"), lease.get("boot_id")))
             else:
                 path.unlink(missing_ok=True)
-        return live
+        return len(live)  # a group of runs trained in one process holds one slot
 
     def take(self, job_dir: Path, status: dict) -> None:
         """Record the lease of a job just started (``status``: what its status.json now says)."""
-        write_json(self._lease(job_dir), {"job_dir": str(job_dir), "pid": status.get("pid"),
-                                          "pid_start": status.get("pid_start"), "boot_id": status.get("boot_id"),
-                                          "manager_pid": os.getpid(), "taken_at": now_iso()})
+        write_json(
+            self._lease(job_dir),
+            {
+                "job_dir": str(job_dir),
+                "pid": status.get("pid"),
+                "pid_start": status.get("pid_start"),
+                "boot_id": status.get("boot_id"),
+                "manager_pid": os.getpid(),
+                "taken_at": now_iso(),
+            },
+        )
 
     def release(self, job_dir: Path) -> None:
         self._lease(job_dir).unlink(missing_ok=True)
+
+
+def _others_of_group_running(job_dir: Path, status: dict) -> bool:
+    """Whether ``job_dir`` trains in a group process with other runs still running there (not cancelling)."""
+    others = [Path(d) for d in status.get("group") or [] if Path(d) != job_dir]
+    for other in others:
+        seen = refresh_status(other, reap=False)
+        if (
+            seen.get("state") == "running"
+            and seen.get("pid") == status.get("pid")
+            and not (other / CANCEL_FILE).exists()
+        ):
+            return True
+    return False
 
 
 def visible_gpus() -> list[str]:
@@ -471,6 +652,13 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # no usable CUDA runtime: run jobs as they are
         return []
+
+
+def group_default() -> bool:
+    """Whether the job manager trains a comparison's runs together by default: ``DELT_GROUP_TRAINING``
+    (1/0) when set, else on (bench/comparison_speed.py, docs/benchmarks.md)."""
+    value = os.environ.get("DELT_GROUP_TRAINING", "").strip().lower()
+    return value not in ("0", "false", "no", "off") if value else True
 
 
 def default_concurrency() -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -38,7 +38,7 @@ class LQSResult:
 _CACHE: dict[Any, Any] = {}  # one entry: the last exact computation of this process
 
 
-def score_lqs(ctx: ScoreContext) -> Optional[pl.DataFrame]:
+def score_lqs(ctx: ScoreContext) -> pl.DataFrame | None:
     """LQS of every sample (or the proxy subset / distilled), score = lqs (higher = better).
 
     Args:
@@ -51,13 +51,13 @@ def score_lqs(ctx: ScoreContext) -> Optional[pl.DataFrame]:
     return None if result is None else result.frame
 
 
-def score_pds(ctx: ScoreContext) -> Optional[pl.DataFrame]:
+def score_pds(ctx: ScoreContext) -> pl.DataFrame | None:
     """PDS (the un-normalised LQS numerator) of every sample; same table as ``score_lqs``, score = pds."""
     result = run_lqs(ctx, "pds")
     return None if result is None else result.frame
 
 
-def run_lqs(ctx: ScoreContext, method: str = "lqs") -> Optional[LQSResult]:
+def run_lqs(ctx: ScoreContext, method: str = "lqs") -> LQSResult | None:
     """Compute LQS/PDS for ``ctx`` and return the table plus ``meta`` (config, steps, distillation figures).
 
     Args:
@@ -71,8 +71,14 @@ def run_lqs(ctx: ScoreContext, method: str = "lqs") -> Optional[LQSResult]:
         raise ConfigError(f"method={method!r}: use 'lqs' or 'pds'")
     cfg = LQSConfig.from_options(ctx)
     texts = check_target(ctx.target_texts)
-    key = (cfg, str(ctx.model), _identity(ctx.tokenizer), _frame_hash(ctx.frame), _texts_hash(texts),
-           tuple(sorted((k, str(v)) for k, v in ctx.options.items() if k in PASS_THROUGH)))
+    key = (
+        cfg,
+        str(ctx.model),
+        _identity(ctx.tokenizer),
+        _frame_hash(ctx.frame),
+        _texts_hash(texts),
+        tuple(sorted((k, str(v)) for k, v in ctx.options.items() if k in PASS_THROUGH)),
+    )
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = compute_exact(ctx, cfg, texts)
@@ -127,28 +133,37 @@ def _finish(ctx: ScoreContext, cfg: LQSConfig, exact, method: str) -> LQSResult:
 def exact_table(ids: list[str], cols: dict[str, np.ndarray], method: str) -> pl.DataFrame:
     """The output table of exactly scored samples from ``lqs_core.combine``'s columns."""
     n, k = cols["cos"].shape
-    lists = {name: pl.Series(name, cols[name].tolist(), dtype=pl.List(pl.Float64))
-             for name in ("contribution", "cos", "ratio", "grad_norm")}
+    lists = {
+        name: pl.Series(name, cols[name].tolist(), dtype=pl.List(pl.Float64))
+        for name in ("contribution", "cos", "ratio", "grad_norm")
+    }
     lists["lambda_norm"] = pl.Series("lambda_norm", [cols["lambda_norm"].tolist()] * n, dtype=pl.List(pl.Float64))
-    return pl.DataFrame({
-        "id": pl.Series("id", ids, dtype=pl.Utf8),
-        "score": pl.Series("score", cols[method], dtype=pl.Float64),
-        **{name: pl.Series(name, cols[name], dtype=pl.Float64) for name in ("lqs", "pds", "quality", "learnability")},
-        **lists,
-        "exact": pl.Series("exact", [True] * n, dtype=pl.Boolean),
-        "source": pl.Series("source", ["exact"] * n, dtype=pl.Utf8),
-    })
+    return pl.DataFrame(
+        {
+            "id": pl.Series("id", ids, dtype=pl.Utf8),
+            "score": pl.Series("score", cols[method], dtype=pl.Float64),
+            **{
+                name: pl.Series(name, cols[name], dtype=pl.Float64)
+                for name in ("lqs", "pds", "quality", "learnability")
+            },
+            **lists,
+            "exact": pl.Series("exact", [True] * n, dtype=pl.Boolean),
+            "source": pl.Series("source", ["exact"] * n, dtype=pl.Utf8),
+        }
+    )
 
 
-def memory_error(exc: BaseException, cfg: LQSConfig) -> Optional[JobError]:
+def memory_error(exc: BaseException, cfg: LQSConfig) -> JobError | None:
     """A JobError with the fix when ``exc`` is an out-of-memory error, else None."""
     text = str(exc).lower()
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate" in text:
         chunk = cfg.chunk_size or "by device"
-        return JobError(f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {chunk}), "
-                        f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), or keep fewer "
-                        "parameter copies with checkpoint=delta (CLI: --set chunk_size=2 --set checkpoint=delta; "
-                        "app: Score page, Advanced LQS settings)")
+        return JobError(
+            f"LQS ran out of memory ({type(exc).__name__}); lower chunk_size (now {chunk}), "
+            f"batch_size (now {cfg.batch_size}) or max_length (now {cfg.max_length}), or keep fewer "
+            "parameter copies with checkpoint=delta (CLI: --set chunk_size=2 --set checkpoint=delta; "
+            "app: Score page, Advanced LQS settings)"
+        )
     return None
 
 
@@ -165,7 +180,7 @@ class ExactLQS:
     meta: dict[str, Any]
 
 
-def _torch_dtypes(cfg: LQSConfig, device: torch.device) -> tuple[torch.dtype, Optional[torch.dtype]]:
+def _torch_dtypes(cfg: LQSConfig, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
     """(parameter dtype, autocast dtype) of ``cfg.dtype``."""
     if cfg.dtype == "float64":
         return torch.float64, None
@@ -198,7 +213,7 @@ def _target_batches(texts: list[str], tokenizer, cfg: LQSConfig, device):
     return _on_device(target, length_chunks(target.lengths, cfg.batch_size), device), len(target)
 
 
-def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Optional[ExactLQS]:
+def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> ExactLQS | None:
     """Warm-up, trajectory, co-state and contributions (sharded under torchrun); merged on rank 0.
 
     Returns:
@@ -212,17 +227,24 @@ def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Option
     world = init_world(device)
     param_dtype, autocast = _torch_dtypes(cfg, device)
     tokenizer = prepare_tokenizer(ctx)
-    lctx = dataclasses.replace(ctx, tokenizer=tokenizer, device=str(device), seed=cfg.seed, max_length=cfg.max_length,
-                               batch_size=cfg.batch_size,
-                               options={"warmup_steps": cfg.warmup_steps, "warmup_lr": cfg.warmup_lr})
+    lctx = dataclasses.replace(
+        ctx,
+        tokenizer=tokenizer,
+        device=str(device),
+        seed=cfg.seed,
+        max_length=cfg.max_length,
+        batch_size=cfg.batch_size,
+        options={"warmup_steps": cfg.warmup_steps, "warmup_lr": cfg.warmup_lr},
+    )
     samples = prepare_samples(lctx, tokenizer)
     positions = _proxy_positions(len(samples), cfg)
     pool = samples.subset(positions)
     try:
         model = prepare_model(lctx, tokenizer, samples=pool, attn_implementation="eager", dtype=param_dtype)
         target_batches, n_target = _target_batches(texts, tokenizer, cfg, device)
-        parts, meta, flm = exact_parts(model, pool, target_batches, cfg, world, autocast,
-                                       on_progress=ctx.on_progress, should_stop=ctx.should_stop)
+        parts, meta, flm = exact_parts(
+            model, pool, target_batches, cfg, world, autocast, on_progress=ctx.on_progress, should_stop=ctx.should_stop
+        )
     except (RuntimeError, MemoryError) as exc:
         oom = memory_error(exc, cfg)
         if oom is None:
@@ -241,8 +263,9 @@ def compute_exact(ctx: ScoreContext, cfg: LQSConfig, texts: list[str]) -> Option
     return ExactLQS(merged, samples, flm, meta)
 
 
-def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocast=None, *,
-                on_progress=None, should_stop=None):
+def exact_parts(
+    model, pool, target_batches, cfg: LQSConfig, world=None, autocast=None, *, on_progress=None, should_stop=None
+):
     """Trajectory, co-state and this rank's contributions, starting from ``model``'s current weights.
 
     Args:
@@ -257,8 +280,15 @@ def exact_parts(model, pool, target_batches, cfg: LQSConfig, world=None, autocas
         (LQSParts of this rank's samples, meta dict, the FunctionalLM).
     """
     from .distributed import World, shard
-    from .lqs_core import (FunctionalLM, Trajectory, batch_schedule, contribution_steps, contributions, costate,
-                           length_chunks)
+    from .lqs_core import (
+        FunctionalLM,
+        Trajectory,
+        batch_schedule,
+        contribution_steps,
+        contributions,
+        costate,
+        length_chunks,
+    )
 
     world = world or World()
     flm = FunctionalLM(model, autocast=autocast, hvp_mode=cfg.hvp, per_sample=cfg.per_sample)

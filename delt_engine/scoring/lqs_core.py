@@ -16,8 +16,8 @@ needed at every ``t in C`` (dot with ``lambda_{t+1}`` and norm) plus one norm-on
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -70,8 +70,9 @@ class FunctionalLM:
         hvp_mode: "double-backward" (reverse-over-reverse) or "forward-over-reverse" (jvp of grad).
     """
 
-    def __init__(self, model, autocast: Optional[torch.dtype] = None, hvp_mode: str = "double-backward",
-                 per_sample: str = "auto"):
+    def __init__(
+        self, model, autocast: torch.dtype | None = None, hvp_mode: str = "double-backward", per_sample: str = "auto"
+    ):
         if per_sample not in PER_SAMPLE_MODES:
             raise ValueError(f"per_sample={per_sample!r} is not one of {', '.join(PER_SAMPLE_MODES)}")
         self.model = model.eval()
@@ -133,15 +134,16 @@ class FunctionalLM:
     def mean_grad(self, params: Params, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Params:
         """Gradient of the mean loss over all samples of ``batches`` (e.g. ``grad J`` over the target set)."""
         total = sum(int(ids.shape[0]) for ids, _ in batches)
-        out: Optional[Params] = None
+        out: Params | None = None
         for ids, mask in batches:
             g = self.grad(params, ids, mask)
             w = ids.shape[0] / total
             out = {k: w * g[k] for k in g} if out is None else tree_axpy(w, g, out)
         return out
 
-    def sample_stats(self, params: Params, ids: torch.Tensor, mask: torch.Tensor,
-                     lam: Optional[Params]) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_stats(
+        self, params: Params, ids: torch.Tensor, mask: torch.Tensor, lam: Params | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample ``lambda^T g_n`` and ``||g_n||^2`` (float64 [B]) of one chunk; gradients are discarded.
 
         ``lam=None`` computes the squared norms only (dots are returned as zeros). Uses one batched
@@ -188,7 +190,7 @@ def batch_schedule(n: int, batch_size: int, steps: int, seed: int) -> list[torch
     for _ in range(steps):
         if pos + size > n:
             order, pos = torch.randperm(n, generator=gen), 0
-        out.append(order[pos:pos + size])
+        out.append(order[pos : pos + size])
         pos += size
     return out
 
@@ -196,7 +198,7 @@ def batch_schedule(n: int, batch_size: int, steps: int, seed: int) -> list[torch
 def length_chunks(lengths: torch.Tensor, chunk_size: int) -> list[torch.Tensor]:
     """Sample positions grouped into chunks of similar length (longest first), to cut padded compute."""
     order = torch.argsort(lengths, descending=True, stable=True)
-    return [order[i:i + chunk_size] for i in range(0, len(order), chunk_size)]
+    return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
 
 
 class Trajectory:
@@ -216,7 +218,7 @@ class Trajectory:
         self.flm, self.batches, self.eta, self.delta, self.keep_every = flm, batches, eta, delta, keep_every
         self.steps = len(batches)
         self.saved: dict[int, Params] = {0: theta0}
-        self._segment: tuple[Optional[int], dict[int, Params]] = (None, {})
+        self._segment: tuple[int | None, dict[int, Params]] = (None, {})
 
     def step(self, t: int, theta: Params) -> Params:
         return tree_axpy(-self.eta, self.flm.grad(theta, *self.batches[t]), theta)
@@ -245,8 +247,15 @@ class Trajectory:
         return self._segment[1][t]
 
 
-def costate(flm: FunctionalLM, traj: Trajectory, target_batches, eta: float, needed: set[int],
-            on_step: Callable[[int], None] = lambda i: None, should_stop=None) -> dict[int, Params]:
+def costate(
+    flm: FunctionalLM,
+    traj: Trajectory,
+    target_batches,
+    eta: float,
+    needed: set[int],
+    on_step: Callable[[int], None] = lambda i: None,
+    should_stop=None,
+) -> dict[int, Params]:
     """Backward recursion ``lambda_T = grad J(theta_T)``,
     ``lambda_t = lambda_{t+1} + grad J(theta_t) - eta * H_t(theta_t) lambda_{t+1}``, down to ``min(needed)``.
 
@@ -269,9 +278,15 @@ def costate(flm: FunctionalLM, traj: Trajectory, target_batches, eta: float, nee
     return out
 
 
-def contribution_pass(flm: FunctionalLM, params: Params, samples, chunks: list[torch.Tensor],
-                      lam: Optional[Params], on_chunk: Callable[[], None] = lambda: None,
-                      should_stop=None) -> tuple[np.ndarray, np.ndarray]:
+def contribution_pass(
+    flm: FunctionalLM,
+    params: Params,
+    samples,
+    chunks: list[torch.Tensor],
+    lam: Params | None,
+    on_chunk: Callable[[], None] = lambda: None,
+    should_stop=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample dots with ``lam`` and squared gradient norms at ``params`` over ``chunks`` (in chunk order).
 
     Each chunk is trimmed to its longest sample; per-sample gradients live for one chunk only.
@@ -310,17 +325,30 @@ class LQSParts:
     lambda_norms: np.ndarray
 
     @staticmethod
-    def merge(parts: list["LQSParts"]) -> "LQSParts":
+    def merge(parts: list[LQSParts]) -> LQSParts:
         """Concatenate shards and sort the rows by sample position."""
         pos = np.concatenate([p.positions for p in parts])
         order = np.argsort(pos, kind="stable")
-        return LQSParts(pos[order], parts[0].steps, np.concatenate([p.dots for p in parts])[order],
-                        np.concatenate([p.sqnorms for p in parts])[order], parts[0].lambda_norms)
+        return LQSParts(
+            pos[order],
+            parts[0].steps,
+            np.concatenate([p.dots for p in parts])[order],
+            np.concatenate([p.sqnorms for p in parts])[order],
+            parts[0].lambda_norms,
+        )
 
 
-def contributions(flm: FunctionalLM, traj: Trajectory, samples, chunks: list[torch.Tensor],
-                  lambdas: dict[int, Params], steps: list[int], final_pass: bool,
-                  on_progress: ProgressFn = None, should_stop: StopFn = None) -> LQSParts:
+def contributions(
+    flm: FunctionalLM,
+    traj: Trajectory,
+    samples,
+    chunks: list[torch.Tensor],
+    lambdas: dict[int, Params],
+    steps: list[int],
+    final_pass: bool,
+    on_progress: ProgressFn = None,
+    should_stop: StopFn = None,
+) -> LQSParts:
     """Per-sample passes at every contribution step (dots with ``lambda_{t+1}`` and norms) and, with
     ``final_pass`` (the paper's final norm), a norm-only pass at ``theta_T``.
 
@@ -376,6 +404,14 @@ def combine(parts: LQSParts, eta: float, final_norm: str = "paper") -> dict[str,
     contribution = eta * _safe_div(parts.dots, next_norm)
     ratio = _safe_div(grad_norm, next_norm)
     cos = _safe_div(parts.dots, grad_norm * parts.lambda_norms[None, :])
-    return {"lqs": contribution.sum(axis=1), "pds": eta * parts.dots.sum(axis=1), "quality": cos.sum(axis=1),
-            "learnability": ratio.sum(axis=1), "contribution": contribution, "cos": cos, "ratio": ratio,
-            "grad_norm": grad_norm, "lambda_norm": parts.lambda_norms}
+    return {
+        "lqs": contribution.sum(axis=1),
+        "pds": eta * parts.dots.sum(axis=1),
+        "quality": cos.sum(axis=1),
+        "learnability": ratio.sum(axis=1),
+        "contribution": contribution,
+        "cos": cos,
+        "ratio": ratio,
+        "grad_norm": grad_norm,
+        "lambda_norm": parts.lambda_norms,
+    }

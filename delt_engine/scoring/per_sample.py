@@ -26,7 +26,7 @@ models use the ``vmap(grad)`` path. The two are checked against each other in th
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,20 +40,21 @@ class UnsupportedModel(RuntimeError):
 
 
 def _is_rmsnorm(module: nn.Module) -> bool:
-    return "RMSNorm" in type(module).__name__ and \
-        [n for n, _ in module.named_parameters(recurse=False)] == ["weight"]
+    return "RMSNorm" in type(module).__name__ and [n for n, _ in module.named_parameters(recurse=False)] == ["weight"]
 
 
-def _owners(model: nn.Module) -> Optional[dict[str, list[tuple[nn.Module, str]]]]:
+def _owners(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]] | None:
     """Canonical parameter name -> [(module, "weight"|"bias"), ...]; None when a parameter sits in a
     module type the hooks do not cover, or the model has other than one Embedding."""
     canonical = {id(p): name for name, p in model.named_parameters()}
     out: dict[str, list[tuple[nn.Module, str]]] = {}
     for module in model.modules():
         for attr, p in module.named_parameters(recurse=False):
-            ok = (isinstance(module, nn.Linear) and attr in ("weight", "bias")) or \
-                 (type(module) is nn.Embedding and attr == "weight" and module.max_norm is None) or \
-                 (_is_rmsnorm(module) and attr == "weight")
+            ok = (
+                (isinstance(module, nn.Linear) and attr in ("weight", "bias"))
+                or (type(module) is nn.Embedding and attr == "weight" and module.max_norm is None)
+                or (_is_rmsnorm(module) and attr == "weight")
+            )
             if not ok:
                 return None
             out.setdefault(canonical[id(p)], []).append((module, attr))
@@ -109,8 +110,12 @@ class HookedStats:
             "materialize"; None = ``NORM_MODE`` (the tests switch it to check both ways).
     """
 
-    def __init__(self, model: nn.Module, losses: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor],
-                 mode: Optional[str] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        losses: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor],
+        mode: str | None = None,
+    ):
         owners = _owners(model)
         if owners is None:
             raise ValueError("per-sample hooks need a model made of Linear, one Embedding and RMSNorm layers")
@@ -127,24 +132,33 @@ class HookedStats:
     def supports(model: nn.Module) -> bool:
         return _owners(model) is not None
 
-    def stats(self, params: Params, ids: torch.Tensor, mask: torch.Tensor,
-              lam: Optional[Params]) -> tuple[torch.Tensor, torch.Tensor]:
+    def stats(
+        self, params: Params, ids: torch.Tensor, mask: torch.Tensor, lam: Params | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample dots with ``lam`` (zeros when None) and squared gradient norms, float64 [B]."""
         params = {k: v.detach() for k, v in params.items()}
-        acc = _Accumulator(ids.shape[0], ids.device, lam, {k: len(v) for k, v in self.owners.items()},
-                           {k: v.shape for k, v in params.items()}, self.mode)
+        acc = _Accumulator(
+            ids.shape[0],
+            ids.device,
+            lam,
+            {k: len(v) for k, v in self.owners.items()},
+            {k: v.shape for k, v in params.items()},
+            self.mode,
+        )
         with torch.enable_grad(), self._hooks(acc) as (leaf, calls):
             total = self.losses(params, ids, mask).sum()
             if len(leaf) != 1 or any(n > 1 for n in calls.values()):
-                raise UnsupportedModel("a layer ran more than once in one forward pass (shared layers); "
-                                       "per-sample hooks cannot split its gradient, use per_sample='vmap'")
+                raise UnsupportedModel(
+                    "a layer ran more than once in one forward pass (shared layers); "
+                    "per-sample hooks cannot split its gradient, use per_sample='vmap'"
+                )
             (emb_grad,) = torch.autograd.grad(total, [leaf[0]])
         with torch.no_grad():  # the tied output projection's term waits here with the forward's inputs
             self._embedding_term(ids, emb_grad, acc)
         return acc.totals()
 
     @contextlib.contextmanager
-    def _hooks(self, acc: "_Accumulator"):
+    def _hooks(self, acc: _Accumulator):
         leaf: list[torch.Tensor] = []
         calls: dict[int, int] = {}  # forward calls per hooked module: each must run once
 
@@ -157,15 +171,18 @@ class HookedStats:
             calls[id(module)] = calls.get(id(module), 0) + 1
             x, role = args[0], self.roles[id(module)]
             if x.dim() != 3 or x.shape[0] != acc.b:  # e.g. tokens flattened for mixture-of-experts routing
-                raise UnsupportedModel(f"{type(module).__name__} saw an input of shape {tuple(x.shape)}, not "
-                                       f"[batch {acc.b}, tokens, features]; per-sample hooks cannot split its "
-                                       "gradient by sample, use per_sample='vmap'")
+                raise UnsupportedModel(
+                    f"{type(module).__name__} saw an input of shape {tuple(x.shape)}, not "
+                    f"[batch {acc.b}, tokens, features]; per-sample hooks cannot split its "
+                    "gradient by sample, use per_sample='vmap'"
+                )
             if isinstance(module, nn.Linear):
                 output.register_hook(lambda g: acc.linear(x, g, role.get("weight"), role.get("bias")))
                 return
             slope = self.norm_slope(module, x)
-            output.register_hook(lambda g: acc.dense(role["weight"], torch.einsum(
-                "bth,bth->bh", _up(g), _up(slope).to(_up(g).dtype))))
+            output.register_hook(
+                lambda g: acc.dense(role["weight"], torch.einsum("bth,bth->bh", _up(g), _up(slope).to(_up(g).dtype)))
+            )
 
         handles = [self.embedding.register_forward_hook(on_embedding)]
         handles += [m.register_forward_hook(on_forward) for m in self.modules.values() if m is not self.embedding]
@@ -175,7 +192,7 @@ class HookedStats:
             for h in handles:
                 h.remove()
 
-    def _embedding_term(self, ids: torch.Tensor, g: torch.Tensor, acc: "_Accumulator") -> None:
+    def _embedding_term(self, ids: torch.Tensor, g: torch.Tensor, acc: _Accumulator) -> None:
         name = self.roles[id(self.embedding)]["weight"]
         g = _up(g)
         if self.embedding.padding_idx is not None:
@@ -209,8 +226,15 @@ class _Accumulator:
     with lambda as ``sum_t <left_t lambda, right_t>``; ``mode`` forces "gram" or "materialize".
     """
 
-    def __init__(self, b: int, device, lam: Optional[Params], n_terms: dict[str, int],
-                 shapes: dict[str, torch.Size], mode: str = "auto"):
+    def __init__(
+        self,
+        b: int,
+        device,
+        lam: Params | None,
+        n_terms: dict[str, int],
+        shapes: dict[str, torch.Size],
+        mode: str = "auto",
+    ):
         self.b, self.device = b, device
         self.lam, self.n_terms, self.shapes, self.mode = lam, n_terms, shapes, mode
         self.pending: dict[str, list[tuple]] = {}
@@ -223,7 +247,7 @@ class _Accumulator:
         dot = torch.stack(self.dots).double().sum(dim=0) if self.dots else zeros
         return dot, torch.stack(self.sqs).double().sum(dim=0) if self.sqs else zeros
 
-    def linear(self, x: torch.Tensor, g: torch.Tensor, weight_name: Optional[str], bias_name: Optional[str]) -> None:
+    def linear(self, x: torch.Tensor, g: torch.Tensor, weight_name: str | None, bias_name: str | None) -> None:
         g = _up(g)
         if weight_name is not None:
             self.outer(weight_name, g, _up(x.detach()).to(g.dtype))

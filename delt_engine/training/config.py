@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any
 
-from ..models.device import DEVICE_CHOICES
 from ..errors import ConfigError
+from ..models.device import DEVICE_CHOICES
 
 # Trackers a run can also log to (jobs/trackers.py); metrics.jsonl is written either way.
 REPORT_TO_CHOICES = ("tensorboard", "mlflow")
@@ -55,6 +55,14 @@ class RunConfig:
     ``save_model``: when the run completes, the trained model and its tokenizer are saved to
     ``<run_dir>/model/`` (safetensors, loadable with ``model=<that folder>``, e.g. to score with it).
 
+    Rows: with ``packing`` the documents are concatenated in their training order (each ends with EOS)
+    and cut into rows of exactly ``max_length`` tokens, as the paper trains: no padding (except in the
+    very last row), no truncation (a long document continues in the next row), every batch the same
+    size. Attention is causal over the whole row, across document boundaries (as the paper packs,
+    without per-document masks). Without it every row is one document, truncated to ``max_length``
+    and padded to the longest row of its batch. ``None`` takes the preset's default
+    (``PACKED_BY_DEFAULT``: packed, except ``tiny-test``).
+
     Tokenizer: ``None`` trains a byte-level BPE tokenizer on the input texts (cached under
     ``cache_dir``); it does not depend on document order, so every ordering of one corpus shares it.
     Runs on different selections of a corpus get different tokenizers and their losses are then not
@@ -65,33 +73,35 @@ class RunConfig:
     text_field: str = "text"
     score_field: str = "score"
     model: str = "cpu-demo"
-    tokenizer: Optional[str] = None
+    tokenizer: str | None = None
     vocab_size: int = 2048
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     max_length: int = 128
     batch_size: int = 16
-    steps: Optional[int] = None
-    tokens: Optional[int] = None
-    epochs: Optional[int] = 1
+    packing: bool | None = None  # None: the preset's default (PACKED_BY_DEFAULT)
+    steps: int | None = None
+    tokens: int | None = None
+    epochs: int | None = 1
     lr: float = 3e-3
     warmup_frac: float = 0.05
     min_lr_frac: float = 0.1
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: Optional[float] = 1.0
+    grad_clip: float | None = 1.0
     seed: int = 0
     device: str = "auto"
-    bf16: Optional[bool] = None  # None: bf16 autocast on CUDA, full fp32 elsewhere
+    bf16: bool | None = None  # None: bf16 autocast on CUDA, full fp32 elsewhere
+    compile: bool | None = None  # torch.compile the training forward+backward; None: see uses_compile
     log_every: int = 1
-    eval_every: Optional[int] = None
+    eval_every: int | None = None
     eval_at_start: bool = True
     save_model: bool = False
-    validation: Optional[str] = None
-    target: Optional[str] = None
-    benchmark: Optional[str] = None
+    validation: str | None = None
+    target: str | None = None
+    benchmark: str | None = None
     eval_max_samples: int = 256  # per held-out set, and per benchmark task
     eval_batch_size: int = 32
-    group_by: Optional[str] = None
+    group_by: str | None = None
     group_min_docs: int = 5  # smaller groups are pooled as "other"
     report_to: tuple[str, ...] = ()
     provenance: dict = field(default_factory=dict)
@@ -111,12 +121,16 @@ class RunConfig:
         _check_int("steps", self.steps, 1, 10**12, optional=True)
         _check_int("tokens", self.tokens, 1, 10**15, optional=True)
         if self.steps is not None and self.tokens is not None:
-            raise ConfigError(f"steps={self.steps} and tokens={self.tokens} were both given; "
-                              "give one budget (steps or tokens), or neither for whole epochs")
+            raise ConfigError(
+                f"steps={self.steps} and tokens={self.tokens} were both given; "
+                "give one budget (steps or tokens), or neither for whole epochs"
+            )
         _check_int("epochs", self.epochs, 1, 1_000_000, optional=True)
         if self.epochs is None and self.steps is None and self.tokens is None:
-            raise ConfigError("epochs=null needs a steps or tokens budget (it means: as many passes as the budget "
-                              "needs); give one, or epochs >= 1")
+            raise ConfigError(
+                "epochs=null needs a steps or tokens budget (it means: as many passes as the budget "
+                "needs); give one, or epochs >= 1"
+            )
         _check_float("lr", self.lr, 0.0, 10.0, low_open=True)
         _check_float("warmup_frac", self.warmup_frac, 0.0, 1.0, high_open=True)
         _check_float("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
@@ -131,6 +145,15 @@ class RunConfig:
             raise ConfigError(f"device={self.device!r} is not known; use one of {', '.join(DEVICE_CHOICES)}")
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise ConfigError(f"bf16={self.bf16!r} must be true, false or null (auto: on for CUDA)")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ConfigError(
+                f"compile={self.compile!r} must be true, false or null (auto: long CUDA runs on packed rows)"
+            )
+        if self.packing is not None and not isinstance(self.packing, bool):
+            raise ConfigError(
+                f"packing={self.packing!r} must be true (packed rows), false (one document "
+                "per row) or null (the preset's default)"
+            )
         _check_int("log_every", self.log_every, 1, 10**12)
         _check_int("eval_every", self.eval_every, 1, 10**12, optional=True)
         for name in ("eval_at_start", "save_model"):
@@ -141,18 +164,18 @@ class RunConfig:
         if self.group_by is not None:
             _check_text("group_by", self.group_by)
             if "." in self.group_by:  # records are flattened as group_loss.<column>.<value>
-                raise ConfigError(f"group_by={self.group_by!r}: a column name with '.' cannot be grouped by; "
-                                  "rename the column (e.g. with '_')")
+                raise ConfigError(
+                    f"group_by={self.group_by!r}: a column name with '.' cannot be grouped by; "
+                    "rename the column (e.g. with '_')"
+                )
         _check_int("group_min_docs", self.group_min_docs, 1, 10**9)
         object.__setattr__(self, "report_to", _check_report_to(self.report_to))
         if not isinstance(self.provenance, dict):
-            raise ConfigError(f"provenance={self.provenance!r} must be a dict "
-                              "(corpus_hash, scorer, ordering, ...)")
+            raise ConfigError(f"provenance={self.provenance!r} must be a dict (corpus_hash, scorer, ordering, ...)")
         try:
             json.dumps(self.provenance)
         except (TypeError, ValueError) as exc:
-            raise ConfigError("provenance must be JSON-serialisable (strings, numbers, lists, dicts): "
-                              f"{exc}") from exc
+            raise ConfigError(f"provenance must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (the run's config.json)."""
@@ -162,15 +185,16 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build from a dict such as config.json; unknown keys are an error (likely a typo)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a run config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown run config key(s) {', '.join(unknown)}; "
-                              f"allowed keys are {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown run config key(s) {', '.join(unknown)}; allowed keys are {', '.join(sorted(known))}"
+            )
         if "input" not in data:
             raise ConfigError("run config has no 'input' (path of the ordered data JSONL/Parquet)")
         return cls(**data)
@@ -182,13 +206,68 @@ def _check_report_to(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"report_to={value!r} must be a list of tracker names, e.g. [\"tensorboard\", \"mlflow\"]")
+        raise ConfigError(f'report_to={value!r} must be a list of tracker names, e.g. ["tensorboard", "mlflow"]')
     unknown = [v for v in value if v not in REPORT_TO_CHOICES]
     if unknown:
         raise ConfigError(f"report_to: unknown tracker {unknown[0]!r}; use any of {', '.join(REPORT_TO_CHOICES)}")
     if len(set(value)) != len(value):
         raise ConfigError(f"report_to={list(value)!r} names a tracker twice; name each once")
     return tuple(value)
+
+
+# Row format of each preset when ``packing`` is None (bench/train_speed.py, docs/benchmarks.md): packed
+# rows train ~2x the tokens per second of padded document rows on the shuffled demo and give every step
+# of every ordering the same number of tokens; tiny-test (the unit-test preset) keeps one document per
+# row so that tests can state batches as documents. Model directories are packed.
+PACKED_BY_DEFAULT: dict[str, bool] = {
+    "tiny-test": False,
+    "cpu-demo": True,
+    "cpu-small": True,
+    "gpu-30m": True,
+    "gpu-160m": True,
+}
+
+
+def uses_packing(config: RunConfig) -> bool:
+    """Whether ``config`` trains on packed rows: its ``packing``, else its preset's default."""
+    if config.packing is not None:
+        return config.packing
+    return PACKED_BY_DEFAULT.get(config.model, True)
+
+
+# torch.compile pays back its compile time (tens of seconds) only over many steps of one shape.
+COMPILE_MIN_STEPS = 300
+
+
+def uses_compile(config: RunConfig, device_type: str, total_steps: int) -> bool:
+    """Whether the training step is compiled: ``compile`` when set, else on for CUDA runs of at least
+    ``COMPILE_MIN_STEPS`` steps on packed rows (one shape every step); never by default on a CPU, where
+    the compile time is not paid back on demo-sized runs."""
+    if config.compile is not None:
+        return config.compile
+    return device_type == "cuda" and uses_packing(config) and total_steps >= COMPILE_MIN_STEPS
+
+
+# Fields that must be equal for runs to train together in one stacked model (training/ensemble.py); the
+# comparison id keeps runs of different comparisons apart. Data, seed, budget, lr, clipping, evaluation differ.
+GROUP_FIELDS = (
+    "model",
+    "tokenizer",
+    "vocab_size",
+    "device",
+    "bf16",
+    "max_length",
+    "batch_size",
+    "betas",
+    "weight_decay",
+)
+
+
+def group_key(config: RunConfig) -> tuple:
+    """Runs whose keys are equal can train together (``jobs.train_job.train_group``): same comparison,
+    model, tokenizer, device, precision, row format and shape, and optimiser constants."""
+    values = tuple(repr(getattr(config, name)) for name in GROUP_FIELDS)
+    return (str(config.provenance.get("comparison")), uses_packing(config)) + values
 
 
 def _check_text(name: str, value: Any) -> None:
@@ -204,8 +283,15 @@ def _check_int(name: str, value: Any, low: int, high: int, optional: bool = Fals
         raise ConfigError(f"{name}={value!r} is out of range; use an integer in [{low}, {high}]{extra}")
 
 
-def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False,
-                 high_open: bool = False, optional: bool = False) -> None:
+def _check_float(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
     if value is None and optional:
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,14 +1,18 @@
-"""What a training run reads: the ordered data, cut into batches in file order (the step or token
-budget decides where the run ends), and the held-out sets and benchmark items it is evaluated on."""
+"""What a training run reads: the ordered data, as training rows (one document per row, or documents
+packed into full rows), cut into batches in file order (the step or token budget decides where the run
+ends), and the held-out sets and benchmark items it is evaluated on."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+
+import numpy as np
+import torch
 
 from ..errors import ConfigError, DataError
 from ..fileio import json_object_line
@@ -22,7 +26,7 @@ class OrderedData:
 
     ids: list[str]
     texts: list[str]
-    scores: Optional[list[Optional[float]]]  # None when no row has the score field
+    scores: list[float | None] | None  # None when no row has the score field
 
 
 def load_ordered(config: RunConfig) -> OrderedData:
@@ -39,13 +43,104 @@ def load_ordered(config: RunConfig) -> OrderedData:
     return OrderedData(ids, texts, scores)
 
 
+@dataclass
+class TrainRows:
+    """A run's training rows in training order, and which documents each row holds.
+
+    Attributes:
+        input_ids, attention_mask: int64 [rows, width], right-padded (mask 1 = real token).
+        first_doc, last_doc: per row, the position in the ordering of the document of its first and of
+            its last real token (equal for one-document rows).
+        packed: documents packed into full rows (True) or one document per row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    first_doc: list[int]
+    last_doc: list[int]
+    packed: bool
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def lengths(self) -> list[int]:
+        """Real tokens of every row."""
+        return self.attention_mask.sum(dim=1).tolist()
+
+    def docs(self, rows: slice) -> range:
+        """Positions (in the ordering) of the documents with at least one token in ``rows``, in order.
+
+        Documents are contiguous in the ordering and every one has at least its EOS token, so the
+        documents of consecutive rows are a contiguous range."""
+        return range(self.first_doc[rows.start], self.last_doc[rows.stop - 1] + 1)
+
+
+def document_rows(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int) -> TrainRows:
+    """One document per row (EOS appended, truncated to ``max_length``, right-padded)."""
+    from ..data.tokenizer import encode
+
+    samples = encode(texts, ids, tokenizer, max_length)
+    positions = list(range(len(samples)))
+    return TrainRows(samples.input_ids, samples.attention_mask, positions, positions, packed=False)
+
+
+def pack_documents(token_lists: Sequence[Sequence[int]], max_length: int, pad_id: int) -> TrainRows:
+    """Concatenate documents (each already ending with EOS) in the given order and cut the stream into
+    rows of ``max_length`` tokens; only the last row can be shorter (right-padded with ``pad_id``).
+
+    Raises:
+        DataError when there are no tokens; ConfigError when ``max_length`` < 2.
+    """
+    if max_length < 2:
+        raise ConfigError(f"max_length={max_length} is too small; a row needs at least 2 tokens (try 128)")
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    total = int(lengths.sum())
+    if total == 0:
+        raise DataError("no tokens to pack: the ordered data is empty")
+    if (lengths == 0).any():
+        raise DataError("a document has no tokens (not even EOS); encode documents with EOS appended")
+    stream = np.full(-(-total // max_length) * max_length, pad_id, dtype=np.int64)
+    stream[:total] = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=np.int64, count=total)
+    doc_of_token = np.repeat(np.arange(len(lengths)), lengths)
+    n_rows = stream.size // max_length
+    starts = np.arange(n_rows) * max_length
+    ends = np.minimum(starts + max_length, total) - 1
+    mask = np.zeros(stream.size, dtype=np.int64)
+    mask[:total] = 1
+    return TrainRows(
+        torch.from_numpy(stream.reshape(n_rows, max_length)),
+        torch.from_numpy(mask.reshape(n_rows, max_length)),
+        doc_of_token[starts].tolist(),
+        doc_of_token[ends].tolist(),
+        packed=True,
+    )
+
+
+def packed_rows(texts: Sequence[str], tokenizer, max_length: int) -> TrainRows:
+    """Documents tokenized whole (EOS appended, never truncated) and packed into rows (``pack_documents``)."""
+    if not texts:
+        raise DataError("no documents to pack: the ordered data is empty")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return pack_documents([list(toks) + [eos] for toks in encoded], max_length, pad)
+
+
+def train_rows(data: OrderedData, tokenizer, max_length: int, packed: bool) -> TrainRows:
+    """The training rows of ``data``: packed (``packed_rows``) or one document per row (``document_rows``)."""
+    if packed:
+        return packed_rows(data.texts, tokenizer, max_length)
+    return document_rows(data.texts, data.ids, tokenizer, max_length)
+
+
 class SequentialBatches:
     """The i-th batch is the i-th slice of the ordering; every epoch replays the same order."""
 
     def __init__(self, n_rows: int, batch_size: int, row_tokens: list[int]):
         self.n_rows, self.batch_size = n_rows, batch_size
         self.per_epoch = math.ceil(n_rows / batch_size)
-        self.tokens = [sum(row_tokens[s:s + batch_size]) for s in range(0, n_rows, batch_size)]
+        self.tokens = [sum(row_tokens[s : s + batch_size]) for s in range(0, n_rows, batch_size)]
         self.cum_tokens = list(itertools.accumulate(self.tokens))
 
     def rows(self, index: int) -> tuple[int, slice]:
@@ -65,8 +160,10 @@ def plan_steps(batches: SequentialBatches, config: RunConfig) -> int:
     if config.steps is not None:
         total = config.steps
         if total > available:
-            raise ConfigError(f"steps={total} needs {math.ceil(total / batches.per_epoch)} passes over the "
-                              f"{batches.per_epoch} batches of the input but epochs={config.epochs}; raise epochs")
+            raise ConfigError(
+                f"steps={total} needs {math.ceil(total / batches.per_epoch)} passes over the "
+                f"{batches.per_epoch} batches of the input but epochs={config.epochs}; raise epochs"
+            )
         return total
     if config.tokens is None:
         return available
@@ -74,8 +171,10 @@ def plan_steps(batches: SequentialBatches, config: RunConfig) -> int:
     full_epochs = (config.tokens - 1) // per_epoch_tokens
     rest = config.tokens - full_epochs * per_epoch_tokens
     if config.epochs is not None and full_epochs + 1 > config.epochs:
-        raise ConfigError(f"tokens={config.tokens} needs {full_epochs + 1} passes over the input "
-                          f"({per_epoch_tokens} tokens each) but epochs={config.epochs}; raise epochs")
+        raise ConfigError(
+            f"tokens={config.tokens} needs {full_epochs + 1} passes over the input "
+            f"({per_epoch_tokens} tokens each) but epochs={config.epochs}; raise epochs"
+        )
     return full_epochs * batches.per_epoch + bisect.bisect_left(batches.cum_tokens, rest) + 1
 
 

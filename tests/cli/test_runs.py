@@ -440,8 +440,10 @@ def test_compare_end_to_end_no_wait(tmp_path):
     assert again.manifest["tokenizer"] == manifest["tokenizer"]
 
 
-def test_compare_interrupted_cancels_its_runs(tmp_path):
-    """SIGTERM to a waiting `compare` cancels the running training (it stops itself) and the queued one."""
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "grouped"])
+def test_compare_interrupted_cancels_its_runs(tmp_path, grouped):
+    """SIGTERM to a waiting `compare` cancels the running training (it stops itself) and the queued one;
+    with group training both runs train in one process, and both stop there, keeping their metrics."""
     from delt_engine.workspace.layout import Workspace
 
     _tiny_corpus(tmp_path)
@@ -478,6 +480,7 @@ def test_compare_interrupted_cancels_its_runs(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "DELT_GROUP_TRAINING": "1" if grouped else "0"},
     )
     try:
         deadline = time.monotonic() + 120
@@ -492,6 +495,9 @@ def test_compare_interrupted_cancels_its_runs(tmp_path):
     assert proc.returncode == 130 and "interrupted: cancelling the runs" in err
     infos = ws.list_runs()
     assert [i.state for i in infos] == ["cancelled", "cancelled"]
+    if grouped:  # one process trained both: each stopped part-way and wrote its own summary
+        assert all(0 < (i.progress or 0) < 1 and ws.load_run(i.id).summary["stopped_early"] is True for i in infos)
+        return
     assert 0 < (infos[0].progress or 0) < 1 and infos[1].progress is None  # the second never started
     assert ws.load_run(infos[0].id).summary["stopped_early"] is True  # training wrote its own summary
 

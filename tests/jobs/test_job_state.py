@@ -414,6 +414,11 @@ def test_slots_count_per_workspace_and_explicit_workspace(tmp_path):
         assert slots.count() == 1
         slots.release(tmp_path / "ws" / "runs" / "a")
         assert slots.count() == 0
+        # the runs of a group train in one process: their leases hold one slot between them
+        for name in ("g1", "g2", "g3"):
+            slots.take(tmp_path / "ws" / "runs" / name, write_status(tmp_path / name, "running", pid=os.getpid()))
+        assert slots.count() == 1
+        assert len(list((tmp_path / "ws" / "cache" / "jobs" / "leases").glob("*.json"))) == 3
     m = JobManager(workspace=tmp_path / "ws", background=False)
     assert m._slots(tmp_path / "elsewhere" / "job").root == (tmp_path / "ws").resolve()
     assert JobManager(background=False)._slots(tmp_path / "elsewhere" / "job") is None
