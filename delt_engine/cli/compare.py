@@ -3,6 +3,7 @@
 python -m delt_engine compare --demo --workspace ws
 python -m delt_engine compare --spec spec.json --max-concurrent 2 --no-wait
 python -m delt_engine compare --spec spec.json --prepare-only      # one train command per run, nothing trained
+python -m delt_engine compare --spec spec.json --launcher slurm --slurm-partition gpu --slurm-gpus 1
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
         help="prepare everything (scores, arms' ordered files, tokenizer, held-out sets, manifest), train "
         "nothing, and print one train command per run (to submit to any scheduler)",
     )
+    cluster_args(cmp)
     cmp.add_argument("--seeds", help="override the spec's seeds, e.g. 0,1,2")
     cmp.add_argument(
         "--scorer",
@@ -60,6 +62,65 @@ def register(subparsers) -> None:
     cmp.set_defaults(func=cmd_compare)
 
 
+def cluster_args(parser) -> None:
+    """``--launcher`` and the cluster jobs' resources (jobs/cluster.py)."""
+    group = parser.add_argument_group(
+        "cluster",
+        "train the runs as cluster jobs through submitit; the workspace must be on a filesystem the "
+        "compute nodes share (docs/cluster.md)",
+    )
+    group.add_argument(
+        "--launcher",
+        choices=("local", "slurm", "submitit-local"),
+        default="local",
+        help="local: this machine's job manager (default); slurm: one sbatch job per run (or per "
+        "--runs-per-job runs); submitit-local: the same through submitit's local executor",
+    )
+    group.add_argument("--slurm-partition", default=None, help="Slurm partition (default: the cluster's default)")
+    group.add_argument("--slurm-time", type=int, default=120, metavar="MIN", help="time limit per job (default 120)")
+    group.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job (default 0)")
+    group.add_argument("--slurm-cpus", type=int, default=4, help="CPU cores per job (default 4)")
+    group.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per job in GiB")
+    group.add_argument(
+        "--slurm-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another sbatch option, e.g. --slurm-arg account=proj --slurm-arg qos=short",
+    )
+    group.add_argument(
+        "--runs-per-job",
+        type=int,
+        default=1,
+        help="runs trained together in one cluster job (runs sharing a model config: one stacked model on a GPU)",
+    )
+
+
+def cluster_options(args):
+    """The ClusterOptions of ``--launcher`` (None for the local job manager)."""
+    from ..errors import ConfigError
+    from ..jobs.cluster import ClusterOptions
+
+    if args.launcher == "local":
+        return None
+    extra = {}
+    for item in args.slurm_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--slurm-arg {item!r} must look like KEY=VALUE, e.g. account=proj")
+        extra[key.strip()] = value
+    return ClusterOptions(
+        launcher=args.launcher,
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        gpus=args.slurm_gpus,
+        cpus=args.slurm_cpus,
+        mem_gb=args.slurm_mem_gb,
+        runs_per_job=args.runs_per_job,
+        slurm_args=extra,
+    )
+
+
 def cmd_compare(args) -> int:
     import time
 
@@ -67,6 +128,7 @@ def cmd_compare(args) -> int:
     from ..experiments.spec import demo_spec, parse_spec
 
     ws = workspace(args)
+    options = cluster_options(args)  # a bad option fails before anything is prepared
     spec = parse_spec(demo_spec() if args.demo else args.spec)
     spec = _apply_overrides(spec, args)
     start = time.perf_counter()
@@ -91,6 +153,8 @@ def cmd_compare(args) -> int:
             print(f"{sys.executable} -m delt_engine train --run-dir {run_dir}")
         print(f"then: python -m delt_engine runs report {comparison.id} --workspace {ws.root}", file=sys.stderr)
         return 0
+    if options is not None:
+        return _on_cluster(ws, comparison, options, args)
     if args.no_wait:
         pid = _spawn_launcher(ws, comparison.id, args.max_concurrent)
         print(
@@ -102,6 +166,39 @@ def cmd_compare(args) -> int:
     ok = launch_and_wait(comparison.run_dirs, args.max_concurrent)
     print_report(ws, comparison.id, as_json=args.json)
     return 0 if ok else 1
+
+
+def _on_cluster(ws, comparison, options, args) -> int:
+    """Submit the runs as cluster jobs; wait for them (Ctrl+C cancels them) unless --no-wait."""
+    from ..jobs import cluster
+
+    jobs = cluster.submit_runs(
+        comparison.run_dirs, options, ws.comparison_dir(comparison.id) / "submitit", name=f"delt-{comparison.id}"
+    )
+    for j in jobs:
+        print(f"{options.launcher} job {j.job_id}: {', '.join(d.name for d in j.run_dirs)}", file=sys.stderr)
+    if args.no_wait:
+        print(
+            f"follow with `python -m delt_engine runs list --workspace {ws.root} --comparison {comparison.id}`; "
+            f"then `runs report {comparison.id}`",
+            file=sys.stderr,
+        )
+        print(comparison.id)
+        return 0
+    bar = ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        statuses = cluster.wait(jobs, on_tick=lambda s: _show(bar, s))
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: cancelling the cluster jobs (use --no-wait to leave them running)", file=sys.stderr)
+        cluster.cancel_jobs(jobs)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    print_report(ws, comparison.id, as_json=args.json)
+    return 0 if _report_failures(statuses) else 1
 
 
 def _apply_overrides(spec, args):
@@ -161,25 +258,15 @@ def _spawn_launcher(ws, comparison_id: str, max_concurrent: int | None) -> int:
 def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     """Submit every run, show progress on stderr, wait; Ctrl+C cancels them. True when all are done."""
     from ..jobs.manager import JobManager, default_concurrency
-    from ..jobs.protocol import read_progress
 
     manager = JobManager(max_concurrent=default_concurrency() if max_concurrent is None else max_concurrent)
     for d in run_dirs:
         manager.submit(d, "train")
     bar = ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
 
-    def on_tick(statuses):
-        states = [s.get("state", "?") for s in statuses.values()]
-        done = sum(
-            1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
-            for d, s in statuses.items()
-        )
-        counts = " ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states))
-        bar.update("runs", float(done), len(run_dirs), counts)
-
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` on this command cancels its runs too
     try:
-        statuses = manager.wait(run_dirs, on_tick=on_tick)
+        statuses = manager.wait(run_dirs, on_tick=lambda s: _show(bar, s))
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -191,6 +278,24 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     finally:
         signal.signal(signal.SIGTERM, previous)
     bar.close()
+    return _report_failures(statuses)
+
+
+def _show(bar, statuses: dict) -> None:
+    """One progress line for the runs: finished runs count 1, running ones their training fraction."""
+    from ..jobs.protocol import read_progress
+
+    states = [s.get("state", "?") for s in statuses.values()]
+    done = sum(
+        1.0 if s.get("state") in ("done", "failed", "cancelled") else _train_fraction(read_progress(d))
+        for d, s in statuses.items()
+    )
+    counts = " ".join(f"{k} {states.count(k)}" for k in dict.fromkeys(states))
+    bar.update("runs", float(done), len(statuses), counts)
+
+
+def _report_failures(statuses: dict) -> bool:
+    """Print each run that did not finish; True when all are done."""
     failed = {d: s for d, s in statuses.items() if s.get("state") != "done"}
     for d, s in failed.items():
         print(f"run {Path(d).name} {s.get('state')}: {s.get('error') or ''}", file=sys.stderr)

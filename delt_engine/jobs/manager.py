@@ -54,6 +54,7 @@ from .protocol import (
     STATUS_FILE,
     StatusConflict,
     as_pid,
+    elsewhere,
     file_lock,
     log_tail,
     now_iso,
@@ -518,6 +519,10 @@ class JobManager:
             state = status.get("state")
             if state in FINAL_STATES or state == DAMAGED_STATE:
                 return state
+            if status.get("cluster") or elsewhere(status):  # a cluster job: no process of it runs here
+                from .cluster import cancel_run
+
+                return cancel_run(job_dir, status)
             if state == "running" and as_pid(status.get("pid")) is not None:
                 if _others_of_group_running(job_dir, status):
                     (job_dir / CANCEL_FILE).touch()  # its group process stops this run alone at its next step

@@ -15,7 +15,10 @@ same small pids again), so status.json records with every pid the process's star
 clock ticks since boot, /proc/<pid>/stat field 22) and the machine's boot id (``boot_id``), and the job
 manager's as ``manager_pid`` / ``manager_start``. A pid whose start time or boot id differs is another
 process: the job is dead, and nothing here ever signals that process. Where /proc is missing (macOS,
-Windows) the start time is unknown and a live pid counts as the job, as before.
+Windows) the start time is unknown and a live pid counts as the job, as before. The host name is
+recorded too (``host``): a process on another machine (a cluster job, ``jobs/cluster.py``, on a shared
+filesystem) cannot be checked from here, so it is never reaped or signalled from here; its launcher
+watches it, and a cancel file stops it.
 
 Transitions: every read-modify-write of status.json holds an exclusive lock (``flock`` on
 ``<job_dir>/status.lock``), and ``write_status`` is a compare-and-set: by default a final state
@@ -28,6 +31,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -248,6 +252,8 @@ def request_cancel(job_dir: str | os.PathLike) -> None:
     still the job's (same start time and boot id); a pid that now names another process is left alone."""
     Path(job_dir, CANCEL_FILE).touch()
     status, _ = _current(Path(job_dir))
+    if elsewhere(status):
+        return  # a process on another machine: the cancel file stops it at its next check
     signal_process(status.get("pid"), status.get("pid_start"), status.get("boot_id"), signal.SIGTERM)
 
 
@@ -339,9 +345,25 @@ def process_start(pid: int) -> int | None:
 
 
 def process_fields(pid: Any, key: str = "pid", start_key: str = "pid_start") -> dict[str, Any]:
-    """``{key: pid, start_key: its start time, "boot_id": this boot}`` to record with a pid."""
+    """``{key: pid, start_key: its start time, "boot_id": this boot, "host": this machine}`` to record with a pid."""
     valid = as_pid(pid)
-    return {key: pid, start_key: None if valid is None else process_start(valid), "boot_id": boot_id()}
+    return {
+        key: pid,
+        start_key: None if valid is None else process_start(valid),
+        "boot_id": boot_id(),
+        "host": host_name(),
+    }
+
+
+def host_name() -> str:
+    """This machine's name (``socket.gethostname``), recorded with every pid."""
+    return socket.gethostname()
+
+
+def elsewhere(status: dict) -> bool:
+    """Whether the status's recorded process runs on another machine (its pid means nothing here)."""
+    host = status.get("host")
+    return bool(host) and host != host_name()
 
 
 def process_state(pid: int, start: Any = None, boot: Any = None) -> str:
@@ -450,7 +472,10 @@ def _damaged(error: str) -> dict:
 
 
 def _dead_reason(status: dict) -> str | None:
-    """Why the job's recorded process can no longer finish it, or None while it may."""
+    """Why the job's recorded process can no longer finish it, or None while it may (or when that
+    process runs on another machine, where it cannot be checked from here)."""
+    if elsewhere(status):
+        return None
     state = status.get("state")
     if state == "running" and status.get("pid") is not None:
         pid, start_key, who = status["pid"], "pid_start", "process"
