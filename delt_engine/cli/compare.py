@@ -180,15 +180,16 @@ def _on_cluster(ws, comparison, options, args) -> int:
     if args.no_wait:
         print(
             f"follow with `python -m delt_engine runs list --workspace {ws.root} --comparison {comparison.id}`; "
-            f"then `runs report {comparison.id}`",
+            f"wait for them (runs whose job ended without them are marked failed) and see the report with "
+            f"`runs wait --comparison {comparison.id}`",
             file=sys.stderr,
         )
         print(comparison.id)
         return 0
-    bar = ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+    bar = runs_bar()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        statuses = cluster.wait(jobs, on_tick=lambda s: _show(bar, s))
+        statuses = cluster.wait(jobs, on_tick=lambda s: show_runs(bar, s))
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: cancelling the cluster jobs (use --no-wait to leave them running)", file=sys.stderr)
@@ -198,7 +199,7 @@ def _on_cluster(ws, comparison, options, args) -> int:
         signal.signal(signal.SIGTERM, previous)
     bar.close()
     print_report(ws, comparison.id, as_json=args.json)
-    return 0 if _report_failures(statuses) else 1
+    return 0 if report_failures(statuses) else 1
 
 
 def _apply_overrides(spec, args):
@@ -262,11 +263,11 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     manager = JobManager(max_concurrent=default_concurrency() if max_concurrent is None else max_concurrent)
     for d in run_dirs:
         manager.submit(d, "train")
-    bar = ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+    bar = runs_bar()
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` on this command cancels its runs too
     try:
-        statuses = manager.wait(run_dirs, on_tick=lambda s: _show(bar, s))
+        statuses = manager.wait(run_dirs, on_tick=lambda s: show_runs(bar, s))
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -278,10 +279,15 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
     finally:
         signal.signal(signal.SIGTERM, previous)
     bar.close()
-    return _report_failures(statuses)
+    return report_failures(statuses)
 
 
-def _show(bar, statuses: dict) -> None:
+def runs_bar() -> ProgressLog:
+    """The progress line of waiting runs (``show_runs`` updates it)."""
+    return ProgressLog(mininterval=1.0, bar_format="{desc}: {n:.2f}/{total} |{bar}| [{elapsed}<{remaining}] {postfix}")
+
+
+def show_runs(bar, statuses: dict) -> None:
     """One progress line for the runs: finished runs count 1, running ones their training fraction."""
     from ..jobs.protocol import read_progress
 
@@ -294,7 +300,7 @@ def _show(bar, statuses: dict) -> None:
     bar.update("runs", float(done), len(statuses), counts)
 
 
-def _report_failures(statuses: dict) -> bool:
+def report_failures(statuses: dict) -> bool:
     """Print each run that did not finish; True when all are done."""
     failed = {d: s for d, s in statuses.items() if s.get("state") != "done"}
     for d, s in failed.items():

@@ -1,8 +1,9 @@
-"""``runs list|show|cancel|export|report|launch|eval``: the run registry of a workspace.
+"""``runs list|show|cancel|wait|export|report|launch|eval``: the run registry of a workspace.
 
 python -m delt_engine runs list --comparison ID
 python -m delt_engine runs show RUN_ID
 python -m delt_engine runs cancel RUN_ID
+python -m delt_engine runs wait --comparison ID      # e.g. after compare --launcher slurm --no-wait
 python -m delt_engine runs report COMPARISON_ID --json
 python -m delt_engine runs export COMPARISON_ID --out DIR
 python -m delt_engine runs export COMPARISON_ID --format tensorboard --out DIR   # or --format mlflow
@@ -21,7 +22,7 @@ from .report import comparison_makeups, print_report
 
 
 def register(subparsers) -> None:
-    runs = subparsers.add_parser("runs", help="list, show, cancel, export and evaluate training runs")
+    runs = subparsers.add_parser("runs", help="list, show, cancel, wait for, export and evaluate training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="every run of the workspace with its state and last metrics")
     workspace_arg(p)
@@ -37,6 +38,16 @@ def register(subparsers) -> None:
     workspace_arg(p)
     p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
     p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser(
+        "wait",
+        help="wait until runs end (local runs, or cluster jobs submitted with compare --no-wait); "
+        "runs whose cluster job ended without them are marked failed",
+    )
+    p.add_argument("run_ids", nargs="*", help="ids of runs to wait for (or none, with --comparison)")
+    p.add_argument("--comparison", help="every run of this comparison (its report is printed at the end)")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (the runs go on)")
+    workspace_arg(p)
+    p.set_defaults(func=cmd_wait)
     p = sub.add_parser(
         "export",
         help="curves CSV and summary JSON of a comparison (with group_by: group curves, "
@@ -191,6 +202,28 @@ def cmd_cancel(args) -> int:
     return 0 if state == "cancelled" else 1
 
 
+def cmd_wait(args) -> int:
+    from ..errors import ConfigError
+    from ..jobs import cluster
+    from .compare import report_failures, runs_bar, show_runs
+
+    ws = workspace(args)
+    dirs = [ws.run_dir(r) for r in args.run_ids]
+    if args.comparison:
+        dirs += [ws.root / "runs" / r["id"] for r in ws.load_comparison(args.comparison)["runs"]]
+    elif not dirs:
+        raise ConfigError("give run ids or --comparison ID to wait for")
+    jobs, others = cluster.jobs_of(dirs)
+    bar = runs_bar()
+    try:
+        statuses = cluster.wait(jobs, timeout=args.timeout, on_tick=lambda s: show_runs(bar, s), others=others)
+    finally:
+        bar.close()
+    if args.comparison:
+        print_report(ws, args.comparison)
+    return 0 if report_failures(statuses) else 1
+
+
 def cmd_export(args) -> int:
     from ..experiments.summary import export_comparison
 
@@ -258,7 +291,7 @@ def cmd_launch(args) -> int:
         manifest = ws.load_comparison(args.comparison)
         pending = [ws.root / "runs" / r["id"] for r in manifest["runs"]]
         # runs that started once keep their metrics; training never resumes a run dir
-        dirs += [d for d in pending if read_status(d).get("state") in (None, "queued")]
+        dirs += [d for d in pending if _launchable(read_status(d))]
         skipped = len(pending) - len(dirs)
         if skipped:
             print(
@@ -269,6 +302,11 @@ def cmd_launch(args) -> int:
         raise ConfigError("give run ids or --comparison ID to launch")
     ok = launch_and_wait(dirs, args.max_concurrent) if dirs else True
     return 0 if ok else 1
+
+
+def _launchable(status: dict) -> bool:
+    """A run that never started and is not waiting in a cluster job's queue."""
+    return status.get("state") is None or (status.get("state") == "queued" and not status.get("cluster"))
 
 
 def cmd_eval(args) -> int:

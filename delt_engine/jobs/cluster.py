@@ -15,7 +15,8 @@ Cancel (``cancel_run``, used by ``runs cancel`` and the app): the run's cancel f
 step wherever it runs; a run still queued is marked cancelled at once and, when its job holds no other
 run, the job is cancelled in the scheduler too (``scancel`` through submitit). A job that the scheduler
 ends without the run finishing (time limit, node failure) is marked failed by ``wait`` with the job's
-state and the tail of its log.
+state and the tail of its log; ``jobs_of`` rebuilds the jobs from the runs' status files, so any later
+process can wait (``runs wait``, after ``compare --no-wait``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ from .protocol import (
     CONFIG_FILE,
     FINAL_STATES,
     StatusConflict,
+    host_name,
     now_iso,
+    process_fields,
+    process_state,
     refresh_status,
+    signal_process,
     status_lock,
     write_status,
 )
@@ -134,6 +139,8 @@ def submit_runs(
                 "runs": len(batch),
                 "stdout": str(job.paths.stdout),
             }
+            if options.launcher == "submitit-local":  # its job id is the pid of a process on this machine
+                info.update(process_fields(job.job_id))
             for d in batch:
                 (d / CANCEL_FILE).unlink(missing_ok=True)
                 write_status(
@@ -158,19 +165,45 @@ def run_cluster_job(run_dirs: list[str]) -> dict[str, str]:
     return {str(d): s["state"] for d, s in train_group(live, should_stop=StopFlag()).items()}
 
 
+def jobs_of(run_dirs: Iterable[str | os.PathLike]) -> tuple[list[ClusterJob], list[Path]]:
+    """The cluster jobs of run folders (from the ``cluster`` entry that ``submit_runs`` wrote into their
+    status), for waiting on them from another process (``runs wait``), and the folders of the runs that
+    are not cluster runs. Runs that already ended belong to no job."""
+    by_job: dict[tuple[str, str], tuple[dict, list[Path]]] = {}
+    local: list[Path] = []
+    for d in (Path(x).resolve() for x in run_dirs):
+        status = refresh_status(d)
+        info = status.get("cluster")
+        if not info or status.get("state") in FINAL_STATES:
+            local.append(d)
+            continue
+        by_job.setdefault((info.get("launcher"), str(info.get("job_id"))), (info, []))[1].append(d)
+    jobs = []
+    for (launcher, job_id), (info, dirs) in by_job.items():
+        submitit = import_submitit()
+        if launcher == "slurm":
+            job = submitit.SlurmJob(folder=info["folder"], job_id=job_id)
+        else:
+            job = _LocalJobByPid(submitit, info)
+        jobs.append(ClusterJob(job, dirs))
+    return jobs, local
+
+
 def wait(
     jobs: list[ClusterJob],
     timeout: float | None = None,
     interval_s: float = 2.0,
     on_tick: Callable[[dict[Path, dict]], None] | None = None,
+    others: Iterable[Path] = (),
 ) -> dict[Path, dict]:
-    """Block until every run of ``jobs`` has a final state; returns {run_dir: status}.
+    """Block until every run of ``jobs`` (and the local runs ``others``) has a final state; returns
+    {run_dir: status}.
 
     A run whose job the scheduler has ended without the run's own final status (time limit, node
     failure, out of memory, a crash before training) is marked failed with the job's state and log tail.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    dirs = [d for j in jobs for d in j.run_dirs]
+    dirs = [d for j in jobs for d in j.run_dirs] + [Path(d) for d in others]
     while True:
         for j in jobs:
             if _ended(j.job):
@@ -261,15 +294,50 @@ def _batches(dirs: list[Path], size: int) -> list[list[Path]]:
 
 
 def _may_start(run_dir: Path) -> bool:
+    """Whether this job should train the run: it is still queued as a cluster job (not ended, not
+    cancelled, not taken over by another process)."""
     with status_lock(run_dir):
-        state = refresh_status(run_dir, reap=False).get("state")
-        if state in FINAL_STATES:
+        status = refresh_status(run_dir, reap=False)
+        if status.get("state") != "queued" or not status.get("cluster"):
             return False
         if (run_dir / CANCEL_FILE).exists():
             with contextlib.suppress(StatusConflict):
                 write_status(run_dir, "cancelled", expect=(None, "queued"), message="cancelled before it started")
             return False
     return True
+
+
+class _LocalJobByPid:
+    """A submitit-local job seen from a process that did not submit it (submitit itself only knows the
+    processes it started): its job id is the pid of a process on the submitting machine, recorded with
+    its start time, boot id and host, so it ends when that process is gone or is another one. From
+    another machine it cannot be checked, and it never counts as ended."""
+
+    def __init__(self, submitit, info: dict):
+        self._job = submitit.LocalJob(folder=info["folder"], job_id=str(info["job_id"]))
+        self._info = info
+        self.job_id, self.paths = self._job.job_id, self._job.paths
+
+    def _here(self) -> bool:
+        return self._info.get("host") == host_name()
+
+    def done(self) -> bool:
+        if not self._here():
+            return False
+        return process_state(self._info.get("pid"), self._info.get("pid_start"), self._info.get("boot_id")) != "alive"
+
+    @property
+    def state(self) -> str:
+        return "ENDED" if self.done() else ("RUNNING" if self._here() else "UNKNOWN")
+
+    def stderr(self) -> str | None:
+        return self._job.stderr()
+
+    def cancel(self, check: bool = False) -> None:
+        if self._here():
+            import signal
+
+            signal_process(self._info.get("pid"), self._info.get("pid_start"), self._info.get("boot_id"), signal.SIGINT)
 
 
 def _ended(job) -> bool:

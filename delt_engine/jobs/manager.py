@@ -165,6 +165,12 @@ class JobManager:
                 old = refresh_status(job_dir)
                 if old.get("state") == "running":
                     raise JobError(f"{job_dir.name} is already running (process {old.get('pid')}); cancel it first")
+                if old.get("state") == "queued" and old.get("cluster"):
+                    info = old["cluster"]
+                    raise JobError(
+                        f"{job_dir.name} is queued as {info.get('launcher')} job {info.get('job_id')}; "
+                        f"cancel it first (`runs cancel {job_dir.name}`) to run it here"
+                    )
                 (job_dir / CANCEL_FILE).unlink(missing_ok=True)
                 write_json(
                     job_dir / STATUS_FILE,

@@ -98,8 +98,9 @@ def test_runs_per_job_trains_a_jobs_runs_together(tmp_path):
 def test_a_run_cancelled_while_queued_is_skipped_by_its_job(tmp_path):
     ws, comparison = _prepare(tmp_path)
     first, second = comparison.run_dirs
-    # what the scheduler's queue looks like from the workspace: the second run queued, its job not started
-    write_status(second, "queued", expect=(None,), cluster={"launcher": "slurm", "job_id": "123", "runs": 2})
+    # what the scheduler's queue looks like from the workspace: both runs queued, their job not started
+    for d in (first, second):
+        write_status(d, "queued", expect=(None,), cluster={"launcher": "slurm", "job_id": "123", "runs": 2})
     assert JobManager(background=False).cancel(second) == "cancelled"
     assert (second / "cancel").exists() and read_status(second)["state"] == "cancelled"
     result = cluster.run_cluster_job([str(first), str(second)])  # the job body, here in this process
@@ -180,3 +181,53 @@ def test_slurm_parameters(tmp_path, monkeypatch):
     ):
         assert f"#SBATCH {line}" in text, (line, text)
     assert "export PYTHONPATH=" in text and "export OMP_NUM_THREADS=8" in text
+
+
+def _gone_local_job(tmp_path) -> dict:
+    """The ``cluster`` entry of a submitit-local job whose process has ended without a word."""
+    import subprocess
+
+    from delt_engine.jobs.protocol import process_fields
+
+    proc = subprocess.Popen(["sleep", "30"])
+    fields = process_fields(proc.pid)
+    proc.kill()
+    proc.wait()
+    folder = tmp_path / "submitit" / str(proc.pid)
+    return {"launcher": "submitit-local", "job_id": str(proc.pid), "folder": str(folder), "runs": 1, **fields}
+
+
+def test_runs_wait_reaps_a_job_that_ended_from_another_process(tmp_path):
+    """After compare --no-wait the submitting process is gone: `runs wait` rebuilds the jobs from the runs'
+    status and marks a run failed whose job ended before it started (its status still says queued)."""
+    ws, comparison = _prepare(tmp_path)
+    dead, foreign = comparison.run_dirs
+    write_status(dead, "queued", expect=(None,), manager_pid=None, cluster=_gone_local_job(tmp_path))
+    elsewhere = {**_gone_local_job(tmp_path), "host": "node-9"}  # the same, on a machine not checkable from here
+    write_status(foreign, "queued", expect=(None,), manager_pid=None, cluster=elsewhere)
+    assert refresh_status(dead)["state"] == "queued"  # no process of it to check: only its job can tell
+
+    out = cli("runs", "wait", dead.name, "--workspace", ws.root, timeout=120)
+    assert out.returncode == 1, out.stderr
+    status = read_status(dead)
+    assert status["state"] == "failed" and f"cluster job {status['cluster']['job_id']} ended" in status["error"]
+    assert f"run {dead.name} failed" in out.stderr
+
+    out = cli("runs", "wait", foreign.name, "--timeout", "1", "--workspace", ws.root, timeout=120)
+    assert out.returncode != 0 and "still unfinished" in out.stderr, out.stderr
+    assert read_status(foreign)["state"] == "queued"  # never reaped from here
+
+
+def test_a_run_queued_in_a_cluster_job_is_not_launched_here_too(tmp_path):
+    ws, comparison = _prepare(tmp_path)
+    queued, fresh = comparison.run_dirs
+    info = {"launcher": "slurm", "job_id": "123", "runs": 1, "folder": str(tmp_path / "s")}
+    write_status(queued, "queued", expect=(None,), manager_pid=None, cluster=info)
+    with pytest.raises(JobError, match="queued as slurm job 123; cancel it first"):
+        JobManager(background=False).submit(queued)
+    out = cli("runs", "launch", "--comparison", comparison.id, "--workspace", ws.root, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "skipping 1 run(s)" in out.stderr
+    assert read_status(fresh)["state"] == "done" and read_status(queued)["state"] == "queued"
+    # the cluster job's body, when it starts, trains only what is still queued for it
+    assert cluster.run_cluster_job([str(fresh)]) == {}  # already done here: skipped
