@@ -147,6 +147,8 @@ def submit_runs(
                     d, "queued", expect=(None,), kind="train", queued_at=now_iso(), manager_pid=None, cluster=info
                 )
         jobs.append(ClusterJob(job, batch))
+    with contextlib.suppress(OSError):  # the executor makes its folder pattern as a folder too; only job folders stay
+        (folder / "%j").rmdir()
     return jobs
 
 

@@ -87,6 +87,7 @@ def test_runs_per_job_trains_a_jobs_runs_together(tmp_path):
         comparison.run_dirs, ClusterOptions(launcher="submitit-local", runs_per_job=2), tmp_path / "submitit"
     )
     assert len(jobs) == 1 and jobs[0].run_dirs == [d.resolve() for d in comparison.run_dirs]
+    assert [f.name for f in (tmp_path / "submitit").iterdir()] == [jobs[0].job_id]  # no stray "%j" folder
     statuses = cluster.wait(jobs, timeout=300, interval_s=0.2)
     assert [s["state"] for s in statuses.values()] == ["done", "done"], statuses
     assert len({s["pid"] for s in statuses.values()}) == 1  # one process trained both
