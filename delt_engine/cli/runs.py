@@ -203,8 +203,9 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_wait(args) -> int:
-    from ..errors import ConfigError
+    from ..errors import ConfigError, JobError
     from ..jobs import cluster
+    from ..jobs.protocol import refresh_status
     from .compare import report_failures, runs_bar, show_runs
 
     ws = workspace(args)
@@ -214,6 +215,12 @@ def cmd_wait(args) -> int:
     elif not dirs:
         raise ConfigError("give run ids or --comparison ID to wait for")
     jobs, others = cluster.jobs_of(dirs)
+    never = [d.name for d in others if refresh_status(d).get("state") is None]
+    if never:
+        raise JobError(
+            f"{len(never)} run(s) never started, so nothing would end them: {', '.join(never)}; "
+            "train them first (`runs launch ID ...` or `runs launch --comparison ID`)"
+        )
     bar = runs_bar()
     try:
         statuses = cluster.wait(jobs, timeout=args.timeout, on_tick=lambda s: show_runs(bar, s), others=others)

@@ -214,6 +214,12 @@ def test_runs_wait_reaps_a_job_that_ended_from_another_process(tmp_path):
     assert status["state"] == "failed" and f"cluster job {status['cluster']['job_id']} ended" in status["error"]
     assert f"run {dead.name} failed" in out.stderr
 
+    never = tmp_path / "ws" / "runs" / "never"
+    never.mkdir()
+    write_json(never / "config.json", {})
+    out = cli("runs", "wait", "never", "--workspace", ws.root, timeout=120)  # nothing would ever end it
+    assert out.returncode != 0 and "1 run(s) never started" in out.stderr and "runs launch" in out.stderr
+
     out = cli("runs", "wait", foreign.name, "--timeout", "1", "--workspace", ws.root, timeout=120)
     assert out.returncode != 0 and "still unfinished" in out.stderr, out.stderr
     assert read_status(foreign)["state"] == "queued"  # never reaped from here
