@@ -132,6 +132,31 @@ def trim_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[t
     return input_ids[:, :width], attention_mask[:, :width]
 
 
+def length_split(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, min_saving: float = 0.2
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A right-padded batch as its shorter and its longer half (samples sorted by length), each trimmed
+    to its own longest sample, when that removes at least ``min_saving`` of the batch's positions;
+    otherwise ``[the batch]``. Per-sample results are unchanged, so a batch mean is the halves'
+    per-sample sums over the batch size, equal up to float rounding.
+
+    On a CPU, compute grows with the padded positions: a random batch of 16 demo documents (rows up
+    to 128 tokens) is about half padding, and its two halves hold about a third fewer positions
+    (forward+backward ~40% faster). On a GPU a padded batch costs about the same, so callers split only
+    on the CPU.
+    """
+    n = int(input_ids.shape[0])
+    if n < 4:
+        return [(input_ids, attention_mask)]
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    halves = (order[: n // 2], order[n // 2 :])
+    positions = sum(len(h) * max(int(lengths[h].max()), 1) for h in halves)
+    if positions > (1.0 - min_saving) * n * int(input_ids.shape[1]):
+        return [(input_ids, attention_mask)]
+    return [trim_batch(input_ids[h], attention_mask[h]) for h in halves]
+
+
 def encode(texts: Sequence[str], ids: Sequence[str], tokenizer, max_length: int = 128, chunk: bool = False) -> Samples:
     """Tokenize ``texts`` (EOS appended) into right-padded Samples of at most ``max_length`` tokens.
 

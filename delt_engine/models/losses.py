@@ -43,6 +43,12 @@ def batch_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> 
 
 def token_mean_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean loss over all real tokens of the batch (the usual pretraining objective)."""
+    total, count = token_loss_sum(model, input_ids, attention_mask)
+    return total / count.clamp_min(1.0)
+
+
+def token_loss_sum(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss over the real predicted tokens of the batch, and their number (parts of a batch add up)."""
     logits = model(input_ids=input_ids).logits
     losses, mask = token_losses(logits, input_ids, attention_mask)
-    return losses.sum() / mask.sum().clamp_min(1.0)
+    return losses.sum(), mask.sum()

@@ -113,11 +113,23 @@ class FunctionalLM:
     def _one_loss(self, params: Params, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.losses(params, ids[None], mask[None])[0]
 
+    def _split_loss(self, params: Params, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``batch_loss``, on a CPU computed over the batch's two length halves when that cuts its padding
+        (``length_split``; the same mean up to float rounding, ~40% faster on a random demo batch)."""
+        if self.device.type != "cpu":
+            return self.batch_loss(params, ids, mask)
+        from ..data.tokenizer import length_split
+
+        parts = length_split(ids, mask)
+        if len(parts) == 1:
+            return self.batch_loss(params, ids, mask)
+        return sum(self.losses(params, i, m).sum() for i, m in parts) / ids.shape[0]
+
     def grad(self, params: Params, ids: torch.Tensor, mask: torch.Tensor) -> Params:
         """Gradient of the batch loss (plain reverse mode: on CPU ~20% faster than ``torch.func.grad``)."""
         with torch.enable_grad():
             leaves = {k: t.detach().requires_grad_(True) for k, t in params.items()}
-            grads = torch.autograd.grad(self.batch_loss(leaves, ids, mask), list(leaves.values()), allow_unused=True)
+            grads = torch.autograd.grad(self._split_loss(leaves, ids, mask), list(leaves.values()), allow_unused=True)
         return {k: torch.zeros_like(t) if g is None else g for (k, t), g in zip(params.items(), grads)}
 
     def hvp(self, params: Params, ids: torch.Tensor, mask: torch.Tensor, v: Params) -> Params:
@@ -127,7 +139,7 @@ class FunctionalLM:
         with torch.enable_grad():
             leaves = {k: t.detach().requires_grad_(True) for k, t in params.items()}
             keys = list(leaves)
-            g = torch.autograd.grad(self.batch_loss(leaves, ids, mask), [leaves[k] for k in keys], create_graph=True)
+            g = torch.autograd.grad(self._split_loss(leaves, ids, mask), [leaves[k] for k in keys], create_graph=True)
             hv = torch.autograd.grad(g, [leaves[k] for k in keys], grad_outputs=[v[k] for k in keys])
         return {k: h.detach() for k, h in zip(keys, hv)}
 

@@ -194,3 +194,34 @@ def test_progress_reports_phases_and_stop_flag_cancels(tokenizer):
     for fn in (score_random, score_compression):
         with pytest.raises(Cancelled):
             fn(make_ctx(should_stop=lambda: True))
+
+
+def test_warmup_on_length_halves_trains_as_the_whole_batches(tokenizer, monkeypatch):
+    """The CPU warm-up runs a ragged batch as its two length halves: the losses and the weights equal
+    those of the same warm-up on whole batches (float rounding apart: the loss is taken in float32)."""
+    from delt_engine.data import tokenizer as tokenizer_module
+    from delt_engine.scoring.runner import prepare_samples, warm_up
+
+    texts = [PROSE[5] if i % 2 else " ".join(PROSE) for i in range(24)]  # "Short one." and the whole prose
+    ctx = make_ctx(texts, tokenizer=tokenizer, max_length=64, batch_size=8, options=COLD)
+    samples = prepare_samples(ctx, tokenizer)
+
+    def trained():
+        model = build_model("tiny-test", len(tokenizer), seed=3, device="cpu", dtype=torch.float64)
+        return model, warm_up(model, samples, steps=4, lr=1e-2, batch_size=8, seed=5)
+
+    calls, real_split = [], tokenizer_module.length_split
+
+    def counted(ids, mask):
+        parts = real_split(ids, mask)
+        calls.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(tokenizer_module, "length_split", counted)
+    split_model, split_losses = trained()
+    assert 2 in calls  # some batch was split
+    monkeypatch.setattr(tokenizer_module, "length_split", lambda i, m: [(i, m)])
+    whole_model, whole_losses = trained()
+    assert split_losses == pytest.approx(whole_losses, rel=1e-6)
+    for (name, a), (_, b) in zip(split_model.named_parameters(), whole_model.named_parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name

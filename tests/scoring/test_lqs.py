@@ -327,3 +327,30 @@ def test_cuda_float32_and_bfloat16_agree_with_cpu(scored, tokenizer):
     np.testing.assert_allclose(gpu["lqs"].to_numpy(), cpu["lqs"].to_numpy(), rtol=1e-3, atol=1e-4)
     bf16 = score_lqs(make_ctx(tokenizer, device="cuda", options={**OPTIONS, "dtype": "bfloat16"}))
     assert spearman(bf16["lqs"].to_numpy(), cpu["lqs"].to_numpy()) > 0.8
+
+
+def _ragged_batch(lengths, vocab=40, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(2, vocab, (n,), generator=gen)
+        mask[i, :n] = 1
+    return ids, mask
+
+
+def test_length_split_halves_by_length_only_when_it_cuts_padding():
+    from delt_engine.data.tokenizer import length_split
+
+    ids, mask = _ragged_batch([30, 3, 28, 4, 5, 29, 2, 31])
+    parts = length_split(ids, mask)
+    assert len(parts) == 2
+    (short, short_mask), (long, long_mask) = parts
+    assert short_mask.sum(1).tolist() == [2, 3, 4, 5] and short.shape[1] == 5  # sorted, trimmed to its longest
+    assert long_mask.sum(1).tolist() == [28, 29, 30, 31] and long.shape[1] == 31
+    rows = {tuple(r[m.bool()].tolist()) for p, pm in parts for r, m in zip(p, pm)}
+    assert rows == {tuple(r[m.bool()].tolist()) for r, m in zip(ids, mask)}  # every sample once, unchanged
+    even, even_mask = _ragged_batch([20, 19, 18, 20, 17, 20, 19, 18])
+    assert len(length_split(even, even_mask)) == 1  # < 20% of the positions saved: the batch as it is
+    assert len(length_split(*_ragged_batch([30, 2, 2]))) == 1  # too small to split

@@ -221,6 +221,52 @@ def test_fast_path_matches_brute_force(setup, reference, per_sample, monkeypatch
     assert np.std(expected["lqs"]) > 1e-3 and np.ptp(got["learnability"]) > 1e-3
 
 
+def test_split_batches_match_brute_force(setup, monkeypatch):
+    """Batches of 5 ragged samples (halves of 2 and 3, so the halves' weights matter): on the CPU the
+    trajectory's gradients and the co-state's HVPs run each batch as its two length halves
+    (``length_split``); the scores still equal the brute force."""
+    from delt_engine.data import tokenizer as tokenizer_module
+
+    model, pool, target = setup
+    splits, real_split = [], tokenizer_module.length_split
+
+    def counted(ids, mask):
+        parts = real_split(ids, mask, min_saving=0.0)  # split whenever it saves anything: these rows are short
+        splits.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(tokenizer_module, "length_split", counted)
+    cfg = LQSConfig(**{**CFG, "batch_size": 5})
+    expected = brute_force(model, pool, target, cfg)[0]["paper"]
+    _, got, _ = engine(model, pool, target, batch_size=5)
+    assert 2 in splits  # the split path ran
+    for key in ("lqs", "pds", "quality", "learnability"):
+        assert rel_err(got[key], expected[key]) <= TOL, key
+
+
+def test_gradient_and_hvp_of_a_split_batch_equal_the_whole_batch(setup):
+    from torch.func import grad as func_grad
+    from torch.func import jvp
+
+    from delt_engine.data.tokenizer import length_split, trim_batch
+    from delt_engine.scoring.lqs_core import FunctionalLM
+
+    model, pool, _ = setup
+    flm = FunctionalLM(model, per_sample="vmap")
+    params = flm.params()
+    order = torch.argsort(pool.lengths)
+    idx = torch.cat([order[:2], order[-3:]])  # the two shortest and the three longest samples
+    ids, mask = trim_batch(pool.input_ids[idx], pool.attention_mask[idx])
+    assert len(length_split(ids, mask)) == 2  # the split path is the one tested
+    v = {k: torch.randn_like(t) for k, t in params.items()}
+    whole = func_grad(flm.batch_loss)(params, ids, mask)
+    whole_hv = jvp(lambda p: func_grad(flm.batch_loss)(p, ids, mask), (params,), (v,))[1]
+    split, split_hv = flm.grad(params, ids, mask), flm.hvp(params, ids, mask, v)
+    for k in params:
+        assert rel_err(split[k].numpy(), whole[k].numpy()) <= TOL, k
+        assert rel_err(split_hv[k].numpy(), whole_hv[k].numpy()) <= TOL, k
+
+
 def test_last_step_closer_than_delta(setup):
     """T = 5, Delta = 3: C = {0, 3} and next(3) = T = 5, two steps away (T - 1 is not a multiple of Delta)."""
     model, pool, target = setup
