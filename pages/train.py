@@ -350,7 +350,10 @@ def run_table(infos) -> None:
         loss = info.last_metrics.get("train_loss")
         label = f"{info.arm or info.ordering} · seed {info.seed}" + (f" · loss {loss:.3f}" if loss else "")
         widgets.job_row(
-            info.dir, {"state": info.state, "error": info.error, "gpu": info.gpu}, label, key=f"train.cancel.{info.id}"
+            info.dir,
+            {"state": info.state, "error": info.error, "gpu": info.gpu, "where": info.where},
+            label,
+            key=f"train.cancel.{info.id}",
         )
     if any(not i.finished for i in infos):
         if st.button("Cancel all runs of this comparison", key="train.cancel_all"):

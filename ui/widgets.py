@@ -37,7 +37,12 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
     state_ = status.get("state", "created")
     c1, c2, c3 = st.columns([3, 5, 1])
     gpu = status.get("gpu")  # set when jobs are spread over several GPUs
-    c1.markdown(f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}" + (f" · GPU {md(gpu)}" if gpu else ""))
+    where = status.get("where")  # a cluster job or another machine (compare --launcher slurm)
+    c1.markdown(
+        f"{STATE_ICONS.get(state_, '•')} **{md(state_)}** · {md(label)}"
+        + (f" · GPU {md(gpu)}" if gpu else "")
+        + (f" · {md(where)}" if where else "")
+    )
     if state_ == DAMAGED_STATE:  # the page's damaged-entries panel offers to delete it
         c2.error(md(status.get("error") or f"{job_dir}: unreadable status file"))
         return
@@ -50,6 +55,8 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
         text += f" · {progress['message']}" if progress.get("message") else ""
         text += f" · ETA {eta:.0f} s" if isinstance(eta, (int, float)) and eta else ""
         c2.progress(min(max(float(progress.get("fraction") or 0.0), 0.0), 1.0), text=md(text))
+    elif state_ == "queued" and where:
+        c2.caption(f"in the cluster's queue ({md(where)}); delt runs wait marks it failed if its job ends first")
     elif state_ == "queued":
         at_once = jobs.max_jobs()
         c2.caption(f"waiting for a free slot ({'one job' if at_once == 1 else f'{at_once} jobs'} at a time)")

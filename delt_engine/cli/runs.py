@@ -128,6 +128,7 @@ def cmd_list(args) -> int:
                         "model": info.model,
                         "comparison": info.comparison,
                         "progress": info.progress,
+                        "where": info.where,
                         "created_at": info.created_at,
                         "ended_at": info.ended_at,
                         "error": info.error,

@@ -20,6 +20,7 @@ from ..jobs.protocol import (
     FINAL_STATES,
     PROGRESS_FILE,
     SUMMARY_FILE,
+    elsewhere,
     read_progress,
     read_status,
     refresh_status,
@@ -46,6 +47,7 @@ class RunInfo:
     progress: float | None = None  # fraction of the training steps done, 0..1
     phase: str | None = None  # current phase of the job (e.g. "setup", "train")
     gpu: str | None = None  # the CUDA device the job manager gave it, when jobs are spread over several
+    where: str | None = None  # a run not in this machine's job manager: "slurm job 123", "slurm job 123 on node-17"
     last_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,6 +85,7 @@ def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
         ended_at=status.get("ended_at"),
         error=status.get("error"),
         gpu=status.get("gpu"),
+        where=_where(status),
         model=_pick(config, prov, "model"),
         ordering=_ordering_label(prov.get("ordering")) or _ordering_label(config.get("ordering")),
         seed=_pick(config, prov, "seed"),
@@ -92,6 +95,15 @@ def run_info(run_dir: Path, reap: bool = True) -> RunInfo:
         phase=prog.get("phase"),
         last_metrics=last_metrics(run_dir),
     )
+
+
+def _where(status: dict) -> str | None:
+    """Where a cluster job, or a process on another machine, runs the run (None: here)."""
+    info = status.get("cluster") or {}
+    parts = [f"{info.get('launcher', 'cluster')} job {info.get('job_id')}"] if info else []
+    if status.get("state") == "running" and elsewhere(status):
+        parts.append(f"on {status.get('host')}")
+    return " ".join(parts) or None
 
 
 def _fraction(state: str | None, progress: dict) -> float | None:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.app.conftest import ALL_PAGES, frame_with, open_page, server_address
+from tests.app.conftest import ALL_PAGES, frame_with, open_page, server_address, texts
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "workspace_v1"
@@ -39,3 +39,27 @@ def test_compare_shows_the_old_comparison_with_todays_verdicts(old_workspace):
     assert set(table["arm"]) == {"shuffle", "folding L=3"}
     verdicts = frame_with(at, "arm", "metric")
     assert set(verdicts["arm"]) == {"folding L=3"}
+
+
+def test_train_says_where_a_cluster_run_is(tmp_path, monkeypatch):
+    """A run queued in a Slurm job (compare --launcher slurm) is shown with its job, in the cluster's
+    queue, not as waiting for a local slot; one running on another machine names that machine."""
+    from delt_engine.fileio import read_json, write_json
+
+    ws = tmp_path / "ws"
+    shutil.copytree(FIXTURE, ws)
+    monkeypatch.setenv("DELT_WORKSPACE", str(ws))
+    monkeypatch.setenv("DELT_SYNC_JOBS", "1")
+    queued, running = sorted((ws / "runs").iterdir())[:2]
+    info = {"launcher": "slurm", "job_id": "4242", "runs": 1, "folder": str(ws / "submitit" / "4242")}
+    for run, extra in ((queued, {"state": "queued"}), (running, {"state": "running", "pid": 7, "host": "node-17"})):
+        status = {**read_json(run / "status.json"), **extra, "cluster": info, "manager_pid": None}
+        write_json(run / "status.json", status)
+    (queued / "progress.json").unlink(missing_ok=True)  # a run still in the scheduler's queue has no progress
+    with server_address("localhost"):
+        at = open_page("pages/train.py")
+    assert not at.exception, at.exception
+    shown = " ".join(texts(at, "markdown") + texts(at, "caption"))
+    assert "in the cluster's queue (slurm job 4242)" in shown, shown
+    assert "slurm job 4242 on node-17" in shown, shown
+    assert "waiting for a free slot" not in shown
