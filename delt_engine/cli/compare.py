@@ -99,7 +99,7 @@ def cluster_args(parser) -> None:
 def cluster_options(args):
     """The ClusterOptions of ``--launcher`` (None for the local job manager)."""
     from ..errors import ConfigError
-    from ..jobs.cluster import ClusterOptions
+    from ..jobs.cluster import ClusterOptions, check_launcher
 
     if args.launcher == "local":
         return None
@@ -109,7 +109,7 @@ def cluster_options(args):
         if not sep or not key.strip():
             raise ConfigError(f"--slurm-arg {item!r} must look like KEY=VALUE, e.g. account=proj")
         extra[key.strip()] = value
-    return ClusterOptions(
+    options = ClusterOptions(
         launcher=args.launcher,
         partition=args.slurm_partition,
         time_min=args.slurm_time,
@@ -119,6 +119,8 @@ def cluster_options(args):
         runs_per_job=args.runs_per_job,
         slurm_args=extra,
     )
+    check_launcher(options)
+    return options
 
 
 def cmd_compare(args) -> int:

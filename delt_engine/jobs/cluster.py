@@ -104,6 +104,21 @@ def import_submitit():
     return submitit
 
 
+def check_launcher(options: ClusterOptions) -> None:
+    """Fail at once, before anything is prepared, when the launcher cannot run here: submitit missing, or
+    for Slurm no ``sbatch``/``srun`` on PATH (not a cluster's login node)."""
+    import shutil
+
+    import_submitit()
+    if options.launcher == "slurm":
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            raise ConfigError(
+                f"--launcher slurm needs Slurm's {' and '.join(missing)} on PATH, not found on this machine; run "
+                "compare on the cluster's login node, or try the set-up here with --launcher submitit-local"
+            )
+
+
 def submit_runs(
     run_dirs: Iterable[str | os.PathLike], options: ClusterOptions, folder: str | os.PathLike, name: str = "delt"
 ) -> list[ClusterJob]:
@@ -131,7 +146,15 @@ def submit_runs(
         with contextlib.ExitStack() as held:  # the job's first status write waits until "queued" is written
             for d in batch:
                 held.enter_context(status_lock(d))
-            job = executor.submit(run_cluster_job, [str(d) for d in batch])
+            try:
+                job = executor.submit(run_cluster_job, [str(d) for d in batch])
+            except Exception as exc:  # sbatch refused it (a bad partition or account, a full queue...)
+                sent = f"; the {len(jobs)} job(s) submitted before it go on (`runs wait`)" if jobs else ""
+                raise JobError(
+                    f"{options.launcher} refused the job for run(s) {', '.join(d.name for d in batch)}: {exc}"
+                    f"{sent}. The runs not submitted stay prepared: fix the option and run "
+                    "`python -m delt_engine train --run-dir DIR` for each, or prepare the comparison again"
+                ) from exc
             info = {
                 "launcher": options.launcher,
                 "job_id": str(job.job_id),

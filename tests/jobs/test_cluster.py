@@ -148,6 +148,11 @@ def test_bad_options_and_a_missing_submitit_say_what_to_do(tmp_path, monkeypatch
         ClusterOptions(launcher="pbs")
     with pytest.raises(ConfigError, match="runs_per_job=0"):
         ClusterOptions(runs_per_job=0)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun: not a Slurm login node
+    out = cli("compare", "--demo", "--workspace", tmp_path / "ws", "--launcher", "slurm")
+    assert out.returncode == 2 and "needs Slurm's sbatch and srun on PATH" in out.stderr, out.stderr
+    assert "--launcher submitit-local" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "ws" / "comparisons").exists()  # refused before anything was prepared
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(DeltError, match="pip install"):
         cluster.import_submitit()
@@ -238,3 +243,26 @@ def test_a_run_queued_in_a_cluster_job_is_not_launched_here_too(tmp_path):
     assert read_status(fresh)["state"] == "done" and read_status(queued)["state"] == "queued"
     # the cluster job's body, when it starts, trains only what is still queued for it
     assert cluster.run_cluster_job([str(fresh)]) == {}  # already done here: skipped
+
+
+def test_a_job_the_scheduler_refuses_is_a_clear_error(tmp_path, monkeypatch):
+    ws, comparison = _prepare(tmp_path)
+    submitit = cluster.import_submitit()
+    calls = []
+    real = submitit.AutoExecutor.submit
+
+    def refuse_second(self, fn, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("sbatch: error: invalid partition specified: gpuz")
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", refuse_second)
+    with pytest.raises(JobError, match="invalid partition") as err:
+        cluster.submit_runs(comparison.run_dirs, ClusterOptions(launcher="submitit-local"), tmp_path / "s")
+    first, second = comparison.run_dirs
+    assert second.name in str(err.value) and "1 job(s) submitted before it go on" in str(err.value)
+    assert read_status(second) == {}  # never submitted: still only prepared
+    assert read_status(first)["state"] in ("queued", "running", "done")
+    jobs, _ = cluster.jobs_of([first])
+    cluster.wait(jobs, timeout=300, interval_s=0.2)  # let it end before the test's folder goes
