@@ -633,25 +633,9 @@ def bands(
     colors = arm_colors([b.name for b in items])
     for b in items:
         color = colors[b.name]
-        idx = downsample_index(len(b.x), max_points)
-        x = np.asarray(b.x, dtype=float)[idx]
-        mean, lo, hi = (np.asarray(v, dtype=float)[idx] for v in (b.mean, b.lower, b.upper))
-        if smoothing > 0 and len(x) >= MIN_SMOOTH_POINTS:
-            mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
+        x, mean, lo, hi = _band_arrays(b, smoothing, downsample_index(len(b.x), max_points))
         if b.n > 1:
-            fig.add_trace(
-                go.Scatter(
-                    x=np.concatenate([x, x[::-1]]),
-                    y=np.concatenate([hi, lo[::-1]]),
-                    mode="lines",
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.18),
-                    line=dict(width=0),
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=b.name,
-                )
-            )
+            fig.add_trace(_band_fill(x, lo, hi, color, b.name))
         label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
         fig.add_trace(
             go.Scatter(
@@ -664,6 +648,31 @@ def bands(
             )
         )
     return _layout(fig, title, x_title, y_title)
+
+
+def _band_arrays(b: Band, smoothing: float, idx=None) -> tuple[np.ndarray, ...]:
+    """x, mean, lower, upper of a band as floats (at ``idx`` when given), EMA-smoothed when asked."""
+    x, mean, lo, hi = (np.asarray(v, dtype=float) for v in (b.x, b.mean, b.lower, b.upper))
+    if idx is not None:
+        x, mean, lo, hi = x[idx], mean[idx], lo[idx], hi[idx]
+    if smoothing > 0 and len(x) >= MIN_SMOOTH_POINTS:
+        mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
+    return x, mean, lo, hi
+
+
+def _band_fill(x, lo, hi, color: str, group: str) -> go.Scatter:
+    """The shaded interval between ``lo`` and ``hi``, in the legend group of its curve."""
+    return go.Scatter(
+        x=np.concatenate([x, x[::-1]]),
+        y=np.concatenate([hi, lo[::-1]]),
+        mode="lines",
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        line=dict(width=0),
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=group,
+    )
 
 
 def curves_with_trace(
@@ -773,26 +782,9 @@ def group_panels(
             first = b.name not in arms
             arms.setdefault(b.name, len(arms))
             color = colors[b.name]
-            x = np.asarray(b.x, dtype=float)
-            mean, lo, hi = (np.asarray(v, dtype=float) for v in (b.mean, b.lower, b.upper))
-            if smoothing > 0 and len(x) >= MIN_SMOOTH_POINTS:
-                mean, lo, hi = smooth_ema(mean, smoothing), smooth_ema(lo, smoothing), smooth_ema(hi, smoothing)
+            x, mean, lo, hi = _band_arrays(b, smoothing)
             if b.n > 1:
-                fig.add_trace(
-                    go.Scatter(
-                        x=np.concatenate([x, x[::-1]]),
-                        y=np.concatenate([hi, lo[::-1]]),
-                        mode="lines",
-                        fill="toself",
-                        fillcolor=_rgba(color, 0.18),
-                        line=dict(width=0),
-                        hoverinfo="skip",
-                        showlegend=False,
-                        legendgroup=b.name,
-                    ),
-                    row=row + 1,
-                    col=col + 1,
-                )
+                fig.add_trace(_band_fill(x, lo, hi, color, b.name), row=row + 1, col=col + 1)
             label = f"{b.name} (n={b.n})" if b.n > 1 else b.name
             fig.add_trace(
                 go.Scatter(
