@@ -199,8 +199,8 @@ def warm_up(
         idx = order[pos : pos + batch_size]
         pos += batch_size
         ids, mask = trim_batch(samples.input_ids[idx], samples.attention_mask[idx])
-        parts = length_split(ids, mask) if device.type == "cpu" else [(ids, mask)]  # less padding on a CPU
-        sums = [token_loss_sum(model, i.to(device), m.to(device)) for i, m in parts]
+        parts = length_split(ids.to(device), mask.to(device))  # less padding, on a CPU
+        sums = [token_loss_sum(model, i, m) for i, m in parts]
         loss = sum(total for total, _ in sums) / sum(count for _, count in sums).clamp_min(1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -354,3 +354,5 @@ def test_length_split_halves_by_length_only_when_it_cuts_padding():
     even, even_mask = _ragged_batch([20, 19, 18, 20, 17, 20, 19, 18])
     assert len(length_split(even, even_mask)) == 1  # < 20% of the positions saved: the batch as it is
     assert len(length_split(*_ragged_batch([30, 2, 2]))) == 1  # too small to split
+    on_gpu = (ids.to("meta"), mask.to("meta"))  # a batch off the CPU (no GPU here): padding costs little there
+    assert length_split(*on_gpu) == [on_gpu]
