@@ -18,7 +18,11 @@ library (present wherever Python is).
   best of ``--repeat`` runs, CPU time (all threads) beside it; the load average says how busy the
   machine was.
 
-    .venv/bin/python bench/dedup.py [--docs 50000] [--pairs 2000] [--ngram 5] [--repeat 3]
+    .venv/bin/python bench/dedup.py [--docs 50000] [--pairs 2000] [--ngram 5] [--repeat 3] [--mode near|edit]
+
+With ``--mode edit`` the recall table and the timing are those of edit mode: the copies are edited to a
+target word edit similarity (t = 0.7 ... 0.9), recall is the share of copies with similarity >= t + 0.05
+marked, and the JSON's ``near_*`` speed keys hold edit mode's figures (``"mode": "edit"`` says so).
 
 Goals: recall >= 0.95 for every t; near mode on 50,000 documents in <= 2 s (``speed_goal_met`` is null
 for another ``--docs``).
@@ -47,10 +51,10 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from delt_engine.data.dedup import find_duplicates, normalize  # noqa: E402
-from delt_engine.data.minhash import lsh_parameters  # noqa: E402
+from delt_engine.data.minhash import edit_candidate_jaccard, lsh_parameters  # noqa: E402
 from delt_engine.demo.generate import generate_demo  # noqa: E402
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = {"near": (0.5, 0.6, 0.7, 0.8, 0.9), "edit": (0.7, 0.75, 0.8, 0.85, 0.9)}
 MARGIN = 0.05
 GOAL_RECALL, GOAL_SECONDS = 0.95, 2.0
 
@@ -133,6 +137,21 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b)
 
 
+def similarity(mode: str, ngram: int):
+    """``(original, copy) -> similarity`` of ``mode``: shingle Jaccard (near) or word edit similarity
+    (edit: 1 - word Levenshtein distance / longer length, by rapidfuzz; the tests check the engine
+    against a textbook dynamic programme)."""
+    if mode == "near":
+        return lambda a, b: jaccard(shingle_set(a, ngram), shingle_set(b, ngram))
+    from rapidfuzz.distance import Levenshtein
+
+    def edit(a: str, b: str) -> float:
+        x, y = normalize(a).split(" "), normalize(b).split(" ")
+        return 1 - Levenshtein.distance(x, y) / max(len(x), len(y))
+
+    return edit
+
+
 def novel_bases(n: int, ngram: int, rng: random.Random) -> list[str]:
     """n pieces of 150-450 words, each sharing < 10% of its shingles with all pieces before it."""
     seen: set[str] = set()
@@ -173,14 +192,14 @@ def apply_ops(words: list[str], ops: list[tuple]) -> list[str]:
     return out
 
 
-def edited_copy(base: str, target: float, vocab: list[str], ngram: int, rng: random.Random) -> tuple[str, float]:
+def edited_copy(base: str, target: float, vocab: list[str], measure, rng: random.Random) -> tuple[str, float]:
     """A copy of ``base`` with the fewest edits (bisection on a random edit sequence) that bring its
-    Jaccard with ``base`` to ``target`` or below; returns the copy and its true Jaccard."""
-    words, original = base.split(), shingle_set(base, ngram)
+    similarity (``measure``) with ``base`` to ``target`` or below; returns the copy and its true similarity."""
+    words = base.split()
     ops = edit_ops(words, vocab, rng, 4 * len(words))
 
     def sim(k: int) -> float:
-        return jaccard(original, shingle_set(" ".join(apply_ops(words, ops[:k])), ngram))
+        return measure(base, " ".join(apply_ops(words, ops[:k])))
 
     lo, hi = 1, 1
     while hi < len(ops) and sim(hi) > target:
@@ -189,7 +208,7 @@ def edited_copy(base: str, target: float, vocab: list[str], ngram: int, rng: ran
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if sim(mid) > target else (lo, mid)
     text = " ".join(apply_ops(words, ops[:hi]))
-    return text, jaccard(original, shingle_set(text, ngram))
+    return text, measure(base, text)
 
 
 def share(flags: list[bool]) -> float | None:
@@ -200,25 +219,27 @@ def rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def recall_table(pairs: int, ngram: int, seed: int) -> dict:
-    """Recall / false-positive rate of ``near`` on originals followed by their edited copies."""
+def recall_table(pairs: int, ngram: int, seed: int, mode: str = "near") -> dict:
+    """Recall / false-positive rate of ``mode`` on originals followed by their edited copies."""
     rng = random.Random(seed)
     bases = novel_bases(pairs, ngram, rng)
     vocab = sorted({w for b in bases for w in b.split()})
     # targets spread around each threshold in turn, so that every row of the table has pairs near it
-    targets = [min(0.99, rng.uniform(t - 0.15, t + 0.2)) for t in THRESHOLDS * (pairs // len(THRESHOLDS) + 1)]
-    copies = [edited_copy(b, target, vocab, ngram, rng) for b, target in zip(bases, targets)]
+    thresholds = THRESHOLDS[mode]
+    targets = [min(0.99, rng.uniform(t - 0.15, t + 0.2)) for t in thresholds * (pairs // len(thresholds) + 1)]
+    measure = similarity(mode, ngram)
+    copies = [edited_copy(b, target, vocab, measure, rng) for b, target in zip(bases, targets)]
     order = list(range(pairs))
     rng.shuffle(order)  # originals first, then the copies in another order
     texts = bases + [copies[i][0] for i in order]
     sims = [copies[i][1] for i in order]
     table = {}
-    for t in THRESHOLDS:
-        marked = find_duplicates(texts, "near", threshold=t, ngram=ngram).duplicate[pairs:].tolist()
+    for t in thresholds:
+        marked = find_duplicates(texts, mode, threshold=t, ngram=ngram).duplicate[pairs:].tolist()
         above = [m for m, s in zip(marked, sims) if s >= t + MARGIN]
         edge = [m for m, s in zip(marked, sims) if t + MARGIN <= s < t + 2 * MARGIN]
         below = [m for m, s in zip(marked, sims) if s < t - MARGIN]
-        bands, rows = lsh_parameters(t, 128)
+        bands, rows = lsh_parameters(t if mode == "near" else edit_candidate_jaccard(t), 128)
         table[t] = {
             "recall": share(above),
             "pairs_above": len(above),
@@ -229,7 +250,7 @@ def recall_table(pairs: int, ngram: int, seed: int) -> dict:
             "marked_below_t": sum(m for m, s in zip(marked, sims) if s < t),
             "bands": bands,
             "rows": rows,
-            "s_curve": round(1 - (1 - (t + MARGIN) ** rows) ** bands, 4),
+            "s_curve": round(1 - (1 - (t + MARGIN) ** rows) ** bands, 4) if mode == "near" else None,
         }
     return table
 
@@ -275,11 +296,13 @@ def synthetic(n: int, seed: int = 0) -> list[str]:
     return docs
 
 
-def speed(texts: list[str], ngram: int, repeat: int) -> dict:
+def speed(texts: list[str], ngram: int, repeat: int, mode: str = "near") -> dict:
+    """Exact vs ``mode`` on ``texts``; the keys of ``mode``'s figures are named near_* for both modes."""
     exact, t_exact, c_exact = best_of(lambda: find_duplicates(texts, "exact"), repeat)
-    near, t_near, c_near = best_of(lambda: find_duplicates(texts, "near", ngram=ngram), repeat)
+    near, t_near, c_near = best_of(lambda: find_duplicates(texts, mode, ngram=ngram), repeat)
     return {
         "docs": len(texts),
+        "mode": mode,
         "exact_dropped": exact.n_dropped,
         "near_dropped": near.n_dropped,
         "exact_s": round(t_exact, 3),
@@ -293,7 +316,7 @@ def speed(texts: list[str], ngram: int, repeat: int) -> dict:
 def demo_drops(ngram: int) -> dict:
     corpus = generate_demo(0).corpus
     out = {}
-    for mode in ("exact", "near"):
+    for mode in ("exact", "near", "edit"):
         options = {"ngram": ngram} if mode == "near" else {}
         res, seconds, _ = timed(lambda: find_duplicates(corpus["text"].to_list(), mode, **options))
         kinds = corpus.with_columns(pl.Series("dup", res.duplicate)).group_by("kind").agg(pl.col("dup").sum())
@@ -320,18 +343,30 @@ def main() -> None:
     parser.add_argument("--ngram", type=int, default=5, help="near mode: words per shingle (default 5)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each mode (best is kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the copies and edits")
+    parser.add_argument(
+        "--mode",
+        default="near",
+        choices=("near", "edit"),
+        help="mode of the recall table and the timing: near (shingle Jaccard) or edit (word edit similarity); "
+        "the copies are edited to a target of that similarity",
+    )
     args = parser.parse_args()
     demo = demo_drops(args.ngram)
 
-    table = recall_table(args.pairs, args.ngram, args.seed)
-    print(f"\nnear recall on {args.pairs} real-text originals + edited copies (ngram={args.ngram}, num_perm=128)")
+    table = recall_table(args.pairs, args.ngram, args.seed, args.mode)
+    what = "J" if args.mode == "near" else "E"
     print(
-        f"{'t':>4} {'bands x rows':>12} {'S(t+.05)':>8} {'recall J>=t+.05':>16} {'J in [t+.05,t+.1)':>18} "
-        f"{'FP rate J<t-.05':>16} {'marked J<t':>10}"
+        f"\n{args.mode} recall on {args.pairs} real-text originals + edited copies (ngram={args.ngram}, "
+        f"num_perm=128{'' if args.mode == 'near' else '; E = word edit similarity'})"
+    )
+    print(
+        f"{'t':>4} {'bands x rows':>12} {'S(t+.05)':>8} {f'recall {what}>=t+.05':>16} {f'{what} in [t+.05,t+.1)':>18} "
+        f"{f'FP rate {what}<t-.05':>16} {f'marked {what}<t':>10}"
     )
     for t, row in table.items():
+        s_curve = "n/a" if row["s_curve"] is None else f"{row['s_curve']:.4f}"
         print(
-            f"{t:>4} {row['bands']:>7} x {row['rows']:<3} {row['s_curve']:>8.4f} "
+            f"{t:>4} {row['bands']:>7} x {row['rows']:<3} {s_curve:>8} "
             f"{rate(row['recall']):>9} ({row['pairs_above']:>4}) {rate(row['recall_edge']):>11} "
             f"({row['pairs_edge']:>3}) {rate(row['fp_rate']):>9} ({row['pairs_below']:>4}) "
             f"{row['marked_below_t']:>10}"
@@ -340,12 +375,12 @@ def main() -> None:
     rng = random.Random(args.seed)
     real = with_copies(list(chunks(args.docs * 80, 30, 120, rng, paragraphs=False)), args.docs, rng)
     load = os.getloadavg()[0]
-    real_speed = speed(real, args.ngram, args.repeat)
-    synth_speed = speed(synthetic(args.docs, args.seed), args.ngram, args.repeat)
+    real_speed = speed(real, args.ngram, args.repeat, args.mode)
+    synth_speed = speed(synthetic(args.docs, args.seed), args.ngram, args.repeat, args.mode)
     for name, row in (("real text", real_speed), ("synthetic", synth_speed)):
         print(
             f"{name}, {row['docs']} docs (10% exact copies, 10% with 1-3 words changed): exact dropped "
-            f"{row['exact_dropped']} in {row['exact_s']:.2f} s (cpu {row['exact_cpu_s']:.2f}), near dropped "
+            f"{row['exact_dropped']} in {row['exact_s']:.2f} s (cpu {row['exact_cpu_s']:.2f}), {args.mode} dropped "
             f"{row['near_dropped']} in {row['near_s']:.2f} s (cpu {row['near_cpu_s']:.2f}; "
             f"{row['near_vs_exact']}x the exact pass)"
         )
@@ -355,6 +390,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "mode": args.mode,
                 "ngram": args.ngram,
                 "recall": {str(t): row for t, row in table.items()},
                 "speed": {

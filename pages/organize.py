@@ -15,7 +15,7 @@ from ui.safe import md
 
 state.require_app("organize")
 ROOT = state.workspace_root()
-DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies"}
+DEDUPS = {"none": "keep them", "exact": "drop exact copies", "near": "drop near copies", "edit": "drop edited copies"}
 
 
 def pick_score(done: dict) -> tuple[str, bool]:
@@ -92,7 +92,9 @@ def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
         horizontal=True,
         persist_state="session",
         help="exact: the same text after lower-casing and collapsing spaces; near: MinHash estimate of "
-        "the Jaccard similarity of word shingles. The first of each group is kept, in corpus order.",
+        "the Jaccard similarity of word shingles; edited: the same words in the same order with a few "
+        "changed (word edit similarity), however short the documents. The first of each group is kept, "
+        "in corpus order.",
     )
     if mode == "none":
         return work
@@ -118,6 +120,19 @@ def dedup_step(work: pl.DataFrame) -> pl.DataFrame:
                 step=0.05,
                 key="organize.dedup_threshold",
                 persist_state="session",
+            )
+        )
+    if mode == "edit":
+        options["threshold"] = float(
+            st.slider(
+                "Word edit similarity that counts as a copy",
+                0.7,
+                1.0,
+                step=0.05,
+                key="organize.dedup_edit_threshold",
+                persist_state="session",
+                help="1 - (words substituted, inserted or deleted) / (words of the longer text): 0.8 lets "
+                "one word in five differ",
             )
         )
     fingerprint = (

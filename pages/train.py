@@ -36,6 +36,8 @@ def dedup_choice() -> dict | None:
     """The duplicate removal set on the Organize page (None: keep duplicates)."""
     ss = st.session_state
     mode = ss["organize.dedup"]
+    if mode == "edit":
+        return {"mode": mode, "threshold": float(ss["organize.dedup_edit_threshold"])}
     if mode != "near":
         return None if mode == "none" else {"mode": mode}
     return {"mode": mode, "ngram": int(ss["organize.dedup_ngram"]), "threshold": float(ss["organize.dedup_threshold"])}

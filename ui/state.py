@@ -62,6 +62,7 @@ DEFAULTS: dict[str, object] = {
     "organize.dedup": "none",
     "organize.dedup_ngram": 5,
     "organize.dedup_threshold": 0.7,
+    "organize.dedup_edit_threshold": 0.8,
     "organize.method": "top-r",
     "organize.ratio": 0.8,
     "organize.k": 100,

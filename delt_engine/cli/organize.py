@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data.dedup import MODES as DEDUP_MODES
 from ..organize.registry import LAYERED, ORDERINGS, SELECTIONS
 
 SELECT_METHODS = tuple(SELECTIONS)
@@ -28,16 +29,18 @@ def register(subparsers) -> None:
         "dedup",
         help="drop exact or near duplicates, keeping the first of each in corpus order",
         description="Drop records whose text repeats an earlier one: exact (after lower-casing and collapsing "
-        "whitespace) or near (MinHash estimate of word n-gram Jaccard similarity >= threshold).",
+        "whitespace), near (word n-gram Jaccard similarity >= threshold, by MinHash) or edit (word edit "
+        "similarity >= threshold: a copy with a few words changed, however short the documents).",
     )
     _io_arguments(dedup, scored=False)
-    dedup.add_argument("--mode", required=True, choices=("exact", "near"), help="what counts as a duplicate")
+    dedup.add_argument("--mode", required=True, choices=DEDUP_MODES, help="what counts as a duplicate")
     dedup.add_argument(
         "--threshold",
         type=float,
-        default=0.7,
-        metavar="J",
-        help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7)",
+        default=None,
+        metavar="S",
+        help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7); edit: "
+        "1 - word edits / longer length (default 0.8: at most one word in five changed; 0.7 to 1)",
     )
     dedup.add_argument("--ngram", type=int, default=5, metavar="N", help="near: words per shingle (default 5)")
     dedup.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: text)")
@@ -144,14 +147,14 @@ def _read_input(args: argparse.Namespace, action: str | None = None):
 def cmd_dedup(args: argparse.Namespace) -> int:
     """Drop duplicates, write the rest in corpus order, and say how many went."""
     from ..data.corpus import write_records
-    from ..data.dedup import drop_duplicates
+    from ..data.dedup import DedupConfig
 
+    config = DedupConfig(args.mode, args.threshold, args.ngram)
     frame = _read_input(args)
-    options = {"threshold": args.threshold, "ngram": args.ngram} if args.mode == "near" else {}
-    kept, result = drop_duplicates(frame, args.mode, text_field=args.text_field, **options)
+    kept, result = config.apply(frame, text_field=args.text_field)
     write_records(kept, args.output, score_meta=_carried_meta(_read_meta(args.input)))
     print(
-        f"dropped {result.n_dropped} of {frame.height} records as {args.mode} duplicates of earlier ones, "
+        f"dropped {result.n_dropped} of {frame.height} records as {config.label} of earlier ones, "
         f"kept {kept.height}; wrote {args.output}",
         file=sys.stderr,
     )

@@ -5,7 +5,12 @@ can drop them first. Two modes, both keeping corpus order and the first occurren
 
 - ``exact``: the same text after lower-casing and collapsing whitespace;
 - ``near``: Jaccard similarity of word n-gram sets at least ``threshold`` with an earlier document.
-  Documents with fewer than ``ngram`` words use the whole text as one shingle.
+  Documents with fewer than ``ngram`` words use the whole text as one shingle. One changed word breaks
+  ``ngram`` shingles, so in short documents a light edit already falls below the threshold (at 5-grams
+  and 0.7 a text needs 34 words for one changed word to stay a copy);
+- ``edit``: word edit similarity ``1 - levenshtein(words, other words) / longer length`` at least
+  ``threshold`` (default 0.8: at most one word in five substituted, inserted or deleted) with an
+  earlier document, whatever their length; candidates come from MinHash on word bigrams.
 
 The ``near`` machinery (stable hashes, MinHash, LSH, the exact check) is in ``minhash.py``.
 """
@@ -21,7 +26,9 @@ import polars as pl
 
 from ..errors import ConfigError
 
-MODES = ("exact", "near")
+MODES = ("exact", "near", "edit")
+DEFAULT_THRESHOLD = {"near": 0.7, "edit": 0.8}
+EDIT_MIN_THRESHOLD = 0.7  # below it, bigram candidates (Jaccard >= 0.25) stop being selective
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ def normalize(text: str) -> str:
 def find_duplicates(
     texts: Sequence[str],
     mode: str = "exact",
-    threshold: float = 0.7,
+    threshold: float | None = None,
     ngram: int = 5,
     num_perm: int = 128,
     seed: int = 0,
@@ -59,15 +66,18 @@ def find_duplicates(
 
     Args:
         texts: the documents, in corpus order.
-        mode: ``"exact"`` (same normalised text) or ``"near"`` (word n-gram Jaccard >= threshold).
-        threshold: near: the Jaccard similarity that counts as a copy, in (0, 1].
+        mode: ``"exact"`` (same normalised text), ``"near"`` (word n-gram Jaccard >= threshold) or
+            ``"edit"`` (word edit similarity >= threshold).
+        threshold: near: the Jaccard similarity that counts as a copy, in (0, 1] (default 0.7); edit:
+            the edit similarity, in [0.7, 1] (default 0.8).
         ngram: near: words per shingle.
-        num_perm: near: MinHash permutations available to LSH (more: higher recall, slower).
-        seed: near: seed of the permutations.
+        num_perm: near, edit: MinHash permutations available to LSH (more: higher recall, slower).
+        seed: near, edit: seed of the permutations.
 
     Returns:
         DedupResult: ``duplicate`` mask and ``of`` (position of the kept original, -1 for kept ones).
     """
+    threshold = DEFAULT_THRESHOLD.get(mode, 1.0) if threshold is None else threshold
     _check(mode, threshold, ngram, num_perm, seed)
     norm = [normalize(t) for t in texts]
     first: dict[str, int] = {}
@@ -77,6 +87,12 @@ def find_duplicates(
         from .minhash import mark_near_duplicates
 
         mark_near_duplicates(norm, of, threshold, ngram, num_perm, seed)
+    elif mode == "edit" and len(norm) > 1:
+        from .minhash import mark_edit_duplicates
+
+        mark_edit_duplicates(norm, of, threshold, num_perm, seed)
+    marked = np.flatnonzero(of >= 0)  # an exact copy of a text marked since as a near copy: to its kept root
+    of[marked] = np.where(of[of[marked]] >= 0, of[of[marked]], of[marked])
     return DedupResult(of >= 0, of, mode)
 
 
@@ -96,6 +112,11 @@ def _check(mode, threshold, ngram, num_perm, seed) -> None:
     number = isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(threshold, bool)
     if not number or not 0 < threshold <= 1:
         raise ConfigError(f"dedup threshold={threshold!r} must be in (0, 1], e.g. 0.7")
+    if mode == "edit" and threshold < EDIT_MIN_THRESHOLD:
+        raise ConfigError(
+            f"dedup threshold={threshold!r} is too low for mode 'edit': use {EDIT_MIN_THRESHOLD} to 1 (0.8 = at "
+            "most one word in five changed), or mode 'near' with a low Jaccard threshold for looser matches"
+        )
     for name, value, example in (("ngram", ngram, "5 (words per shingle)"), ("num_perm", num_perm, "128")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"dedup {name}={value!r} must be a whole number >= 1, e.g. {example}")
@@ -105,16 +126,19 @@ def _check(mode, threshold, ngram, num_perm, seed) -> None:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """A duplicate removal as comparison specs write it: ``{"mode": "exact"}`` or ``{"mode": "near",
-    "threshold": 0.7, "ngram": 5}`` (``num_perm`` and ``seed`` rarely need changing)."""
+    """A duplicate removal as comparison specs write it: ``{"mode": "exact"}``, ``{"mode": "near",
+    "threshold": 0.7, "ngram": 5}`` or ``{"mode": "edit", "threshold": 0.8}`` (``num_perm`` and ``seed``
+    rarely need changing; a missing threshold is the mode's default)."""
 
     mode: str
-    threshold: float = 0.7
+    threshold: float | None = None
     ngram: int = 5
     num_perm: int = 128
     seed: int = 0
 
     def __post_init__(self):
+        if self.threshold is None:
+            object.__setattr__(self, "threshold", DEFAULT_THRESHOLD.get(self.mode, 1.0))
         _check(self.mode, self.threshold, self.ngram, self.num_perm, self.seed)
 
     @classmethod
@@ -131,14 +155,19 @@ class DedupConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        """The spec format: the mode, and for near mode the settings that differ from the defaults."""
+        """The spec format: the mode, and for near and edit mode the settings that differ from the defaults."""
         out: dict = {"mode": self.mode}
-        if self.mode == "near":
-            out.update({f.name: getattr(self, f.name) for f in fields(self)[1:] if getattr(self, f.name) != f.default})
+        if self.mode != "exact":
+            defaults = {f.name: f.default for f in fields(self)[1:]} | {"threshold": DEFAULT_THRESHOLD[self.mode]}
+            if self.mode == "edit":
+                defaults.pop("ngram")  # edit mode's candidates always use word bigrams
+            out.update({k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v})
         return out
 
     @property
     def label(self) -> str:
+        if self.mode == "edit":
+            return f"near duplicates (word edit similarity >= {self.threshold:g})"
         return "exact duplicates" if self.mode == "exact" else f"near duplicates (Jaccard >= {self.threshold:g})"
 
     def apply(self, frame: pl.DataFrame, text_field: str = "text") -> tuple[pl.DataFrame, DedupResult]:

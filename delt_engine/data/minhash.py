@@ -19,6 +19,11 @@ with numpy, polars or Python versions, nor with the platform):
    are checked on their exact shingle sets (64-bit hashes), so nothing below the threshold is marked
    (up to 64-bit collisions) and recall is what ``S`` promises.
 
+Edit mode (``mark_edit_duplicates``) finds candidates the same way on word bigrams and checks them by
+word edit similarity ``1 - levenshtein(words_a, words_b) / max(len_a, len_b)`` (rapidfuzz) instead of
+shingle Jaccard: a copy with a few words changed anywhere, however short the documents. Its LSH
+threshold is the lowest bigram-set Jaccard two such texts can have (:func:`edit_candidate_jaccard`).
+
 A document is a near duplicate when some earlier candidate (itself kept or not) passes the check; it
 points at the kept document its earliest passing candidate points at. Two limits keep boilerplate-
 heavy corpora (many documents sharing a header, so sharing buckets) linear in time: in a bucket a
@@ -368,17 +373,88 @@ def _min_agreements(k: int, threshold: float, risk: float = 1e-4) -> int:
     return k
 
 
+def edit_candidate_jaccard(threshold: float) -> float:
+    """The lowest word-bigram-set Jaccard of two texts at word edit similarity ``threshold`` (t > 1/2).
+
+    An n-word text within edit similarity t of another is at most ``s = floor((1 - t) * n)`` edits
+    away; each edit changes at most two bigrams on each side, and substitutions spread apart are the
+    worst case: ``J = (n - 1 - 2s) / (n - 1 + 2s)``. That tends to ``(2t - 1) / (3 - 2t)`` for long texts
+    and dips below it for short ones (t = 0.8: 1/3 at n = 5, 0.385 at n = 10, 0.43 in the limit), so
+    this returns the minimum over every length (a text that repeats bigrams can fall lower still; its
+    copies still share most buckets)."""
+    return _edit_candidate_jaccard(float(threshold))
+
+
+@lru_cache(maxsize=64)
+def _edit_candidate_jaccard(threshold: float) -> float:
+    n = np.arange(2, 4096)
+    s = np.floor((1 - threshold) * n + 1e-9)
+    j = (n - 1 - 2 * s) / (n - 1 + 2 * s)
+    return float(max(j[s >= 1].min(initial=1.0), 1e-3))
+
+
+class _EditCheck(_Check):
+    """The signature filter at the candidate Jaccard, then the word edit similarity of the two texts."""
+
+    def __init__(self, sig, hashes, offsets, words: np.ndarray, word_offsets: np.ndarray, threshold: float):
+        super().__init__(sig, hashes, offsets, edit_candidate_jaccard(threshold))
+        self.words, self.word_offsets, self.edit_threshold, self.seqs = words, word_offsets, threshold, {}
+
+    def _seq(self, i: int) -> list[int]:
+        found = self.seqs.get(i)
+        if found is None:
+            found = self.seqs[i] = self.words[self.word_offsets[i] : self.word_offsets[i + 1]].tolist()
+        return found
+
+    def _similar(self, i: int, j: int) -> bool:
+        from rapidfuzz.distance import Levenshtein
+
+        a, b = self._seq(i), self._seq(j)
+        budget = math.floor((1 - self.edit_threshold) * max(len(a), len(b)) + 1e-9)  # edits allowed
+        if abs(len(a) - len(b)) > budget:  # the length difference alone needs more edits
+            return False
+        return Levenshtein.distance(a, b, score_cutoff=budget) <= budget
+
+
 def mark_near_duplicates(
     norm: list[str], of: np.ndarray, threshold: float, ngram: int, num_perm: int, seed: int
 ) -> None:
-    """Mark near-duplicates in ``of`` (exact ones are already marked and stay out, since their originals
-    share every band with them)."""
+    """Mark near-duplicates (word n-gram Jaccard >= threshold) in ``of`` (exact ones are already marked
+    and stay out, since their originals share every band with them)."""
+    _mark(
+        norm,
+        of,
+        threshold,
+        ngram,
+        num_perm,
+        seed,
+        lambda sig, hashes, offsets, active: _Check(sig, hashes, offsets, threshold),
+    )
+
+
+def mark_edit_duplicates(norm: list[str], of: np.ndarray, threshold: float, num_perm: int, seed: int) -> None:
+    """Mark near copies by word edit similarity >= threshold (in [0.7, 1]) in ``of``, like
+    :func:`mark_near_duplicates`; candidates come from word bigrams."""
+
+    def check(sig, hashes, offsets, active):
+        texts = [norm[i] for i in active]
+        data, starts, lengths, n_words = _tokens(texts)
+        words = _byte_hashes(data, starts, lengths)
+        return _EditCheck(sig, hashes, offsets, words, np.r_[0, np.cumsum(n_words)], threshold)
+
+    _mark(norm, of, edit_candidate_jaccard(threshold), 2, num_perm, seed, check)
+
+
+def _mark(norm: list[str], of: np.ndarray, jaccard: float, ngram: int, num_perm: int, seed: int, make_check) -> None:
+    """LSH candidates at shingle Jaccard ``jaccard``, checked by ``make_check(sig, hashes, offsets, active)``."""
     active = np.flatnonzero(of < 0)
+    if len(active) < 2:
+        return
     hashes, offsets = shingle_hashes([norm[i] for i in active], ngram)
-    bands, rows = lsh_parameters(threshold, num_perm)
+    bands, rows = lsh_parameters(jaccard, num_perm)
     sig = signatures(hashes, offsets, num_perm, seed)  # LSH uses the first bands * rows, the filter all
     buckets = [_buckets(k) for k in _band_keys(sig, bands, rows)]
-    match = _first_matches(buckets, _Check(sig, hashes, offsets, threshold), len(active))
+    match = _first_matches(buckets, make_check(sig, hashes, offsets, active), len(active))
     found = np.flatnonzero(match >= 0)
     for g, j in zip(active[found].tolist(), active[match[found]].tolist()):  # ascending: j's mark is final
         of[g] = of[j] if of[j] >= 0 else j

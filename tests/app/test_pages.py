@@ -288,6 +288,10 @@ def test_organize_selection_cutoff_and_orderings(workspace):
     at.slider(key="organize.dedup_threshold").set_value(0.6).run()
     n = find_duplicates(load(workspace, DEMO)["text"].to_list(), "near", threshold=0.6, ngram=2).n_dropped
     assert n > 4 and any(t.startswith(f"{n} of 120 documents repeat") for t in texts(at, "caption"))
+    at.radio(key="organize.dedup").set_value("edit").run()
+    at.slider(key="organize.dedup_edit_threshold").set_value(0.75).run()
+    n = find_duplicates(load(workspace, DEMO)["text"].to_list(), "edit", threshold=0.75).n_dropped
+    assert n > 4 and any(t.startswith(f"{n} of 120 documents repeat") for t in texts(at, "caption"))
     at.radio(key="organize.dedup").set_value("none").run()
 
 

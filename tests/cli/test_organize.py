@@ -154,3 +154,20 @@ def test_dedup_drops_repeats_keeping_the_first(tmp_path, capsys):
         == 2
     )
     assert "no text column 'body'" in capsys.readouterr().err
+
+
+def test_dedup_edit_mode_drops_short_edited_copies(tmp_path, capsys):
+    texts = ["the red fox ran home at night", "a blue bird sang all day long", "the red fox ran home at dusk"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    out = tmp_path / "out.jsonl"
+    assert main(["dedup", "--input", str(src), "--output", str(out), "--mode", "near"]) == 0
+    assert read_records(out)["id"].to_list() == ["d0", "d1", "d2"]  # 2 of 4 word 5-grams differ: J = 1/3
+    capsys.readouterr()
+    assert main(["dedup", "--input", str(src), "--output", str(out), "--mode", "edit"]) == 0
+    assert read_records(out)["id"].to_list() == ["d0", "d1"]  # 6 of 7 words the same: 0.857 >= 0.8
+    assert "as near duplicates (word edit similarity >= 0.8)" in capsys.readouterr().err
+    assert main(["dedup", "--input", str(src), "--output", str(out), "--mode", "edit", "--threshold", "0.9"]) == 0
+    assert read_records(out)["id"].to_list() == ["d0", "d1", "d2"]
+    capsys.readouterr()
+    assert main(["dedup", "--input", str(src), "--output", str(out), "--mode", "edit", "--threshold", "0.4"]) == 2
+    assert "too low for mode 'edit'" in capsys.readouterr().err

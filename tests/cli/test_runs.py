@@ -283,6 +283,7 @@ def test_parse_spec_and_labels(tmp_path):
         ({"train": {"lr": -1}}, "lr=-1 is out of range"),
         ({"dedup": {"mode": "fuzzy"}}, "dedup .* needs a 'mode' in exact, near"),
         ({"dedup": {"mode": "near", "threshold": 2}}, "threshold=2"),
+        ({"dedup": {"mode": "edit", "threshold": 0.5}}, "too low for mode 'edit'"),
         ({"dedup": {"mode": "exact", "k": 1}}, "unknown dedup key"),
     ],
 )

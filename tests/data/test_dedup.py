@@ -307,6 +307,15 @@ def test_near_keeps_first_occurrence_and_follows_chains():
     assert res.of.tolist() == [-1, -1, 0, 0]  # c points at the kept original, not at b
 
 
+def test_an_exact_copy_of_a_near_copy_points_at_the_kept_original():
+    rng = random.Random(3)
+    a = doc(rng, 80)
+    b = edit(a, rng, 1)
+    for mode in ("near", "edit"):
+        res = find_duplicates([a, b, doc(rng), b.upper()], mode)
+        assert res.of.tolist() == [-1, 0, -1, 0], mode  # not 1, a dropped document
+
+
 def test_near_includes_exact_and_leaves_unrelated_text():
     rng = random.Random(1)
     a, b = doc(rng), doc(rng)
@@ -423,3 +432,106 @@ def test_dedup_config_reads_and_writes_the_spec_format():
     frame = pl.DataFrame({"id": ["a", "b", "c"], "text": texts})
     kept, result = DedupConfig("exact").apply(frame)
     assert kept["id"].to_list() == ["a", "c"] and result.n_dropped == 1
+
+
+# ---- edit mode ----------------------------------------------------------------------------------------
+
+
+def ref_edit_similarity(a: str, b: str) -> float:
+    """1 - word Levenshtein distance / longer length, by the textbook dynamic programme."""
+    x, y = ref_normalize(a).split(" "), ref_normalize(b).split(" ")
+    prev = list(range(len(y) + 1))
+    for i, wx in enumerate(x, 1):
+        row = [i]
+        for j, wy in enumerate(y, 1):
+            row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (wx != wy)))
+        prev = row
+    return 1 - prev[-1] / max(len(x), len(y))
+
+
+def indel(text: str, rng: random.Random, inserts: int, deletes: int) -> str:
+    words = text.split(" ")
+    for _ in range(inserts):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS))
+    for _ in range(deletes):
+        del words[rng.randrange(len(words))]
+    return " ".join(words)
+
+
+def edit_corpus(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = [doc(rng, rng.choice([8, 15, 30, 60])) for _ in range(30)]
+    for _ in range(40):  # variants: substitutions, insertions and deletions in short and long texts
+        src = rng.choice(texts)
+        n = len(src.split(" "))
+        if rng.random() < 0.5:
+            texts.append(edit(src, rng, min(n, rng.choice([1, 2, 3, 6, 12]))))
+        else:
+            texts.append(indel(src, rng, rng.choice([0, 1, 3]), min(n - 1, rng.choice([0, 1, 2, 5]))))
+    texts.append(texts[4].upper())
+    rng.shuffle(texts)
+    return texts
+
+
+@pytest.mark.parametrize("seed,threshold", [(0, 0.8), (1, 0.7), (2, 0.9), (3, 0.85)])
+def test_edit_matches_brute_force_edit_similarity(seed, threshold):
+    texts = edit_corpus(seed)
+    res = find_duplicates(texts, "edit", threshold=threshold)
+    norm = [ref_normalize(t) for t in texts]
+    sim = [[ref_edit_similarity(a, b) for b in texts[:i]] for i, a in enumerate(texts)]
+    for i in range(len(texts)):
+        if res.duplicate[i]:
+            root = res.of[i]
+            assert root < i and not res.duplicate[root]
+            assert any(sim[i][j] >= threshold - 1e-12 and (j == root or res.of[j] == root) for j in range(i))
+        else:
+            assert norm[i] not in norm[:i]
+            best = max(sim[i], default=0.0)
+            assert best < threshold + 0.05, f"document {i} has edit similarity {best:.2f} with an earlier one"
+    positives = sum(max(s, default=0) >= threshold for s in sim)
+    assert 5 <= res.n_dropped <= positives < len(texts) - 15  # the test has teeth: some found, many kept
+
+
+def test_edit_finds_lightly_edited_short_copies_that_near_misses():
+    rng = random.Random(5)
+    originals = [doc(rng, 12) for _ in range(20)]
+    copies = [edit(t, rng, 1) for t in originals[:10]] + [indel(t, rng, 1, 0) for t in originals[10:]]
+    texts = originals + copies
+    edit_res = find_duplicates(texts, "edit")  # 11/12 or 12/13 of the words kept: similarity >= 0.91
+    assert edit_res.duplicate.tolist() == [False] * 20 + [True] * 20
+    assert edit_res.of[20:].tolist() == list(range(20))
+    near = find_duplicates(texts, "near")  # one word breaks up to 5 of 8 shingles: only edits near an end pass
+    assert near.n_dropped < 10
+
+
+def test_edit_candidate_jaccard_bounds_spread_substitutions():
+    from delt_engine.data.minhash import edit_candidate_jaccard
+
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randrange(5, 80)
+        words = [f"u{k}" for k in range(n)]  # no repeated bigram
+        changes = rng.randrange(0, n // 2 + 1)
+        other = list(words)
+        for k in rng.sample(range(n), changes):
+            other[k] = f"v{k}"
+        t = 1 - changes / n
+        if t <= 0.5:
+            continue
+        a = {(words[k], words[k + 1]) for k in range(n - 1)}
+        b = {(other[k], other[k + 1]) for k in range(n - 1)}
+        assert len(a & b) / len(a | b) >= edit_candidate_jaccard(t) - 1e-12
+    assert edit_candidate_jaccard(1.0) == 1.0 and edit_candidate_jaccard(0.8) == pytest.approx(1 / 3)  # n = 5
+
+
+def test_edit_settings_and_spec_format():
+    with pytest.raises(ConfigError, match="too low for mode 'edit'"):
+        find_duplicates(["a", "b"], "edit", threshold=0.5)
+    assert DedupConfig.from_dict({"mode": "edit"}).threshold == 0.8
+    assert DedupConfig.from_dict({"mode": "edit"}).to_dict() == {"mode": "edit"}
+    assert DedupConfig.from_dict({"mode": "edit", "threshold": 0.9}).to_dict() == {"mode": "edit", "threshold": 0.9}
+    assert DedupConfig.from_dict({"mode": "near"}).to_dict() == {"mode": "near"}
+    assert "edit similarity >= 0.8" in DedupConfig("edit").label
+    texts = ["one two three four five six seven", "one two three four five six eight", "x y"]
+    kept, result = DedupConfig("edit").apply(pl.DataFrame({"id": ["a", "b", "c"], "text": texts}))
+    assert kept["id"].to_list() == ["a", "c"] and result.of.tolist() == [-1, 0, -1]  # 6 of 7 words: 0.857
