@@ -2,7 +2,9 @@
 (delt-method.md section 7, "Judging an ordering honestly").
 
 - The validation split is duplicate-aware: documents are grouped with their exact and near copies
-  (word 3-gram Jaccard >= 0.4, deliberately loose: the demo's synonym-swapped copies go down to 0.40),
+  (word 3-gram Jaccard >= 0.4, deliberately loose: the demo's synonym-swapped copies go down to 0.40;
+  or word edit similarity >= 0.75, which also holds a short text with a word changed, where one edit
+  breaks most 3-grams),
   a seeded share of the clean documents is held out, and every member of a held-out document's group
   leaves the training data, so no validation text has a copy in any arm's training data.
 - The target set is split into a scoring part (J, what LQS/PDS aim at) and an evaluation part
@@ -26,6 +28,7 @@ from ..data.dedup import find_duplicates, normalize
 HOLDOUT_SEED = 0  # the validation split does not depend on the run seeds: every arm sees the same one
 COPY_NGRAM = 3  # near copies for the hold-out: word 3-gram shingles ...
 COPY_THRESHOLD = 0.4  # ... with Jaccard >= 0.4 (loose on purpose: a false match only moves a document)
+COPY_EDIT = 0.75  # or word edit similarity >= 0.75 (a short text with one word in four changed)
 EVAL_TARGET_FRACTION = 0.5
 
 
@@ -43,16 +46,23 @@ class Holdout:
 
 
 def copy_groups(texts: list[str]) -> np.ndarray:
-    """The group of every text: the position of the earliest text its chain of (near) copies leads to,
-    else its own. Chains are followed to their end: an exact copy points at its first occurrence, which
-    may itself be a near copy of an earlier text."""
-    result = find_duplicates(texts, "near", threshold=COPY_THRESHOLD, ngram=COPY_NGRAM)
-    group = np.where(result.of >= 0, result.of, np.arange(len(texts)))
-    while True:
-        up = group[group]
-        if np.array_equal(up, group):
-            return group
-        group = up
+    """The group of every text: the position of the earliest text linked to it by a chain of copies
+    (exact, near by shingle Jaccard, or near by word edit similarity), else its own."""
+    parent = np.arange(len(texts))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    near = find_duplicates(texts, "near", threshold=COPY_THRESHOLD, ngram=COPY_NGRAM)
+    edit = find_duplicates(texts, "edit", threshold=COPY_EDIT)
+    for result in (near, edit):
+        for i in np.flatnonzero(result.of >= 0).tolist():
+            a, b = root(i), root(int(result.of[i]))
+            parent[max(a, b)] = min(a, b)  # the earlier text stays the root
+    return np.array([root(i) for i in range(len(texts))], dtype=np.int64)
 
 
 def validation_split(frame: pl.DataFrame, fraction: float, seed: int = HOLDOUT_SEED) -> Holdout:

@@ -150,6 +150,27 @@ def test_validation_split_keeps_copy_groups_together():
     assert holdout.validation_split(frame, 0.0).removed_ids == []
 
 
+def test_short_copies_with_a_word_changed_leave_training_with_their_held_out_original():
+    rng = __import__("random").Random(3)
+    words = [f"w{k}" for k in range(300)]
+    originals = [" ".join(rng.choice(words) for _ in range(7)) for _ in range(40)]
+    copies = []
+    for text in originals:  # one middle word changed: 3 of 5 word 3-grams break (Jaccard 0.25 < 0.4)
+        w = text.split()
+        w[3] = "changed"
+        copies.append(" ".join(w))
+    frame = pl.DataFrame(
+        {"id": [str(i) for i in range(80)], "text": originals + copies, "is_noise": [False] * 40 + [True] * 40}
+    )
+    split = holdout.validation_split(frame, 0.25)
+    held = set(split.validation["id"].to_list())
+    assert len(held) == 10
+    assert set(split.removed_ids) == held | {str(int(i) + 40) for i in held}  # edit similarity 6/7 >= 0.75
+    groups = holdout.copy_groups(originals + copies)
+    assert groups.tolist() == list(range(40)) * 2
+    assert holdout.overlap(originals[:5], copies) == {"exact": 0, "near": 5}
+
+
 def test_scoring_and_evaluation_targets_are_disjoint(prepared):
     cmp, folder = prepared
     score_part = load_corpus(cmp.manifest["score_target"]).frame
