@@ -129,7 +129,7 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     except UnicodeDecodeError as exc:
         problem = f"not UTF-8 text (byte offset {exc.start})"
     except json.JSONDecodeError as exc:
-        problem = "empty" if not raw.strip() else f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        problem = "empty" if not raw.strip() else f"not valid JSON ({json_problem(exc)})"
     raise DataError(
         f"{path}: damaged file: {problem}; restore it from a copy, or delete it (or the folder "
         f"holding it) if that entry is no longer needed"
@@ -177,13 +177,20 @@ def iter_jsonl_tolerant(path: str | os.PathLike, offset: int = 0) -> Iterator[tu
                 continue
 
 
+def json_problem(exc: json.JSONDecodeError, line: bool = True) -> str:
+    """What a JSONDecodeError says and where, as words: "Expecting ',' delimiter at line 3, column 7"
+    (``json``'s own messages like "Unterminated string starting at" already end in "at")."""
+    msg = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg
+    return f"{msg} at line {exc.lineno}, column {exc.colno}" if line else f"{msg} at column {exc.colno}"
+
+
 def json_object_line(line: str, where: str, expected: str) -> dict:
     """One JSONL line as a dict; DataError at ``where`` ("file:line") when it is not valid JSON or
     not an object (``expected`` names what the object should hold)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg}); fix or remove the line") from exc
+        raise DataError(f"{where}: not valid JSON ({json_problem(exc, line=False)}); fix or remove the line") from exc
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object with {expected}")
     return record

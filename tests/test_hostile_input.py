@@ -515,3 +515,108 @@ def test_fileio_never_touches_the_umask_and_new_files_follow_it(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "0o640"]
+
+
+# ---------------------------------------------------------------- found by the session-6 audit
+
+
+def test_cli_score_refuses_to_overwrite_its_input_or_target(tmp_path):
+    src = write_jsonl(tmp_path / "c.jsonl", [{"id": str(i), "text": f"text {i}"} for i in range(5)])
+    before = src.read_bytes()
+    line = one_error_line(cli("score", "--input", src, "--output", src, "--method", "length"))
+    assert "the output would overwrite the input" in line and str(src) in line
+    target = write_jsonl(tmp_path / "t.jsonl", [{"text": "a target"}])
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    line = one_error_line(cli("score", "--input", src, "--output", link, "--method", "lqs", "--target", target))
+    assert "would overwrite the input" in line
+    assert src.read_bytes() == before and target.read_text() == '{"text": "a target"}\n'
+
+
+def test_cli_score_unwritable_output_fails_before_scoring(tmp_path):
+    src = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
+    folder = _unwritable_folder(tmp_path)
+    try:
+        result = cli("score", "--input", src, "--output", os.path.join(folder, "s.jsonl"), "--method", "length")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "tokenizer" not in result.stderr and "length:" not in result.stderr  # no work was done first
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--method", "random", "--seed", "-3"], "seed=-3 must be a whole number >= 0"),
+        (["--method", "length", "--max-length", "0"], "max_length=0 must be a whole number >= 2"),
+        (["--method", "length", "--set", "foo=1"], "unknown length option(s) foo; valid options: vocab_size"),
+        (["--method", "compression", "--set", "bogus=1"], "unknown compression option(s) bogus; valid options: none"),
+        (["--method", "perplexity", "--model", "no/such/model/dir"], "no such folder"),
+    ],
+)
+def test_cli_score_bad_settings_are_one_line_before_any_work(tmp_path, args, words):
+    src = write_jsonl(tmp_path / "c.jsonl", [{"text": "some text here"}])
+    line = one_error_line(cli("score", "--input", src, "--output", tmp_path / "s.jsonl", *args))
+    assert words in line
+
+
+def test_spec_scorer_options_and_model_are_checked_before_any_work(tmp_path):
+    from delt_engine.experiments.prepare import prepare_comparison
+    from delt_engine.experiments.spec import parse_spec
+
+    with pytest.raises(ConfigError, match=r"unknown perplexity option\(s\) bogus"):
+        parse_spec(
+            {"corpus": "demo", "orderings": ["shuffle"], "scorer": {"method": "perplexity", "options": {"bogus": 1}}}
+        )
+    ws = Workspace(tmp_path / "ws")
+    spec = {"corpus": "demo", "orderings": ["shuffle"], "train": {"model": "cpu-huge"}}
+    with pytest.raises(ConfigError, match="model 'cpu-huge' is neither a preset .* nor a model folder"):
+        prepare_comparison(spec, ws)
+    assert not list((tmp_path / "ws").rglob("comparison.json"))
+
+
+def test_a_folder_with_one_bad_file_names_that_file(tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first document\n")
+    (folder / "b.txt").write_bytes(b"caf\xe9 \x00\x01\x02 binary\n")
+    with pytest.raises(DataError) as info:
+        load_corpus(folder)
+    message = str(info.value)
+    assert str(folder / "b.txt") in message and "invalid UTF-8 at byte offset 3" in message and "Hub" not in message
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (
+            b'{"text": "fine"}\n{"text": "unterminated\n',
+            "line 2 is not valid JSON (Unterminated string starting at column 10)",
+        ),
+        (b'{"text": "a"}\n{"text" "b"}\n', "line 2 is not valid JSON (Expecting ':' delimiter at column 9)"),
+    ],
+)
+def test_json_errors_read_as_words_with_their_column(tmp_path, content, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_corpus(path)
+    assert words in str(info.value) and " at at " not in str(info.value)
+    assert "`delt import --skip-bad-lines`" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ("id,text\nd0,hello world\nd1\nd2,bye\n", "line 3 has 1 fields but the header has 2"),
+        ('id,text\nd0,fine\nd1,"never closed\nd2,bye\n', "line 3 opens a quote that is never closed"),
+    ],
+)
+def test_csv_short_rows_and_open_quotes_are_named_by_line(tmp_path, content, words):
+    path = tmp_path / "c.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match="cannot parse as CSV") as info:
+        load_corpus(path)
+    assert words in str(info.value)
+    path.write_text("id,text\nd0,hello\nd1,\nd2,bye\n")  # an empty cell is an empty text, dropped and counted
+    assert load_corpus(path).frame["id"].to_list() == ["d0", "d2"]

@@ -26,7 +26,7 @@ ALLOWED = {
     "training": {"data", "models"},
     "jobs": {"data", "models", "scoring", "training"},
     "workspace": {"data", "demo", "jobs", "organize", "scoring"},
-    "experiments": {"data", "demo", "jobs", "organize", "scoring", "training", "workspace"},
+    "experiments": {"data", "demo", "jobs", "models", "organize", "scoring", "training", "workspace"},
     "cli": {"data", "demo", "experiments", "jobs", "models", "organize", "scoring", "training", "workspace", ""},
 }
 LIGHT = (

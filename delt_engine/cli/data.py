@@ -153,17 +153,10 @@ def _count_records(path: Path) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Load, check and normalise a corpus, write it, and print what loading did."""
-    from ..data.corpus import load_corpus, records_format, write_records
-    from ..errors import DataError
+    from ..data.corpus import load_corpus, write_records
+    from .common import check_output
 
-    records_format(args.output)  # a wrong suffix fails now, not after a long load
-    if args.output.is_dir():
-        raise DataError(
-            f"{args.output}: is an existing folder, not a file; choose another --output file name, or remove the folder"
-        )
-    source = Path(args.input)
-    if source.exists() and args.output.exists() and source.resolve() == args.output.resolve():
-        raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
+    check_output(args.output, args.input)
     loaded = load_corpus(
         args.input,
         text_field=args.text_field,

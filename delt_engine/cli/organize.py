@@ -127,17 +127,11 @@ def _io_arguments(parser: argparse.ArgumentParser, scored: bool = True) -> None:
 def _read_input(args: argparse.Namespace, action: str | None = None):
     """The input records; with ``action`` ("select", "order") their ids must be unique (the message
     names the input file and some repeated ids)."""
-    from ..data.corpus import read_records, records_format
-    from ..errors import DataError
+    from ..data.corpus import read_records
     from ..organize.selection import check_unique_ids
+    from .common import check_output
 
-    records_format(args.output)  # a wrong output suffix fails before any work
-    if args.output.is_dir():
-        raise DataError(
-            f"{args.output}: is an existing folder, not a file; choose another --output file name, or remove the folder"
-        )
-    if args.input.exists() and args.output.exists() and args.input.resolve() == args.output.resolve():
-        raise DataError(f"{args.output}: the output would overwrite the input; choose another --output")
+    check_output(args.output, args.input)
     frame = read_records(args.input)
     if action:
         check_unique_ids(frame, action=action, where=str(args.input))

@@ -163,6 +163,9 @@ def _check_args(args) -> None:
         raise ConfigError(f"score needs {', '.join(missing)} (or --job-dir DIR)")
     if not args.output.lower().endswith(OUTPUT_SUFFIXES):
         raise ConfigError(f"--output {args.output} must end in .jsonl or .parquet")
+    from .common import check_output
+
+    check_output(args.output, args.input, args.target)  # before minutes of scoring, not after
 
 
 def _options(args) -> dict:

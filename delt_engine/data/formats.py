@@ -19,6 +19,7 @@ import errno
 import gzip
 import io
 import json
+import logging
 import os
 import re
 import zlib
@@ -30,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from ..errors import ConfigError, DataError
+from ..fileio import json_problem
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt", "hf-disk", "hf")
 SUFFIX_FORMATS = {
@@ -335,8 +337,8 @@ def ensure_utf8(path: Path | str, raw: bytes, replace: bool) -> tuple[bytes, int
             line = raw.count(b"\n", 0, offset) + 1
             raise DataError(
                 f"{path}: invalid UTF-8 at byte offset {offset} (line {line}): "
-                f"{exc.reason}; re-save the file as UTF-8, or pass replace_invalid_utf8=True "
-                f"(--replace-invalid-utf8) to replace bad bytes with U+FFFD"
+                f"{exc.reason}; re-save the file as UTF-8, or replace bad bytes with U+FFFD: "
+                f"replace_invalid_utf8=True (`delt import --replace-invalid-utf8` writes a repaired copy)"
             ) from None
     text = raw[start:].decode("utf-8", errors="replace")
     # Each invalid sequence becomes one U+FFFD; U+FFFD already in the file does not count.
@@ -436,12 +438,13 @@ def _jsonl_slow(
             record = json.loads(line)
             problem = None if isinstance(record, dict) else f"is a JSON {json_kind(record)}, not an object"
         except json.JSONDecodeError as exc:
-            problem = f"is not valid JSON ({exc.msg} at column {exc.colno})"
+            problem = f"is not valid JSON ({json_problem(exc, line=False)})"
         if problem is not None:
             if not skip_bad_lines:
                 raise DataError(
                     f"{path}: line {number} {problem}; each line must hold one JSON object: "
-                    f"fix that line, or pass skip_bad_lines=True (--skip-bad-lines) to skip such lines"
+                    f"fix that line, or skip such lines: skip_bad_lines=True (`delt import --skip-bad-lines` "
+                    f"writes a copy without them)"
                 )
             bad.append(number)
             continue
@@ -498,7 +501,7 @@ def read_json_array(path: Path, data: bytes, string_fields: tuple[str | None, ..
             if exc.msg == "Extra data"
             else "; fix the file"
         )
-        raise DataError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}){hint}") from None
+        raise DataError(f"{path}: not valid JSON ({json_problem(exc)}){hint}") from None
     if not isinstance(value, list):
         raise DataError(
             f"{path}: expected a JSON array of objects ([{{...}}, ...]), found a JSON "
@@ -532,8 +535,29 @@ def read_csv(
     except pl.exceptions.PolarsError:
         frame = _read_csv_as_text(path, data, separator)
     if text_field in frame.columns and frame.schema[text_field] == pl.String:
+        if frame[text_field].null_count():  # an empty cell, or a row too short to reach the column
+            problem = _csv_problem(data, separator)
+            if problem:
+                raise DataError(f"{path}: cannot parse as CSV: {problem}; fix that line")
         frame = frame.with_columns(pl.col(text_field).fill_null(""))
     return RawTable(frame, lambda i: f"row {i + 1}")
+
+
+def _csv_problem(data: bytes, separator: str) -> str | None:
+    """The first line whose field count differs from the header's, or whose quote is never closed."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator, strict=True)
+    try:
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for row in reader:
+            if row and len(row) != len(header):
+                return f"line {start} has {len(row)} fields but the header has {len(header)}"
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "end of data" in str(exc):
+            return f"line {start} opens a quote that is never closed"
+        return f"line {start}: {exc}"
+    return None
 
 
 def _read_csv_as_text(path: Path, data: bytes, separator: str = ",") -> pl.DataFrame:
@@ -541,13 +565,7 @@ def _read_csv_as_text(path: Path, data: bytes, separator: str = ",") -> pl.DataF
     try:
         return pl.read_csv(io.BytesIO(data), infer_schema=False, separator=separator)
     except pl.exceptions.PolarsError as exc:
-        reason = str(exc).strip().splitlines()[0]
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
-    header = next(reader, [])
-    for row in reader:
-        if row and len(row) != len(header):
-            reason = f"line {reader.line_num} has {len(row)} fields but the header has {len(header)}"
-            break
+        reason = _csv_problem(data, separator) or str(exc).strip().splitlines()[0]
     raise DataError(f"{path}: cannot parse as CSV: {reason}; fix that line (quote fields that contain the separator)")
 
 
@@ -640,6 +658,9 @@ def read_hf(
 
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the engine never prints
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # its own error lines repeat what the DataError below says
     try:
         if streaming:
             frame = _read_stream(source, split, name, limit)
@@ -653,11 +674,30 @@ def read_hf(
     # datasets raises many unrelated types here (ConnectionError, FileNotFoundError, ValueError,
     # DatasetNotFoundError, ...); all of them mean "this source cannot be loaded".
     except Exception as exc:
+        if Path(source).is_dir():
+            _check_folder_files(Path(source))  # a file of a local folder that fails: named, with its line
         raise _load_dataset_error(source, split, name, streaming, exc) from None
     finally:
+        logger.setLevel(level)
         if bars_were_on:
             datasets.enable_progress_bars()
     return RawTable(frame, lambda i: f"row {i + 1}")
+
+
+def _check_folder_files(folder: Path) -> None:
+    """Read every data file of a local dataset folder (by suffix, hidden ones skipped) with this module's
+    own readers and raise the first one's DataError (file, line, byte), named as part of ``folder``."""
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if any(part.startswith(".") for part in file.relative_to(folder).parts):
+            continue
+        try:
+            fmt = detect_format(file)
+        except DataError:
+            continue  # no data suffix: load_dataset ignores it too
+        try:
+            read_source(file, fmt, text_field=None)
+        except DataError as exc:
+            raise DataError(f"{folder}: one of its files cannot be loaded: {exc}") from None
 
 
 def _read_stream(source: str | Path, split: str, name: str | None, limit: int | None) -> pl.DataFrame:

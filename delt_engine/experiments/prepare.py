@@ -96,7 +96,11 @@ def prepare_comparison(
     Returns:
         The Comparison; its runs are ready to submit (``JobManager.submit(run_dir, "train")``).
     """
+    from ..models.presets import check_model_spec
+
     spec = spec if isinstance(spec, ComparisonSpec) else parse_spec(spec)
+    for model in {str(spec.train.get("model", "cpu-demo")), *([spec.scorer.model] if spec.scorer.model else [])}:
+        check_model_spec(model)  # before any work: every run would fail on it
     cmp_dir = workspace.new_comparison_dir(slug(spec.name) or "cmp")
     try:
         manifest = _prepare(spec, workspace, cmp_dir, on_progress, should_stop)

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.dedup import DedupConfig
 from ..errors import ConfigError
+from ..fileio import json_problem
 from ..organize.configs import OrderConfig, SelectConfig
 from ..organize.registry import BASELINE_ORDERING
 from .holdout import EVAL_TARGET_FRACTION
@@ -106,12 +107,12 @@ class ScorerSpec:
                 'spec field \'scorer\' must be {"method": NAME, "options": {...}} or, for a corpus '
                 'that is already scored, {"score_field": COLUMN}'
             )
-        if self.method is not None:
-            from ..scoring import get_scorer
-
-            get_scorer(self.method)
         if not isinstance(self.options, dict):
             raise ConfigError(f"scorer options={self.options!r} must be an object of scorer settings")
+        if self.method is not None:
+            from ..scoring.registry import check_options
+
+            check_options(self.method, self.options)
         if self.direction not in ("higher_better", "higher_harder"):
             raise ConfigError(f"scorer direction={self.direction!r} must be 'higher_better' or 'higher_harder'")
 
@@ -284,7 +285,7 @@ def _read_spec_file(path: Path) -> Any:
             f"spec file {path} is not UTF-8 text (invalid byte at offset {exc.start}); save it as UTF-8 JSON"
         ) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"spec file {path} is not valid JSON: {exc}") from None
+        raise ConfigError(f"spec file {path} is not valid JSON ({json_problem(exc)}); fix the file") from None
 
 
 def _arms(source: dict, selection: SelectConfig | None, dedup: DedupConfig | None) -> tuple[Arm, ...]:

@@ -97,6 +97,19 @@ def looks_like_hub_id(spec: str) -> bool:
     )
 
 
+def check_model_spec(spec) -> None:
+    """ConfigError unless ``spec`` is a preset, an existing model folder or a Hub id ``owner/name``
+    (a Hub id is checked when it is fetched)."""
+    text = str(spec)
+    if text in PRESETS or os.path.isdir(text) or looks_like_hub_id(text):
+        return
+    why = "a file, not a folder" if os.path.exists(text) else "no such folder"
+    raise ConfigError(
+        f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor a model folder ({why}); "
+        "give a preset name, a folder holding config.json and safetensors weights, or a Hub id owner/name"
+    )
+
+
 def hub_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` forbids downloads (then only the local cache is used)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
@@ -117,6 +130,7 @@ def resolve_model_spec(spec: str, with_tokenizer: bool = True) -> tuple[str, Hub
             unknown id, not a causal LM, custom code required, no safetensors weights), with the fix.
     """
     if not looks_like_hub_id(spec):
+        check_model_spec(spec)
         return spec, None
     snapshot = fetch_hub_model(spec, with_tokenizer=with_tokenizer)
     return str(snapshot.path), snapshot

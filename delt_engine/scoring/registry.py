@@ -51,6 +51,8 @@ class ScorerInfo:
         needs_target: it needs a clean target set (LQS, PDS).
         cost: how ``cost.estimate`` prices it: "text" (one pass over the texts, no model), "forward"
             (a forward pass per sample) or "gradient" (LQS/PDS: a proxy trajectory and per-sample gradients).
+        options: the ``options`` keys it reads (``check_options`` refuses others), or None when the
+            scorer checks its options itself (LQS/PDS: ``LQSConfig.from_options``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class ScorerInfo:
     function: str
     needs_target: bool = False
     cost: str = "text"
+    options: tuple[str, ...] | None = ()
 
     def __post_init__(self):
         if self.direction not in ("higher_better", "higher_harder"):
@@ -100,6 +103,17 @@ def get_scorer(name: str) -> ScorerInfo:
     return SCORERS[name]
 
 
+def check_options(method: str, options: dict) -> None:
+    """ConfigError naming the keys of ``options`` that scorer ``method`` does not read, and those it does."""
+    info = get_scorer(method)
+    if info.options is None:
+        return
+    unknown = sorted(str(k) for k in options if k not in info.options)
+    if unknown:
+        valid = ", ".join(info.options) if info.options else "none"
+        raise ConfigError(f"unknown {method} option(s) {', '.join(unknown)}; valid options: {valid}")
+
+
 def score(method: str, ctx: ScoreContext):
     """Run scorer ``method`` on ``ctx`` and return its scores table (id, score, components)."""
     return get_scorer(method).load()(ctx)
@@ -122,6 +136,7 @@ for _info in (
         False,
         "delt_engine.scoring.baselines",
         "score_length",
+        options=("vocab_size",),
     ),
     ScorerInfo(
         "compression",
@@ -139,6 +154,7 @@ for _info in (
         "delt_engine.scoring.baselines",
         "score_perplexity",
         cost="forward",
+        options=("warmup_steps", "warmup_lr", "bf16", "attn_implementation", "vocab_size"),
     ),
     ScorerInfo(
         "lqs",
@@ -149,6 +165,7 @@ for _info in (
         "score_lqs",
         needs_target=True,
         cost="gradient",
+        options=None,
     ),
     ScorerInfo(
         "pds",
@@ -159,6 +176,7 @@ for _info in (
         "score_pds",
         needs_target=True,
         cost="gradient",
+        options=None,
     ),
 ):
     register(_info)

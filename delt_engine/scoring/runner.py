@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
 from ..errors import ConfigError, DataError
 from ..progress import PhaseTimer, ProgressFn, StopFn, check_stop
 from . import ScoreContext, get_scorer
+from .registry import check_options
 
 KEY = "__delt_score_key"  # temporary join key (the id as a string), never left in an output
 
@@ -341,6 +343,10 @@ def run_scoring(
     frame = check_frame(frame)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer (e.g. 16)")
+    for name, value, least, example in (("seed", seed, 0, 0), ("max_length", max_length, 2, 128)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ConfigError(f"{name}={value!r} must be a whole number >= {least} (e.g. {example})")
+    check_options(method, options or {})
     ctx = ScoreContext(
         frame=frame,
         model=model,

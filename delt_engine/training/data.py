@@ -206,6 +206,9 @@ def read_texts(rows: list[dict], field_name: str, path, fallback: str = "text") 
     for i, row in enumerate(rows):
         text = row.get(key)
         if not isinstance(text, str):
-            raise DataError(f"{path}: row {i + 1} has no string {key!r} field; set text_field to the text column")
+            raise DataError(
+                f"{path}: row {i + 1} has no string {key!r} field; name the text column with text_field "
+                "(`delt import --text-field NAME` writes a copy with it as 'text')"
+            )
         out.append(text)
     return out
