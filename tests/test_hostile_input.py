@@ -620,3 +620,40 @@ def test_csv_short_rows_and_open_quotes_are_named_by_line(tmp_path, content, wor
     assert words in str(info.value)
     path.write_text("id,text\nd0,hello\nd1,\nd2,bye\n")  # an empty cell is an empty text, dropped and counted
     assert load_corpus(path).frame["id"].to_list() == ["d0", "d2"]
+
+
+def test_cli_options_that_do_not_apply_are_refused_not_ignored(tmp_path):
+    src = write_jsonl(tmp_path / "s.jsonl", [{"id": f"d{i}", "text": f"t {i}", "score": float(i)} for i in range(6)])
+    out = tmp_path / "o.jsonl"
+    line = one_error_line(cli("order", "--input", src, "--output", out, "--method", "sorting", "--layers", "5"))
+    assert "--layers applies to folding, zigzag, not to --method sorting" in line
+    line = one_error_line(cli("dedup", "--input", src, "--output", out, "--mode", "exact", "--threshold", "0.5"))
+    assert "--threshold does not apply to --mode exact" in line
+    line = one_error_line(cli("dedup", "--input", src, "--output", out, "--mode", "edit", "--ngram", "3"))
+    assert "--ngram does not apply to --mode edit" in line
+    assert not out.exists()
+
+
+def test_cli_score_column_errors_name_the_file_and_a_bad_value(tmp_path):
+    rows = [{"id": f"d{i}", "text": f"t {i}", "score": float(i)} for i in range(6)]
+    rows[4]["score"] = "high"
+    src = write_jsonl(tmp_path / "s.jsonl", rows)
+    for command, extra in (("select", ["--method", "top-k", "--k", "2"]), ("order", ["--method", "sorting"])):
+        line = one_error_line(cli(command, "--input", src, "--output", tmp_path / "o.jsonl", *extra))
+        assert line.startswith(f"error: {src}: score field 'score' holds String values (id d4: 'high')"), line
+
+
+def test_cli_runs_commands_refuse_a_missing_or_file_workspace(tmp_path):
+    line = one_error_line(cli("runs", "list", "--workspace", tmp_path / "nope"))
+    assert "does not exist" in line and not (tmp_path / "nope").exists()
+    src = write_jsonl(tmp_path / "c.jsonl", [{"text": "a"}])
+    assert "is a file, not a workspace folder" in one_error_line(cli("runs", "list", "--workspace", src))
+
+
+def test_a_value_that_is_not_a_number_is_called_so():
+    from delt_engine.training.config import RunConfig
+
+    with pytest.raises(ConfigError, match="lr='abc' is not a number"):
+        RunConfig.from_dict({"input": "x.jsonl", "lr": "abc"})
+    with pytest.raises(ConfigError, match="lr=-1 is out of range"):
+        RunConfig.from_dict({"input": "x.jsonl", "lr": -1})

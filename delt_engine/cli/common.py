@@ -9,8 +9,17 @@ def workspace_arg(parser) -> None:
 
 def workspace(args):
     """The workspace of ``--workspace``, else ``$DELT_WORKSPACE``, else ./workspace."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
     from ..workspace.layout import Workspace, default_workspace
 
+    if args.workspace:
+        folder = Path(args.workspace)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--workspace {folder} is a file, not a workspace folder; give the folder")
+        if not folder.exists() and getattr(args, "needs_existing_workspace", False):
+            raise ConfigError(f"--workspace {folder} does not exist; give the folder holding runs/ (or create it)")
     return Workspace(args.workspace) if args.workspace else default_workspace()
 
 

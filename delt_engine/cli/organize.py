@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         help="near: Jaccard similarity of word n-gram sets that counts as a duplicate (default 0.7); edit: "
         "1 - word edits / longer length (default 0.8: at most one word in five changed; 0.7 to 1)",
     )
-    dedup.add_argument("--ngram", type=int, default=5, metavar="N", help="near: words per shingle (default 5)")
+    dedup.add_argument("--ngram", type=int, default=None, metavar="N", help="near: words per shingle (default 5)")
     dedup.add_argument("--text-field", default="text", metavar="NAME", help="field holding the text (default: text)")
     dedup.set_defaults(func=cmd_dedup)
 
@@ -96,7 +96,9 @@ def register(subparsers) -> None:
         help="ordering method; beyond the paper: "
         + ", ".join(m for m, info in ORDERINGS.items() if info.source != "paper"),
     )
-    order.add_argument("--layers", type=int, default=3, metavar="L", help=f"layers of {'/'.join(LAYERED)} (default: 3)")
+    order.add_argument(
+        "--layers", type=int, default=None, metavar="L", help=f"layers of {'/'.join(LAYERED)} (default: 3)"
+    )
     order.add_argument("--descending", action="store_true", help="sort (or fold) by descending score")
     order.add_argument(
         "--window",
@@ -142,8 +144,17 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     """Drop duplicates, write the rest in corpus order, and say how many went."""
     from ..data.corpus import write_records
     from ..data.dedup import DedupConfig
+    from ..errors import ConfigError
 
-    config = DedupConfig(args.mode, args.threshold, args.ngram)
+    given = [flag for flag, value in (("--threshold", args.threshold), ("--ngram", args.ngram)) if value is not None]
+    unused = given if args.mode == "exact" else [f for f in given if f == "--ngram" and args.mode == "edit"]
+    if unused:
+        why = {"exact": "it compares whole normalised texts", "edit": "its candidates always come from word bigrams"}
+        raise ConfigError(
+            f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to --mode {args.mode} "
+            f"({why[args.mode]}); drop {'it' if len(unused) == 1 else 'them'}, or use --mode near"
+        )
+    config = DedupConfig(args.mode, args.threshold, 5 if args.ngram is None else args.ngram)
     frame = _read_input(args)
     kept, result = config.apply(frame, text_field=args.text_field)
     write_records(kept, args.output, score_meta=_carried_meta(_read_meta(args.input)))
@@ -158,6 +169,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     """Select, write the survivors, and print what was kept."""
     from ..data.corpus import write_records
+    from ..errors import DataError
     from ..organize.selection import select, summarize_selection
 
     frame = _read_input(args, action="select")
@@ -166,7 +178,10 @@ def cmd_select(args: argparse.Namespace) -> int:
     options = dict(
         k=args.k, ratio=args.ratio, threshold=args.threshold, score_field=args.score_field, higher_is_better=higher
     )
-    kept = select(frame, args.method, **options)
+    try:
+        kept = select(frame, args.method, **options)
+    except DataError as exc:
+        raise DataError(f"{args.input}: {exc}") from None
     summary = summarize_selection(frame, args.method, **options)
     write_records(kept, args.output, score_meta=_carried_meta(meta))
     end = "highest" if higher else "lowest"
@@ -178,18 +193,25 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_order(args: argparse.Namespace) -> int:
     """Order, write the records in training order, and say which order was made."""
     from ..data.corpus import write_records
+    from ..errors import ConfigError, DataError
     from ..organize.ordering import LAYERED, order
 
+    if args.layers is not None and args.method not in LAYERED:
+        raise ConfigError(f"--layers applies to {', '.join(LAYERED)}, not to --method {args.method}; drop it")
+    args.layers = 3 if args.layers is None else args.layers
     frame = _read_input(args, action="order")
-    ordered = order(
-        frame,
-        args.method,
-        layers=args.layers,
-        descending=args.descending,
-        window=args.window,
-        seed=args.seed,
-        score_field=args.score_field,
-    )
+    try:
+        ordered = order(
+            frame,
+            args.method,
+            layers=args.layers,
+            descending=args.descending,
+            window=args.window,
+            seed=args.seed,
+            score_field=args.score_field,
+        )
+    except DataError as exc:
+        raise DataError(f"{args.input}: {exc}") from None
     meta = _read_meta(args.input)
     write_records(ordered, args.output, score_meta=_carried_meta(meta))
     label = args.method

@@ -28,16 +28,16 @@ def register(subparsers) -> None:
     workspace_arg(p)
     p.add_argument("--comparison", help="only the runs of this comparison id")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, needs_existing_workspace=True)
     p = sub.add_parser("show", help="config, status, last metrics and summary of one run")
     p.add_argument("run_id", help="the run's id (see `runs list`)")
     workspace_arg(p)
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=cmd_show, needs_existing_workspace=True)
     p = sub.add_parser("cancel", help="cancel a queued or running run (SIGTERM, SIGKILL after a grace period)")
     p.add_argument("run_id", help="the run's id (see `runs list`)")
     workspace_arg(p)
     p.add_argument("--grace", type=float, default=10.0, help="seconds before a hard kill (default 10)")
-    p.set_defaults(func=cmd_cancel)
+    p.set_defaults(func=cmd_cancel, needs_existing_workspace=True)
     p = sub.add_parser(
         "wait",
         help="wait until runs end (local runs, or cluster jobs submitted with compare --no-wait); "
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--comparison", help="every run of this comparison (its report is printed at the end)")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (the runs go on)")
     workspace_arg(p)
-    p.set_defaults(func=cmd_wait)
+    p.set_defaults(func=cmd_wait, needs_existing_workspace=True)
     p = sub.add_parser(
         "export",
         help="curves CSV and summary JSON of a comparison (with group_by: group curves, "
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         "'delt-studio[trackers]'",
     )
     workspace_arg(p)
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, needs_existing_workspace=True)
     p = sub.add_parser("report", help="the comparison table and verdicts (also for unfinished comparisons)")
     p.add_argument("comparison_id", help="the comparison's id (printed by `compare`)")
     workspace_arg(p)
@@ -79,7 +79,7 @@ def register(subparsers) -> None:
         'and, for runs evaluated by group, a "forgetting" list '
         "(arm, group, min_loss, final_loss, rise, ...)",
     )
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, needs_existing_workspace=True)
     p = sub.add_parser("launch", help="queue runs (or the runs of a comparison that never started) and wait for them")
     p.add_argument("run_ids", nargs="*", help="ids of runs to queue (or none, with --comparison)")
     p.add_argument("--comparison", help="launch every run of this comparison that has not finished")
@@ -90,7 +90,7 @@ def register(subparsers) -> None:
         help="runs at once (default: one per GPU when there are several, else 1)",
     )
     workspace_arg(p)
-    p.set_defaults(func=cmd_launch)
+    p.set_defaults(func=cmd_launch, needs_existing_workspace=True)
     p = sub.add_parser(
         "eval",
         help="evaluate a run's kept model with lm-evaluation-harness (lm_eval.json)",
@@ -110,7 +110,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=16, help="requests per forward pass (default 16)")
     workspace_arg(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, needs_existing_workspace=True)
 
 
 def cmd_list(args) -> int:
@@ -157,7 +157,7 @@ def cmd_list(args) -> int:
     ]
     print(text_table(header, rows))
     for info in infos:
-        if info.state == "failed" and info.error:
+        if info.state in ("failed", "unknown") and info.error:
             print(f"{info.id}: {info.error.splitlines()[0]}")
     return 0
 

@@ -204,7 +204,18 @@ def score_array(frame: pl.DataFrame, score_field: str = "score", action: str = "
             f"{_names(frame, where)}; JSONL stores NaN as null: drop or rescore those samples"
         )
     if not column.dtype.is_numeric():
-        raise DataError(f"score field {score_field!r} holds {column.dtype}, not numbers; pick a numeric field")
+        if column.dtype == pl.Boolean:
+            what = "true/false values"
+        else:
+            bad = np.flatnonzero(column.cast(pl.Float64, strict=False).is_null().to_numpy())
+            first = bad[:1] if bad.size else np.arange(1)
+            value = column.gather(first).to_list()[0]
+            what = (
+                f"{column.dtype} values ({_names(frame, bad)}: {value!r})"
+                if bad.size
+                else f"{column.dtype} values (numbers written as text, e.g. {value!r})"
+            )
+        raise DataError(f"score field {score_field!r} holds {what}, not numbers; pick a numeric field or rescore")
     return check_scores(column.cast(pl.Float64).to_numpy(), frame=frame, action=action)
 
 

@@ -300,4 +300,6 @@ def _check_float(
     if not ok:
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         extra = " or null" if optional else ""
-        raise ConfigError(f"{name}={value!r} is out of range; use a number in {lo}{low}, {high}{hi}{extra}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        problem = "is out of range" if number else "is not a number"
+        raise ConfigError(f"{name}={value!r} {problem}; use a number in {lo}{low}, {high}{hi}{extra}")
