@@ -123,7 +123,13 @@ def test_errors_are_one_line_with_exit_2(tmp_path, capsys):
 def test_cli_choices_match_the_registries():
     assert SELECT_METHODS == tuple(SELECTIONS) and ORDER_METHODS == tuple(ORDERINGS)
     args = build_parser().parse_args(["order", "--input", "a.jsonl", "--method", "zigzag", "--output", "b.jsonl"])
-    assert (args.layers, args.seed, args.window, args.descending, args.score_field) == (3, 0, None, False, "score")
+    assert (args.layers, args.seed, args.window, args.descending, args.score_field) == (
+        None,
+        0,
+        None,
+        False,
+        "score",
+    )  # unset --layers: 3 for folding/zigzag
 
 
 def test_dedup_drops_repeats_keeping_the_first(tmp_path, capsys):
