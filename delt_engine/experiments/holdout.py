@@ -3,7 +3,7 @@
 
 - The validation split is duplicate-aware: documents are grouped with their exact and near copies
   (word 3-gram Jaccard >= 0.4, deliberately loose: the demo's synonym-swapped copies go down to 0.40;
-  or word edit similarity >= 0.75, which also holds a short text with a word changed, where one edit
+  or word edit similarity >= 0.8, which also holds a short text with a word changed, where one edit
   breaks most 3-grams),
   a seeded share of the clean documents is held out, and every member of a held-out document's group
   leaves the training data, so no validation text has a copy in any arm's training data.
@@ -28,7 +28,7 @@ from ..data.dedup import find_duplicates, normalize
 HOLDOUT_SEED = 0  # the validation split does not depend on the run seeds: every arm sees the same one
 COPY_NGRAM = 3  # near copies for the hold-out: word 3-gram shingles ...
 COPY_THRESHOLD = 0.4  # ... with Jaccard >= 0.4 (loose on purpose: a false match only moves a document)
-COPY_EDIT = 0.75  # or word edit similarity >= 0.75 (a short text with one word in four changed)
+COPY_EDIT = 0.8  # or word edit similarity >= 0.8 (a short text with one word in five changed)
 EVAL_TARGET_FRACTION = 0.5
 
 

@@ -414,7 +414,9 @@ def _arm_data(arm: Arm, scored: pl.DataFrame, info: ScoreInfo) -> dict:
 
 def _overlap_checks(inputs: Inputs, arm_data: dict) -> dict:
     """Held-out texts with a copy in an arm's training data (the largest count over the arms; each arm's
-    own counts go into its manifest entry). They must all be 0."""
+    own counts go into its manifest entry). Validation counts are 0 by construction (the split moves
+    copies out of training); the evaluation target is not removed from training, so its counts say how
+    many target texts the training data nearly contains (2 on the demo: paraphrases of corpus entries)."""
     from ..data.corpus import load_corpus
 
     held = {}
