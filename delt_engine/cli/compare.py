@@ -189,7 +189,7 @@ def _on_cluster(ws, comparison, options, args) -> int:
         print(comparison.id)
         return 0
     bar = runs_bar()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = _catch_stop_signals()
     try:
         statuses = cluster.wait(jobs, on_tick=lambda s: show_runs(bar, s))
     except KeyboardInterrupt:
@@ -198,7 +198,8 @@ def _on_cluster(ws, comparison, options, args) -> int:
         cluster.cancel_jobs(jobs)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bar.close()
     print_report(ws, comparison.id, as_json=args.json)
     return 0 if report_failures(statuses) else 1
@@ -267,7 +268,7 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
         manager.submit(d, "train")
     bar = runs_bar()
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` on this command cancels its runs too
+    previous = _catch_stop_signals()  # `kill`/`timeout` on this command cancels its runs too
     try:
         statuses = manager.wait(run_dirs, on_tick=lambda s: show_runs(bar, s))
     except KeyboardInterrupt:
@@ -279,7 +280,8 @@ def launch_and_wait(run_dirs, max_concurrent: int | None) -> bool:
         manager.wait(run_dirs, timeout=manager.grace_s + 30)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bar.close()
     return report_failures(statuses)
 
@@ -312,6 +314,13 @@ def report_failures(statuses: dict) -> bool:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _catch_stop_signals() -> dict:
+    """SIGTERM and SIGINT raise KeyboardInterrupt while this command waits (also a SIGINT the shell set to
+    be ignored, as for a job started with & from a script: `train` stops on it, so `compare` does too);
+    returns the previous handlers."""
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _train_fraction(progress: dict) -> float:

@@ -507,3 +507,61 @@ def test_the_readme_example_spec_is_valid():
     spec = parse_spec(ROOT / "assets" / "example_comparison.json")
     assert spec.labels == ["shuffle", "sorting", "folding L=3", "folding L=3 + local shuffle"]
     assert spec.seeds == (0, 1, 2) and spec.scorer.method == "lqs" and spec.selection.ratio == 0.9
+
+
+def test_compare_stops_on_sigint_even_when_the_shell_ignored_it(tmp_path):
+    """A job started with & from a script inherits SIGINT as ignored; compare (like train) still cancels its
+    runs on it and keeps what they recorded."""
+    import signal
+
+    from delt_engine.workspace.layout import Workspace
+
+    _tiny_corpus(tmp_path)
+    spec = {
+        "name": "sigint",
+        "corpus": "corpus.jsonl",
+        "scorer": {"method": "length"},
+        "orderings": ["shuffle"],
+        "seeds": [0],
+        "train": {
+            "model": "tiny-test",
+            "steps": 100000,
+            "epochs": 100000,
+            "eval_every": None,
+            "batch_size": 8,
+            "max_length": 32,
+            "vocab_size": 300,
+            "device": "cpu",
+        },
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    ws_dir = tmp_path / "ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "delt_engine", "compare", "--spec", "spec.json", "--workspace", str(ws_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = Workspace(ws_dir).list_runs() if (ws_dir / "runs").exists() else []
+            if runs and runs[0].last_metrics.get("train_loss") is not None:
+                break
+            time.sleep(0.5)
+        assert runs and runs[0].last_metrics, "the run never started"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:  # the test failed: stop compare and the run it started
+            proc.kill()
+            from delt_engine.jobs.manager import JobManager
+
+            for run in Workspace(ws_dir).list_runs():
+                JobManager().cancel(run.dir)
+    assert proc.returncode == 130, err
+    (run,) = Workspace(ws_dir).list_runs()
+    assert run.state == "cancelled" and run.last_metrics.get("train_loss") is not None
