@@ -657,3 +657,11 @@ def test_a_value_that_is_not_a_number_is_called_so():
         RunConfig.from_dict({"input": "x.jsonl", "lr": "abc"})
     with pytest.raises(ConfigError, match="lr=-1 is out of range"):
         RunConfig.from_dict({"input": "x.jsonl", "lr": -1})
+
+
+def test_texts_with_nothing_visible_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "c.jsonl"
+    texts = ["\x00" * 2000, " \t ", "\u200b\u200b", "a real text", "👩\u200d💻", "a\x00b"]
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    loaded = load_corpus(path)
+    assert loaded.frame["id"].to_list() == ["d3", "d4", "d5"] and loaded.report.n_empty_dropped == 3

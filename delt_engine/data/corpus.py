@@ -136,9 +136,10 @@ def load_corpus(
         limit: keep only the first N rows of the source (before empty texts are dropped).
 
     Returns:
-        LoadedCorpus(frame, report). Documents whose text is empty or whitespace are dropped and
-        counted. Generated ids number rows as read, before anything is dropped, so a document
-        keeps its id whatever else is dropped. ``report.id_field`` says where ids came from.
+        LoadedCorpus(frame, report). Documents whose text shows nothing (empty, whitespace, control or
+        format characters only) are dropped and counted. Generated ids number rows as read, before
+        anything is dropped, so a document keeps its id whatever else is dropped. ``report.id_field``
+        says where ids came from.
 
     Raises:
         DataError: a missing path (or symbolic link loop), unreadable or malformed input (the message
@@ -212,9 +213,11 @@ def _source_notes(fmt: str, split: str, name: str | None, streaming: bool, limit
 
 
 def _drop_empty_and_duplicates(frame: pl.DataFrame, dedup: bool) -> tuple[pl.DataFrame, int, int]:
-    """Drop empty/whitespace-only texts, then (with ``dedup``) exact duplicate texts keeping the first."""
+    """Drop texts with nothing visible (empty, whitespace, control or format characters only), then (with
+    ``dedup``) exact duplicate texts keeping the first."""
     before = frame.height
-    frame = frame.filter(pl.col("text").str.strip_chars().str.len_bytes() > 0)
+    # nothing visible: whitespace, control characters (NUL, ...) and format characters (zero-width spaces)
+    frame = frame.filter(pl.col("text").str.replace_all(r"[\s\p{Cc}\p{Cf}]+", "").str.len_bytes() > 0)
     n_empty = before - frame.height
     if not dedup:
         return frame, n_empty, 0
