@@ -246,6 +246,15 @@ def _run_file(args, bars: ProgressLog) -> int:
     meta["settings"].update(hub)  # the Hub ids and commits behind snapshot folders
     write_records(result.frame, args.output, score_meta=meta)
     bars.close()
+    from ..scoring.runner import renamed_columns
+
+    renamed = renamed_columns(frame, result.scores, result.method)
+    if renamed:
+        print(
+            "kept the input's own column(s) "
+            + ", ".join(f"{c!r} (the scorer's is written as {n!r})" for c, n in renamed.items()),
+            file=sys.stderr,
+        )
     print(
         f"scored {result.scores.height} of {result.frame.height} samples with {result.method} "
         f"({result.direction}) in {result.elapsed_s:.1f}s -> {args.output}",

@@ -355,7 +355,7 @@ def score_corpus(
         cached,
         round(elapsed, 3),
     )
-    return _drop_unscored(join_scores(frame, scores), made)
+    return _drop_unscored(join_scores(frame, scores, scorer.method), made)
 
 
 def _drop_unscored(frame: pl.DataFrame, info: ScoreInfo) -> tuple[pl.DataFrame, ScoreInfo]:

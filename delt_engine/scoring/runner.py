@@ -221,7 +221,8 @@ class ScoreResult:
     """Output of one scoring run.
 
     Attributes:
-        frame: the input frame with the score columns left-joined on id (input row order).
+        frame: the input frame with the score columns left-joined on id (input row order; a scorer
+            column whose name the input already uses for its own data is renamed, see ``join_scores``).
         scores: the scorer's own table (id, score, components), one row per scored sample.
         method, direction: the scorer's name and its direction ("higher_better" | "higher_harder").
         config: the settings that produced the scores (for provenance).
@@ -296,14 +297,36 @@ def _check_scores(scores, frame: pl.DataFrame, method: str) -> pl.DataFrame:
     return scores
 
 
-def join_scores(frame: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with ``scores`` left-joined on id, in ``frame`` row order; frame columns that share a
-    name with a score column (e.g. an old ``score``) are replaced. ``frame``'s id dtype is kept."""
+def join_scores(frame: pl.DataFrame, scores: pl.DataFrame, method: str = "score") -> pl.DataFrame:
+    """``frame`` with ``scores`` left-joined on id, in ``frame`` row order; ``frame``'s id dtype is kept.
+
+    A ``score`` column of ``frame`` (an earlier scoring's) is replaced, and so are the other columns of
+    ``scores`` when ``frame`` holds all of them (this scorer's output, scored again). Otherwise a column of
+    ``frame`` that shares a name with one of the scorer's (user metadata such as ``source`` or ``loss``)
+    is kept, and the scorer's is written as ``{method}_{name}`` (``renamed_columns`` says which)."""
+    scores = scores.rename(renamed_columns(frame, scores, method))
     value_cols = [c for c in scores.columns if c != "id"]
     base = frame.drop([c for c in value_cols if c in frame.columns])
     base = base.with_columns(pl.col("id").cast(pl.Utf8).alias(KEY))
     right = scores.rename({"id": KEY})
     return base.join(right, on=KEY, how="left", maintain_order="left").drop(KEY)
+
+
+def renamed_columns(frame: pl.DataFrame, scores: pl.DataFrame, method: str) -> dict[str, str]:
+    """{scorer column: new name} for the scorer's columns that would replace metadata of ``frame`` (see
+    ``join_scores``)."""
+    value_cols = [c for c in scores.columns if c != "id"]
+    clash = [c for c in value_cols if c in frame.columns and c != "score"]
+    if not clash or set(value_cols) <= set(frame.columns):
+        return {}
+    taken, out = set(frame.columns) | set(value_cols), {}
+    for c in clash:
+        name, k = f"{method}_{c}", 2
+        while name in taken:
+            name, k = f"{method}_{c}_{k}", k + 1
+        out[c] = name
+        taken.add(name)
+    return out
 
 
 def run_scoring(
@@ -389,7 +412,7 @@ def run_scoring(
         "n_samples": frame.height,
         "n_scored": scores.height,
     }
-    return ScoreResult(join_scores(frame_in, scores), scores, method, info.direction, config, elapsed)
+    return ScoreResult(join_scores(frame_in, scores, method), scores, method, info.direction, config, elapsed)
 
 
 def score_frame(

@@ -55,6 +55,18 @@ def test_integer_ids_keep_their_dtype_and_old_scores_are_replaced():
     assert out["score"].to_list() != [9.0] * 6
 
 
+def test_user_metadata_sharing_a_scorer_column_name_is_kept():
+    frame = pl.DataFrame(
+        {"id": [f"d{i}" for i in range(6)], "text": TEXTS, "n_bytes": ["mine"] * 6, "lang": ["en"] * 6}
+    )
+    out = score_frame(frame, "compression")
+    assert out["n_bytes"].to_list() == ["mine"] * 6 and out["lang"].to_list() == ["en"] * 6  # the user's own
+    assert out["compression_n_bytes"].to_list() == [len(t.encode()) for t in TEXTS]
+    once = score_frame(frame.drop("n_bytes"), "compression")
+    again = score_frame(once, "compression")  # this scorer's own columns, scored again: replaced
+    assert again.columns == once.columns and "compression_n_bytes" not in again.columns
+
+
 def test_run_scoring_returns_metadata():
     result = run_scoring(corpus(), "random", seed=7)
     assert result.method == "random" and result.direction == "higher_better"
