@@ -245,13 +245,21 @@ def parse_spec(source: dict | str | Path) -> ComparisonSpec:
     values = {k: v for k, v in source.items() if k not in ("orderings", "arms")}
     selection = None if source.get("selection") is None else SelectConfig.from_dict(source["selection"])
     dedup = None if source.get("dedup") is None else DedupConfig.from_dict(source["dedup"])
+    scorer = source.get("scorer", {"method": "length"})
+    if isinstance(scorer, dict) and scorer.get("model") is not None:
+        scorer = {**scorer, "model": _model_path(scorer["model"], base)}
+    train = source.get("train", {})
+    if isinstance(train, dict):
+        train = {
+            k: _model_path(v, base) if k in ("model", "tokenizer") and v is not None else v for k, v in train.items()
+        }
     values.update(
-        scorer=ScorerSpec.from_dict(source.get("scorer", {"method": "length"})),
+        scorer=ScorerSpec.from_dict(scorer),
         selection=selection,
         dedup=dedup,
         arms=_arms(source, selection, dedup),
         seeds=tuple(_check_seeds(source.get("seeds", [0]))),
-        train=_check_train(source.get("train", {})),
+        train=_check_train(train),
         group_by=_check_group_by(source.get("group_by")),
         **_resolve_paths(source, base),
     )
@@ -373,6 +381,17 @@ def _check_group_by(group_by) -> str | None:
 
     RunConfig(input="ordered.parquet", group_by=group_by)
     return group_by
+
+
+def _model_path(value, base: Path):
+    """A model or tokenizer folder given relative to the spec file, made absolute (so the prepared runs load
+    it from any directory); presets, Hub ids and anything that is no folder there stay as written."""
+    from ..models.presets import PRESETS
+
+    if not isinstance(value, str) or not value or value in PRESETS:
+        return value
+    folder = base / Path(value).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else value
 
 
 def _resolve_paths(source: dict, base: Path) -> dict:

@@ -274,3 +274,24 @@ def test_a_small_target_set_still_splits_into_two_nonempty_parts():
         assert holdout.split_target(frame, 0.5)[1]["id"].to_list() == eval_part["id"].to_list()  # by text alone
     with pytest.raises(ValueError, match="at least two different"):
         holdout.split_target(pl.DataFrame({"id": ["a", "b"], "text": ["same", "Same"]}))
+
+
+def test_model_folders_in_a_spec_resolve_against_the_spec_file(tmp_path, monkeypatch):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "specs").mkdir()
+    spec_file = tmp_path / "specs" / "s.json"
+    spec_file.write_text(
+        json.dumps(
+            {
+                "corpus": "demo",
+                "orderings": ["shuffle"],
+                "scorer": {"method": "perplexity", "model": "../models/mine"},
+                "train": {"model": "../models/mine", "steps": 2},
+            }
+        )
+    )
+    monkeypatch.chdir("/")  # run from anywhere: the folders are found next to the spec
+    spec = parse_spec(spec_file)
+    assert spec.train["model"] == spec.scorer.model == str((tmp_path / "models" / "mine").resolve())
+    other = parse_spec({"corpus": "demo", "orderings": ["shuffle"], "train": {"model": "cpu-demo"}})
+    assert other.train["model"] == "cpu-demo"  # presets (and Hub ids) stay as written
