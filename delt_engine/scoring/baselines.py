@@ -158,8 +158,13 @@ def sample_mean_losses(
 
 
 def perplexity_options(ctx: ScoreContext) -> dict:
-    """``ctx.options`` with the proxy warm-up defaults (``PERPLEXITY_WARMUP``) filled in where not set."""
-    return {**PERPLEXITY_WARMUP, **ctx.options}
+    """``ctx.options`` with the warm-up defaults filled in where not set: ``PERPLEXITY_WARMUP`` for a
+    preset (a random model, whose perplexity says nothing about the text until it has seen the corpus),
+    ``warmup_steps=0`` for a model folder or Hub model (a trained model is scored as it is)."""
+    from ..models.presets import PRESETS
+
+    preset = isinstance(ctx.model, str) and ctx.model in PRESETS
+    return {**(PERPLEXITY_WARMUP if preset else {"warmup_steps": 0}), **ctx.options}
 
 
 def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
@@ -168,8 +173,9 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
     The sample is the document truncated to ``ctx.max_length`` tokens with EOS appended (as in
     training). Model: ``prepare_model`` (a seeded preset, or a local model directory), first warmed up
     on the corpus as LQS's proxy is (options ``warmup_steps`` and ``warmup_lr``, defaults in
-    ``PERPLEXITY_WARMUP``), since a random preset's perplexity says nothing about the text;
-    ``warmup_steps=0`` scores with the model as it is (e.g. a trained model directory). Options:
+    ``PERPLEXITY_WARMUP``), since a random preset's perplexity says nothing about the text; a model
+    folder or Hub model is scored as it is unless ``warmup_steps`` is set. The options used, defaults
+    included, are written back to ``ctx.options`` (so the scoring's recorded settings show them). Options:
     ``bf16`` (CUDA autocast, default False), ``attn_implementation`` (default "sdpa").
 
     Under ``torchrun`` the samples are sharded across the processes and rank 0 returns the merged
@@ -185,7 +191,9 @@ def score_perplexity(ctx: ScoreContext) -> pl.DataFrame:
 
     device = local_device(resolve_device(ctx.device))
     world = init_world(device)  # under torchrun every rank scores a share of the samples
-    ctx = dataclasses.replace(ctx, device=str(device), options=perplexity_options(ctx))
+    used = perplexity_options(ctx)
+    ctx.options.update(used)  # recorded with the scores (run_scoring's config holds this dict)
+    ctx = dataclasses.replace(ctx, device=str(device), options=used)
     tokenizer = prepare_tokenizer(ctx)
     samples = prepare_samples(ctx, tokenizer)
     model = prepare_model(

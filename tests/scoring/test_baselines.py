@@ -225,3 +225,19 @@ def test_warmup_on_length_halves_trains_as_the_whole_batches(tokenizer, monkeypa
     assert split_losses == pytest.approx(whole_losses, rel=1e-6)
     for (name, a), (_, b) in zip(split_model.named_parameters(), whole_model.named_parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+
+
+def test_perplexity_warms_up_only_a_random_preset_and_records_what_it_used(tmp_path):
+    from delt_engine.scoring.baselines import perplexity_options
+    from delt_engine.scoring.runner import run_scoring
+
+    frame = pl.DataFrame({"id": ["a", "b"], "text": ["x y z", "y z x"]})
+    assert perplexity_options(ScoreContext(frame=frame, model="cpu-demo")) == PERPLEXITY_WARMUP
+    folder = ScoreContext(frame=frame, model=str(tmp_path))  # a trained model folder: scored as it is
+    assert perplexity_options(folder) == {"warmup_steps": 0}
+    assert (
+        perplexity_options(ScoreContext(frame=frame, model=str(tmp_path), options={"warmup_steps": 5}))["warmup_steps"]
+        == 5
+    )
+    result = run_scoring(frame, "perplexity", model="tiny-test", options={"warmup_steps": 1}, max_length=16)
+    assert result.config["options"] == {"warmup_steps": 1, "warmup_lr": PERPLEXITY_WARMUP["warmup_lr"]}
