@@ -152,6 +152,7 @@ def fetch_hub_model(repo_id: str, with_tokenizer: bool = True) -> HubSnapshot:
 
     config_file = _hub_file(repo_id, "config.json", None, "model")
     folder, revision = config_file.parent, config_file.parent.name
+    check_no_custom_code(config_file, f"Hub model {repo_id}")
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
@@ -337,11 +338,37 @@ def build_model(
     return model.to(dev)
 
 
+def check_no_custom_code(config_file: Path, where: str) -> None:
+    """DataError when a model's config.json needs code of its own: an ``auto_map`` entry for the model
+    (loading the built-in class instead would silently drop that code) or a ``model_type`` transformers
+    does not know. DELT Studio never runs code from a model folder (``trust_remote_code`` stays off)."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # missing or unreadable: AutoConfig says so
+    if not isinstance(raw, dict):
+        return
+    mapped = [k for k in (raw.get("auto_map") or {}) if k.startswith("AutoModel")]
+    model_type = raw.get("model_type")
+    if mapped or (model_type and model_type not in CONFIG_MAPPING):
+        what = f"maps {mapped[0]} to code of its own (auto_map)" if mapped else f"has model_type {model_type!r}"
+        raise DataError(
+            f"{where}: its config.json {what}, which needs the model's own Python code; DELT Studio never "
+            "runs code that comes with a model (trust_remote_code stays off): use a model whose architecture "
+            "transformers has built in (e.g. Llama, Mistral, GPT-2, Qwen2)"
+        )
+
+
 def load_model_dir(path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "eager"):
     """Load a local causal LM with safetensors weights; no remote code, no network."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
+    check_no_custom_code(path / "config.json", str(path))
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:

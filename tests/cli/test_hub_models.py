@@ -272,3 +272,25 @@ def test_online_errors_from_a_mocked_hub(monkeypatch, tmp_path):
     assert [a[1] for a in asked] == ["config.json", "model.safetensors.index.json", "model.safetensors"]
     assert all(a[3] is False for a in asked)  # online: downloads allowed
     assert all(a[2] == COMMIT for a in asked[1:])  # every file from the commit the config came from
+
+
+@pytest.mark.parametrize(
+    "patch, words",
+    [
+        ({"model_type": "my-own-arch"}, "has model_type 'my-own-arch', which needs the model's own Python code"),
+        ({"auto_map": {"AutoModelForCausalLM": "modeling_my.MyLM"}}, "maps AutoModelForCausalLM to code of its own"),
+    ],
+)
+def test_local_model_folders_that_need_their_own_code_are_refused(hub_cache, tmp_path, patch, words):
+    """A built-in model_type with an auto_map for the model would load the built-in class and silently drop
+    the folder's code; an unknown model_type cannot load at all. Both say why and what to use instead."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(snapshot_dir(hub_cache, "owner/tiny"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **patch}))
+    with pytest.raises(DataError, match="trust_remote_code stays off") as info:
+        presets.load_model_dir(folder)
+    assert words in str(info.value)
+    assert presets.load_model_dir(snapshot_dir(hub_cache, "owner/tiny")).config.model_type == config["model_type"]
