@@ -12,11 +12,15 @@ can drop them first. Two modes, both keeping corpus order and the first occurren
   ``threshold`` (default 0.8: at most one word in five substituted, inserted or deleted) with an
   earlier document, whatever their length; candidates come from MinHash on word bigrams.
 
+Words are what spaces separate, except in scripts written without spaces (Chinese, Japanese, Thai):
+there each character counts as a word (``split_unspaced``), so their copies are found too.
+
 The ``near`` machinery (stable hashes, MinHash, LSH, the exact check) is in ``minhash.py``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -42,6 +46,18 @@ class DedupResult:
     @property
     def n_dropped(self) -> int:
         return int(self.duplicate.sum())
+
+
+# scripts written without spaces between words (Thai, CJK punctuation, kana, ideographs, full-width forms):
+# near and edit mode take each such character as a word, or a whole paragraph would be one "word"
+_UNSPACED = re.compile(r"([\u0e00-\u0e7f\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef])")
+
+
+def split_unspaced(norm: str) -> str:
+    """A normalised text with every character of a script written without spaces made a word of its own."""
+    if norm.isascii() or not _UNSPACED.search(norm):
+        return norm
+    return " ".join(_UNSPACED.sub(r" \1 ", norm).split())
 
 
 def normalize(text: str) -> str:
@@ -86,11 +102,11 @@ def find_duplicates(
     if mode == "near" and len(norm) > 1:
         from .minhash import mark_near_duplicates
 
-        mark_near_duplicates(norm, of, threshold, ngram, num_perm, seed)
+        mark_near_duplicates([split_unspaced(t) for t in norm], of, threshold, ngram, num_perm, seed)
     elif mode == "edit" and len(norm) > 1:
         from .minhash import mark_edit_duplicates
 
-        mark_edit_duplicates(norm, of, threshold, num_perm, seed)
+        mark_edit_duplicates([split_unspaced(t) for t in norm], of, threshold, num_perm, seed)
     marked = np.flatnonzero(of >= 0)  # an exact copy of a text marked since as a near copy: to its kept root
     of[marked] = np.where(of[of[marked]] >= 0, of[of[marked]], of[marked])
     return DedupResult(of >= 0, of, mode)

@@ -535,3 +535,17 @@ def test_edit_settings_and_spec_format():
     texts = ["one two three four five six seven", "one two three four five six eight", "x y"]
     kept, result = DedupConfig("edit").apply(pl.DataFrame({"id": ["a", "b", "c"], "text": texts}))
     assert kept["id"].to_list() == ["a", "c"] and result.of.tolist() == [-1, 0, -1]  # 6 of 7 words: 0.857
+
+
+def test_scripts_without_spaces_are_compared_character_by_character():
+    a = "我们在北京大学学习中文已经三年了，每天早上都去图书馆看书，下午和朋友一起练习口语，晚上写作业。"
+    b = a.replace("北京", "上海", 1)  # two characters of 47 changed
+    other = "完全不同的一段文字，讲的是另外一件事情，和上面的没有关系。"
+    for mode in ("near", "edit"):
+        assert find_duplicates([a, other, b], mode).of.tolist() == [-1, -1, 0], mode
+    thai = "ภาษาไทยเขียนติดกันโดยไม่มีการเว้นวรรคระหว่างคำแต่ละคำในประโยคยาวนี้"
+    assert find_duplicates([thai, thai.replace("ยาว", "สั้น")], "edit").of.tolist() == [-1, 0]
+    from delt_engine.data.dedup import split_unspaced
+
+    assert split_unspaced("hello 世界 test") == "hello 世 界 test" and split_unspaced("plain text") == "plain text"
+    assert find_duplicates(["日本語", "日本 語"], "exact").n_dropped == 0  # exact mode compares the text as it is
