@@ -665,3 +665,32 @@ def test_texts_with_nothing_visible_are_dropped_and_counted(tmp_path):
     path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
     loaded = load_corpus(path)
     assert loaded.frame["id"].to_list() == ["d3", "d4", "d5"] and loaded.report.n_empty_dropped == 3
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`delt runs report | head` : the reader leaves early; no "error: Broken pipe" line, no traceback."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from delt_engine import cli
+        from delt_engine.cli import runs
+
+        def flood(args):
+            for i in range(200000):
+                print("line", i)
+            return 0
+
+        runs.cmd_list = flood
+        sys.exit(cli.main(["runs", "list", "--workspace", sys.argv[1]]))
+        """
+    )
+    (tmp_path / "ws" / "runs").mkdir(parents=True)
+    done = subprocess.run(
+        f"{sys.executable} -c '{script}' {tmp_path / 'ws'} | head -n 2",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout == "line 0\nline 1\n" and done.stderr == "", done.stderr
