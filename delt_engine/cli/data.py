@@ -53,8 +53,9 @@ def register(subparsers) -> None:
     imp.add_argument(
         "--text-mode",
         default="lines",
-        choices=("lines", "paragraphs"),
-        help=".txt input: one document per line, or per blank-line separated paragraph",
+        choices=("lines", "paragraphs", "file"),
+        help=".txt input (a file, or a folder of them): one document per line, per blank-line separated "
+        "paragraph, or per file (default: lines); a folder's documents get a source_file column",
     )
     imp.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) malformed JSONL lines")
     imp.add_argument(

@@ -126,7 +126,8 @@ def load_corpus(
         dedup: drop exact duplicate texts, keeping the first.
         split: the split to take from a DatasetDict folder or a ``load_dataset`` source, optionally
             sliced as ``load_dataset`` does: "train[:1000]", "train[10%:20%]", "train+test".
-        text_mode: for .txt, "lines" (one document per line) or "paragraphs" (blank-line separated).
+        text_mode: for .txt (a file or a folder of them), "lines" (one document per line), "paragraphs"
+            (blank-line separated) or "file" (one document per file).
         max_decompressed_bytes: the most bytes a .gz source may expand to (an int, or "2GB", "4GiB");
             None takes ``$DELT_MAX_DECOMPRESSED_BYTES``, else 1 GB. A guard against gzip bombs.
         name: the config of a ``load_dataset`` source (a Hub id or dataset folder with several

@@ -45,7 +45,7 @@ SUFFIX_FORMATS = {
 }
 FILE_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt")
 GZIP_SUFFIX = ".gz"  # any text format may be gzip-compressed: corpus.jsonl.gz, data.csv.gz, ...
-TEXT_MODES = ("lines", "paragraphs")
+TEXT_MODES = ("lines", "paragraphs", "file")
 MAX_LISTED = 10  # how many bad line numbers a report keeps
 JSON_BLANK = " \t\r"  # JSON whitespace that may pad a line (\n is the separator)
 # Decompressed bytes a .gz source may expand to. Parsing a text of N bytes holds a few times N in memory
@@ -219,6 +219,9 @@ def read_source(
     if fmt == "hf":
         if _stat_errno(path) is not None and not looks_like_hub_id(source):
             raise missing_source_error(path)  # neither a local dataset folder/script nor a Hub id
+        txt = _txt_folder_files(path)
+        if txt and split == "train" and not streaming:
+            return read_txt_folder(path, txt, text_mode, replace_invalid_utf8, max_decompressed_bytes, limit)
         return read_hf(source, split, name=name, streaming=streaming, limit=limit)
     if _stat_errno(path) is not None:
         raise missing_source_error(path)
@@ -581,7 +584,11 @@ def read_parquet(path: Path) -> RawTable:
 
 
 def read_txt(data: bytes, text_mode: str = "lines") -> RawTable:
-    """Plain text: one document per line ("lines") or per blank-line separated block ("paragraphs")."""
+    """Plain text: one document per line ("lines"), per blank-line separated block ("paragraphs"), or the
+    whole file ("file")."""
+    if text_mode == "file":
+        text = data.decode("utf-8").replace("\r\n", "\n").rstrip("\n")
+        return RawTable(pl.DataFrame({"text": [text]}, schema={"text": pl.String}), lambda i: "the file")
     lines = data.decode("utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start an empty one
@@ -600,6 +607,50 @@ def read_txt(data: bytes, text_mode: str = "lines") -> RawTable:
                 block = []
     frame = pl.DataFrame({"text": docs}, schema={"text": pl.String})
     return RawTable(frame, lambda i: f"line {starts[i]}")
+
+
+def _txt_folder_files(folder: Path) -> list[Path]:
+    """The files of a local folder when every data file in it (hidden ones aside) is plain text
+    (.txt, .txt.gz), in path order; else []."""
+    if not folder.is_dir():
+        return []
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    txt = [p for p in files if p.name.lower().endswith((".txt", ".txt.gz"))]
+    return txt if txt and len(txt) == len(files) else []
+
+
+def read_txt_folder(
+    folder: Path,
+    files: list[Path],
+    text_mode: str = "lines",
+    replace_invalid_utf8: bool = False,
+    max_decompressed_bytes: int | str | None = None,
+    limit: int | None = None,
+) -> RawTable:
+    """A folder of text files, each read as ``read_txt`` reads one file (``text_mode``: a document per
+    line, per paragraph, or per file), in path order; ``source_file`` says which file (relative path)
+    each document came from. Rows are labelled "file.txt line N"."""
+    frames, labels, replaced = [], [], 0
+    for file in files:
+        raw, where = read_bytes(file, max_decompressed_bytes)
+        data, n = ensure_utf8(where, raw, replace_invalid_utf8)
+        replaced += n
+        table = read_txt(data, text_mode)
+        rel = file.relative_to(folder).as_posix()
+        frames.append(table.frame.with_columns(pl.lit(rel, dtype=pl.String).alias("source_file")))
+        labels += [f"{rel} {table.row_label(i)}" for i in range(table.frame.height)]
+        if limit is not None and len(labels) >= limit:
+            break
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema={"text": pl.String, "source_file": pl.String})
+    if limit is not None:
+        frame = frame.head(limit)
+    table = RawTable(frame, lambda i: labels[i])
+    table.n_invalid_utf8_replaced = replaced
+    return table
 
 
 def _check_hf_options(fmt: str, name: str | None, streaming: bool, limit: int | None) -> None:

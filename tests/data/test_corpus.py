@@ -626,3 +626,24 @@ def test_loaded_corpus_round_trips_through_records(tmp_path):
         again = load_corpus(out) if suffix == ".jsonl" else load_corpus(out, fmt="parquet")
         assert again.frame.equals(loaded.frame)
         assert again.report.content_hash == loaded.report.content_hash
+
+
+@pytest.mark.parametrize(
+    "mode, texts",
+    [
+        ("lines", ["first line of a", "second line of a", "para one of b", "still para one", "para two of b"]),
+        ("paragraphs", ["first line of a\nsecond line of a", "para one of b\nstill para one", "para two of b"]),
+        ("file", ["first line of a\nsecond line of a", "para one of b\nstill para one\n\npara two of b"]),
+    ],
+)
+def test_a_folder_of_text_files_follows_the_text_mode_and_names_each_file(tmp_path, mode, texts):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("first line of a\nsecond line of a\n")
+    (folder / "sub" / "b.txt").write_text("para one of b\nstill para one\n\npara two of b\n")
+    (folder / "empty.txt").write_text("")
+    (folder / ".hidden.txt").write_text("not read")
+    frame = load_corpus(folder, text_mode=mode).frame
+    assert frame["text"].to_list() == texts
+    a = sum("of a" in t for t in texts)
+    assert frame["source_file"].to_list() == ["a.txt"] * a + ["sub/b.txt"] * (len(texts) - a)
