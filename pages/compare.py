@@ -81,6 +81,7 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
         from delt_engine.experiments.spec import describe_data
 
         st.caption(md("Data: " + describe_data(ws.load_comparison(cid))))
+        unfinished_notice(ws.list_runs(comparison=cid))
         return ws.comparison_curves(cid)
     infos = ws.list_runs()
     labels = {i.id: f"{i.arm or i.ordering or '?'} · seed {i.seed} · {i.state} · {i.id}" for i in infos}
@@ -89,7 +90,24 @@ def pick_source(ws: Workspace) -> pl.DataFrame | None:
     if not chosen:
         st.info("Pick one or more runs.")
         return None
+    unfinished_notice([i for i in infos if i.id in chosen])
     return runs_curves(ws, chosen)
+
+
+def unfinished_notice(infos) -> None:
+    """Say when some runs have not finished: curves, bands and verdicts then use what they recorded so far."""
+    states: dict[str, int] = {}
+    for info in infos:
+        if info.state != "done":
+            states[info.state] = states.get(info.state, 0) + 1
+    if not states:
+        return
+    how = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    st.warning(
+        f"{sum(states.values())} of {len(infos)} runs have not finished ({how}): the curves, bands and verdicts "
+        "below use what each run recorded so far, so runs that stopped early are compared at the last step "
+        "they reached. Verdicts are final once every run is done (reload the page to refresh)."
+    )
 
 
 def controls(curves: pl.DataFrame) -> tuple[str, str, float]:

@@ -323,6 +323,12 @@ def main() -> None:
     table = scores.score_table(frame, done)
     columns = [c for c in frame.columns if c != "score"] + [pl.col(method).alias("score")]
     work = table.select(columns).drop_nulls("score")
+    if work.height < frame.height:
+        st.warning(
+            f"The {method} scores cover {work.height:,} of the {frame.height:,} documents: the "
+            f"{frame.height - work.height:,} without a score are left out of selection and ordering "
+            "(score the whole dataset to keep them)."
+        )
     try:
         kept = selection(work, higher_better)
         if kept.height == 0:

@@ -313,10 +313,19 @@ def show_next(method: str) -> None:
     st.session_state.get(state.USER_CHOSEN, set()).discard("score.view")
 
 
+def _n_documents(corpus: Path) -> int:
+    """Documents in a dataset's corpus file (JSONL or Parquet), counted without loading the texts."""
+    scan = pl.scan_parquet(corpus) if corpus.suffix == ".parquet" else pl.scan_ndjson(corpus)
+    return int(scan.select(pl.len()).collect().item())
+
+
 def import_panel(corpus: Path) -> None:
     """Scores made elsewhere (``python -m delt_engine score --output``, another tool) added as a finished job."""
     from delt_engine.workspace.score_import import import_scores
 
+    note = st.session_state.pop("score.import_note", None)
+    if note:
+        st.warning(note)
     with st.expander("Add scores made elsewhere (a JSONL/Parquet file with id and score)"):
         st.caption(
             md(
@@ -337,6 +346,15 @@ def import_panel(corpus: Path) -> None:
         direction = c2.selectbox("Direction", list(DIRECTION), format_func=DIRECTION.get, key="score.import_dir")
         if not st.button("Add scores", key="score.import"):
             return
+        taken = latest_done(list_scorings(ROOT, corpus))
+        if name.strip() in taken:
+            st.error(
+                md(
+                    f"This dataset already has scores named {name.strip()!r}; adding these under the same name "
+                    f"would hide them. Give these another name (e.g. {name.strip()}-2)."
+                )
+            )
+            return
         try:
             source = Path(path).expanduser() if path.strip() else None
             if upload is not None:  # a file of its own, written atomically (see datasets.save_upload)
@@ -344,7 +362,14 @@ def import_panel(corpus: Path) -> None:
             if source is None:
                 st.info("Choose a file or give a path first.")
                 return
-            import_scores(ROOT / "scores", corpus, source, name=name.strip(), direction=direction)
+            job = import_scores(ROOT / "scores", corpus, source, name=name.strip(), direction=direction)
+            n_scored = pl.read_parquet(job / "scores.parquet").height
+            n_docs = _n_documents(corpus)
+            if n_docs and n_scored < n_docs:
+                st.session_state["score.import_note"] = (
+                    f"{name.strip()} scores {n_scored:,} of the {n_docs:,} documents; the others are left out "
+                    "of selection and ordering by it."
+                )
         except (DeltError, OSError, UnicodeDecodeError) as exc:
             st.error(md(f"Could not add the scores: {exc}"))
             return

@@ -329,10 +329,27 @@ def launch(frame, job, sel, arms: list[str], dedup: dict | None = None) -> None:
         st.error(md(f"Could not launch: {exc}"))
         return
     comparisons.follow(token)
+    ss["train.launched_with"] = launched_with(ss)
     st.rerun()
 
 
+def launched_with(ss) -> str:
+    """The settings a launch used, in words: a field left red (out of range) keeps its last valid value,
+    so the user sees what really runs."""
+    train = train_settings()
+    budget = next(f"{train[k]:,} {k}" for k in ("epochs", "steps", "tokens") if k in train)
+    first, n = int(ss["train.first_seed"]), int(ss["train.seeds"])
+    seeds = f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+    return (
+        f"Last launch: model {train['model']}, {budget}, batch {train['batch_size']}, peak learning rate "
+        f"{train['lr']:g}, evaluation every {train['eval_every']:,} steps, {seeds}."
+    )
+
+
 def preparation_status() -> None:
+    launched = st.session_state.get("train.launched_with")  # kept: the fragment reruns every second
+    if launched:
+        st.caption(md(launched))
     for prep in comparisons.registry().active():
         st.progress(prep.fraction, text=md(f"Preparing {prep.name}: {prep.message}"))
     token = st.session_state.get(state.PREP_TOKEN)

@@ -53,7 +53,10 @@ def job_row(job_dir: Path, status: dict, label: str, key: str) -> None:
         eta = progress.get("eta_s")
         text = f"{progress.get('phase', '')} {progress.get('done', 0)}/{progress.get('total', 0)}"
         text += f" · {progress['message']}" if progress.get("message") else ""
-        text += f" · ETA {eta:.0f} s" if isinstance(eta, (int, float)) and eta else ""
+        if state_ not in FINAL_STATES and isinstance(eta, (int, float)) and eta:  # a stopped job has no ETA
+            from delt_engine.scoring.cost import human_seconds
+
+            text += f" · ETA {human_seconds(eta)}"
         c2.progress(min(max(float(progress.get("fraction") or 0.0), 0.0), 1.0), text=md(text))
     elif state_ == "queued" and where:
         c2.caption(f"in the cluster's queue ({md(where)}); delt runs wait marks it failed if its job ends first")

@@ -63,3 +63,21 @@ def test_train_says_where_a_cluster_run_is(tmp_path, monkeypatch):
     assert "in the cluster's queue (slurm job 4242)" in shown, shown
     assert "slurm job 4242 on node-17" in shown, shown
     assert "waiting for a free slot" not in shown
+
+
+def test_compare_says_when_runs_have_not_finished(tmp_path, monkeypatch):
+    """Verdicts on runs that were cancelled (or still run) say so, instead of reading as final."""
+    from delt_engine.fileio import read_json, write_json
+
+    ws = tmp_path / "ws"
+    shutil.copytree(FIXTURE, ws)
+    monkeypatch.setenv("DELT_WORKSPACE", str(ws))
+    monkeypatch.setenv("DELT_SYNC_JOBS", "1")
+    with server_address("localhost"):
+        at = open_page("pages/compare.py")
+        assert not any("have not finished" in w.value for w in at.warning)  # all done: no notice
+        run = sorted((ws / "runs").iterdir())[0]
+        write_json(run / "status.json", {**read_json(run / "status.json"), "state": "cancelled"})
+        at = open_page("pages/compare.py")
+    notices = [w.value.replace("\\", "") for w in at.warning if "have not finished" in w.value]
+    assert len(notices) == 1 and notices[0].startswith("1 of ") and "(1 cancelled)" in notices[0], notices

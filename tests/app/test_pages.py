@@ -245,6 +245,20 @@ def test_score_page_adds_scores_made_elsewhere(workspace, tmp_path):
         list(top["chars"]) == sorted(top["chars"], reverse=True)
         and top["chars"].max() == corpus["text"].str.len_chars().max()
     )
+    # the same name again would hide the first scores: refused, with another name to use
+    at.button(key="score.import").click().run()
+    errors = [e.value.replace("\\", "") for e in at.error]  # md() escapes markdown characters
+    assert any("already has scores named 'chars'" in e and "chars-2" in e for e in errors), errors
+    # scores of part of the dataset: the page says how many documents they leave out, here and on Organize
+    half = tmp_path / "half.parquet"
+    corpus.head(30).select("id", pl.lit(1.0).alias("score")).write_parquet(half)
+    at.text_input(key="score.import_path").set_value(str(half))
+    at.text_input(key="score.import_name").set_value("partial")
+    at.button(key="score.import").click().run()
+    assert any(f"partial scores 30 of the {corpus.height:,} documents" in w.value.replace("\\", "") for w in at.warning)
+    org = open_page("pages/organize.py")
+    org.selectbox(key="organize.score").set_value("partial").run()
+    assert any(f"cover 30 of the {corpus.height:,} documents" in w.value.replace("\\", "") for w in org.warning)
 
 
 def test_organize_selection_cutoff_and_orderings(workspace):
@@ -318,6 +332,8 @@ def test_train_tiny_comparison_then_compare(workspace):
     assert len(runs) == 2
     assert all(json.loads((r / "status.json").read_text())["state"] == "done" for r in runs)
     assert sum("done" in m.value for m in at.markdown) == 2
+    launched = [c for c in texts(at, "caption") if c.startswith("Last launch:")]  # what really runs, in words
+    assert launched and "model tiny-test, 6 steps, batch 8" in launched[0] and "seed 0." in launched[0]
     assert {c.proto.id for c in charts(at)}  # live charts drawn from the run files
     assert manifest["spec"]["group_by"] == "kind"  # the demo's default, from the Train page's choice
     assert at.selectbox(key="train.group_by").value == "kind"
