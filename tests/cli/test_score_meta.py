@@ -70,7 +70,8 @@ def test_scored_files_record_scorer_direction_and_settings(scored):
         assert meta["scorer"] == "perplexity" and meta["direction"] == "higher_harder"
         assert meta["score_field"] == "score" and meta["n_scored"] == len(TEXTS)
         assert meta["settings"]["model"] == "tiny-test" and meta["settings"]["max_length"] == 16
-        assert meta["settings"]["options"] == {"vocab_size": 300}
+        # what was given and the defaults the scorer filled in (a preset proxy is warmed up on the corpus)
+        assert meta["settings"]["options"] == {"vocab_size": 300, "warmup_steps": 100, "warmup_lr": 3e-3}
     assert score_meta_path(scored["jsonl"]).name == "ppl.jsonl.meta.json"
     assert read_score_meta(scored["jsonl"])["matches_file"] is True
     assert "delt.score" in pl.read_parquet_metadata(scored["parquet"])
