@@ -23,7 +23,8 @@ def import_panel() -> None:
         "Import a dataset (file upload, local path or Hugging Face id)",
         expanded=bool(st.session_state.get(state.IMPORT_ERROR)),
     ):
-        tab_upload, tab_path, tab_hub = st.tabs(["Upload a file", "Local path", "Hugging Face dataset"])
+        # the open tab is the source: a file left in the uploader never wins over a path typed on another tab
+        tab_upload, tab_path, tab_hub = st.tabs(list(SOURCES), key="data.source", on_change="rerun")
         with tab_upload:
             upload = st.file_uploader(
                 "JSONL, JSON, CSV, TSV, Parquet or TXT (also gzipped: corpus.jsonl.gz)",
@@ -50,7 +51,10 @@ def import_panel() -> None:
         c3.write("")
         go = c3.button("Import", key="data.import", type="primary", width="stretch")
         if go:
-            source = _import_source(upload, path, hub)
+            chosen = {"upload": tab_upload.open, "path": tab_path.open, "hub": tab_hub.open}
+            source = _import_source(
+                upload if chosen["upload"] else None, path if chosen["path"] else "", hub if chosen["hub"] else ""
+            )
             if source is not None:
                 _do_import(source, text_field, name or _default_name(upload.name if upload is not None else source))
         if st.session_state.get(state.IMPORT_ERROR):
@@ -60,7 +64,11 @@ def import_panel() -> None:
                 st.rerun()
 
 
+SOURCES = ("Upload a file", "Local path", "Hugging Face dataset")
+
+
 def _import_source(upload, path: str, hub: str) -> str | None:
+    """The source of the open tab (the others are passed empty)."""
     if upload is not None:  # kept in the workspace under a name of its own (never replaced), never edited
         try:
             return str(datasets.save_upload(ROOT, upload.name, upload.getvalue()))
@@ -72,7 +80,8 @@ def _import_source(upload, path: str, hub: str) -> str | None:
     if hub.strip():
         return hub.strip()
     st.session_state[state.IMPORT_ERROR] = (
-        "Nothing to import: upload a file, type a path, or give a Hugging Face dataset id, then press Import."
+        "Nothing to import on the open tab: upload a file, type a path, or give a Hugging Face dataset id "
+        "(on its tab), then press Import."
     )
     return None
 

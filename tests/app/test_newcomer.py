@@ -114,6 +114,7 @@ def test_imported_dataset_needs_its_own_target_for_lqs(workspace, tmp_path):
         )
     )
     at = open_page()
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.path").set_value(str(corpus))
     at.text_input(key="data.name").set_value("garden")
     at.button(key="data.import").click().run()

@@ -48,6 +48,7 @@ def test_data_page_shows_demo_summary_and_browser(workspace):
 
 def test_data_import_errors_then_success(workspace, tmp_path):
     at = open_page()
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.path").set_value(str(tmp_path / "missing.jsonl"))
     at.text_input(key="data.name").set_value("mini")
     at.button(key="data.import").click().run()
@@ -57,6 +58,7 @@ def test_data_import_errors_then_success(workspace, tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{not json\n')
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.path").set_value(str(bad))
     at.button(key="data.import").click().run()
     assert any("line 2" in t for t in texts(at, "error")), texts(at, "error")
@@ -68,7 +70,11 @@ def test_data_import_errors_then_success(workspace, tmp_path):
             for i in range(7)
         )
     )
+    at.session_state["data.source"] = "Hugging Face dataset"  # a path typed on another tab is not used
     at.text_input(key="data.path").set_value(str(good))
+    at.button(key="data.import").click().run()
+    assert any("Nothing to import on the open tab" in t for t in texts(at, "error")), texts(at, "error")
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.name").set_value("demo")  # reserved name
     at.button(key="data.import").click().run()
     assert any("not allowed" in t for t in texts(at, "error"))

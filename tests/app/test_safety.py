@@ -159,6 +159,7 @@ def hostile_corpus(path):
 
 def test_corpus_text_ids_and_metadata_never_render_as_markdown(workspace, tmp_path):
     at = open_page()
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.path").set_value(str(hostile_corpus(tmp_path / "hostile.jsonl")))
     at.text_input(key="data.name").set_value("hostile")
     at.button(key="data.import").click().run()
@@ -186,6 +187,7 @@ def test_corpus_text_ids_and_metadata_never_render_as_markdown(workspace, tmp_pa
 def test_error_messages_that_quote_user_input_are_escaped(workspace, tmp_path):
     at = open_page()
     missing = tmp_path / "![x](http:" / "evil)"
+    at.session_state["data.source"] = "Local path"  # the open tab is the source
     at.text_input(key="data.path").set_value(str(missing))
     at.text_input(key="data.name").set_value("x1")
     at.button(key="data.import").click().run()
