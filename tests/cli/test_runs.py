@@ -338,6 +338,9 @@ def test_duplicates_are_dropped_before_selection(tmp_path):
 # ----------------------------------------------------------------------------- end to end (real training)
 
 
+TINY_TRAIN = {"model": "tiny-test", "batch_size": 8, "max_length": 32, "vocab_size": 300, "device": "cpu"}
+
+
 def _tiny_corpus(folder):
     import random
 
@@ -374,15 +377,7 @@ def test_compare_end_to_end_no_wait(tmp_path):
         "selection": {"method": "top-r", "ratio": 0.8},
         "orderings": ["shuffle", {"method": "folding", "layers": 2}],
         "seeds": [0, 1],
-        "train": {
-            "model": "tiny-test",
-            "steps": 4,
-            "eval_every": 2,
-            "batch_size": 8,
-            "max_length": 32,
-            "vocab_size": 300,
-            "device": "cpu",
-        },
+        "train": {**TINY_TRAIN, "steps": 4, "eval_every": 2},
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     ws_dir = tmp_path / "ws"
@@ -523,16 +518,7 @@ def test_compare_stops_on_sigint_even_when_the_shell_ignored_it(tmp_path):
         "scorer": {"method": "length"},
         "orderings": ["shuffle"],
         "seeds": [0],
-        "train": {
-            "model": "tiny-test",
-            "steps": 100000,
-            "epochs": 100000,
-            "eval_every": None,
-            "batch_size": 8,
-            "max_length": 32,
-            "vocab_size": 300,
-            "device": "cpu",
-        },
+        "train": {**TINY_TRAIN, "steps": 100000, "epochs": 100000, "eval_every": None},
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     ws_dir = tmp_path / "ws"
