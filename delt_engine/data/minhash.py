@@ -179,8 +179,17 @@ def shingle_hashes(norm: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndar
     """
     if len(norm) == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    return _shingles(*_words(norm), ngram)
+
+
+def _words(norm: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's hash in document order, and each document's word count."""
     data, word_start, word_len, n_words = _tokens(norm)
-    w = _byte_hashes(data, word_start, word_len)
+    return _byte_hashes(data, word_start, word_len), n_words
+
+
+def _shingles(w: np.ndarray, n_words: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """``shingle_hashes`` from the word hashes and word counts of ``_words``."""
     ends = np.cumsum(n_words)
     starts = ends - n_words
     # every window of ngram consecutive words in the flat word list (Horner), then drop the windows that
@@ -428,7 +437,7 @@ def mark_near_duplicates(
         ngram,
         num_perm,
         seed,
-        lambda sig, hashes, offsets, active: _Check(sig, hashes, offsets, threshold),
+        lambda sig, hashes, offsets, words: _Check(sig, hashes, offsets, threshold),
     )
 
 
@@ -436,25 +445,25 @@ def mark_edit_duplicates(norm: list[str], of: np.ndarray, threshold: float, num_
     """Mark near copies by word edit similarity >= threshold (in [0.7, 1]) in ``of``, like
     :func:`mark_near_duplicates`; candidates come from word bigrams."""
 
-    def check(sig, hashes, offsets, active):
-        texts = [norm[i] for i in active]
-        data, starts, lengths, n_words = _tokens(texts)
-        words = _byte_hashes(data, starts, lengths)
-        return _EditCheck(sig, hashes, offsets, words, np.r_[0, np.cumsum(n_words)], threshold)
+    def check(sig, hashes, offsets, words):
+        w, n_words = words
+        return _EditCheck(sig, hashes, offsets, w, np.r_[0, np.cumsum(n_words)], threshold)
 
     _mark(norm, of, edit_candidate_jaccard(threshold), 2, num_perm, seed, check)
 
 
 def _mark(norm: list[str], of: np.ndarray, jaccard: float, ngram: int, num_perm: int, seed: int, make_check) -> None:
-    """LSH candidates at shingle Jaccard ``jaccard``, checked by ``make_check(sig, hashes, offsets, active)``."""
+    """LSH candidates at shingle Jaccard ``jaccard``, checked by ``make_check(sig, hashes, offsets, words)``
+    (``words``: the word hashes and counts of the documents still unmarked, from ``_words``)."""
     active = np.flatnonzero(of < 0)
     if len(active) < 2:
         return
-    hashes, offsets = shingle_hashes([norm[i] for i in active], ngram)
+    words = _words([norm[i] for i in active])
+    hashes, offsets = _shingles(*words, ngram)
     bands, rows = lsh_parameters(jaccard, num_perm)
     sig = signatures(hashes, offsets, num_perm, seed)  # LSH uses the first bands * rows, the filter all
     buckets = [_buckets(k) for k in _band_keys(sig, bands, rows)]
-    match = _first_matches(buckets, make_check(sig, hashes, offsets, active), len(active))
+    match = _first_matches(buckets, make_check(sig, hashes, offsets, words), len(active))
     found = np.flatnonzero(match >= 0)
     for g, j in zip(active[found].tolist(), active[match[found]].tolist()):  # ascending: j's mark is final
         of[g] = of[j] if of[j] >= 0 else j
