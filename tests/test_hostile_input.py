@@ -694,3 +694,14 @@ def test_cli_output_into_a_closed_pipe_stops_quietly(tmp_path):
         timeout=120,
     )
     assert done.stdout == "line 0\nline 1\n" and done.stderr == "", done.stderr
+
+
+def test_a_folder_source_is_not_walked_past_a_sane_size(tmp_path, monkeypatch):
+    """`import --input /` (or a home folder) fails fast with the fix, instead of walking a whole file system."""
+    monkeypatch.setattr(corpus_formats, "MAX_FOLDER_ENTRIES", 5)
+    for i in range(8):
+        (tmp_path / f"d{i}.txt").write_text(f"document {i}\n")
+    with pytest.raises(DataError, match="holds more than 5 files and folders; give the folder that holds the data"):
+        load_corpus(tmp_path)
+    monkeypatch.setattr(corpus_formats, "MAX_FOLDER_ENTRIES", 100)
+    assert load_corpus(tmp_path).frame.height == 8

@@ -609,16 +609,40 @@ def read_txt(data: bytes, text_mode: str = "lines") -> RawTable:
     return RawTable(frame, lambda i: f"line {starts[i]}")
 
 
+MAX_FOLDER_ENTRIES = 100_000  # a dataset folder holds data files, not a file system
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files under a dataset folder, hidden ones (and those in hidden folders) aside, in path order.
+
+    DataError, instead of a walk through a whole file system, when the folder holds more than
+    ``MAX_FOLDER_ENTRIES`` entries or a part of it cannot be read (e.g. ``/`` with its ``/proc``)."""
+    files, seen = [], 0
+    for root, dirs, names in os.walk(folder, onerror=_raise_walk_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        seen += len(dirs) + len(names)
+        if seen > MAX_FOLDER_ENTRIES:
+            raise DataError(
+                f"{folder}: holds more than {MAX_FOLDER_ENTRIES:,} files and folders; give the folder that "
+                "holds the data files themselves"
+            )
+        files += [Path(root) / n for n in names if not n.startswith(".") and os.path.isfile(os.path.join(root, n))]
+    return sorted(files)
+
+
+def _raise_walk_error(exc: OSError) -> None:
+    raise DataError(
+        f"{exc.filename}: cannot be read while looking through the dataset folder ({exc.strerror or exc}); "
+        "give the folder that holds the data files themselves"
+    )
+
+
 def _txt_folder_files(folder: Path) -> list[Path]:
     """The files of a local folder when every data file in it (hidden ones aside) is plain text
     (.txt, .txt.gz), in path order; else []."""
     if not folder.is_dir():
         return []
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    files = folder_files(folder)
     txt = [p for p in files if p.name.lower().endswith((".txt", ".txt.gz"))]
     return txt if txt and len(txt) == len(files) else []
 
@@ -738,9 +762,7 @@ def read_hf(
 def _check_folder_files(folder: Path) -> None:
     """Read every data file of a local dataset folder (by suffix, hidden ones skipped) with this module's
     own readers and raise the first one's DataError (file, line, byte), named as part of ``folder``."""
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in file.relative_to(folder).parts):
-            continue
+    for file in folder_files(folder):
         try:
             fmt = detect_format(file)
         except DataError:
