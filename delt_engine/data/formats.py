@@ -660,10 +660,14 @@ def read_txt_folder(
     each document came from. Rows are labelled "file.txt line N"."""
     frames, labels, replaced = [], [], 0
     for file in files:
-        raw, where = read_bytes(file, max_decompressed_bytes)
-        data, n = ensure_utf8(where, raw, replace_invalid_utf8)
-        replaced += n
-        table = read_txt(data, text_mode)
+        table = read_source(
+            file,
+            "txt",
+            text_mode=text_mode,
+            replace_invalid_utf8=replace_invalid_utf8,
+            max_decompressed_bytes=max_decompressed_bytes,
+        )
+        replaced += table.n_invalid_utf8_replaced
         rel = file.relative_to(folder).as_posix()
         frames.append(table.frame.with_columns(pl.lit(rel, dtype=pl.String).alias("source_file")))
         labels += [f"{rel} {table.row_label(i)}" for i in range(table.frame.height)]
